@@ -1,0 +1,51 @@
+"""Ports: the small protocols the application needs from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDeadlineChanges:
+    """Deadlines of pending transfers, kept beside the events in one transaction.
+
+    It is an index derived from the events (a transfer's `expires_at`), kept
+    so the expiry sweep can find due holds without scanning history.
+    """
+
+    added: dict[UUID, datetime] = field(default_factory=dict)
+    removed: set[UUID] = field(default_factory=set)
+
+
+@runtime_checkable
+class LedgerRecorder(Protocol):
+    """What the writer needs of an event store beyond the library's recorder."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None: ...
+
+    def select_events_of_originators(
+        self, originator_ids: Sequence[UUID]
+    ) -> dict[UUID, list[StoredEvent]]: ...
+
+    def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]: ...
+
+
+def require_ledger_recorder(recorder: ApplicationRecorder) -> LedgerRecorder:
+    if not isinstance(recorder, LedgerRecorder):
+        raise TypeError(
+            f"{type(recorder).__name__} cannot serve the ledger writer: it needs "
+            "select_events_of_originators and select_due_pending_transfer_ids"
+        )
+    return recorder

@@ -1,0 +1,374 @@
+"""One writer with group commit.
+
+Requests queue their commands; a single thread takes as many as fit in one
+batch, decides them in order against cached aggregates (each succeeds or
+fails alone, or with its linked chain), and saves every new event of the
+batch in one transaction. Throughput grows with load: while one batch
+commits, the next one fills.
+
+Several service processes may share a database. Each has its own writer and
+cache; the event store's unique (aggregate, version) key is the arbiter. A
+batch built on a stale aggregate fails to insert as a whole, and the writer
+evicts what it touched, reloads, and decides the batch again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from uuid import UUID
+
+import structlog
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from application.ledger_application import LedgerApplication
+from application.ports import Clock, PendingDeadlineChanges
+from domain.account import Account
+from domain.commands import Command, ExpirePendingTransfer
+from domain.ledger_batch import (
+    CommandResult,
+    LedgerBatch,
+    account_ids_to_load,
+    transfer_ids_to_load,
+)
+from domain.transfer import Transfer
+
+log = structlog.get_logger(__name__)
+
+# TigerBeetle's batch size: large enough to amortise a commit, small enough
+# that one batch's decisions and insert stay well under a second.
+BATCH_SIZE_MAX_DEFAULT = 8190
+
+
+@dataclass(frozen=True, slots=True)
+class WriterLimits:
+    batch_size_max: int = BATCH_SIZE_MAX_DEFAULT
+    queued_commands_max: int = 16 * BATCH_SIZE_MAX_DEFAULT
+    account_cache_size_max: int = 100_000
+    transfer_cache_size_max: int = 20_000
+    conflict_retries_max: int = 16
+    expiry_sweep_interval_s: float = 1.0
+    submit_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size_max <= self.queued_commands_max:
+            raise ValueError("need 1 <= batch_size_max <= queued_commands_max")
+        if self.account_cache_size_max < 1 or self.transfer_cache_size_max < 1:
+            raise ValueError("caches need room for at least one aggregate")
+
+
+class WriterOverloaded(Exception):
+    """The queue is full: the caller should back off and retry."""
+
+
+class WriterStopped(Exception):
+    """The writer is not running, or stopped before the commands ran."""
+
+
+class WriterConflict(Exception):
+    """Other writers kept changing the same aggregates; the batch gave up."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReceipt:
+    results: list[CommandResult]
+    # Position (notification id) of the batch's last event: a reader that has
+    # seen this position has seen these writes. None when nothing was written.
+    position: int | None
+
+
+@dataclass(slots=True)
+class _Submission:
+    commands: list[Command]
+    future: Future[WriteReceipt] = field(default_factory=Future)
+
+
+@dataclass(slots=True)
+class WriterStatistics:
+    batches_committed: int = 0
+    commands_applied: int = 0
+    events_written: int = 0
+    conflicts_retried: int = 0
+    last_batch_size: int = 0
+    last_commit_s: float = 0.0
+    pending_transfers_expired: int = 0
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _BoundedCache(Generic[K, V]):
+    """Least recently used entries go first once the bound is reached."""
+
+    def __init__(self, size_max: int) -> None:
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._size_max = size_max
+
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size_max:
+            self._entries.popitem(last=False)
+
+    def evict(self, keys: Iterable[K]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class LedgerWriter:
+    def __init__(
+        self, app: LedgerApplication, clock: Clock, limits: WriterLimits | None = None
+    ) -> None:
+        self._app = app
+        self._clock = clock
+        self.limits = limits or WriterLimits()
+        self._accounts: _BoundedCache[UUID, Account] = _BoundedCache(
+            self.limits.account_cache_size_max
+        )
+        self._transfers: _BoundedCache[UUID, Transfer] = _BoundedCache(
+            self.limits.transfer_cache_size_max
+        )
+        self._queue: deque[_Submission] = deque()
+        self._queued_commands = 0
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._last_sweep = 0.0
+        self.statistics = WriterStatistics()
+
+    # Lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._condition:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish what is queued, then stop."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        with self._condition:
+            self._thread = None
+            abandoned = list(self._queue)
+            self._queue.clear()
+            self._queued_commands = 0
+        for submission in abandoned:
+            submission.future.set_exception(WriterStopped("the writer stopped"))
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # Submitting -------------------------------------------------------------
+
+    def submit(self, commands: Sequence[Command]) -> Future[WriteReceipt]:
+        """Queue commands that must run in one batch (a linked chain, a request)."""
+        if not commands:
+            raise ValueError("nothing to submit")
+        if len(commands) > self.limits.batch_size_max:
+            raise ValueError(f"at most {self.limits.batch_size_max} commands go in one batch")
+        submission = _Submission(list(commands))
+        with self._condition:
+            if self._thread is None or self._stopping:
+                raise WriterStopped("the writer is not running")
+            if self._queued_commands + len(commands) > self.limits.queued_commands_max:
+                raise WriterOverloaded("the writer's queue is full; retry shortly")
+            self._queue.append(submission)
+            self._queued_commands += len(commands)
+            self._condition.notify()
+        return submission.future
+
+    def execute(self, commands: Sequence[Command]) -> WriteReceipt:
+        return self.submit(commands).result(timeout=self.limits.submit_timeout_s)
+
+    # The writer thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            submissions = self._take_batch()
+            if submissions is None:
+                return
+            if submissions:
+                self._write(submissions)
+            if time.monotonic() - self._last_sweep >= self.limits.expiry_sweep_interval_s:
+                self._expire_due_pending_transfers()
+
+    def _take_batch(self) -> list[_Submission] | None:
+        with self._condition:
+            if not self._queue:
+                if self._stopping:
+                    return None
+                self._condition.wait(self.limits.expiry_sweep_interval_s)
+            taken: list[_Submission] = []
+            size = 0
+            while self._queue:
+                head = self._queue[0]
+                if taken and size + len(head.commands) > self.limits.batch_size_max:
+                    break
+                taken.append(self._queue.popleft())
+                size += len(head.commands)
+            self._queued_commands -= size
+            return taken
+
+    def _write(self, submissions: list[_Submission]) -> None:
+        commands = [command for submission in submissions for command in submission.commands]
+        try:
+            receipt = self.apply(commands)
+        except BaseException as error:
+            log.exception("writer_batch_failed", commands=len(commands))
+            for submission in submissions:
+                submission.future.set_exception(error)
+            return
+        offset = 0
+        for submission in submissions:
+            count = len(submission.commands)
+            submission.future.set_result(
+                WriteReceipt(receipt.results[offset : offset + count], receipt.position)
+            )
+            offset += count
+
+    def _expire_due_pending_transfers(self) -> None:
+        self._last_sweep = time.monotonic()
+        try:
+            due = self._app.ledger_recorder.select_due_pending_transfer_ids(
+                self._clock.now(), self.limits.batch_size_max
+            )
+            if due:
+                receipt = self.apply([ExpirePendingTransfer(transfer_id) for transfer_id in due])
+                expired = sum(result.succeeded for result in receipt.results)
+                self.statistics.pending_transfers_expired += expired
+                log.info("pending_transfers_expired", count=expired)
+        except Exception:
+            log.exception("expiry_sweep_failed")
+
+    # Deciding and saving one batch -----------------------------------------
+
+    def apply(self, commands: Sequence[Command]) -> WriteReceipt:
+        """Decide and save one batch. Only the writer thread, or a caller that
+        never started it, may call this: the caches are not shared."""
+        for _ in range(self.limits.conflict_retries_max + 1):
+            receipt = self._try_apply(commands)
+            if receipt is not None:
+                return receipt
+            self.statistics.conflicts_retried += 1
+        raise WriterConflict(
+            f"gave up after {self.limits.conflict_retries_max} retries on version conflicts"
+        )
+
+    def _try_apply(self, commands: Sequence[Command]) -> WriteReceipt | None:
+        transfers = self._transfers_for(commands)
+        accounts = self._accounts_for(commands, transfers)
+        batch = LedgerBatch(accounts, transfers, self._clock.now())
+        results = batch.execute_all(commands)
+        outcome = batch.finish()
+        changed: list[Aggregate] = outcome.aggregates
+        if not changed:
+            return WriteReceipt(results, None)
+        versions_before = {
+            aggregate.id: aggregate.version - len(aggregate.pending_events) for aggregate in changed
+        }
+        started = time.perf_counter()
+        try:
+            events = [event for aggregate in changed for event in aggregate.collect_events()]
+            to_stored_event = self._app.mapper.to_stored_event
+            notification_ids = self._app.ledger_recorder.insert_events(
+                [to_stored_event(event) for event in events],
+                pending_deadlines=PendingDeadlineChanges(
+                    outcome.pending_deadlines_added, outcome.pending_deadlines_removed
+                ),
+            )
+        except IntegrityError:
+            # Someone else wrote one of these aggregates first. Our copies are
+            # stale and already carry this batch's changes: drop and reload.
+            self._forget(changed, accounts.keys(), transfers.keys())
+            log.info("writer_version_conflict", commands=len(commands))
+            return None
+        except BaseException:
+            self._forget(changed, accounts.keys(), transfers.keys())
+            raise
+        self._remember(changed)
+        self._app.snapshot_if_due(changed, versions_before)
+        statistics = self.statistics
+        statistics.batches_committed += 1
+        statistics.commands_applied += len(commands)
+        statistics.events_written += len(events)
+        statistics.last_batch_size = len(commands)
+        statistics.last_commit_s = time.perf_counter() - started
+        position = notification_ids[-1] if notification_ids else None
+        return WriteReceipt(results, position)
+
+    def _transfers_for(self, commands: Sequence[Command]) -> dict[UUID, Transfer]:
+        wanted = {tid for command in commands for tid in transfer_ids_to_load(command)}
+        found: dict[UUID, Transfer] = {}
+        missing: list[UUID] = []
+        for transfer_id in wanted:
+            cached = self._transfers.get(transfer_id)
+            if cached is None:
+                missing.append(transfer_id)
+            else:
+                found[transfer_id] = cached
+        if missing:
+            for transfer_id, transfer in self._app.load_transfers(missing).items():
+                self._transfers.put(transfer_id, transfer)
+                found[transfer_id] = transfer
+        return found
+
+    def _accounts_for(
+        self, commands: Sequence[Command], transfers: dict[UUID, Transfer]
+    ) -> dict[UUID, Account]:
+        found: dict[UUID, Account] = {}
+        for command in commands:
+            for account_id in account_ids_to_load(command, transfers):
+                if account_id in found:
+                    continue
+                account = self._accounts.get(account_id)
+                if account is None:
+                    account = self._app.load_account(account_id)
+                    if account is None:
+                        continue
+                    self._accounts.put(account_id, account)
+                found[account_id] = account
+        return found
+
+    def _remember(self, aggregates: Iterable[Aggregate]) -> None:
+        for aggregate in aggregates:
+            if isinstance(aggregate, Account):
+                self._accounts.put(aggregate.id, aggregate)
+            elif isinstance(aggregate, Transfer):
+                self._transfers.put(aggregate.id, aggregate)
+
+    def _forget(
+        self,
+        changed: Iterable[Aggregate],
+        account_ids: Iterable[UUID],
+        transfer_ids: Iterable[UUID],
+    ) -> None:
+        changed_ids = [aggregate.id for aggregate in changed]
+        self._accounts.evict([*changed_ids, *account_ids])
+        self._transfers.evict([*changed_ids, *transfer_ids])

@@ -1,0 +1,571 @@
+"""One batch of ledger commands, decided in order against current totals.
+
+This is the unit of work behind group commit. Each command succeeds or fails
+on its own (TigerBeetle's semantics), except a linked chain, which succeeds
+or fails as a whole. Decisions are staged, not applied: nothing touches an
+aggregate until `finish()`, so a failed chain is undone by dropping what it
+staged. `finish()` then turns the staged decisions into events: one per new
+or changed transfer and one `PostingsApplied` per touched account with the net
+change of the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.account import Account, Totals
+from domain.commands import (
+    ChangeAccountState,
+    Command,
+    CreateTransfer,
+    ExpirePendingTransfer,
+    OpenAccount,
+    PostPendingTransfer,
+    ReverseTransfer,
+    VoidPendingTransfer,
+)
+from domain.result_codes import LedgerRefusal, ResultCode
+from domain.transfer import Posting, Side, Transfer, TransferStatus
+
+_MISSING: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    code: ResultCode
+    # The account or transfer the command made or found; None when refused.
+    id: UUID | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code.succeeded
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    aggregates: list[Aggregate]
+    pending_deadlines_added: dict[UUID, datetime]
+    pending_deadlines_removed: set[UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class _TransferChange:
+    status: TransferStatus
+    posted_postings: tuple[Posting, ...] = ()
+    reversed_by: UUID | None = None
+
+
+def transfer_ids_to_load(command: Command) -> tuple[UUID, ...]:
+    if isinstance(command, ReverseTransfer):
+        return (command.transfer_id, command.reversal_id)
+    if isinstance(command, (OpenAccount, ChangeAccountState)):
+        return ()
+    return (command.transfer_id,)
+
+
+def account_ids_to_load(command: Command, transfers: Mapping[UUID, Transfer]) -> Iterable[UUID]:
+    """Accounts a command touches; for commands on a transfer, its postings' accounts."""
+    if isinstance(command, (OpenAccount, ChangeAccountState)):
+        return (command.account_id,)
+    if isinstance(command, CreateTransfer):
+        return (posting.account_id for posting in command.postings)
+    transfer = transfers.get(command.transfer_id)
+    if transfer is None:
+        return ()
+    return (posting.account_id for posting in transfer.postings)
+
+
+class LedgerBatch:
+    def __init__(
+        self, accounts: Mapping[UUID, Account], transfers: Mapping[UUID, Transfer], now: datetime
+    ) -> None:
+        self._accounts: dict[UUID, Account] = dict(accounts)
+        self._transfers: dict[UUID, Transfer] = dict(transfers)
+        self._now = now
+        # Staged state, layered over the aggregates.
+        self._totals: dict[UUID, Totals] = {}
+        self._new_accounts: dict[UUID, Account] = {}
+        self._new_transfers: dict[UUID, Transfer] = {}
+        self._transfer_changes: dict[UUID, tuple[_TransferChange, ...]] = {}
+        self._account_transfer_ids: list[tuple[UUID, UUID]] = []
+        self._deadlines_added: dict[UUID, datetime] = {}
+        self._deadlines_removed: set[UUID] = set()
+        # While a linked chain runs, every staged write is logged to be undone.
+        self._undo: list[tuple[dict[Any, Any] | set[Any], Any, Any]] | None = None
+        self._finished = False
+
+    # Staging with undo -------------------------------------------------
+
+    def _put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
+        if self._undo is not None:
+            self._undo.append((mapping, key, mapping.get(key, _MISSING)))
+        mapping[key] = value
+
+    def _discard(self, target: set[Any], key: Any) -> None:
+        if self._undo is not None and key in target:
+            self._undo.append((target, key, True))
+        target.discard(key)
+
+    def _add(self, target: set[Any], key: Any) -> None:
+        if self._undo is not None and key not in target:
+            self._undo.append((target, key, False))
+        target.add(key)
+
+    def _roll_back(self, undo: list[tuple[Any, Any, Any]], effects_length: int) -> None:
+        for target, key, previous in reversed(undo):
+            if isinstance(target, set):
+                (target.add if previous else target.discard)(key)
+            elif previous is _MISSING:
+                del target[key]
+            else:
+                target[key] = previous
+        del self._account_transfer_ids[effects_length:]
+
+    # Views over aggregates plus what this batch staged ------------------
+
+    def _account(self, account_id: UUID) -> Account | None:
+        return self._new_accounts.get(account_id) or self._accounts.get(account_id)
+
+    def _current_totals(self, account: Account) -> Totals:
+        return self._totals.get(account.id, account.totals)
+
+    def _transfer(self, transfer_id: UUID) -> Transfer | None:
+        return self._new_transfers.get(transfer_id) or self._transfers.get(transfer_id)
+
+    def _transfer_state(self, transfer: Transfer) -> _TransferChange:
+        changes = self._transfer_changes.get(transfer.id)
+        if changes:
+            status = changes[-1].status
+            posted = next((c.posted_postings for c in changes if c.posted_postings), ())
+            reversed_by = next((c.reversed_by for c in changes if c.reversed_by), None)
+            return _TransferChange(
+                status,
+                posted or transfer.posted_postings,
+                reversed_by or _uuid_or_none(transfer.reversed_by_transfer_id),
+            )
+        return _TransferChange(
+            transfer.status,
+            transfer.posted_postings,
+            _uuid_or_none(transfer.reversed_by_transfer_id),
+        )
+
+    def _stage_transfer_change(self, transfer: Transfer, change: _TransferChange) -> None:
+        self._put(
+            self._transfer_changes,
+            transfer.id,
+            (*self._transfer_changes.get(transfer.id, ()), change),
+        )
+
+    # Running commands ---------------------------------------------------
+
+    def execute_all(self, commands: Sequence[Command]) -> list[CommandResult]:
+        results: list[CommandResult] = []
+        chain_start: int | None = None
+        chain_failed = False
+        effects_length = 0
+        for index, command in enumerate(commands):
+            if chain_start is None and command.linked:
+                chain_start, chain_failed = index, False
+                self._undo, effects_length = [], len(self._account_transfer_ids)
+            if chain_start is not None and chain_failed:
+                result = CommandResult(ResultCode.LINKED_EVENT_FAILED)
+            else:
+                result = self.execute(command)
+            results.append(result)
+            if chain_start is None:
+                continue
+            if not result.succeeded and not chain_failed:
+                chain_failed = True
+            chain_ends = not command.linked
+            if chain_ends or index == len(commands) - 1:
+                if not chain_ends:
+                    # The last command of the batch still asks to be linked.
+                    chain_failed = True
+                    results[index] = CommandResult(
+                        ResultCode.LINKED_EVENT_CHAIN_OPEN,
+                        message="the last command of a batch cannot be linked to a next one",
+                    )
+                undo, self._undo = self._undo or [], None
+                if chain_failed:
+                    self._roll_back(undo, effects_length)
+                    for position in range(chain_start, index + 1):
+                        if results[position].succeeded:
+                            results[position] = CommandResult(ResultCode.LINKED_EVENT_FAILED)
+                chain_start = None
+        return results
+
+    def execute(self, command: Command) -> CommandResult:
+        assert not self._finished, "a finished batch takes no more commands"
+        try:
+            if isinstance(command, CreateTransfer):
+                return self._create_transfer(command)
+            if isinstance(command, PostPendingTransfer):
+                return self._post_pending(command)
+            if isinstance(command, VoidPendingTransfer):
+                return self._release_pending(command.transfer_id, TransferStatus.VOIDED)
+            if isinstance(command, ExpirePendingTransfer):
+                return self._release_pending(command.transfer_id, TransferStatus.EXPIRED)
+            if isinstance(command, ReverseTransfer):
+                return self._reverse(command)
+            if isinstance(command, OpenAccount):
+                return self._open_account(command)
+            return self._change_account_state(command)
+        except LedgerRefusal as refusal:
+            return CommandResult(refusal.code, None, refusal.message, refusal.details)
+
+    def _open_account(self, command: OpenAccount) -> CommandResult:
+        existing = self._account(command.account_id)
+        if existing is not None:
+            return _exists_or_reused(existing.fingerprint, command.fingerprint, existing.id)
+        account = Account(
+            id=command.account_id,
+            currency=command.currency,
+            owner_id=command.owner_id,
+            kind=command.kind.value,
+            debits_must_not_exceed_credits=command.debits_must_not_exceed_credits,
+            credits_must_not_exceed_debits=command.credits_must_not_exceed_debits,
+            metadata=command.metadata,
+            fingerprint=command.fingerprint,
+            opened_at=self._now,
+        )
+        self._put(self._new_accounts, account.id, account)
+        return CommandResult(ResultCode.OK, account.id)
+
+    def _change_account_state(self, command: ChangeAccountState) -> CommandResult:
+        if command.linked:
+            raise LedgerRefusal(
+                ResultCode.INVALID_STATE_TRANSITION, "an account state change cannot be linked"
+            )
+        account = self._account(command.account_id)
+        if account is None:
+            raise LedgerRefusal(ResultCode.ACCOUNT_NOT_FOUND, "no such account")
+        # The state change is an event of its own, after the postings that came
+        # before it in this batch: write those first so the order stays true.
+        self._flush_postings(account)
+        account.change_state(command.new_state, command.reason, command.actor, self._now)
+        return CommandResult(ResultCode.OK, account.id)
+
+    def _require_postable_accounts(
+        self, postings: Iterable[Posting], *, require_active: bool
+    ) -> dict[UUID, Account]:
+        accounts: dict[UUID, Account] = {}
+        for posting in postings:
+            account_id = posting.account_id
+            account = self._account(account_id)
+            if account is None:
+                raise LedgerRefusal(
+                    ResultCode.ACCOUNT_NOT_FOUND,
+                    f"account {account_id} does not exist",
+                    account_id=str(account_id),
+                )
+            if require_active and not account.is_active:
+                raise LedgerRefusal(
+                    ResultCode.ACCOUNT_NOT_ACTIVE,
+                    f"account {account_id} is {account.state.value}",
+                    account_id=str(account_id),
+                    state=account.state.value,
+                )
+            if account.currency != posting.currency:
+                raise LedgerRefusal(
+                    ResultCode.CURRENCY_MISMATCH,
+                    f"account {account_id} holds {account.currency}, not {posting.currency}",
+                    account_id=str(account_id),
+                    account_currency=account.currency,
+                    posting_currency=posting.currency,
+                )
+            accounts[account_id] = account
+        return accounts
+
+    def _stage_totals(
+        self,
+        accounts: Mapping[UUID, Account],
+        changes: Mapping[UUID, Totals],
+        transfer_id: UUID,
+        *,
+        enforce_limits: bool = True,
+    ) -> None:
+        """Check every account's new totals first, then stage them all."""
+        new_totals: dict[UUID, Totals] = {}
+        for account_id, change in changes.items():
+            account = accounts[account_id]
+            after = self._current_totals(account).plus(change)
+            refusal = account.refusal_for(after) if enforce_limits else None
+            if refusal is not None:
+                raise LedgerRefusal(
+                    refusal,
+                    f"account {account_id} cannot take this transfer ({refusal.value})",
+                    account_id=str(account_id),
+                )
+            new_totals[account_id] = after
+        for account_id, after in new_totals.items():
+            self._put(self._totals, account_id, after)
+            self._account_transfer_ids.append((account_id, transfer_id))
+
+    def _create_transfer(self, command: CreateTransfer) -> CommandResult:
+        existing = self._transfer(command.transfer_id)
+        if existing is not None:
+            return _exists_or_reused(existing.fingerprint, command.fingerprint, existing.id)
+        accounts = self._require_postable_accounts(command.postings, require_active=True)
+        changes = _changes_for(command.postings, pending=command.pending)
+        self._stage_totals(accounts, changes, command.transfer_id)
+        expires_at = (
+            self._now + timedelta(seconds=command.timeout_s)
+            if command.pending and command.timeout_s is not None
+            else None
+        )
+        transfer = Transfer(
+            id=command.transfer_id,
+            postings=[posting.as_event_data() for posting in command.postings],
+            pending=command.pending,
+            expires_at=expires_at,
+            reverses_transfer_id=None,
+            metadata=command.metadata,
+            fingerprint=command.fingerprint,
+            recorded_at=self._now,
+        )
+        self._put(self._new_transfers, transfer.id, transfer)
+        if expires_at is not None:
+            self._put(self._deadlines_added, transfer.id, expires_at)
+        return CommandResult(ResultCode.OK, transfer.id)
+
+    def _pending_transfer(self, transfer_id: UUID) -> tuple[Transfer, _TransferChange]:
+        transfer = self._transfer(transfer_id)
+        if transfer is None:
+            raise LedgerRefusal(ResultCode.PENDING_TRANSFER_NOT_FOUND, "no such pending transfer")
+        if not transfer.was_pending:
+            raise LedgerRefusal(
+                ResultCode.PENDING_TRANSFER_NOT_PENDING, "the transfer was not made pending"
+            )
+        state = self._transfer_state(transfer)
+        if state.status is TransferStatus.POSTED:
+            raise LedgerRefusal(
+                ResultCode.PENDING_TRANSFER_ALREADY_POSTED, "the pending transfer is already posted"
+            )
+        if state.status is TransferStatus.VOIDED:
+            raise LedgerRefusal(
+                ResultCode.PENDING_TRANSFER_ALREADY_VOIDED, "the pending transfer is already voided"
+            )
+        if state.status is TransferStatus.EXPIRED:
+            raise LedgerRefusal(
+                ResultCode.PENDING_TRANSFER_EXPIRED, "the pending transfer has expired"
+            )
+        return transfer, state
+
+    def _is_past_deadline(self, transfer: Transfer) -> bool:
+        return transfer.expires_at is not None and self._now >= transfer.expires_at
+
+    def _post_pending(self, command: PostPendingTransfer) -> CommandResult:
+        transfer, _ = self._pending_transfer(command.transfer_id)
+        if self._is_past_deadline(transfer):
+            raise LedgerRefusal(
+                ResultCode.PENDING_TRANSFER_EXPIRED,
+                "the pending transfer passed its deadline",
+                expired_at=str(transfer.expires_at),
+            )
+        posted_postings = _postings_to_post(transfer.postings, command.amount_minor)
+        accounts = self._require_postable_accounts(transfer.postings, require_active=True)
+        changes = _changes_for(transfer.postings, pending=True, sign=-1)
+        for account_id, change in _changes_for(posted_postings, pending=False).items():
+            changes[account_id] = changes[account_id].plus(change)
+        self._stage_totals(accounts, changes, transfer.id)
+        self._stage_transfer_change(
+            transfer, _TransferChange(TransferStatus.POSTED, posted_postings)
+        )
+        self._put(self._deadlines_added, transfer.id, None)
+        self._add(self._deadlines_removed, transfer.id)
+        return CommandResult(ResultCode.OK, transfer.id)
+
+    def _release_pending(self, transfer_id: UUID, outcome: TransferStatus) -> CommandResult:
+        transfer, _ = self._pending_transfer(transfer_id)
+        past_deadline = self._is_past_deadline(transfer)
+        if outcome is TransferStatus.VOIDED and past_deadline:
+            raise LedgerRefusal(
+                ResultCode.PENDING_TRANSFER_EXPIRED, "the pending transfer passed its deadline"
+            )
+        if outcome is TransferStatus.EXPIRED and not past_deadline:
+            raise LedgerRefusal(
+                ResultCode.PENDING_TRANSFER_NOT_EXPIRED,
+                "the pending transfer has not reached its deadline",
+            )
+        # Releasing a hold never needs the account active or within limits.
+        accounts = self._require_postable_accounts(transfer.postings, require_active=False)
+        changes = _changes_for(transfer.postings, pending=True, sign=-1)
+        self._stage_totals(accounts, changes, transfer.id, enforce_limits=False)
+        self._stage_transfer_change(transfer, _TransferChange(outcome))
+        self._put(self._deadlines_added, transfer.id, None)
+        self._add(self._deadlines_removed, transfer.id)
+        return CommandResult(ResultCode.OK, transfer.id)
+
+    def _reverse(self, command: ReverseTransfer) -> CommandResult:
+        original = self._transfer(command.transfer_id)
+        if original is None:
+            raise LedgerRefusal(ResultCode.TRANSFER_NOT_FOUND, "no such transfer")
+        state = self._transfer_state(original)
+        if state.reversed_by is not None:
+            return CommandResult(ResultCode.EXISTS, state.reversed_by)
+        if state.status is not TransferStatus.POSTED:
+            raise LedgerRefusal(
+                ResultCode.TRANSFER_NOT_POSTED,
+                f"only a posted transfer can be reversed; this one is {state.status.value}",
+            )
+        reversal_postings = tuple(
+            posting._replace(side=posting.side.opposite) for posting in state.posted_postings
+        )
+        accounts = self._require_postable_accounts(reversal_postings, require_active=True)
+        reversal_id = command.reversal_id
+        self._stage_totals(accounts, _changes_for(reversal_postings, pending=False), reversal_id)
+        reversal = Transfer(
+            id=reversal_id,
+            postings=[posting.as_event_data() for posting in reversal_postings],
+            pending=False,
+            expires_at=None,
+            reverses_transfer_id=str(original.id),
+            metadata=command.metadata,
+            fingerprint=f"reversal:{original.id}",
+            recorded_at=self._now,
+        )
+        self._put(self._new_transfers, reversal.id, reversal)
+        self._stage_transfer_change(
+            original,
+            _TransferChange(TransferStatus.POSTED, state.posted_postings, reversed_by=reversal_id),
+        )
+        return CommandResult(ResultCode.OK, reversal_id)
+
+    # Turning decisions into events -------------------------------------
+
+    def _flush_postings(self, account: Account) -> None:
+        staged = self._totals.pop(account.id, None)
+        if staged is None:
+            return
+        before = account.totals
+        change = Totals(*(after - prior for after, prior in zip(staged, before, strict=True)))
+        transfer_ids = _unique(
+            str(transfer_id)
+            for account_id, transfer_id in self._account_transfer_ids
+            if account_id == account.id
+        )
+        self._account_transfer_ids = [
+            pair for pair in self._account_transfer_ids if pair[0] != account.id
+        ]
+        account.apply_postings(change, transfer_ids)
+
+    def finish(self) -> BatchOutcome:
+        """Apply the staged decisions to the aggregates, as events."""
+        assert self._undo is None, "a linked chain is still open"
+        self._finished = True
+        touched: dict[UUID, Aggregate] = {}
+        touched.update(self._new_transfers)
+        for transfer_id, changes in self._transfer_changes.items():
+            touched[transfer_id] = self._apply_transfer_changes(transfer_id, changes)
+        touched.update(self._new_accounts)
+        for account in self._apply_staged_totals():
+            touched[account.id] = account
+        for account in self._accounts.values():
+            if account.pending_events:
+                touched[account.id] = account
+        return BatchOutcome(
+            aggregates=[aggregate for aggregate in touched.values() if aggregate.pending_events],
+            pending_deadlines_added={
+                transfer_id: deadline
+                for transfer_id, deadline in self._deadlines_added.items()
+                if deadline is not None
+            },
+            pending_deadlines_removed=set(self._deadlines_removed),
+        )
+
+    def _apply_transfer_changes(
+        self, transfer_id: UUID, changes: tuple[_TransferChange, ...]
+    ) -> Transfer:
+        transfer = self._transfer(transfer_id)
+        assert transfer is not None, transfer_id
+        for change in changes:
+            if change.reversed_by is not None:
+                transfer.mark_reversed(change.reversed_by, self._now)
+            elif change.status is TransferStatus.POSTED:
+                transfer.post_pending(change.posted_postings, self._now)
+            elif change.status is TransferStatus.VOIDED:
+                transfer.void_pending(self._now)
+            elif change.status is TransferStatus.EXPIRED:
+                transfer.expire_pending(self._now)
+        return transfer
+
+    def _apply_staged_totals(self) -> list[Account]:
+        """One PostingsApplied per account: the net change and the transfers behind it."""
+        transfer_ids_by_account: dict[UUID, list[str]] = {}
+        for account_id, transfer_id in self._account_transfer_ids:
+            transfer_ids_by_account.setdefault(account_id, []).append(str(transfer_id))
+        changed: list[Account] = []
+        for account_id, staged in self._totals.items():
+            account = self._account(account_id)
+            assert account is not None, account_id
+            change = Totals(
+                *(after - prior for after, prior in zip(staged, account.totals, strict=True))
+            )
+            account.apply_postings(change, _unique(transfer_ids_by_account.get(account_id, [])))
+            changed.append(account)
+        return changed
+
+
+def _uuid_or_none(text: str | None) -> UUID | None:
+    return UUID(text) if text else None
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _exists_or_reused(stored_fingerprint: str, fingerprint: str, found_id: UUID) -> CommandResult:
+    if stored_fingerprint == fingerprint:
+        return CommandResult(ResultCode.EXISTS, found_id)
+    raise LedgerRefusal(
+        ResultCode.IDEMPOTENCY_KEY_REUSED,
+        "this idempotency key was already used for a request with other details",
+        existing_id=str(found_id),
+    )
+
+
+def _changes_for(
+    postings: Iterable[Posting], *, pending: bool, sign: int = 1
+) -> dict[UUID, Totals]:
+    changes: dict[UUID, Totals] = {}
+    for posting in postings:
+        account_id = posting.account_id
+        amount = sign * posting.amount_minor
+        if posting.side is Side.DEBIT:
+            change = Totals(debits_pending=amount) if pending else Totals(debits_posted=amount)
+        else:
+            change = Totals(credits_pending=amount) if pending else Totals(credits_posted=amount)
+        changes[account_id] = changes.get(account_id, Totals()).plus(change)
+    return changes
+
+
+def _postings_to_post(
+    postings: tuple[Posting, ...], amount_minor: int | None
+) -> tuple[Posting, ...]:
+    if amount_minor is None:
+        return postings
+    full = postings[0].amount_minor
+    if len(postings) != 2:
+        if all(posting.amount_minor == amount_minor for posting in postings):
+            return postings
+        raise LedgerRefusal(
+            ResultCode.PARTIAL_POST_NEEDS_TWO_POSTINGS,
+            "a smaller amount can be posted only for a two-posting transfer; post it in full",
+        )
+    if amount_minor <= 0:
+        raise LedgerRefusal(ResultCode.AMOUNT_MUST_BE_POSITIVE, "amount must be greater than zero")
+    if amount_minor > full:
+        raise LedgerRefusal(
+            ResultCode.EXCEEDS_PENDING_TRANSFER_AMOUNT,
+            "cannot post more than the pending amount",
+            pending_amount_minor=full,
+        )
+    return tuple(posting._replace(amount_minor=amount_minor) for posting in postings)

@@ -1,0 +1,71 @@
+"""Every outcome of a ledger command has a stable machine code.
+
+Modelled on TigerBeetle's result codes: a refused command says precisely why,
+and the code never changes meaning once published. `ok` and `exists` are the
+two successes; everything else is a refusal that wrote nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ResultCode(StrEnum):
+    OK = "ok"
+    # The same idempotency key with the same details: the first result stands.
+    EXISTS = "exists"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+
+    INVALID_AMOUNT = "invalid_amount"
+    AMOUNT_MUST_BE_POSITIVE = "amount_must_be_positive"
+    AMOUNT_HAS_TOO_MANY_DECIMALS = "amount_has_too_many_decimals"
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    UNKNOWN_CURRENCY = "unknown_currency"
+    INVALID_METADATA = "invalid_metadata"
+
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    ACCOUNT_NOT_ACTIVE = "account_not_active"
+    ACCOUNT_HAS_PENDING_TRANSFERS = "account_has_pending_transfers"
+    ACCOUNT_BALANCE_NOT_ZERO = "account_balance_not_zero"
+    INVALID_ACCOUNT_FLAGS = "invalid_account_flags"
+    INVALID_STATE_TRANSITION = "invalid_state_transition"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    ACCOUNTS_MUST_BE_DIFFERENT = "accounts_must_be_different"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXCEEDS_DEBITS = "exceeds_debits"
+    OVERFLOW = "overflow"
+
+    TOO_FEW_POSTINGS = "too_few_postings"
+    TOO_MANY_POSTINGS = "too_many_postings"
+    UNBALANCED_POSTINGS = "unbalanced_postings"
+    INVALID_TIMEOUT = "invalid_timeout"
+
+    TRANSFER_NOT_FOUND = "transfer_not_found"
+    TRANSFER_NOT_POSTED = "transfer_not_posted"
+    TRANSFER_ALREADY_REVERSED = "transfer_already_reversed"
+    PENDING_TRANSFER_NOT_FOUND = "pending_transfer_not_found"
+    PENDING_TRANSFER_NOT_PENDING = "pending_transfer_not_pending"
+    PENDING_TRANSFER_ALREADY_POSTED = "pending_transfer_already_posted"
+    PENDING_TRANSFER_ALREADY_VOIDED = "pending_transfer_already_voided"
+    PENDING_TRANSFER_EXPIRED = "pending_transfer_expired"
+    PENDING_TRANSFER_NOT_EXPIRED = "pending_transfer_not_expired"
+    EXCEEDS_PENDING_TRANSFER_AMOUNT = "exceeds_pending_transfer_amount"
+    PARTIAL_POST_NEEDS_TWO_POSTINGS = "partial_post_needs_two_postings"
+
+    LINKED_EVENT_FAILED = "linked_event_failed"
+    LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
+
+    @property
+    def succeeded(self) -> bool:
+        return self in (ResultCode.OK, ResultCode.EXISTS)
+
+
+class LedgerRefusal(Exception):
+    """A command or an input refused with a stable code; nothing was written."""
+
+    def __init__(self, code: ResultCode, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details

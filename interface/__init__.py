@@ -1,0 +1,1 @@
+"""Everything that touches the outside: HTTP, CLI, settings, logging, adapters, wiring."""

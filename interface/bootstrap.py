@@ -1,0 +1,75 @@
+"""Wiring, once: settings in, a running ledger out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresFactory
+
+from application.clock import SystemClock
+from application.ledger_application import LedgerApplication
+from application.ledger_service import LedgerService
+from application.ports import Clock
+from application.writer import LedgerWriter, WriterLimits
+from interface import database
+from interface.postgres_recorder import HashChainedPostgresRecorder
+from interface.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def _hash_chained_recorder(factory: InfrastructureFactory[Any]) -> HashChainedPostgresRecorder:
+    assert isinstance(factory, PostgresFactory), type(factory)
+    return HashChainedPostgresRecorder(factory.datastore)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return database.start_embedded_postgres(settings.data_dir)
+
+
+def writer_limits(settings: Settings) -> WriterLimits:
+    return WriterLimits(
+        batch_size_max=settings.writer_batch_size_max,
+        queued_commands_max=settings.writer_queued_commands_max,
+        account_cache_size_max=settings.writer_account_cache_size_max,
+        transfer_cache_size_max=settings.writer_transfer_cache_size_max,
+    )
+
+
+@dataclass
+class Ledger:
+    """The running parts of one service process."""
+
+    settings: Settings
+    database_url: str
+    app: LedgerApplication
+    writer: LedgerWriter
+    service: LedgerService
+    clock: Clock = field(default_factory=SystemClock)
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.app.close()
+
+
+def build_ledger(
+    settings: Settings, *, clock: Clock | None = None, start_writer: bool = True
+) -> Ledger:
+    database_url = resolve_database_url(settings)
+    applied = database.upgrade(database_url)
+    if applied:
+        log.info("migrations_applied", migrations=applied)
+    app = LedgerApplication(
+        env=database.eventsourcing_environment(database_url, settings.database_pool_size),
+        recorder_factory=_hash_chained_recorder,
+    )
+    clock = clock or SystemClock()
+    writer = LedgerWriter(app, clock, writer_limits(settings))
+    if start_writer:
+        writer.start()
+    return Ledger(settings, database_url, app, writer, LedgerService(app, writer), clock)

