@@ -73,16 +73,24 @@ def _yoyo_url(database_url: str) -> str:
 def upgrade(database_url: str) -> list[str]:
     """Apply every migration not yet applied; returns the ids applied now."""
     backend = get_backend(_yoyo_url(database_url))
-    migrations = read_migrations(str(MIGRATIONS_DIR))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    return [migration.id for migration in pending]
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        # yoyo's lock makes concurrent starts of several processes safe.
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return [migration.id for migration in pending]
+    finally:
+        backend.connection.close()
 
 
 def pending_migrations(database_url: str) -> list[str]:
     backend = get_backend(_yoyo_url(database_url))
-    return [migration.id for migration in backend.to_apply(read_migrations(str(MIGRATIONS_DIR)))]
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        return [migration.id for migration in backend.to_apply(migrations)]
+    finally:
+        backend.connection.close()
 
 
 def is_reachable(database_url: str, timeout_s: int = 2) -> bool:

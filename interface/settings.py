@@ -11,7 +11,7 @@ from application.writer import BATCH_SIZE_MAX_DEFAULT
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     database_url: str | None = Field(
         default=None,

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): routes, request and response models, error mapping."""

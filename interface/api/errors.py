@@ -1,0 +1,166 @@
+"""Every error leaves the API in one envelope, with a stable code and a 4xx.
+
+`{"error": {"code": ..., "message": ..., "details": {...}}}`. The mapping from
+result code to HTTP status lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from application.writer import WriterConflict, WriterOverloaded, WriterStopped
+from domain.result_codes import LedgerRefusal, ResultCode
+
+log = structlog.get_logger(__name__)
+
+_NOT_FOUND: Final = frozenset(
+    {
+        ResultCode.ACCOUNT_NOT_FOUND,
+        ResultCode.TRANSFER_NOT_FOUND,
+        ResultCode.PENDING_TRANSFER_NOT_FOUND,
+    }
+)
+
+# Refusals that depend on the ledger's current state rather than on the
+# request itself: the same request may succeed later.
+_CONFLICT: Final = frozenset(
+    {
+        ResultCode.INSUFFICIENT_FUNDS,
+        ResultCode.EXCEEDS_DEBITS,
+        ResultCode.OVERFLOW,
+        ResultCode.ACCOUNT_NOT_ACTIVE,
+        ResultCode.ACCOUNT_HAS_PENDING_TRANSFERS,
+        ResultCode.ACCOUNT_BALANCE_NOT_ZERO,
+        ResultCode.INVALID_STATE_TRANSITION,
+        ResultCode.TRANSFER_NOT_POSTED,
+        ResultCode.TRANSFER_ALREADY_REVERSED,
+        ResultCode.PENDING_TRANSFER_NOT_PENDING,
+        ResultCode.PENDING_TRANSFER_ALREADY_POSTED,
+        ResultCode.PENDING_TRANSFER_ALREADY_VOIDED,
+        ResultCode.PENDING_TRANSFER_EXPIRED,
+        ResultCode.PENDING_TRANSFER_NOT_EXPIRED,
+        ResultCode.LINKED_EVENT_FAILED,
+    }
+)
+
+
+def status_for(code: ResultCode) -> int:
+    if code is ResultCode.OK:
+        return 201
+    if code is ResultCode.EXISTS:
+        return 200
+    if code in _NOT_FOUND:
+        return 404
+    if code in _CONFLICT:
+        return 409
+    return 422
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+class ApiError(Exception):
+    """An error the API answers with directly (not a ledger refusal)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+# Fields that hold money: their problems get the one message that helps.
+_AMOUNT_FIELDS: Final = frozenset({"amount"})
+_AMOUNT_PROBLEM: Final = 'must be a decimal string such as "12.34"; JSON numbers are refused'
+
+
+def _validation_code(errors: list[dict[str, Any]]) -> str:
+    for error in errors:
+        location = error.get("loc", ())
+        if location and location[-1] in _AMOUNT_FIELDS:
+            return ResultCode.INVALID_AMOUNT.value
+    return "invalid_request"
+
+
+def _describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    problems = [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ()) if part != "body"),
+            "problem": _AMOUNT_PROBLEM
+            if error.get("loc", ()) and error["loc"][-1] in _AMOUNT_FIELDS
+            else str(error.get("msg", "invalid")),
+        }
+        for error in errors
+    ]
+    summary = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
+    return f"the request is not valid: {summary}", problems
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LedgerRefusal)
+    async def ledger_refusal(_: Request, refusal: LedgerRefusal) -> JSONResponse:
+        return JSONResponse(
+            error_body(refusal.code.value, refusal.message, refusal.details),
+            status_code=status_for(refusal.code),
+        )
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(
+            error_body(error.code, error.message, error.details), status_code=error.status
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = list(error.errors())
+        message, problems = _describe_validation(errors)
+        return JSONResponse(
+            error_body(_validation_code(errors), message, {"problems": problems}),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(error.detail)),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(WriterOverloaded)
+    async def overloaded(_: Request, error: WriterOverloaded) -> JSONResponse:
+        return JSONResponse(
+            error_body("overloaded", str(error)), status_code=503, headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(WriterStopped)
+    async def stopped(_: Request, error: WriterStopped) -> JSONResponse:
+        return JSONResponse(
+            error_body("unavailable", str(error)), status_code=503, headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(WriterConflict)
+    async def conflicted(_: Request, error: WriterConflict) -> JSONResponse:
+        return JSONResponse(
+            error_body("contention", str(error)), status_code=503, headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        # A 500 is a bug: log everything, tell the client nothing internal.
+        log.exception("unhandled_error", error_type=type(error).__name__)
+        return JSONResponse(
+            error_body("internal_error", "an unexpected error occurred; it has been logged"),
+            status_code=500,
+        )

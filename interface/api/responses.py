@@ -1,0 +1,22 @@
+"""Shared response helpers: the error shapes in OpenAPI, refusals from results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.ledger_batch import CommandResult
+from domain.result_codes import LedgerRefusal
+from interface.api.schemas import ErrorResponse
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Not found"},
+    409: {"model": ErrorResponse, "description": "Refused by the ledger's current state"},
+    422: {"model": ErrorResponse, "description": "The request is not valid"},
+    503: {"model": ErrorResponse, "description": "Busy or unavailable: retry after a pause"},
+}
+
+
+def refusal_of(result: CommandResult) -> LedgerRefusal:
+    return LedgerRefusal(
+        result.code, result.message or result.code.value.replace("_", " "), **result.details
+    )

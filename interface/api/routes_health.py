@@ -1,0 +1,34 @@
+"""Liveness and readiness for orchestrators and load balancers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from interface import database
+from interface.api.deps import LedgerDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up and answering."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(ledger: LedgerDep) -> JSONResponse:
+    """The database answers, the schema is current, and the writer runs."""
+    checks: dict[str, str] = {}
+    reachable = database.is_reachable(ledger.database_url)
+    checks["database"] = "ok" if reachable else "unreachable"
+    if reachable:
+        pending = database.pending_migrations(ledger.database_url)
+        checks["migrations"] = "current" if not pending else f"pending: {', '.join(pending)}"
+    checks["writer"] = "running" if ledger.writer.is_running else "stopped"
+    ready = checks.get("migrations") == "current" and checks["writer"] == "running" and reachable
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

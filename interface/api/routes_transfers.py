@@ -1,0 +1,210 @@
+"""Transfers: create (simple or multi-leg), batch, post, void, reverse, read."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from application.ledger_service import LedgerService
+from domain.commands import (
+    Command,
+    CreateTransfer,
+    PostPendingTransfer,
+    ReverseTransfer,
+    VoidPendingTransfer,
+    create_transfer,
+)
+from domain.ledger_batch import CommandResult
+from domain.money import parse_amount
+from domain.result_codes import LedgerRefusal, ResultCode
+from domain.transfer import Posting, Side, Transfer
+from interface.api.deps import PrincipalDep, ServiceDep
+from interface.api.errors import status_for
+from interface.api.responses import ERROR_RESPONSES, refusal_of
+from interface.api.schemas import (
+    BatchItemResult,
+    PostPendingRequest,
+    ReverseRequest,
+    TransferBatchRequest,
+    TransferBatchResponse,
+    TransferRequest,
+    TransferResponse,
+)
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+_CREATED_OR_FOUND: dict[int | str, dict[str, Any]] = {
+    200: {"model": TransferResponse, "description": "Made before with this key"}
+}
+
+
+def command_from(body: TransferRequest) -> CreateTransfer:
+    if body.postings is not None:
+        postings = tuple(
+            Posting(
+                posting.account_id,
+                Side(posting.side),
+                parse_amount(posting.amount, posting.currency),
+                posting.currency,
+            )
+            for posting in body.postings
+        )
+    else:
+        assert body.debit_account_id and body.credit_account_id and body.amount and body.currency
+        amount_minor = parse_amount(body.amount, body.currency)
+        postings = (
+            Posting(body.debit_account_id, Side.DEBIT, amount_minor, body.currency),
+            Posting(body.credit_account_id, Side.CREDIT, amount_minor, body.currency),
+        )
+    return create_transfer(
+        idempotency_key=body.idempotency_key,
+        postings=postings,
+        pending=body.pending,
+        timeout_s=body.timeout_s,
+        metadata=body.metadata,
+        linked=body.linked,
+    )
+
+
+def _transfer_after(service: LedgerService, result: CommandResult) -> Transfer:
+    if not result.succeeded:
+        raise refusal_of(result)
+    assert result.id is not None
+    transfer = service.transfer(result.id)
+    assert transfer is not None, "a transfer the writer acknowledged must be readable"
+    return transfer
+
+
+@router.post(
+    "",
+    response_model=TransferResponse,
+    status_code=201,
+    responses=_CREATED_OR_FOUND | ERROR_RESPONSES,
+)
+def create_transfer_route(
+    body: TransferRequest, service: ServiceDep, principal: PrincipalDep, response: Response
+) -> TransferResponse:
+    if body.linked:
+        raise LedgerRefusal(
+            ResultCode.LINKED_EVENT_CHAIN_OPEN, "linked applies only to items of a batch"
+        )
+    result = service.execute([command_from(body)]).results[0]
+    transfer = _transfer_after(service, result)
+    response.status_code = status_for(result.code)
+    return TransferResponse.of(transfer)
+
+
+@router.post("/batch", response_model=TransferBatchResponse, responses=ERROR_RESPONSES)
+def create_transfer_batch_route(
+    body: TransferBatchRequest, service: ServiceDep, principal: PrincipalDep
+) -> TransferBatchResponse:
+    """Up to 8,190 transfers, decided in order; a result per item. Items marked
+    `linked` succeed or fail together with the items after them up to the first
+    unlinked one."""
+    results: dict[int, BatchItemResult] = {}
+    commands: dict[int, Command] = {}
+    for index, item in enumerate(body.transfers):
+        try:
+            commands[index] = command_from(item)
+        except LedgerRefusal as refusal:
+            results[index] = BatchItemResult(
+                index=index,
+                code=refusal.code.value,
+                message=refusal.message,
+                details=refusal.details,
+            )
+    _fail_chains_with_invalid_members(body.transfers, results, commands)
+    if commands:
+        indexes = sorted(commands)
+        receipt = service.execute([commands[index] for index in indexes])
+        for index, result in zip(indexes, receipt.results, strict=True):
+            results[index] = BatchItemResult(
+                index=index,
+                code=result.code.value,
+                id=result.id,
+                message=result.message,
+                details=result.details,
+            )
+    ordered = [results[index] for index in range(len(body.transfers))]
+    succeeded = sum(ResultCode(item.code).succeeded for item in ordered)
+    return TransferBatchResponse(
+        results=ordered, succeeded=succeeded, failed=len(ordered) - succeeded
+    )
+
+
+def _fail_chains_with_invalid_members(
+    items: list[TransferRequest], results: dict[int, BatchItemResult], commands: dict[int, Command]
+) -> None:
+    """A chain with an invalid member never reaches the writer: it fails whole."""
+    chain: list[int] = []
+    for index, item in enumerate(items):
+        chain.append(index)
+        if item.linked and index < len(items) - 1:
+            continue
+        if any(member in results for member in chain):
+            for member in chain:
+                if member in commands:
+                    del commands[member]
+                    results[member] = BatchItemResult(
+                        index=member, code=ResultCode.LINKED_EVENT_FAILED.value
+                    )
+        chain = []
+
+
+@router.get("/{transfer_id}", response_model=TransferResponse, responses=ERROR_RESPONSES)
+def get_transfer_route(
+    transfer_id: UUID, service: ServiceDep, principal: PrincipalDep
+) -> TransferResponse:
+    transfer = service.transfer(transfer_id)
+    if transfer is None:
+        raise LedgerRefusal(ResultCode.TRANSFER_NOT_FOUND, f"transfer {transfer_id} does not exist")
+    return TransferResponse.of(transfer)
+
+
+@router.post("/{transfer_id}/post", response_model=TransferResponse, responses=ERROR_RESPONSES)
+def post_pending_route(
+    transfer_id: UUID,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    body: PostPendingRequest | None = None,
+) -> TransferResponse:
+    """Post a pending transfer in full, or a smaller amount (two-posting transfers)."""
+    amount_minor: int | None = None
+    if body is not None and body.amount is not None:
+        pending = service.transfer(transfer_id)
+        if pending is None:
+            raise LedgerRefusal(ResultCode.PENDING_TRANSFER_NOT_FOUND, "no such pending transfer")
+        amount_minor = parse_amount(body.amount, pending.postings[0].currency)
+    result = service.execute([PostPendingTransfer(transfer_id, amount_minor)]).results[0]
+    return TransferResponse.of(_transfer_after(service, result))
+
+
+@router.post("/{transfer_id}/void", response_model=TransferResponse, responses=ERROR_RESPONSES)
+def void_pending_route(
+    transfer_id: UUID, service: ServiceDep, principal: PrincipalDep
+) -> TransferResponse:
+    result = service.execute([VoidPendingTransfer(transfer_id)]).results[0]
+    return TransferResponse.of(_transfer_after(service, result))
+
+
+@router.post(
+    "/{transfer_id}/reverse",
+    response_model=TransferResponse,
+    status_code=201,
+    responses=_CREATED_OR_FOUND | ERROR_RESPONSES,
+)
+def reverse_route(
+    transfer_id: UUID,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    response: Response,
+    body: ReverseRequest | None = None,
+) -> TransferResponse:
+    """Correct a posted transfer with a new one that swaps every posting; once."""
+    metadata = body.metadata if body is not None else {}
+    result = service.execute([ReverseTransfer(transfer_id, metadata)]).results[0]
+    reversal = _transfer_after(service, result)
+    response.status_code = status_for(result.code)
+    return TransferResponse.of(reversal)

@@ -1,0 +1,70 @@
+"""Building ledgers for tests, and small helpers to drive them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from uuid import UUID
+
+from application.clock import SettableClock
+from application.in_memory_recorder import InMemoryLedgerRecorder
+from application.ledger_application import LedgerApplication
+from application.writer import LedgerWriter, WriterLimits
+from domain.account import AccountKind
+from domain.commands import CreateTransfer, OpenAccount, create_transfer, open_account
+from domain.transfer import Posting, Side
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def in_memory_writer(
+    clock: SettableClock | None = None, limits: WriterLimits | None = None
+) -> tuple[LedgerApplication, LedgerWriter, SettableClock]:
+    app = LedgerApplication(
+        env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
+        recorder_factory=lambda _factory: InMemoryLedgerRecorder(),
+    )
+    clock = clock or SettableClock(EPOCH)
+    return app, LedgerWriter(app, clock, limits), clock
+
+
+def user_account(key: str | None = None, currency: str = "USD", **terms: object) -> OpenAccount:
+    """A user account that cannot spend more than it holds."""
+    return open_account(
+        idempotency_key=key or f"acct-{uuid.uuid4()}",
+        currency=currency,
+        owner_id=str(terms.pop("owner_id", "owner-1")),
+        debits_must_not_exceed_credits=True,
+        **terms,  # type: ignore[arg-type]
+    )
+
+
+def platform_account(
+    key: str | None = None, kind: AccountKind = AccountKind.CASH, currency: str = "USD"
+) -> OpenAccount:
+    """A platform account with no limit: where money enters the ledger."""
+    return open_account(
+        idempotency_key=key or f"platform-{uuid.uuid4()}",
+        currency=currency,
+        owner_id="platform",
+        kind=kind,
+    )
+
+
+def transfer(
+    debit_account_id: UUID,
+    credit_account_id: UUID,
+    amount_minor: int,
+    *,
+    key: str | None = None,
+    currency: str = "USD",
+    **options: object,
+) -> CreateTransfer:
+    return create_transfer(
+        idempotency_key=key or f"tr-{uuid.uuid4()}",
+        postings=(
+            Posting(debit_account_id, Side.DEBIT, amount_minor, currency),
+            Posting(credit_account_id, Side.CREDIT, amount_minor, currency),
+        ),
+        **options,  # type: ignore[arg-type]
+    )
