@@ -8,9 +8,15 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, Snapshot
-from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    StoredEvent,
+    Transcoder,
+)
 
 from application.ports import LedgerRecorder, require_ledger_recorder
+from application.transcoder import OrjsonTranscoder
 from domain.account import Account
 from domain.transfer import Transfer
 
@@ -33,6 +39,11 @@ class LedgerApplication(Application[UUID]):
         self._recorder_factory = recorder_factory
         super().__init__(env)
         self.ledger_recorder: LedgerRecorder = require_ledger_recorder(self.recorder)
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = OrjsonTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_recorder(self) -> ApplicationRecorder:
         if self._recorder_factory is not None:

@@ -20,7 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import structlog
@@ -30,7 +30,7 @@ from eventsourcing.persistence import IntegrityError
 from application.ledger_application import LedgerApplication
 from application.ports import Clock, PendingDeadlineChanges
 from domain.account import Account
-from domain.commands import Command, ExpirePendingTransfer
+from domain.commands import Command, CreateTransfer, ExpirePendingTransfer
 from domain.ledger_batch import (
     CommandResult,
     LedgerBatch,
@@ -272,8 +272,11 @@ class LedgerWriter:
     def apply(self, commands: Sequence[Command]) -> WriteReceipt:
         """Decide and save one batch. Only the writer thread, or a caller that
         never started it, may call this: the caches are not shared."""
-        for _ in range(self.limits.conflict_retries_max + 1):
-            receipt = self._try_apply(commands)
+        for attempt in range(self.limits.conflict_retries_max + 1):
+            # First attempt: ids of transfers being created are taken to be new
+            # unless cached, saving a lookup per transfer. If one was not new,
+            # its version-1 insert fails the batch and the retry looks them up.
+            receipt = self._try_apply(commands, look_up_new_transfers=attempt > 0)
             if receipt is not None:
                 return receipt
             self.statistics.conflicts_retried += 1
@@ -281,21 +284,24 @@ class LedgerWriter:
             f"gave up after {self.limits.conflict_retries_max} retries on version conflicts"
         )
 
-    def _try_apply(self, commands: Sequence[Command]) -> WriteReceipt | None:
-        transfers = self._transfers_for(commands)
+    def _try_apply(
+        self, commands: Sequence[Command], *, look_up_new_transfers: bool
+    ) -> WriteReceipt | None:
+        transfers = self._transfers_for(commands, look_up_new_transfers=look_up_new_transfers)
         accounts = self._accounts_for(commands, transfers)
         batch = LedgerBatch(accounts, transfers, self._clock.now())
         results = batch.execute_all(commands)
         outcome = batch.finish()
         changed: list[Aggregate] = outcome.aggregates
-        if not changed:
+        if not changed and not outcome.recorded_transfers:
             return WriteReceipt(results, None)
         versions_before = {
             aggregate.id: aggregate.version - len(aggregate.pending_events) for aggregate in changed
         }
         started = time.perf_counter()
         try:
-            events = [event for aggregate in changed for event in aggregate.collect_events()]
+            events: list[Any] = list(outcome.recorded_transfers)
+            events.extend(event for aggregate in changed for event in aggregate.collect_events())
             to_stored_event = self._app.mapper.to_stored_event
             notification_ids = self._app.ledger_recorder.insert_events(
                 [to_stored_event(event) for event in events],
@@ -323,16 +329,23 @@ class LedgerWriter:
         position = notification_ids[-1] if notification_ids else None
         return WriteReceipt(results, position)
 
-    def _transfers_for(self, commands: Sequence[Command]) -> dict[UUID, Transfer]:
-        wanted = {tid for command in commands for tid in transfer_ids_to_load(command)}
+    def _transfers_for(
+        self, commands: Sequence[Command], *, look_up_new_transfers: bool
+    ) -> dict[UUID, Transfer]:
         found: dict[UUID, Transfer] = {}
         missing: list[UUID] = []
-        for transfer_id in wanted:
-            cached = self._transfers.get(transfer_id)
-            if cached is None:
-                missing.append(transfer_id)
-            else:
-                found[transfer_id] = cached
+        for command in commands:
+            if not look_up_new_transfers and isinstance(command, CreateTransfer):
+                cached = self._transfers.get(command.transfer_id)
+                if cached is not None:
+                    found[command.transfer_id] = cached
+                continue
+            for transfer_id in transfer_ids_to_load(command):
+                cached = self._transfers.get(transfer_id)
+                if cached is None:
+                    missing.append(transfer_id)
+                else:
+                    found[transfer_id] = cached
         if missing:
             for transfer_id, transfer in self._app.load_transfers(missing).items():
                 self._transfers.put(transfer_id, transfer)

@@ -65,7 +65,13 @@ class Totals(NamedTuple):
         )
 
     def is_within_bounds(self) -> bool:
-        return all(0 <= total <= AMOUNT_MINOR_MAX for total in self)
+        limit = AMOUNT_MINOR_MAX
+        return (
+            0 <= self[0] <= limit
+            and 0 <= self[1] <= limit
+            and 0 <= self[2] <= limit
+            and 0 <= self[3] <= limit
+        )
 
 
 METADATA_KEYS_MAX = 16

@@ -51,9 +51,24 @@ class CommandResult:
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
+    # Events of transfers created and not otherwise touched in this batch:
+    # recorded without building their aggregates (see Transfer.recorded_event).
+    recorded_transfers: list[Transfer.Recorded]
     aggregates: list[Aggregate]
     pending_deadlines_added: dict[UUID, datetime]
     pending_deadlines_removed: set[UUID]
+
+
+@dataclass(slots=True)
+class _NewTransfer:
+    recorded: Transfer.Recorded
+    # Built only when a later command of the same batch needs the aggregate.
+    aggregate: Transfer | None = None
+
+    def materialized(self) -> Transfer:
+        if self.aggregate is None:
+            self.aggregate = Transfer.materialize(self.recorded)
+        return self.aggregate
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +108,7 @@ class LedgerBatch:
         # Staged state, layered over the aggregates.
         self._totals: dict[UUID, Totals] = {}
         self._new_accounts: dict[UUID, Account] = {}
-        self._new_transfers: dict[UUID, Transfer] = {}
+        self._new_transfers: dict[UUID, _NewTransfer] = {}
         self._transfer_changes: dict[UUID, tuple[_TransferChange, ...]] = {}
         self._account_transfer_ids: list[tuple[UUID, UUID]] = []
         self._deadlines_added: dict[UUID, datetime] = {}
@@ -138,7 +153,17 @@ class LedgerBatch:
         return self._totals.get(account.id, account.totals)
 
     def _transfer(self, transfer_id: UUID) -> Transfer | None:
-        return self._new_transfers.get(transfer_id) or self._transfers.get(transfer_id)
+        new = self._new_transfers.get(transfer_id)
+        if new is not None:
+            return new.materialized()
+        return self._transfers.get(transfer_id)
+
+    def _fingerprint_of_transfer(self, transfer_id: UUID) -> tuple[str, UUID] | None:
+        new = self._new_transfers.get(transfer_id)
+        if new is not None:
+            return new.recorded.fingerprint, transfer_id
+        existing = self._transfers.get(transfer_id)
+        return None if existing is None else (existing.fingerprint, existing.id)
 
     def _transfer_state(self, transfer: Transfer) -> _TransferChange:
         changes = self._transfer_changes.get(transfer.id)
@@ -296,7 +321,13 @@ class LedgerBatch:
         new_totals: dict[UUID, Totals] = {}
         for account_id, change in changes.items():
             account = accounts[account_id]
-            after = self._current_totals(account).plus(change)
+            after = self._totals.get(account_id) or account.totals
+            after = Totals(
+                after[0] + change[0],
+                after[1] + change[1],
+                after[2] + change[2],
+                after[3] + change[3],
+            )
             refusal = account.refusal_for(after) if enforce_limits else None
             if refusal is not None:
                 raise LedgerRefusal(
@@ -310,9 +341,9 @@ class LedgerBatch:
             self._account_transfer_ids.append((account_id, transfer_id))
 
     def _create_transfer(self, command: CreateTransfer) -> CommandResult:
-        existing = self._transfer(command.transfer_id)
+        existing = self._fingerprint_of_transfer(command.transfer_id)
         if existing is not None:
-            return _exists_or_reused(existing.fingerprint, command.fingerprint, existing.id)
+            return _exists_or_reused(existing[0], command.fingerprint, existing[1])
         accounts = self._require_postable_accounts(command.postings, require_active=True)
         changes = _changes_for(command.postings, pending=command.pending)
         self._stage_totals(accounts, changes, command.transfer_id)
@@ -321,9 +352,9 @@ class LedgerBatch:
             if command.pending and command.timeout_s is not None
             else None
         )
-        transfer = Transfer(
-            id=command.transfer_id,
-            postings=[posting.as_event_data() for posting in command.postings],
+        recorded = Transfer.recorded_event(
+            transfer_id=command.transfer_id,
+            postings=command.postings,
             pending=command.pending,
             expires_at=expires_at,
             reverses_transfer_id=None,
@@ -331,10 +362,10 @@ class LedgerBatch:
             fingerprint=command.fingerprint,
             recorded_at=self._now,
         )
-        self._put(self._new_transfers, transfer.id, transfer)
+        self._put(self._new_transfers, command.transfer_id, _NewTransfer(recorded))
         if expires_at is not None:
-            self._put(self._deadlines_added, transfer.id, expires_at)
-        return CommandResult(ResultCode.OK, transfer.id)
+            self._put(self._deadlines_added, command.transfer_id, expires_at)
+        return CommandResult(ResultCode.OK, command.transfer_id)
 
     def _pending_transfer(self, transfer_id: UUID) -> tuple[Transfer, _TransferChange]:
         transfer = self._transfer(transfer_id)
@@ -422,9 +453,9 @@ class LedgerBatch:
         accounts = self._require_postable_accounts(reversal_postings, require_active=True)
         reversal_id = command.reversal_id
         self._stage_totals(accounts, _changes_for(reversal_postings, pending=False), reversal_id)
-        reversal = Transfer(
-            id=reversal_id,
-            postings=[posting.as_event_data() for posting in reversal_postings],
+        recorded = Transfer.recorded_event(
+            transfer_id=reversal_id,
+            postings=reversal_postings,
             pending=False,
             expires_at=None,
             reverses_transfer_id=str(original.id),
@@ -432,7 +463,7 @@ class LedgerBatch:
             fingerprint=f"reversal:{original.id}",
             recorded_at=self._now,
         )
-        self._put(self._new_transfers, reversal.id, reversal)
+        self._put(self._new_transfers, reversal_id, _NewTransfer(recorded))
         self._stage_transfer_change(
             original,
             _TransferChange(TransferStatus.POSTED, state.posted_postings, reversed_by=reversal_id),
@@ -462,7 +493,7 @@ class LedgerBatch:
         assert self._undo is None, "a linked chain is still open"
         self._finished = True
         touched: dict[UUID, Aggregate] = {}
-        touched.update(self._new_transfers)
+        recorded_transfers = [new.recorded for new in self._new_transfers.values()]
         for transfer_id, changes in self._transfer_changes.items():
             touched[transfer_id] = self._apply_transfer_changes(transfer_id, changes)
         touched.update(self._new_accounts)
@@ -472,6 +503,7 @@ class LedgerBatch:
             if account.pending_events:
                 touched[account.id] = account
         return BatchOutcome(
+            recorded_transfers=recorded_transfers,
             aggregates=[aggregate for aggregate in touched.values() if aggregate.pending_events],
             pending_deadlines_added={
                 transfer_id: deadline
@@ -535,16 +567,16 @@ def _exists_or_reused(stored_fingerprint: str, fingerprint: str, found_id: UUID)
 def _changes_for(
     postings: Iterable[Posting], *, pending: bool, sign: int = 1
 ) -> dict[UUID, Totals]:
-    changes: dict[UUID, Totals] = {}
+    """Each account's change in its four totals (the order of `Totals`)."""
+    changes: dict[UUID, list[int]] = {}
     for posting in postings:
-        account_id = posting.account_id
-        amount = sign * posting.amount_minor
-        if posting.side is Side.DEBIT:
-            change = Totals(debits_pending=amount) if pending else Totals(debits_posted=amount)
-        else:
-            change = Totals(credits_pending=amount) if pending else Totals(credits_posted=amount)
-        changes[account_id] = changes.get(account_id, Totals()).plus(change)
-    return changes
+        change = changes.get(posting.account_id)
+        if change is None:
+            change = changes[posting.account_id] = [0, 0, 0, 0]
+        # Index into (debits_pending, debits_posted, credits_pending, credits_posted).
+        index = (0 if posting.side is Side.DEBIT else 2) + (0 if pending else 1)
+        change[index] += sign * posting.amount_minor
+    return {account_id: Totals(*change) for account_id, change in changes.items()}
 
 
 def _postings_to_post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,18 @@ log = structlog.get_logger(__name__)
 def _hash_chained_recorder(factory: InfrastructureFactory[Any]) -> HashChainedPostgresRecorder:
     assert isinstance(factory, PostgresFactory), type(factory)
     return HashChainedPostgresRecorder(factory.datastore)
+
+
+# The writer allocates tens of thousands of short-lived objects per batch
+# (events, dicts, tuples) and makes no reference cycles on that path. With the
+# default first-generation threshold (700) the cyclic collector runs hundreds
+# of times a batch; measured here it cost about 40 % of the writer's time.
+GC_FIRST_GENERATION_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_FIRST_GENERATION_THRESHOLD, second, third)
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -60,6 +73,7 @@ class Ledger:
 def build_ledger(
     settings: Settings, *, clock: Clock | None = None, start_writer: bool = True
 ) -> Ledger:
+    tune_garbage_collector()
     database_url = resolve_database_url(settings)
     applied = database.upgrade(database_url)
     if applied:
