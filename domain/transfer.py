@@ -123,7 +123,10 @@ class Transfer(Aggregate):
         aggregate. A batch records thousands of transfers that nothing reads
         again before they are saved; `materialize` builds one when needed.
         Replay is unchanged: it is the same event class and the same mutate."""
-        return cls.Recorded(
+        # The library makes event classes frozen dataclasses by metaclass, which
+        # type checkers cannot see; the fields are the annotations above.
+        make_event: Any = cls.Recorded
+        recorded: Transfer.Recorded = make_event(
             originator_id=transfer_id,
             originator_version=cls.INITIAL_VERSION,
             timestamp=cls.Recorded.create_timestamp(),
@@ -136,6 +139,7 @@ class Transfer(Aggregate):
             fingerprint=fingerprint,
             recorded_at=recorded_at,
         )
+        return recorded
 
     @staticmethod
     def materialize(recorded: Transfer.Recorded) -> Transfer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -10,9 +11,10 @@ from application.clock import SettableClock
 from application.in_memory_recorder import InMemoryLedgerRecorder
 from application.ledger_application import LedgerApplication
 from application.writer import LedgerWriter, WriterLimits
-from domain.account import AccountKind
-from domain.commands import CreateTransfer, OpenAccount, create_transfer, open_account
-from domain.transfer import Posting, Side
+from domain.account import Account, AccountKind
+from domain.commands import Command, CreateTransfer, OpenAccount, create_transfer, open_account
+from domain.ledger_batch import CommandResult
+from domain.transfer import Posting, Side, Transfer
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -68,3 +70,41 @@ def transfer(
         ),
         **options,  # type: ignore[arg-type]
     )
+
+
+@dataclass
+class LedgerHarness:
+    """A writer driven synchronously (its thread never started), read back from events."""
+
+    app: LedgerApplication
+    writer: LedgerWriter
+    clock: SettableClock
+
+    def run(self, *commands: Command) -> list[CommandResult]:
+        return self.writer.apply(list(commands)).results
+
+    def run_one(self, command: Command) -> CommandResult:
+        (result,) = self.run(command)
+        return result
+
+    def account(self, account_id: UUID) -> Account:
+        account = self.app.load_account(account_id)
+        assert account is not None, f"no account {account_id} in the event store"
+        return account
+
+    def transfer(self, transfer_id: UUID) -> Transfer:
+        found = self.app.load_transfers([transfer_id]).get(transfer_id)
+        assert found is not None, f"no transfer {transfer_id} in the event store"
+        return found
+
+    def has_transfer(self, transfer_id: UUID) -> bool:
+        return transfer_id in self.app.load_transfers([transfer_id])
+
+    def events_written(self) -> int:
+        return self.app.recorder.max_notification_id() or 0
+
+
+def in_memory_ledger(
+    clock: SettableClock | None = None, limits: WriterLimits | None = None
+) -> LedgerHarness:
+    return LedgerHarness(*in_memory_writer(clock, limits))
