@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -90,19 +89,20 @@ def demo(
         ledger.close()
 
 
-@app.command()
-def bench(
-    quick: Annotated[bool, typer.Option(help="A small run that finishes in seconds")] = False,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where the bench's PostgreSQL lives")
-    ] = None,
-    json_output: Annotated[Path | None, typer.Option("--json", help="Also write JSON here")] = None,
-) -> None:
-    """Measure the writer against the naive eventsourcing baseline, side by side."""
-    from benchmarks import cli as benchmark_cli
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def bench(context: typer.Context) -> None:
+    """Measure the writer against the naive eventsourcing baseline, side by side.
+
+    Options pass through: --quick, --json, --accounts N, --history-transfers N,
+    --measured-transfers N, --baseline-transfers N, --prebuilt-transfers N,
+    --client-threads N, --chunk-size N, --seed N, --data-dir DIR,
+    --database-url URL, --profile-writer."""
+    from benchmarks.writer_benchmark import main as benchmark_main
 
     _settings()
-    benchmark_cli.run(quick=quick, data_dir=data_dir, json_output=json_output)
+    raise typer.Exit(benchmark_main(list(context.args)))
 
 
 def main() -> None:

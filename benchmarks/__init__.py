@@ -1,0 +1,1 @@
+"""The workloads behind `ledger bench`, with the peer baselines they are compared to."""

@@ -1,0 +1,270 @@
+"""`ledger bench`: transfers/s through the group-commit writer, beside the naive way.
+
+One run: a fresh database on the benchmark's PostgreSQL; 1,000 user accounts
+funded from a platform cash account; a history of earlier transfers loaded
+through the writer (so the tables and indexes are not empty); then the
+measured transfers, by several client threads each submitting a chunk and
+waiting for its results, so the writer always has the next batch queued.
+Afterwards every account is read back from the database and checked against
+the workload. Then the naive baseline runs on its own database of the same
+server, and both are reported side by side.
+
+    from benchmarks.writer_benchmark import WriterBenchmarkConfig, render, run_writer_benchmark
+    print(render(run_writer_benchmark(WriterBenchmarkConfig())))
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.metadata
+import io
+import os
+import platform
+import pstats
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter, WriteReceipt
+from benchmarks import databases
+from benchmarks.naive_baseline import run_naive_baseline
+from benchmarks.report import MemoryUsage, WriterBenchmarkReport, render, to_json
+from benchmarks.workload import Workload
+from benchmarks.writer_phases import (
+    BenchmarkFailed,
+    open_and_fund_accounts,
+    run_phase,
+    verify_ledger,
+)
+from domain.commands import Command
+from interface.bootstrap import build_ledger
+from interface.settings import Settings
+
+__all__ = [
+    "BenchmarkFailed",
+    "WriterBenchmarkConfig",
+    "WriterBenchmarkReport",
+    "main",
+    "render",
+    "run_writer_benchmark",
+    "to_json",
+]
+
+PROFILE_LINES: Final[int] = 15
+TIMED: Final[str] = (
+    "ledger: wall time from starting the client threads until the last result arrived; "
+    "inside it each client draws its transfers, builds the CreateTransfer commands "
+    "(validation, fingerprint), submits one chunk and waits for its receipt. "
+    "Writer only (if run): the same, with every command built before the clock starts. "
+    "Baseline: wall time of drawing and doing its transfers one by one. "
+    "Account setup and the history load are not in either figure; "
+    "a CHECKPOINT runs before each timed phase, where the role may."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterBenchmarkConfig:
+    accounts: int = 1_000
+    history_transfers: int = 100_000
+    measured_transfers: int = 100_000
+    baseline_transfers: int = 3_000
+    client_threads: int = 4
+    chunk_size: int = BATCH_SIZE_MAX_DEFAULT
+    seed: int = 1
+    # Where the embedded server keeps its data; default ./.bench.
+    data_dir: Path | None = None
+    # A server of your own (any database on it; the benchmark makes its own).
+    # Default: LEDGER_BENCH_DATABASE_URL, else the embedded server.
+    database_url: str | None = None
+    # cProfile the writer's batches during the measured phase (slows them).
+    profile_writer: bool = False
+    # After the measured phase, this many more transfers whose commands are
+    # all built before the clock starts: the writer's own rate, without the
+    # clients' share of the one interpreter lock. 0 skips the phase.
+    prebuilt_transfers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.accounts < 2:
+            raise ValueError("accounts must be at least 2")
+        if self.history_transfers < 0 or self.prebuilt_transfers < 0:
+            raise ValueError("history_transfers and prebuilt_transfers must not be negative")
+        if self.measured_transfers < 1 or self.baseline_transfers < 1:
+            raise ValueError("measured_transfers and baseline_transfers must be at least 1")
+        if self.client_threads < 1:
+            raise ValueError("client_threads must be at least 1")
+        if not 1 <= self.chunk_size <= BATCH_SIZE_MAX_DEFAULT:
+            raise ValueError(f"chunk_size must be 1 to {BATCH_SIZE_MAX_DEFAULT}")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> WriterBenchmarkConfig:
+        """The whole harness in a few seconds: for tests, not for figures."""
+        small = cls(
+            accounts=100,
+            history_transfers=2_000,
+            measured_transfers=5_000,
+            baseline_transfers=300,
+            chunk_size=1_000,
+        )
+        return replace(small, **overrides)
+
+
+def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport:
+    # Other work on the machine moves every figure here: say how busy it was.
+    load_at_start = os.getloadavg()[0]
+    server_url = databases.server_url(config.database_url, config.data_dir)
+    workload = Workload(config.accounts, config.seed, config.chunk_size)
+    rss_at_start = peak_rss_kib()
+    with databases.temporary_database(server_url, "bench_ledger") as ledger_url:
+        settings = Settings(
+            database_url=ledger_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+        )
+        ledger = build_ledger(settings)
+        try:
+            writer = ledger.writer
+            if writer.limits.batch_size_max < config.chunk_size:
+                raise BenchmarkFailed(
+                    f"chunk_size {config.chunk_size} exceeds the writer's batch_size_max "
+                    f"{writer.limits.batch_size_max}"
+                )
+            started = time.perf_counter()
+            account_ids = open_and_fund_accounts(writer, workload)
+            setup_seconds = time.perf_counter() - started
+            threads = config.client_threads
+            history = run_phase(
+                writer, workload, account_ids, "history", config.history_transfers, threads
+            )
+            databases.checkpoint(ledger_url)
+            rss_before_measured = peak_rss_kib()
+            profiler = _profile_batches(writer) if config.profile_writer else None
+            measured = run_phase(
+                writer, workload, account_ids, "measured", config.measured_transfers, threads
+            )
+            rss_after_measured = peak_rss_kib()
+            if profiler is not None:
+                del vars(writer)["apply"]
+            phases = [history, measured]
+            prebuilt = None
+            if config.prebuilt_transfers:
+                databases.checkpoint(ledger_url)
+                prebuilt = run_phase(
+                    writer,
+                    workload,
+                    account_ids,
+                    "prebuilt",
+                    config.prebuilt_transfers,
+                    threads,
+                    prebuild=True,
+                )
+                phases.append(prebuilt)
+            verification = verify_ledger(ledger, workload, account_ids, phases)
+        finally:
+            ledger.close()
+    with databases.temporary_database(server_url, "bench_naive") as naive_url:
+        baseline = run_naive_baseline(naive_url, workload, config.baseline_transfers)
+    if baseline.balances_verified:
+        verification.checks.append(f"baseline: {baseline.verification}")
+    else:
+        verification.failures.append(f"baseline: {baseline.verification}")
+    return WriterBenchmarkReport(
+        config={item.name: getattr(config, item.name) for item in fields(config)},
+        environment=_environment(server_url, load_at_start),
+        setup_seconds=setup_seconds,
+        history=history,
+        measured=measured,
+        prebuilt=prebuilt,
+        baseline=baseline,
+        verification=verification,
+        memory=MemoryUsage(rss_at_start, rss_before_measured, rss_after_measured, peak_rss_kib()),
+        timed=TIMED,
+        writer_profile=_profile_text(profiler) if profiler is not None else None,
+        notes=_notes(config),
+    )
+
+
+def peak_rss_kib() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB; macOS reports bytes.
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+def _profile_batches(writer: LedgerWriter) -> cProfile.Profile:
+    """Profile the writer thread's batches without touching the writer's code:
+    `apply` runs only on the writer thread, so the profile is that thread's."""
+    profiler = cProfile.Profile()
+    original: Callable[[Sequence[Command]], WriteReceipt] = writer.apply
+
+    def profiled_apply(commands: Sequence[Command]) -> WriteReceipt:
+        return profiler.runcall(original, commands)
+
+    vars(writer)["apply"] = profiled_apply
+    return profiler
+
+
+def _profile_text(profiler: cProfile.Profile) -> str:
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream).strip_dirs()
+    stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(PROFILE_LINES)
+    stats.sort_stats(pstats.SortKey.TIME).print_stats(PROFILE_LINES)
+    return stream.getvalue().strip()
+
+
+def _environment(server_url: str, load_at_start: float) -> dict[str, str]:
+    server = databases.server_settings(server_url)
+    return {
+        "python": platform.python_version(),
+        "eventsourcing": importlib.metadata.version("eventsourcing"),
+        "psycopg": importlib.metadata.version("psycopg"),
+        "postgresql": server.pop("server_version"),
+        "connection": databases.transport(server_url),
+        **server,
+        "cpus": str(os.cpu_count()),
+        "load_average_1m": f"{load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end",
+        "platform": platform.platform(terse=True),
+    }
+
+
+def _notes(config: WriterBenchmarkConfig) -> list[str]:
+    notes = [
+        "the baseline does the first transfers of the same measured sequence, "
+        "with one client and no history (favouring it)",
+    ]
+    if config.profile_writer:
+        notes.append("the writer was profiled: its figures are slower than unprofiled")
+    return notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m benchmarks.writer_benchmark [--quick] [--json] ...`; 1 if a check failed."""
+    parser = argparse.ArgumentParser(description="Transfers/s through the ledger's writer.")
+    for name in (
+        "accounts",
+        "history_transfers",
+        "measured_transfers",
+        "baseline_transfers",
+        "prebuilt_transfers",
+        "client_threads",
+        "chunk_size",
+        "seed",
+    ):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--profile-writer", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    arguments = vars(parser.parse_args(argv))
+    quick, as_json = arguments.pop("quick"), arguments.pop("json")
+    overrides = {name: value for name, value in arguments.items() if value not in (None, False)}
+    base = WriterBenchmarkConfig.quick() if quick else WriterBenchmarkConfig()
+    report = run_writer_benchmark(replace(base, **overrides))
+    print(to_json(report) if as_json else render(report))
+    return 0 if report.verification.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
