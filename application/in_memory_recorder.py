@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -10,7 +11,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from application.ports import PendingDeadlineChanges
+from application.ports import AppendEvents, PendingDeadlineChanges
 from domain.event_chain import GENESIS_HASH, chained_hash
 
 
@@ -45,6 +46,16 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder):
                     self._pending_deadlines.pop(transfer_id, None)
         self._notify_listeners()
         return notification_ids
+
+    @contextmanager
+    def exclusive_append(self) -> Iterator[AppendEvents]:
+        # One process holds the whole in-memory store: nothing to exclude.
+        def append(
+            stored_events: Sequence[StoredEvent], deadlines: PendingDeadlineChanges
+        ) -> Sequence[int]:
+            return self.insert_events(stored_events, pending_deadlines=deadlines) or []
+
+        yield append
 
     def select_events_of_originators(
         self, originator_ids: Sequence[UUID]

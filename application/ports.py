@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -27,6 +28,11 @@ class PendingDeadlineChanges:
     removed: set[UUID] = field(default_factory=set)
 
 
+# Appends events (and deadline changes) in an already locked transaction;
+# returns the events' positions.
+AppendEvents = Callable[[Sequence[StoredEvent], PendingDeadlineChanges], Sequence[int]]
+
+
 @runtime_checkable
 class LedgerRecorder(Protocol):
     """What the writer needs of an event store beyond the library's recorder."""
@@ -40,6 +46,11 @@ class LedgerRecorder(Protocol):
     ) -> dict[UUID, list[StoredEvent]]: ...
 
     def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]: ...
+
+    def exclusive_append(self) -> AbstractContextManager[AppendEvents]:
+        """Hold the log's write lock from now until the context ends; what is
+        decided inside it (reading with other connections) cannot conflict."""
+        ...
 
 
 def require_ledger_recorder(recorder: ApplicationRecorder) -> LedgerRecorder:

@@ -25,10 +25,10 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.ledger_application import LedgerApplication
-from application.ports import Clock, PendingDeadlineChanges
+from application.ports import AppendEvents, Clock, PendingDeadlineChanges
 from domain.account import Account
 from domain.commands import Command, CreateTransfer, ExpirePendingTransfer
 from domain.ledger_batch import (
@@ -52,13 +52,16 @@ class WriterLimits:
     queued_commands_max: int = 16 * BATCH_SIZE_MAX_DEFAULT
     account_cache_size_max: int = 100_000
     transfer_cache_size_max: int = 20_000
-    conflict_retries_max: int = 16
+    # Optimistic attempts before a batch is decided under the log's write lock.
+    optimistic_attempts_max: int = 3
     expiry_sweep_interval_s: float = 1.0
     submit_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size_max <= self.queued_commands_max:
             raise ValueError("need 1 <= batch_size_max <= queued_commands_max")
+        if self.optimistic_attempts_max < 1:
+            raise ValueError("need at least one optimistic attempt")
         if self.account_cache_size_max < 1 or self.transfer_cache_size_max < 1:
             raise ValueError("caches need room for at least one aggregate")
 
@@ -72,7 +75,7 @@ class WriterStopped(Exception):
 
 
 class WriterConflict(Exception):
-    """Other writers kept changing the same aggregates; the batch gave up."""
+    """A batch decided under the write lock still conflicted: a bug, never load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class WriterStatistics:
     commands_applied: int = 0
     events_written: int = 0
     conflicts_retried: int = 0
+    batches_decided_under_lock: int = 0
     last_batch_size: int = 0
     last_commit_s: float = 0.0
     pending_transfers_expired: int = 0
@@ -272,20 +276,38 @@ class LedgerWriter:
     def apply(self, commands: Sequence[Command]) -> WriteReceipt:
         """Decide and save one batch. Only the writer thread, or a caller that
         never started it, may call this: the caches are not shared."""
-        for attempt in range(self.limits.conflict_retries_max + 1):
+        for attempt in range(self.limits.optimistic_attempts_max):
             # First attempt: ids of transfers being created are taken to be new
             # unless cached, saving a lookup per transfer. If one was not new,
             # its version-1 insert fails the batch and the retry looks them up.
-            receipt = self._try_apply(commands, look_up_new_transfers=attempt > 0)
+            receipt = self._try_apply(
+                commands, look_up_new_transfers=attempt > 0, append=self._append
+            )
             if receipt is not None:
                 return receipt
             self.statistics.conflicts_retried += 1
-        raise WriterConflict(
-            f"gave up after {self.limits.conflict_retries_max} retries on version conflicts"
+        # Other writers keep winning the race for these aggregates. Decide
+        # while holding the log's write lock: every writer inserts under it,
+        # so nothing read from here on can change before this batch commits.
+        self._accounts.clear()
+        self._transfers.clear()
+        self.statistics.batches_decided_under_lock += 1
+        with self._app.ledger_recorder.exclusive_append() as append:
+            receipt = self._try_apply(commands, look_up_new_transfers=True, append=append)
+            if receipt is None:
+                raise WriterConflict("a batch decided under the write lock conflicted")
+        return receipt
+
+    def _append(
+        self, stored_events: Sequence[StoredEvent], deadlines: PendingDeadlineChanges
+    ) -> Sequence[int]:
+        return (
+            self._app.ledger_recorder.insert_events(stored_events, pending_deadlines=deadlines)
+            or []
         )
 
     def _try_apply(
-        self, commands: Sequence[Command], *, look_up_new_transfers: bool
+        self, commands: Sequence[Command], *, look_up_new_transfers: bool, append: AppendEvents
     ) -> WriteReceipt | None:
         transfers = self._transfers_for(commands, look_up_new_transfers=look_up_new_transfers)
         accounts = self._accounts_for(commands, transfers)
@@ -303,9 +325,9 @@ class LedgerWriter:
             events: list[Any] = list(outcome.recorded_transfers)
             events.extend(event for aggregate in changed for event in aggregate.collect_events())
             to_stored_event = self._app.mapper.to_stored_event
-            notification_ids = self._app.ledger_recorder.insert_events(
+            notification_ids = append(
                 [to_stored_event(event) for event in events],
-                pending_deadlines=PendingDeadlineChanges(
+                PendingDeadlineChanges(
                     outcome.pending_deadlines_added, outcome.pending_deadlines_removed
                 ),
             )

@@ -43,16 +43,14 @@ def serve(
             typer.echo(f"demo: {line}")
     listen_host, listen_port = host or settings.host, port or settings.port
     typer.echo(f"API docs: http://{listen_host}:{listen_port}/docs")
-    try:
-        uvicorn.run(
-            create_app(settings, ledger=ledger),
-            host=listen_host,
-            port=listen_port,
-            log_config=None,
-            access_log=False,
-        )
-    finally:
-        ledger.close()
+    # The app's lifespan closes the ledger on shutdown, SIGTERM included.
+    uvicorn.run(
+        create_app(settings, ledger=ledger, owns_ledger=True),
+        host=listen_host,
+        port=listen_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @db_app.command("upgrade")

@@ -70,18 +70,30 @@ def _yoyo_url(database_url: str) -> str:
     return f"postgresql+psycopg://{credentials}{host}:{port}/{dbname}"
 
 
+# Key of the PostgreSQL advisory lock that serialises schema upgrades.
+MIGRATION_LOCK_KEY: Final[int] = 0x6C65_6467_6572  # "ledger"
+
+
 def upgrade(database_url: str) -> list[str]:
-    """Apply every migration not yet applied; returns the ids applied now."""
-    backend = get_backend(_yoyo_url(database_url))
-    try:
-        migrations = read_migrations(str(MIGRATIONS_DIR))
-        # yoyo's lock makes concurrent starts of several processes safe.
-        with backend.lock():
-            pending = backend.to_apply(migrations)
+    """Apply every migration not yet applied; returns the ids applied now.
+
+    Several processes may start at once: a session advisory lock lets one
+    upgrade at a time. Unlike yoyo's own lock (a row), it dies with its
+    connection, so a process killed mid-upgrade never blocks the next start.
+    """
+    with psycopg.connect(database_url, autocommit=True) as guard:
+        guard.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        # Whoever holds the advisory lock is the only migrator, so any row in
+        # yoyo's lock table is a leftover of a process that died holding it.
+        if guard.execute("SELECT to_regclass('yoyo_lock') IS NOT NULL").fetchone() == (True,):
+            guard.execute("DELETE FROM yoyo_lock")
+        backend = get_backend(_yoyo_url(database_url))
+        try:
+            pending = backend.to_apply(read_migrations(str(MIGRATIONS_DIR)))
             backend.apply_migrations(pending)
-        return [migration.id for migration in pending]
-    finally:
-        backend.connection.close()
+            return [migration.id for migration in pending]
+        finally:
+            backend.connection.close()
 
 
 def pending_migrations(database_url: str) -> list[str]:

@@ -10,7 +10,8 @@ that orders the log, in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
-from application.ports import PendingDeadlineChanges
+from application.ports import AppendEvents, PendingDeadlineChanges
 from domain.event_chain import GENESIS_HASH, chained_hash
 
 EVENTS_TABLE = "ledger_events"
@@ -77,6 +78,25 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
             raise IntegrityError(str(error)) from error
         first_id = last_id - len(stored_events) + 1
         return list(range(first_id, last_id + 1))
+
+    @contextmanager
+    def exclusive_append(self) -> Iterator[AppendEvents]:
+        with (
+            self.datastore.get_connection() as connection,
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            self._lock_table(cursor)
+
+            def append(
+                stored_events: Sequence[StoredEvent], deadlines: PendingDeadlineChanges
+            ) -> Sequence[int]:
+                last_id = self._insert_chained(cursor, stored_events)
+                self._record_deadlines(cursor, deadlines)
+                self._notify_channel(cursor)
+                return list(range(last_id - len(stored_events) + 1, last_id + 1))
+
+            yield append
 
     def _insert_chained(
         self, cursor: psycopg.Cursor[Any], stored_events: Sequence[StoredEvent]

@@ -19,18 +19,21 @@ stable code.
 """
 
 
-def create_app(settings: Settings | None = None, ledger: Ledger | None = None) -> FastAPI:
-    """Give `ledger` to share a running one (tests); otherwise the app builds
-    its own at startup and closes it at shutdown."""
+def create_app(
+    settings: Settings | None = None, ledger: Ledger | None = None, *, owns_ledger: bool = False
+) -> FastAPI:
+    """Without `ledger` the app builds its own at startup and closes it at
+    shutdown. Given one, it closes it at shutdown only if `owns_ledger`: the
+    server's graceful shutdown (SIGTERM) then stops the writer cleanly."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = ledger is None
+        closes = ledger is None or owns_ledger
         app.state.ledger = ledger or build_ledger(settings or Settings())
         try:
             yield
         finally:
-            if owned:
+            if closes:
                 app.state.ledger.close()
 
     app = FastAPI(title="Ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

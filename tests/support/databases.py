@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from interface import database
 
@@ -28,9 +28,7 @@ def server_url(work_dir: Path) -> str:
 
 
 def with_database(url: str, dbname: str) -> str:
-    parameters = conninfo_to_dict(url)
-    parameters["dbname"] = dbname
-    return make_conninfo(**parameters)
+    return make_conninfo(url, dbname=dbname)
 
 
 def prepare_template(url: str) -> None:
