@@ -70,6 +70,14 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder):
                     ]
         return found
 
+    def select_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        with self._database_lock:
+            return {
+                originator_id: max(versions)
+                for originator_id in originator_ids
+                if (versions := self._stored_events_index.get(str(originator_id)))
+            }
+
     def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]:
         with self._database_lock:
             due = sorted(

@@ -47,6 +47,10 @@ class LedgerRecorder(Protocol):
 
     def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]: ...
 
+    def select_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """Each stored aggregate's current version; absent ids are not stored."""
+        ...
+
     def exclusive_append(self) -> AbstractContextManager[AppendEvents]:
         """Hold the log's write lock from now until the context ends; what is
         decided inside it (reading with other connections) cannot conflict."""

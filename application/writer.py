@@ -241,21 +241,15 @@ class LedgerWriter:
             return taken
 
     def _write(self, submissions: list[_Submission]) -> None:
-        commands = [command for submission in submissions for command in submission.commands]
         try:
-            receipt = self.apply(commands)
+            receipts = self.apply_submissions([submission.commands for submission in submissions])
         except BaseException as error:
-            log.exception("writer_batch_failed", commands=len(commands))
+            log.exception("writer_batch_failed", submissions=len(submissions))
             for submission in submissions:
                 submission.future.set_exception(error)
             return
-        offset = 0
-        for submission in submissions:
-            count = len(submission.commands)
-            submission.future.set_result(
-                WriteReceipt(receipt.results[offset : offset + count], receipt.position)
-            )
-            offset += count
+        for submission, receipt in zip(submissions, receipts, strict=True):
+            submission.future.set_result(receipt)
 
     def _expire_due_pending_transfers(self) -> None:
         self._last_sweep = time.monotonic()
@@ -274,17 +268,23 @@ class LedgerWriter:
     # Deciding and saving one batch -----------------------------------------
 
     def apply(self, commands: Sequence[Command]) -> WriteReceipt:
-        """Decide and save one batch. Only the writer thread, or a caller that
+        """Decide and save one submission as a batch of its own."""
+        return self.apply_submissions([commands])[0]
+
+    def apply_submissions(self, submissions: Sequence[Sequence[Command]]) -> list[WriteReceipt]:
+        """Decide and save several submissions in one batch; a linked chain never
+        reaches past its submission. Only the writer thread, or a caller that
         never started it, may call this: the caches are not shared."""
         for attempt in range(self.limits.optimistic_attempts_max):
             # First attempt: ids of transfers being created are taken to be new
-            # unless cached, saving a lookup per transfer. If one was not new,
-            # its version-1 insert fails the batch and the retry looks them up.
-            receipt = self._try_apply(
-                commands, look_up_new_transfers=attempt > 0, append=self._append
+            # unless cached, saving a lookup per transfer. A successful one that
+            # was not new fails its version-1 insert; a refused one is checked
+            # against the store before its refusal is believed.
+            receipts = self._try_apply(
+                submissions, look_up_new_transfers=attempt > 0, append=self._append, locked=False
             )
-            if receipt is not None:
-                return receipt
+            if receipts is not None:
+                return receipts
             self.statistics.conflicts_retried += 1
         # Other writers keep winning the race for these aggregates. Decide
         # while holding the log's write lock: every writer inserts under it,
@@ -293,10 +293,12 @@ class LedgerWriter:
         self._transfers.clear()
         self.statistics.batches_decided_under_lock += 1
         with self._app.ledger_recorder.exclusive_append() as append:
-            receipt = self._try_apply(commands, look_up_new_transfers=True, append=append)
-            if receipt is None:
+            receipts = self._try_apply(
+                submissions, look_up_new_transfers=True, append=append, locked=True
+            )
+            if receipts is None:
                 raise WriterConflict("a batch decided under the write lock conflicted")
-        return receipt
+        return receipts
 
     def _append(
         self, stored_events: Sequence[StoredEvent], deadlines: PendingDeadlineChanges
@@ -307,16 +309,36 @@ class LedgerWriter:
         )
 
     def _try_apply(
-        self, commands: Sequence[Command], *, look_up_new_transfers: bool, append: AppendEvents
-    ) -> WriteReceipt | None:
+        self,
+        submissions: Sequence[Sequence[Command]],
+        *,
+        look_up_new_transfers: bool,
+        append: AppendEvents,
+        locked: bool,
+    ) -> list[WriteReceipt] | None:
+        commands = [command for submission in submissions for command in submission]
         transfers = self._transfers_for(commands, look_up_new_transfers=look_up_new_transfers)
         accounts = self._accounts_for(commands, transfers)
         batch = LedgerBatch(accounts, transfers, self._clock.now())
-        results = batch.execute_all(commands)
-        outcome = batch.finish()
+        results_by_submission = [batch.execute_all(submission) for submission in submissions]
+        results = [result for submitted in results_by_submission for result in submitted]
+        if not locked:
+            stale = self._stale_reads(commands, results, accounts, transfers, look_up_new_transfers)
+            if stale:
+                # Nothing was applied yet: drop what was read and decide again.
+                self._accounts.evict(stale)
+                self._transfers.evict(stale)
+                log.info("writer_stale_read", aggregates=len(stale))
+                return None
+        try:
+            outcome = batch.finish()
+        except BaseException:
+            # finish() applies events to cached aggregates; half-applied copies must go.
+            self._forget([], accounts.keys(), transfers.keys())
+            raise
         changed: list[Aggregate] = outcome.aggregates
         if not changed and not outcome.recorded_transfers:
-            return WriteReceipt(results, None)
+            return [WriteReceipt(submitted, None) for submitted in results_by_submission]
         versions_before = {
             aggregate.id: aggregate.version - len(aggregate.pending_events) for aggregate in changed
         }
@@ -349,7 +371,51 @@ class LedgerWriter:
         statistics.last_batch_size = len(commands)
         statistics.last_commit_s = time.perf_counter() - started
         position = notification_ids[-1] if notification_ids else None
-        return WriteReceipt(results, position)
+        return [WriteReceipt(submitted, position) for submitted in results_by_submission]
+
+    def _stale_reads(
+        self,
+        commands: Sequence[Command],
+        results: Sequence[CommandResult],
+        accounts: dict[UUID, Account],
+        transfers: dict[UUID, Transfer],
+        looked_up_new_transfers: bool,
+    ) -> set[UUID]:
+        """Aggregates behind refusals that the store has moved past.
+
+        A success writes every aggregate it read, so a stale copy fails its
+        insert. A refusal writes nothing: before it is believed, what it read
+        is checked against the store (one query, and only when something was
+        refused). So is the id of a refused new transfer that was not looked
+        up: if it exists, the answer is `exists` or `idempotency_key_reused`.
+        """
+        versions_read: dict[UUID, int] = {}
+        unverified_new: set[UUID] = set()
+        for command, result in zip(commands, results, strict=True):
+            if result.succeeded:
+                continue
+            if (
+                not looked_up_new_transfers
+                and isinstance(command, CreateTransfer)
+                and command.transfer_id not in transfers
+            ):
+                unverified_new.add(command.transfer_id)
+            for transfer_id in transfer_ids_to_load(command):
+                if transfer_id in transfers:
+                    versions_read[transfer_id] = transfers[transfer_id].version
+            for account_id in account_ids_to_load(command, transfers):
+                if account_id in accounts:
+                    versions_read[account_id] = accounts[account_id].version
+        if not versions_read and not unverified_new:
+            return set()
+        stored = self._app.ledger_recorder.select_versions([*versions_read, *unverified_new])
+        stale = {aggregate_id for aggregate_id in unverified_new if aggregate_id in stored}
+        stale.update(
+            aggregate_id
+            for aggregate_id, version in versions_read.items()
+            if stored.get(aggregate_id) != version
+        )
+        return stale
 
     def _transfers_for(
         self, commands: Sequence[Command], *, look_up_new_transfers: bool

@@ -204,25 +204,32 @@ class Account(Aggregate):
             before[3] + credits_posted,
         )
 
-    def change_state(self, new_state: AccountState, reason: str, actor: str, at: datetime) -> None:
-        if new_state not in _ALLOWED_TRANSITIONS[self.state]:
+    @staticmethod
+    def require_state_change(
+        current: AccountState, new_state: AccountState, totals: Totals
+    ) -> None:
+        """May an account in `current` with these totals go to `new_state`?"""
+        if new_state not in _ALLOWED_TRANSITIONS[current]:
             raise LedgerRefusal(
                 ResultCode.INVALID_STATE_TRANSITION,
-                f"account cannot go from {self.state.value} to {new_state.value}",
-                from_state=self.state.value,
+                f"account cannot go from {current.value} to {new_state.value}",
+                from_state=current.value,
                 to_state=new_state.value,
             )
         if new_state is AccountState.CLOSED:
-            if self.totals.debits_pending or self.totals.credits_pending:
+            if totals.debits_pending or totals.credits_pending:
                 raise LedgerRefusal(
                     ResultCode.ACCOUNT_HAS_PENDING_TRANSFERS,
                     "void or post the account's pending transfers before closing it",
                 )
-            if self.totals.debits_posted != self.totals.credits_posted:
+            if totals.debits_posted != totals.credits_posted:
                 raise LedgerRefusal(
                     ResultCode.ACCOUNT_BALANCE_NOT_ZERO,
                     "move the account's balance out before closing it",
                 )
+
+    def change_state(self, new_state: AccountState, reason: str, actor: str, at: datetime) -> None:
+        self.require_state_change(self.state, new_state, self.totals)
         self._state_changed(
             from_state=self.state.value, to_state=new_state.value, reason=reason, actor=actor, at=at
         )

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain.account import Account, Totals
+from domain.account import Account, AccountState, Totals
 from domain.commands import (
     ChangeAccountState,
     Command,
@@ -57,6 +57,16 @@ class BatchOutcome:
     aggregates: list[Aggregate]
     pending_deadlines_added: dict[UUID, datetime]
     pending_deadlines_removed: set[UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class _StagedStateChange:
+    account_id: UUID
+    # The account's staged totals, and how many transfer effects had been
+    # staged, when the change was decided: its events are written in order.
+    totals_before: Totals
+    effects_before: int
+    command: ChangeAccountState
 
 
 @dataclass(slots=True)
@@ -111,6 +121,8 @@ class LedgerBatch:
         self._new_transfers: dict[UUID, _NewTransfer] = {}
         self._transfer_changes: dict[UUID, tuple[_TransferChange, ...]] = {}
         self._account_transfer_ids: list[tuple[UUID, UUID]] = []
+        self._states: dict[UUID, AccountState] = {}
+        self._state_changes: list[_StagedStateChange] = []
         self._deadlines_added: dict[UUID, datetime] = {}
         self._deadlines_removed: set[UUID] = set()
         # While a linked chain runs, every staged write is logged to be undone.
@@ -134,7 +146,10 @@ class LedgerBatch:
             self._undo.append((target, key, False))
         target.add(key)
 
-    def _roll_back(self, undo: list[tuple[Any, Any, Any]], effects_length: int) -> None:
+    def _staged_lengths(self) -> tuple[int, int]:
+        return len(self._account_transfer_ids), len(self._state_changes)
+
+    def _roll_back(self, undo: list[tuple[Any, Any, Any]], lengths: tuple[int, int]) -> None:
         for target, key, previous in reversed(undo):
             if isinstance(target, set):
                 (target.add if previous else target.discard)(key)
@@ -142,7 +157,8 @@ class LedgerBatch:
                 del target[key]
             else:
                 target[key] = previous
-        del self._account_transfer_ids[effects_length:]
+        del self._account_transfer_ids[lengths[0] :]
+        del self._state_changes[lengths[1] :]
 
     # Views over aggregates plus what this batch staged ------------------
 
@@ -150,7 +166,10 @@ class LedgerBatch:
         return self._new_accounts.get(account_id) or self._accounts.get(account_id)
 
     def _current_totals(self, account: Account) -> Totals:
-        return self._totals.get(account.id, account.totals)
+        return self._totals.get(account.id) or account.totals
+
+    def _current_state(self, account: Account) -> AccountState:
+        return self._states.get(account.id) or account.state
 
     def _transfer(self, transfer_id: UUID) -> Transfer | None:
         new = self._new_transfers.get(transfer_id)
@@ -195,11 +214,11 @@ class LedgerBatch:
         results: list[CommandResult] = []
         chain_start: int | None = None
         chain_failed = False
-        effects_length = 0
+        lengths = (0, 0)
         for index, command in enumerate(commands):
             if chain_start is None and command.linked:
                 chain_start, chain_failed = index, False
-                self._undo, effects_length = [], len(self._account_transfer_ids)
+                self._undo, lengths = [], self._staged_lengths()
             if chain_start is not None and chain_failed:
                 result = CommandResult(ResultCode.LINKED_EVENT_FAILED)
             else:
@@ -220,7 +239,7 @@ class LedgerBatch:
                     )
                 undo, self._undo = self._undo or [], None
                 if chain_failed:
-                    self._roll_back(undo, effects_length)
+                    self._roll_back(undo, lengths)
                     for position in range(chain_start, index + 1):
                         if results[position].succeeded:
                             results[position] = CommandResult(ResultCode.LINKED_EVENT_FAILED)
@@ -265,17 +284,15 @@ class LedgerBatch:
         return CommandResult(ResultCode.OK, account.id)
 
     def _change_account_state(self, command: ChangeAccountState) -> CommandResult:
-        if command.linked:
-            raise LedgerRefusal(
-                ResultCode.INVALID_STATE_TRANSITION, "an account state change cannot be linked"
-            )
         account = self._account(command.account_id)
         if account is None:
             raise LedgerRefusal(ResultCode.ACCOUNT_NOT_FOUND, "no such account")
-        # The state change is an event of its own, after the postings that came
-        # before it in this batch: write those first so the order stays true.
-        self._flush_postings(account)
-        account.change_state(command.new_state, command.reason, command.actor, self._now)
+        totals = self._current_totals(account)
+        Account.require_state_change(self._current_state(account), command.new_state, totals)
+        self._put(self._states, account.id, command.new_state)
+        self._state_changes.append(
+            _StagedStateChange(account.id, totals, len(self._account_transfer_ids), command)
+        )
         return CommandResult(ResultCode.OK, account.id)
 
     def _require_postable_accounts(
@@ -291,13 +308,15 @@ class LedgerBatch:
                     f"account {account_id} does not exist",
                     account_id=str(account_id),
                 )
-            if require_active and not account.is_active:
-                raise LedgerRefusal(
-                    ResultCode.ACCOUNT_NOT_ACTIVE,
-                    f"account {account_id} is {account.state.value}",
-                    account_id=str(account_id),
-                    state=account.state.value,
-                )
+            if require_active:
+                state = self._current_state(account)
+                if state is not AccountState.ACTIVE:
+                    raise LedgerRefusal(
+                        ResultCode.ACCOUNT_NOT_ACTIVE,
+                        f"account {account_id} is {state.value}",
+                        account_id=str(account_id),
+                        state=state.value,
+                    )
             if account.currency != posting.currency:
                 raise LedgerRefusal(
                     ResultCode.CURRENCY_MISMATCH,
@@ -472,22 +491,6 @@ class LedgerBatch:
 
     # Turning decisions into events -------------------------------------
 
-    def _flush_postings(self, account: Account) -> None:
-        staged = self._totals.pop(account.id, None)
-        if staged is None:
-            return
-        before = account.totals
-        change = Totals(*(after - prior for after, prior in zip(staged, before, strict=True)))
-        transfer_ids = _unique(
-            str(transfer_id)
-            for account_id, transfer_id in self._account_transfer_ids
-            if account_id == account.id
-        )
-        self._account_transfer_ids = [
-            pair for pair in self._account_transfer_ids if pair[0] != account.id
-        ]
-        account.apply_postings(change, transfer_ids)
-
     def finish(self) -> BatchOutcome:
         """Apply the staged decisions to the aggregates, as events."""
         assert self._undo is None, "a linked chain is still open"
@@ -530,20 +533,42 @@ class LedgerBatch:
         return transfer
 
     def _apply_staged_totals(self) -> list[Account]:
-        """One PostingsApplied per account: the net change and the transfers behind it."""
-        transfer_ids_by_account: dict[UUID, list[str]] = {}
-        for account_id, transfer_id in self._account_transfer_ids:
-            transfer_ids_by_account.setdefault(account_id, []).append(str(transfer_id))
+        """Per account, in the order decided: one PostingsApplied with the net
+        change and the transfers behind it, and a StateChanged where a state
+        change came between them."""
+        effects_by_account: dict[UUID, list[tuple[int, UUID]]] = {}
+        for position, (account_id, transfer_id) in enumerate(self._account_transfer_ids):
+            effects_by_account.setdefault(account_id, []).append((position, transfer_id))
+        state_changes_by_account: dict[UUID, list[_StagedStateChange]] = {}
+        for state_change in self._state_changes:
+            state_changes_by_account.setdefault(state_change.account_id, []).append(state_change)
         changed: list[Account] = []
-        for account_id, staged in self._totals.items():
+        for account_id in dict.fromkeys([*self._totals, *state_changes_by_account]):
             account = self._account(account_id)
             assert account is not None, account_id
-            change = Totals(
-                *(after - prior for after, prior in zip(staged, account.totals, strict=True))
+            effects = effects_by_account.get(account_id, [])
+            for state_change in state_changes_by_account.get(account_id, []):
+                self._apply_postings_up_to(
+                    account,
+                    state_change.totals_before,
+                    [tid for position, tid in effects if position < state_change.effects_before],
+                )
+                effects = [(p, tid) for p, tid in effects if p >= state_change.effects_before]
+                command = state_change.command
+                account.change_state(command.new_state, command.reason, command.actor, self._now)
+            self._apply_postings_up_to(
+                account, self._current_totals(account), [tid for _, tid in effects]
             )
-            account.apply_postings(change, _unique(transfer_ids_by_account.get(account_id, [])))
             changed.append(account)
         return changed
+
+    @staticmethod
+    def _apply_postings_up_to(account: Account, totals: Totals, transfer_ids: list[UUID]) -> None:
+        change = Totals(
+            *(after - prior for after, prior in zip(totals, account.totals, strict=True))
+        )
+        if transfer_ids or any(change):
+            account.apply_postings(change, _unique(str(tid) for tid in transfer_ids))
 
 
 def _uuid_or_none(text: str | None) -> UUID | None:

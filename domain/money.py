@@ -51,8 +51,11 @@ CURRENCY_EXPONENTS: Final[dict[str, int]] = {
 # so that any consumer (SQL bigint, other languages) can hold it exactly.
 AMOUNT_MINOR_MAX: Final[int] = 2**63 - 1
 
-# Plain decimal notation only: no sign, no exponent, no separators, no spaces.
-_DECIMAL_PATTERN: Final[re.Pattern[str]] = re.compile(r"^(\d{1,30})(?:\.(\d{1,30}))?$")
+# Plain decimal notation only: ASCII digits, no sign, exponent, separator or
+# space (and no trailing newline, which `$` would let through).
+_DECIMAL_PATTERN: Final[re.Pattern[str]] = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+# Longer than any amount within AMOUNT_MINOR_MAX can be: refused unparsed.
+_DECIMAL_LENGTH_MAX: Final[int] = 64
 
 
 def currency_exponent(currency: str) -> int:
@@ -76,7 +79,13 @@ def parse_amount(text: object, currency: str) -> int:
             'amount must be a decimal string such as "12.34", not a number',
             amount=repr(text),
         )
-    match = _DECIMAL_PATTERN.match(text)
+    if len(text) > _DECIMAL_LENGTH_MAX:
+        raise LedgerRefusal(
+            ResultCode.AMOUNT_TOO_LARGE,
+            f"amount must be at most {AMOUNT_MINOR_MAX} minor units",
+            amount=text[:_DECIMAL_LENGTH_MAX] + "...",
+        )
+    match = _DECIMAL_PATTERN.fullmatch(text)
     if match is None:
         if text.strip().startswith("-"):
             raise LedgerRefusal(
@@ -105,6 +114,13 @@ def parse_amount(text: object, currency: str) -> int:
 
 
 def require_valid_minor(minor: int) -> int:
+    # bool is an int subclass and a float may look whole: neither is money.
+    if type(minor) is not int:
+        raise LedgerRefusal(
+            ResultCode.INVALID_AMOUNT,
+            "an amount in minor units must be an integer",
+            amount_minor=repr(minor),
+        )
     if minor <= 0:
         raise LedgerRefusal(
             ResultCode.AMOUNT_MUST_BE_POSITIVE,

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.money import require_valid_minor
 from domain.result_codes import LedgerRefusal, ResultCode
 
 POSTINGS_MAX: Final[int] = 32
@@ -72,10 +73,7 @@ def require_balanced(postings: tuple[Posting, ...]) -> None:
     debited: set[UUID] = set()
     credited: set[UUID] = set()
     for posting in postings:
-        if posting.amount_minor <= 0:
-            raise LedgerRefusal(
-                ResultCode.AMOUNT_MUST_BE_POSITIVE, "every posting amount must be greater than zero"
-            )
+        require_valid_minor(posting.amount_minor)
         signed = posting.amount_minor if posting.side is Side.DEBIT else -posting.amount_minor
         net_by_currency[posting.currency] = net_by_currency.get(posting.currency, 0) + signed
         (debited if posting.side is Side.DEBIT else credited).add(posting.account_id)

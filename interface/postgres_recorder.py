@@ -46,6 +46,10 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
             "SELECT originator_id, originator_version, topic, state FROM {} "
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
         ).format(table)
+        self._select_versions = SQL(
+            "SELECT originator_id, max(originator_version) AS version FROM {} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(table)
         deadlines = Identifier(datastore.schema, PENDING_DEADLINES_TABLE)
         self._upsert_deadline = SQL(
             "INSERT INTO {} (transfer_id, expires_at) VALUES (%s, %s) "
@@ -149,6 +153,11 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
                     )
                 )
         return found
+
+    def select_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(self._select_versions, (list(originator_ids),))
+            return {row["originator_id"]: int(row["version"]) for row in cursor.fetchall()}
 
     def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]:
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:

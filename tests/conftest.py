@@ -33,7 +33,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(LEDGER_DATABASE_URL=database_url, LEDGER_DATA_DIR=tmp_path)
+    return Settings(database_url=database_url, data_dir=tmp_path)
 
 
 @pytest.fixture
