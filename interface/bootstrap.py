@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.postgres import PostgresFactory
+from psycopg_pool import ConnectionPool
 
 from application.clock import SystemClock
 from application.ledger_application import LedgerApplication
@@ -16,6 +17,7 @@ from application.ledger_service import LedgerService
 from application.ports import Clock
 from application.writer import LedgerWriter, WriterLimits
 from interface import database
+from interface.api_keys import ApiKeyStore
 from interface.postgres_recorder import HashChainedPostgresRecorder
 from interface.settings import Settings
 
@@ -63,11 +65,15 @@ class Ledger:
     app: LedgerApplication
     writer: LedgerWriter
     service: LedgerService
+    # Connections for the interface's own tables (API keys, idempotency records).
+    pool: ConnectionPool
+    api_keys: ApiKeyStore
     clock: Clock = field(default_factory=SystemClock)
 
     def close(self) -> None:
         self.writer.stop()
         self.app.close()
+        self.pool.close()
 
 
 def build_ledger(
@@ -84,6 +90,23 @@ def build_ledger(
     )
     clock = clock or SystemClock()
     writer = LedgerWriter(app, clock, writer_limits(settings))
+    pool = ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=settings.database_pool_size,
+        kwargs={"autocommit": True},
+        open=True,
+        name="ledger-interface",
+    )
     if start_writer:
         writer.start()
-    return Ledger(settings, database_url, app, writer, LedgerService(app, writer), clock)
+    return Ledger(
+        settings,
+        database_url,
+        app,
+        writer,
+        LedgerService(app, writer),
+        pool,
+        ApiKeyStore(pool),
+        clock,
+    )

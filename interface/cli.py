@@ -12,6 +12,8 @@ from interface.settings import Settings
 app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:
@@ -32,8 +34,9 @@ def serve(
     import uvicorn
 
     from interface.api.app import create_app
+    from interface.api_keys import Role
     from interface.bootstrap import build_ledger
-    from interface.demo import load_demo
+    from interface.demo import DEMO_USER_OWNER, load_demo
 
     settings = _settings()
     ledger = build_ledger(settings)
@@ -41,6 +44,15 @@ def serve(
         summary = load_demo(ledger.service)
         for line in summary.lines():
             typer.echo(f"demo: {line}")
+        _, admin_key = ledger.api_keys.create(Role.ADMIN, label="demo admin")
+        _, user_key = ledger.api_keys.create(Role.USER, owner_id=DEMO_USER_OWNER, label="demo user")
+        typer.echo(f"demo admin key: {admin_key}")
+        typer.echo(f"demo user key ({DEMO_USER_OWNER}): {user_key}")
+        typer.echo(
+            f"try: curl -H 'Authorization: Bearer {user_key}' "
+            f"http://{host or settings.host}:{port or settings.port}"
+            f"/v1/accounts/{summary.user_account_ids[0]}"
+        )
     listen_host, listen_port = host or settings.host, port or settings.port
     typer.echo(f"API docs: http://{listen_host}:{listen_port}/docs")
     # The app's lifespan closes the ledger on shutdown, SIGTERM included.
@@ -62,6 +74,65 @@ def db_upgrade() -> None:
     settings = _settings()
     applied = database.upgrade(resolve_database_url(settings))
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is current")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="user, admin, auditor or service")],
+    owner: Annotated[str | None, typer.Option(help="The owner a user key acts for")] = None,
+    label: Annotated[str, typer.Option(help="A note to recognise the key by")] = "",
+) -> None:
+    """Make a key and print it once; only its digest is stored."""
+    from interface.api_keys import Role
+    from interface.bootstrap import build_ledger
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise typer.BadParameter("role must be user, admin, auditor or service") from None
+    ledger = build_ledger(_settings(), start_writer=False)
+    try:
+        key_id, raw_key = ledger.api_keys.create(chosen, owner_id=owner, label=label)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    finally:
+        ledger.close()
+    typer.echo(f"key id: {key_id}")
+    typer.echo(f"key:    {raw_key}")
+    typer.echo("Store the key now: it cannot be shown again.")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    import uuid
+
+    from interface.bootstrap import build_ledger
+
+    ledger = build_ledger(_settings(), start_writer=False)
+    try:
+        revoked = ledger.api_keys.revoke(uuid.UUID(key_id))
+    finally:
+        ledger.close()
+    typer.echo("revoked" if revoked else "no such active key")
+    raise typer.Exit(0 if revoked else 1)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key with its role, owner and state (never the key itself)."""
+    from interface.bootstrap import build_ledger
+
+    ledger = build_ledger(_settings(), start_writer=False)
+    try:
+        for record in ledger.api_keys.list():
+            state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
+            typer.echo(
+                f"{record.key_id}  {record.key_prefix}...  {record.role.value:8}  "
+                f"{record.owner_id or '-':16}  {state:18}  {record.label}"
+            )
+    finally:
+        ledger.close()
 
 
 @app.command()

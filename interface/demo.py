@@ -27,6 +27,8 @@ from domain.commands import (
 from domain.transfer import Posting, Side
 
 USER_ACCOUNTS = 50
+# The owner whose demo key `make run` prints.
+DEMO_USER_OWNER = "user-01"
 TRANSFERS = 10_000
 # Holds that expire on their own within the demo's run.
 EXPIRING_HOLD_TIMEOUT_S = 2

@@ -1,14 +1,30 @@
-"""Route dependencies, as `Annotated` aliases, in one place."""
+"""Route dependencies, as `Annotated` aliases, in one place.
+
+Every route names who may call it with one of the role aliases below;
+ownership (a user sees only their own accounts) is checked in the route,
+where the account is known, and answers 404, never the other owner's data.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+import structlog
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from application.ledger_service import LedgerService
+from interface.api.errors import ApiError
+from interface.api_keys import Principal, Role
 from interface.bootstrap import Ledger
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `ledger keys create`: `Authorization: Bearer ldg_...`",
+)
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -20,19 +36,51 @@ def get_service(request: Request) -> LedgerService:
     return get_ledger(request).service
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling. Authentication (API keys, roles, ownership) plugs in here."""
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send an API key as the header Authorization: Bearer <key>",
+            headers=_CHALLENGE,
+        )
+    principal = get_ledger(request).api_keys.authenticate(credentials.credentials)
+    if principal is None:
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "the API key is unknown, revoked or malformed",
+            headers=_CHALLENGE,
+        )
+    request.state.principal = principal
+    structlog.contextvars.bind_contextvars(
+        actor_key_id=str(principal.key_id), actor_role=principal.role.value
+    )
+    return principal
 
-    id: str
-    role: str
 
+def allow(*roles: Role) -> Callable[[Principal], Principal]:
+    allowed = frozenset(roles)
 
-def current_principal() -> Principal:
-    # Until API keys exist every caller acts as the platform's back end.
-    return Principal(id="anonymous", role="service")
+    def require_role(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in allowed:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"this route is for the roles: {', '.join(sorted(role.value for role in allowed))}",
+            )
+        return principal
+
+    return require_role
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 ServiceDep = Annotated[LedgerService, Depends(get_service)]
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
+# Who may call a route.
+Reader = Annotated[Principal, Depends(allow(Role.USER, Role.ADMIN, Role.AUDITOR, Role.SERVICE))]
+Mover = Annotated[Principal, Depends(allow(Role.USER, Role.ADMIN, Role.SERVICE))]
+Platform = Annotated[Principal, Depends(allow(Role.ADMIN, Role.SERVICE))]
+Operator = Annotated[Principal, Depends(allow(Role.ADMIN, Role.AUDITOR, Role.SERVICE))]

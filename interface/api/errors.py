@@ -70,13 +70,19 @@ class ApiError(Exception):
     """An error the API answers with directly (not a ledger refusal)."""
 
     def __init__(
-        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
+        self.headers = headers
 
 
 # Fields that hold money: their problems get the one message that helps.
@@ -117,7 +123,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
         return JSONResponse(
-            error_body(error.code, error.message, error.details), status_code=error.status
+            error_body(error.code, error.message, error.details),
+            status_code=error.status,
+            headers=error.headers,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -8,18 +8,48 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
+from domain.account import Account, AccountKind
 from domain.commands import open_account
 from domain.result_codes import LedgerRefusal, ResultCode
-from interface.api.deps import PrincipalDep, ServiceDep
-from interface.api.errors import status_for
+from interface.api.deps import Mover, Reader, ServiceDep
+from interface.api.errors import ApiError, status_for
 from interface.api.responses import ERROR_RESPONSES, refusal_of
-from interface.api.schemas import AccountResponse, OpenAccountRequest
+from interface.api.schemas import AccountFlags, AccountResponse, OpenAccountRequest
+from interface.api_keys import Principal
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 _OPENED_BEFORE: dict[int | str, dict[str, Any]] = {
     200: {"model": AccountResponse, "description": "Opened before with this key"}
 }
+# A user's own account never lets them spend money they do not hold.
+_USER_FLAGS = AccountFlags(debits_must_not_exceed_credits=True)
+
+
+def visible_account(service: ServiceDep, principal: Principal, account_id: UUID) -> Account:
+    """The account, if it exists and the caller may see it; 404 alike otherwise."""
+    account = service.account(account_id)
+    if account is None or not principal.may_see_owner(account.owner_id):
+        raise LedgerRefusal(ResultCode.ACCOUNT_NOT_FOUND, f"account {account_id} does not exist")
+    return account
+
+
+def _terms_for(body: OpenAccountRequest, principal: Principal) -> tuple[str, AccountFlags]:
+    if principal.is_user:
+        if body.owner_id not in (None, principal.owner_id):
+            raise ApiError(403, "forbidden", "a user key opens accounts for its own owner only")
+        if body.kind is not AccountKind.USER or body.flags not in (None, _USER_FLAGS):
+            raise ApiError(
+                403,
+                "forbidden",
+                "a user key opens user accounts that cannot spend more than they hold",
+            )
+        assert principal.owner_id is not None
+        return principal.owner_id, _USER_FLAGS
+    if body.owner_id is None:
+        raise ApiError(422, "invalid_request", "owner_id is required for a platform key")
+    default_flags = _USER_FLAGS if body.kind is AccountKind.USER else AccountFlags()
+    return body.owner_id, body.flags or default_flags
 
 
 @router.post(
@@ -29,16 +59,19 @@ _OPENED_BEFORE: dict[int | str, dict[str, Any]] = {
     responses=_OPENED_BEFORE | ERROR_RESPONSES,
 )
 def open_account_route(
-    body: OpenAccountRequest, service: ServiceDep, principal: PrincipalDep, response: Response
+    body: OpenAccountRequest, service: ServiceDep, principal: Mover, response: Response
 ) -> AccountResponse:
+    """Open an account. Users (role `user`) open their own; admin and service any."""
+    owner_id, flags = _terms_for(body, principal)
     command = open_account(
         idempotency_key=body.idempotency_key or f"generated-{uuid.uuid4()}",
         currency=body.currency,
-        owner_id=body.owner_id,
+        owner_id=owner_id,
         kind=body.kind,
-        debits_must_not_exceed_credits=body.flags.debits_must_not_exceed_credits,
-        credits_must_not_exceed_debits=body.flags.credits_must_not_exceed_debits,
+        debits_must_not_exceed_credits=flags.debits_must_not_exceed_credits,
+        credits_must_not_exceed_debits=flags.credits_must_not_exceed_debits,
         metadata=body.metadata,
+        scope=principal.idempotency_scope,
     )
     result = service.execute([command]).results[0]
     if not result.succeeded:
@@ -50,10 +83,6 @@ def open_account_route(
 
 
 @router.get("/{account_id}", response_model=AccountResponse, responses=ERROR_RESPONSES)
-def get_account_route(
-    account_id: UUID, service: ServiceDep, principal: PrincipalDep
-) -> AccountResponse:
-    account = service.account(account_id)
-    if account is None:
-        raise LedgerRefusal(ResultCode.ACCOUNT_NOT_FOUND, f"account {account_id} does not exist")
-    return AccountResponse.of(account)
+def get_account_route(account_id: UUID, service: ServiceDep, principal: Reader) -> AccountResponse:
+    """An account with its balances. A user sees only their own (others: 404)."""
+    return AccountResponse.of(visible_account(service, principal, account_id))

@@ -20,7 +20,7 @@ from domain.ledger_batch import CommandResult
 from domain.money import parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.transfer import Posting, Side, Transfer
-from interface.api.deps import PrincipalDep, ServiceDep
+from interface.api.deps import Mover, Platform, Reader, ServiceDep
 from interface.api.errors import status_for
 from interface.api.responses import ERROR_RESPONSES, refusal_of
 from interface.api.schemas import (
@@ -32,6 +32,7 @@ from interface.api.schemas import (
     TransferRequest,
     TransferResponse,
 )
+from interface.api_keys import Principal
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
@@ -40,7 +41,7 @@ _CREATED_OR_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def command_from(body: TransferRequest) -> CreateTransfer:
+def command_from(body: TransferRequest, principal: Principal) -> CreateTransfer:
     if body.postings is not None:
         postings = tuple(
             Posting(
@@ -65,7 +66,43 @@ def command_from(body: TransferRequest) -> CreateTransfer:
         timeout_s=body.timeout_s,
         metadata=body.metadata,
         linked=body.linked,
+        scope=principal.idempotency_scope,
     )
+
+
+def _require_own_debits(
+    service: LedgerService, principal: Principal, transfer_postings: tuple[Posting, ...]
+) -> None:
+    """A user moves money only out of their own accounts (others: 404 alike)."""
+    if not principal.is_user:
+        return
+    for posting in transfer_postings:
+        if posting.side is Side.DEBIT:
+            account = service.account(posting.account_id)
+            if account is None or not principal.may_see_owner(account.owner_id):
+                raise LedgerRefusal(
+                    ResultCode.ACCOUNT_NOT_FOUND,
+                    f"account {posting.account_id} does not exist",
+                    account_id=str(posting.account_id),
+                )
+
+
+def _visible_transfer(
+    service: LedgerService, principal: Principal, transfer_id: UUID, missing: ResultCode
+) -> Transfer:
+    """The transfer, if the caller may see it: a user, if one of its accounts is theirs."""
+    transfer = service.transfer(transfer_id)
+    if transfer is not None and principal.is_user:
+        owners = {
+            account.owner_id
+            for posting in transfer.postings
+            if (account := service.account(posting.account_id)) is not None
+        }
+        if principal.owner_id not in owners:
+            transfer = None
+    if transfer is None:
+        raise LedgerRefusal(missing, f"transfer {transfer_id} does not exist")
+    return transfer
 
 
 def _transfer_after(service: LedgerService, result: CommandResult) -> Transfer:
@@ -84,13 +121,17 @@ def _transfer_after(service: LedgerService, result: CommandResult) -> Transfer:
     responses=_CREATED_OR_FOUND | ERROR_RESPONSES,
 )
 def create_transfer_route(
-    body: TransferRequest, service: ServiceDep, principal: PrincipalDep, response: Response
+    body: TransferRequest, service: ServiceDep, principal: Mover, response: Response
 ) -> TransferResponse:
+    """Move money: two postings (debit, credit) or several. A user moves money
+    out of their own accounts only."""
     if body.linked:
         raise LedgerRefusal(
             ResultCode.LINKED_EVENT_CHAIN_OPEN, "linked applies only to items of a batch"
         )
-    result = service.execute([command_from(body)]).results[0]
+    command = command_from(body, principal)
+    _require_own_debits(service, principal, command.postings)
+    result = service.execute([command]).results[0]
     transfer = _transfer_after(service, result)
     response.status_code = status_for(result.code)
     return TransferResponse.of(transfer)
@@ -98,7 +139,7 @@ def create_transfer_route(
 
 @router.post("/batch", response_model=TransferBatchResponse, responses=ERROR_RESPONSES)
 def create_transfer_batch_route(
-    body: TransferBatchRequest, service: ServiceDep, principal: PrincipalDep
+    body: TransferBatchRequest, service: ServiceDep, principal: Platform
 ) -> TransferBatchResponse:
     """Up to 8,190 transfers, decided in order; a result per item. Items marked
     `linked` succeed or fail together with the items after them up to the first
@@ -107,7 +148,7 @@ def create_transfer_batch_route(
     commands: dict[int, Command] = {}
     for index, item in enumerate(body.transfers):
         try:
-            commands[index] = command_from(item)
+            commands[index] = command_from(item, principal)
         except LedgerRefusal as refusal:
             results[index] = BatchItemResult(
                 index=index,
@@ -155,27 +196,41 @@ def _fail_chains_with_invalid_members(
 
 @router.get("/{transfer_id}", response_model=TransferResponse, responses=ERROR_RESPONSES)
 def get_transfer_route(
-    transfer_id: UUID, service: ServiceDep, principal: PrincipalDep
+    transfer_id: UUID, service: ServiceDep, principal: Reader
 ) -> TransferResponse:
-    transfer = service.transfer(transfer_id)
-    if transfer is None:
-        raise LedgerRefusal(ResultCode.TRANSFER_NOT_FOUND, f"transfer {transfer_id} does not exist")
-    return TransferResponse.of(transfer)
+    """A transfer. A user sees those that touch one of their accounts."""
+    return TransferResponse.of(
+        _visible_transfer(service, principal, transfer_id, ResultCode.TRANSFER_NOT_FOUND)
+    )
+
+
+def _hold_the_caller_may_settle(
+    service: LedgerService, principal: Principal, transfer_id: UUID
+) -> Transfer:
+    hold = service.transfer(transfer_id)
+    if hold is None:
+        raise LedgerRefusal(ResultCode.PENDING_TRANSFER_NOT_FOUND, "no such pending transfer")
+    try:
+        _require_own_debits(service, principal, hold.postings)
+    except LedgerRefusal:
+        raise LedgerRefusal(
+            ResultCode.PENDING_TRANSFER_NOT_FOUND, "no such pending transfer"
+        ) from None
+    return hold
 
 
 @router.post("/{transfer_id}/post", response_model=TransferResponse, responses=ERROR_RESPONSES)
 def post_pending_route(
     transfer_id: UUID,
     service: ServiceDep,
-    principal: PrincipalDep,
+    principal: Mover,
     body: PostPendingRequest | None = None,
 ) -> TransferResponse:
-    """Post a pending transfer in full, or a smaller amount (two-posting transfers)."""
+    """Post a pending transfer in full, or a smaller amount (two-posting transfers).
+    A user posts holds on their own accounts only."""
+    pending = _hold_the_caller_may_settle(service, principal, transfer_id)
     amount_minor: int | None = None
     if body is not None and body.amount is not None:
-        pending = service.transfer(transfer_id)
-        if pending is None:
-            raise LedgerRefusal(ResultCode.PENDING_TRANSFER_NOT_FOUND, "no such pending transfer")
         amount_minor = parse_amount(body.amount, pending.postings[0].currency)
     result = service.execute([PostPendingTransfer(transfer_id, amount_minor)]).results[0]
     return TransferResponse.of(_transfer_after(service, result))
@@ -183,8 +238,10 @@ def post_pending_route(
 
 @router.post("/{transfer_id}/void", response_model=TransferResponse, responses=ERROR_RESPONSES)
 def void_pending_route(
-    transfer_id: UUID, service: ServiceDep, principal: PrincipalDep
+    transfer_id: UUID, service: ServiceDep, principal: Mover
 ) -> TransferResponse:
+    """Release a hold. A user voids holds on their own accounts only."""
+    _hold_the_caller_may_settle(service, principal, transfer_id)
     result = service.execute([VoidPendingTransfer(transfer_id)]).results[0]
     return TransferResponse.of(_transfer_after(service, result))
 
@@ -198,11 +255,12 @@ def void_pending_route(
 def reverse_route(
     transfer_id: UUID,
     service: ServiceDep,
-    principal: PrincipalDep,
+    principal: Platform,
     response: Response,
     body: ReverseRequest | None = None,
 ) -> TransferResponse:
-    """Correct a posted transfer with a new one that swaps every posting; once."""
+    """Correct a posted transfer with a new one that swaps every posting; once.
+    Back office only (admin, service)."""
     metadata = body.metadata if body is not None else {}
     result = service.execute([ReverseTransfer(transfer_id, metadata)]).results[0]
     reversal = _transfer_after(service, result)

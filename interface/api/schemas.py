@@ -59,9 +59,15 @@ class OpenAccountRequest(RequestModel):
         default=None, description="Optional: the same key opens the same account once."
     )
     currency: Currency
-    owner_id: Annotated[str, Strict(), Field(min_length=1, max_length=128)]
+    owner_id: Annotated[str, Strict(), Field(min_length=1, max_length=128)] | None = Field(
+        default=None, description="Required for platform keys; a user key opens its own."
+    )
     kind: AccountKind = AccountKind.USER
-    flags: AccountFlags = Field(default_factory=AccountFlags)
+    flags: AccountFlags | None = Field(
+        default=None,
+        description="Omitted: a user account may not spend more than it holds "
+        "(debits_must_not_exceed_credits); a platform account is unlimited.",
+    )
     metadata: Metadata = Field(default_factory=dict)
 
 

@@ -7,14 +7,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from interface.api.app import create_app
+from interface.api_keys import Role
 from interface.bootstrap import Ledger
+from tests.support.api_keys import bearer
 from tests.support.service_process import ServiceProcess, start_service
 
 
 @pytest.fixture
 def client(ledger: Ledger) -> Iterator[TestClient]:
     """The HTTP API in-process, on the test's ledger (real PostgreSQL, settable clock)."""
-    with TestClient(create_app(ledger=ledger)) as test_client:
+    _, service_key = ledger.api_keys.create(Role.SERVICE, label="e2e")
+    with TestClient(create_app(ledger=ledger), headers=bearer(service_key)) as test_client:
         yield test_client
 
 

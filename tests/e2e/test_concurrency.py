@@ -32,7 +32,9 @@ def test_200_concurrent_transfers_from_an_account_funded_for_100_give_exactly_10
     service: ServiceProcess, database_url: str
 ) -> None:
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    with httpx.Client(base_url=service.base_url, timeout=60.0, limits=limits) as client:
+    with httpx.Client(
+        base_url=service.base_url, headers=service.headers, timeout=60.0, limits=limits
+    ) as client:
         cash = open_account(client, kind="cash", owner_id="platform")["id"]
         payer = open_account(client, flagged=True)["id"]
         payee = open_account(client, flagged=True)["id"]
@@ -88,7 +90,7 @@ def _all_at_once(
 def test_concurrent_requests_with_one_key_make_one_transfer(
     service: ServiceProcess, database_url: str
 ) -> None:
-    with httpx.Client(base_url=service.base_url, timeout=60.0) as client:
+    with httpx.Client(base_url=service.base_url, headers=service.headers, timeout=60.0) as client:
         cash = open_account(client, kind="cash", owner_id="platform")["id"]
         payee = open_account(client, flagged=True)["id"]
 
@@ -121,7 +123,7 @@ def test_concurrent_requests_with_one_key_make_one_transfer(
 def test_concurrent_post_void_and_reverse_resolve_a_transfer_exactly_once(
     service: ServiceProcess, database_url: str
 ) -> None:
-    with httpx.Client(base_url=service.base_url, timeout=60.0) as client:
+    with httpx.Client(base_url=service.base_url, headers=service.headers, timeout=60.0) as client:
         cash = open_account(client, kind="cash", owner_id="platform")["id"]
         payer = open_account(client, flagged=True)["id"]
         payee = open_account(client, flagged=True)["id"]

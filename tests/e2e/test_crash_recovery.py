@@ -58,6 +58,7 @@ def _random_body(rng: random.Random, key: str, cash: str, users: list[str]) -> d
 
 def _client_loop(
     base_url: str,
+    headers: dict[str, str],
     name: str,
     accounts: dict[str, Any],
     traffic: Traffic,
@@ -67,7 +68,7 @@ def _client_loop(
     rng = random.Random(seed)
     cash, users = accounts["cash"], accounts["users"]
     sequence = 0
-    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as client:
         while not stop.is_set():
             sequence += 1
             try:
@@ -97,8 +98,8 @@ def _client_loop(
                 time.sleep(0.05)
 
 
-def _set_up_accounts(base_url: str) -> dict[str, Any]:
-    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+def _set_up_accounts(base_url: str, headers: dict[str, str]) -> dict[str, Any]:
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as client:
         cash = open_account(client, key="crash-cash", kind="cash", owner_id="platform")["id"]
         users = [
             open_account(client, key=f"crash-user-{index}", flagged=True)["id"]
@@ -126,13 +127,14 @@ def _crash_rounds(database_url: str, tmp_path: Path, traffic: Traffic) -> dict[s
         try:
             service.wait_ready()
             if not accounts:
-                accounts = _set_up_accounts(service.base_url)
+                accounts = _set_up_accounts(service.base_url, service.headers)
             stop = threading.Event()
             clients = [
                 threading.Thread(
                     target=_client_loop,
                     args=(
                         service.base_url,
+                        service.headers,
                         f"r{round_number}-c{index}",
                         accounts,
                         traffic,
@@ -200,7 +202,7 @@ def _verify_through_the_api(
     singles = [entry for entry in acknowledged if not entry[2]]
     batched = [entry for entry in acknowledged if entry[2]]
     to_read = singles + random.Random(5).sample(batched, min(len(batched), API_SAMPLE))
-    with httpx.Client(base_url=service.base_url, timeout=60.0) as client:
+    with httpx.Client(base_url=service.base_url, headers=service.headers, timeout=60.0) as client:
         for body, transfer_id, _ in to_read:
             found = client.get(f"/v1/transfers/{transfer_id}")
             assert found.status_code == 200, (body["idempotency_key"], found.text)
@@ -234,12 +236,20 @@ def test_a_sigterm_stops_the_service_promptly_and_keeps_what_it_acknowledged(
     service: ServiceProcess, database_url: str
 ) -> None:
     traffic = Traffic()
-    accounts = _set_up_accounts(service.base_url)
+    accounts = _set_up_accounts(service.base_url, service.headers)
     stop = threading.Event()
     clients = [
         threading.Thread(
             target=_client_loop,
-            args=(service.base_url, f"term-c{index}", accounts, traffic, stop, index),
+            args=(
+                service.base_url,
+                service.headers,
+                f"term-c{index}",
+                accounts,
+                traffic,
+                stop,
+                index,
+            ),
         )
         for index in range(CLIENT_THREADS)
     ]

@@ -15,6 +15,9 @@ from typing import IO
 
 import httpx
 
+from interface.api_keys import Role
+from tests.support.api_keys import create_api_key
+
 LEDGER_SCRIPT = Path(sys.executable).with_name("ledger")
 
 
@@ -31,6 +34,12 @@ class ServiceProcess:
     base_url: str
     log_path: Path
     _log: IO[bytes]
+    # A platform (service role) key made in the service's database.
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     @property
     def pid(self) -> int:
@@ -76,6 +85,7 @@ class ServiceProcess:
 
 
 def start_service(database_url: str, data_dir: Path, log_path: Path) -> ServiceProcess:
+    api_key = create_api_key(database_url, Role.SERVICE)
     port = free_port()
     environment = {
         **os.environ,
@@ -93,4 +103,4 @@ def start_service(database_url: str, data_dir: Path, log_path: Path) -> ServiceP
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    return ServiceProcess(process, f"http://127.0.0.1:{port}", log_path, log)
+    return ServiceProcess(process, f"http://127.0.0.1:{port}", log_path, log, api_key)
