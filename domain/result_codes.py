@@ -53,6 +53,8 @@ class ResultCode(StrEnum):
     EXCEEDS_PENDING_TRANSFER_AMOUNT = "exceeds_pending_transfer_amount"
     PARTIAL_POST_NEEDS_TWO_POSTINGS = "partial_post_needs_two_postings"
 
+    INVALID_CURSOR = "invalid_cursor"
+
     LINKED_EVENT_FAILED = "linked_event_failed"
     LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
 

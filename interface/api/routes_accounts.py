@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from domain.account import Account, AccountKind
 from domain.commands import open_account
 from domain.result_codes import LedgerRefusal, ResultCode
-from interface.api.deps import Mover, Reader, ServiceDep
+from interface.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, AccountListing
+from interface.api.deps import LedgerDep, Mover, Reader, ServiceDep
 from interface.api.errors import ApiError, status_for
 from interface.api.responses import ERROR_RESPONSES, refusal_of
-from interface.api.schemas import AccountFlags, AccountResponse, OpenAccountRequest
+from interface.api.schemas import (
+    AccountFlags,
+    AccountPageResponse,
+    AccountResponse,
+    OpenAccountRequest,
+)
 from interface.api_keys import Principal
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -80,6 +86,29 @@ def open_account_route(
     assert account is not None, "an account the writer acknowledged must be readable"
     response.status_code = status_for(result.code)
     return AccountResponse.of(account)
+
+
+@router.get("", response_model=AccountPageResponse, responses=ERROR_RESPONSES)
+def list_accounts_route(
+    ledger: LedgerDep,
+    principal: Reader,
+    owner_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+) -> AccountPageResponse:
+    """Accounts in the order they were opened, a page at a time. A user lists
+    their own; platform keys list everyone's, or one owner's with `owner_id`."""
+    if principal.is_user:
+        if owner_id not in (None, principal.owner_id):
+            raise ApiError(403, "forbidden", "a user key lists its own owner's accounts only")
+        owner_id = principal.owner_id
+    page = AccountListing(ledger.pool).page(owner_id=owner_id, cursor=cursor, limit=limit)
+    items = []
+    for account_id in page.account_ids:
+        account = ledger.service.account(account_id)
+        assert account is not None, "an account with an Opened event exists"
+        items.append(AccountResponse.of(account))
+    return AccountPageResponse(items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/{account_id}", response_model=AccountResponse, responses=ERROR_RESPONSES)

@@ -173,6 +173,13 @@ class AccountResponse(BaseModel):
         )
 
 
+class AccountPageResponse(BaseModel):
+    items: list[AccountResponse]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
 class PostingResponse(BaseModel):
     account_id: UUID
     side: str
