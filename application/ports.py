@@ -11,9 +11,41 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
+from domain.commands import Command
+from domain.ledger_batch import CommandResult
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class WriterObserver(Protocol):
+    """Told of every batch the writer has decided, once per batch, on the
+    writer's thread: it must be quick and must not raise (the batch has already
+    committed; a failure here is logged and ignored)."""
+
+    def batch_committed(
+        self,
+        commands: Sequence[Command],
+        results: Sequence[CommandResult],
+        events_written: int,
+        commit_s: float,
+    ) -> None:
+        """`events_written` is 0 (and `commit_s` 0.0) for a batch that changed nothing."""
+        ...
+
+
+class IgnoreWriterBatches:
+    """The observer when nobody is watching."""
+
+    def batch_committed(
+        self,
+        commands: Sequence[Command],
+        results: Sequence[CommandResult],
+        events_written: int,
+        commit_s: float,
+    ) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

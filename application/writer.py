@@ -28,7 +28,13 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.ledger_application import LedgerApplication
-from application.ports import AppendEvents, Clock, PendingDeadlineChanges
+from application.ports import (
+    AppendEvents,
+    Clock,
+    IgnoreWriterBatches,
+    PendingDeadlineChanges,
+    WriterObserver,
+)
 from domain.account import Account
 from domain.commands import Command, CreateTransfer, ExpirePendingTransfer
 from domain.ledger_batch import (
@@ -140,11 +146,16 @@ class _BoundedCache(Generic[K, V]):
 
 class LedgerWriter:
     def __init__(
-        self, app: LedgerApplication, clock: Clock, limits: WriterLimits | None = None
+        self,
+        app: LedgerApplication,
+        clock: Clock,
+        limits: WriterLimits | None = None,
+        observer: WriterObserver | None = None,
     ) -> None:
         self._app = app
         self._clock = clock
         self.limits = limits or WriterLimits()
+        self._observer: WriterObserver = observer or IgnoreWriterBatches()
         self._accounts: _BoundedCache[UUID, Account] = _BoundedCache(
             self.limits.account_cache_size_max
         )
@@ -188,6 +199,11 @@ class LedgerWriter:
     @property
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queued_commands(self) -> int:
+        """Commands waiting for a batch (read without the lock: a gauge, not a decision)."""
+        return self._queued_commands
 
     # Submitting -------------------------------------------------------------
 
@@ -338,6 +354,7 @@ class LedgerWriter:
             raise
         changed: list[Aggregate] = outcome.aggregates
         if not changed and not outcome.recorded_transfers:
+            self._observe(commands, results, 0, 0.0)
             return [WriteReceipt(submitted, None) for submitted in results_by_submission]
         versions_before = {
             aggregate.id: aggregate.version - len(aggregate.pending_events) for aggregate in changed
@@ -370,8 +387,22 @@ class LedgerWriter:
         statistics.events_written += len(events)
         statistics.last_batch_size = len(commands)
         statistics.last_commit_s = time.perf_counter() - started
+        self._observe(commands, results, len(events), statistics.last_commit_s)
         position = notification_ids[-1] if notification_ids else None
         return [WriteReceipt(submitted, position) for submitted in results_by_submission]
+
+    def _observe(
+        self,
+        commands: Sequence[Command],
+        results: Sequence[CommandResult],
+        events_written: int,
+        commit_s: float,
+    ) -> None:
+        # The batch has committed: whatever the observer does, its results stand.
+        try:
+            self._observer.batch_committed(commands, results, events_written, commit_s)
+        except Exception:
+            log.exception("writer_observer_failed")
 
     def _stale_reads(
         self,

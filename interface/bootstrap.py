@@ -18,7 +18,9 @@ from application.ports import Clock
 from application.writer import LedgerWriter, WriterLimits
 from interface import database
 from interface.api_keys import ApiKeyStore
+from interface.metrics import WriterMetrics
 from interface.postgres_recorder import HashChainedPostgresRecorder
+from interface.rate_limits import InMemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter
 from interface.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -69,6 +71,8 @@ class Ledger:
     pool: ConnectionPool
     api_keys: ApiKeyStore
     clock: Clock = field(default_factory=SystemClock)
+    # The writer's Prometheus series (it is the writer's observer).
+    writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
 
     def close(self) -> None:
         self.writer.stop()
@@ -89,7 +93,9 @@ def build_ledger(
         recorder_factory=_hash_chained_recorder,
     )
     clock = clock or SystemClock()
-    writer = LedgerWriter(app, clock, writer_limits(settings))
+    writer_metrics = WriterMetrics()
+    writer = LedgerWriter(app, clock, writer_limits(settings), observer=writer_metrics)
+    writer_metrics.track(writer)
     pool = ConnectionPool(
         database_url,
         min_size=1,
@@ -109,4 +115,18 @@ def build_ledger(
         pool,
         ApiKeyStore(pool),
         clock,
+        writer_metrics,
+    )
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    """Shared through Redis when REDIS_URL is set, in this process otherwise
+    (and as Redis' fallback while it is unavailable). Built in the app's
+    lifespan: the Redis client belongs to the server's event loop."""
+    limit = RateLimit(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
+    in_process = InMemoryRateLimiter(limit)
+    if not settings.redis_url:
+        return in_process
+    return RedisRateLimiter.from_url(
+        settings.redis_url, limit, fallback=in_process, key_prefix=settings.rate_limit_key_prefix
     )

@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any, Final, TextIO
 
+import orjson
 import structlog
 
+# Audit records are written whatever the log level: a quieter log must not
+# lose the record of who was refused or what an admin changed.
+AUDIT_EVENT: Final[str] = "audit"
+URL_LOGGING_LIBRARIES: Final = ("httpx", "httpcore", "urllib3")
+_METHOD_LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
-def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+
+def configure_logging(
+    level: str = "INFO",
+    *,
+    json: bool = True,
+    stream: TextIO | None = None,
+    cache_loggers: bool = True,
+) -> None:
+    """`stream` defaults to stderr; tests pass their own, with `cache_loggers`
+    off so that configuring again takes effect on loggers already used."""
+    output = stream or sys.stderr
+    threshold: int = logging.getLevelName(level.upper())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -17,16 +46,21 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         structlog.processors.format_exc_info,
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_line)
+        if json
+        else structlog.dev.ConsoleRenderer()
+    )
+    level_filter: list[structlog.types.Processor] = (
+        [_below_threshold_dropped_except_audit(threshold)] if threshold > logging.INFO else []
     )
     structlog.configure(
-        processors=[*shared, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        processors=[*level_filter, *shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(min(threshold, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(output),
+        cache_logger_on_first_use=cache_loggers,
     )
     # Libraries that log through the standard library go through the same renderer.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(output)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
@@ -39,3 +73,27 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # These log each request's full URL, query string included, at INFO: a
+    # way for tokens and personal data into the logs. Their warnings stay.
+    for url_logging_library in URL_LOGGING_LIBRARIES:
+        logging.getLogger(url_logging_library).setLevel(max(threshold, logging.WARNING))
+
+
+def _json_line(event_dict: Any, **options: Any) -> str:
+    # orjson: a tenth of the standard library's time, on every request's log line.
+    return orjson.dumps(
+        event_dict, default=options.get("default", str), option=orjson.OPT_NON_STR_KEYS
+    ).decode()
+
+
+def _below_threshold_dropped_except_audit(threshold: int) -> structlog.types.Processor:
+    def drop(
+        _: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if event_dict.get("event") == AUDIT_EVENT:
+            return event_dict
+        if _METHOD_LEVELS.get(method_name, logging.INFO) < threshold:
+            raise structlog.DropEvent
+        return event_dict
+
+    return drop

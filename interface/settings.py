@@ -53,3 +53,18 @@ class Settings(BaseSettings):
         le=10_000_000,
         validation_alias="LEDGER_WRITER_TRANSFER_CACHE_SIZE_MAX",
     )
+    # Per API key (per client address without one); generous by default so
+    # load tests and the test suite are not throttled.
+    rate_limit_per_s: float = Field(
+        default=1000.0, gt=0, le=1_000_000, validation_alias="LEDGER_RATE_LIMIT_PER_S"
+    )
+    rate_limit_burst: int = Field(
+        default=2000, ge=1, le=10_000_000, validation_alias="LEDGER_RATE_LIMIT_BURST"
+    )
+    rate_limit_key_prefix: str = Field(
+        default="ledger:rate_limit:",
+        min_length=1,
+        max_length=128,
+        validation_alias="LEDGER_RATE_LIMIT_KEY_PREFIX",
+        description="Prefix of the rate limiter's Redis keys (several ledgers may share a Redis).",
+    )

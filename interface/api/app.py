@@ -7,9 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from interface.api import routes_accounts, routes_health, routes_transfers
+from interface.api import routes_accounts, routes_health, routes_metrics, routes_transfers
+from interface.api.authentication import AuthenticationMiddleware
 from interface.api.errors import install_error_handlers
-from interface.bootstrap import Ledger, build_ledger
+from interface.api.idempotency import install_idempotency
+from interface.api.rate_limiting import RATE_LIMITER_STATE_KEY, RateLimitMiddleware
+from interface.api.request_context import RequestContextMiddleware
+from interface.bootstrap import Ledger, build_ledger, build_rate_limiter
+from interface.metrics import HttpMetrics
 from interface.settings import Settings
 
 DESCRIPTION = """
@@ -30,15 +35,30 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         closes = ledger is None or owns_ledger
         app.state.ledger = ledger or build_ledger(settings or Settings())
+        rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
+        setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
         try:
             yield
         finally:
-            if closes:
-                app.state.ledger.close()
+            try:
+                await rate_limiter.close()
+            finally:
+                if closes:
+                    app.state.ledger.close()
 
     app = FastAPI(title="Ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    # Idempotency-Key: inside authentication, whose principal scopes the keys.
+    install_idempotency(app)
+    # Middleware added later runs earlier: request context (id, logs, metrics),
+    # then rate limiting (no database), then authentication, then the rest.
+    app.add_middleware(AuthenticationMiddleware)
+    app.add_middleware(RateLimitMiddleware)
+    http_metrics = HttpMetrics()
+    setattr(app.state, routes_metrics.HTTP_METRICS_STATE_KEY, http_metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
     app.include_router(routes_health.router)
     app.include_router(routes_accounts.router)
     app.include_router(routes_transfers.router)
+    app.include_router(routes_metrics.router)
     return app

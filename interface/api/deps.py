@@ -15,6 +15,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from application.ledger_service import LedgerService
+from interface.api.authentication import PRINCIPAL_STATE_KEY
 from interface.api.errors import ApiError
 from interface.api_keys import Principal, Role
 from interface.bootstrap import Ledger
@@ -40,6 +41,10 @@ def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
+    # On /v1 the authentication middleware has already decided.
+    authenticated: Principal | None = getattr(request.state, PRINCIPAL_STATE_KEY, None)
+    if authenticated is not None:
+        return authenticated
     if credentials is None:
         raise ApiError(
             401,
@@ -56,10 +61,14 @@ def current_principal(
             headers=_CHALLENGE,
         )
     request.state.principal = principal
+    _bind_actor(principal)
+    return principal
+
+
+def _bind_actor(principal: Principal) -> None:
     structlog.contextvars.bind_contextvars(
         actor_key_id=str(principal.key_id), actor_role=principal.role.value
     )
-    return principal
 
 
 def allow(*roles: Role) -> Callable[[Principal], Principal]:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from application.writer import WriterConflict, WriterOverloaded, WriterStopped
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -112,6 +113,15 @@ def _describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[s
     return f"the request is not valid: {summary}", problems
 
 
+def _methods_for_path(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LedgerRefusal)
     async def ledger_refusal(_: Request, refusal: LedgerRefusal) -> JSONResponse:
@@ -138,12 +148,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(
+            error.status_code, "http_error"
+        )
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405:
+            # Starlette names only the first matching route's methods; a path
+            # served by several routes (GET and POST /v1/accounts) has them all.
+            headers["Allow"] = ", ".join(_methods_for_path(request))
         return JSONResponse(
-            error_body(code, str(error.detail)),
-            status_code=error.status_code,
-            headers=getattr(error, "headers", None),
+            error_body(code, str(error.detail)), status_code=error.status_code, headers=headers
         )
 
     @app.exception_handler(WriterOverloaded)
@@ -165,10 +180,21 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Imported here: the request context imports this module's neighbours.
+        from interface.api.request_context import REQUEST_ID_HEADER, request_id_of
+
         # A 500 is a bug: log everything, tell the client nothing internal.
         log.exception("unhandled_error", error_type=type(error).__name__)
+        # This answer is sent outside the request context middleware: it
+        # carries the request id itself, for the client to quote.
+        request_id = request_id_of(request.scope)
         return JSONResponse(
-            error_body("internal_error", "an unexpected error occurred; it has been logged"),
+            error_body(
+                "internal_error",
+                "an unexpected error occurred; it has been logged",
+                {"request_id": request_id} if request_id else None,
+            ),
             status_code=500,
+            headers={REQUEST_ID_HEADER: request_id} if request_id else None,
         )

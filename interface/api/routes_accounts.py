@@ -111,7 +111,7 @@ def list_accounts_route(
     return AccountPageResponse(items=items, next_cursor=page.next_cursor)
 
 
-@router.get("/{account_id}", response_model=AccountResponse, responses=ERROR_RESPONSES)
+@router.get("/{account_id:uuid}", response_model=AccountResponse, responses=ERROR_RESPONSES)
 def get_account_route(account_id: UUID, service: ServiceDep, principal: Reader) -> AccountResponse:
     """An account with its balances. A user sees only their own (others: 404)."""
     return AccountResponse.of(visible_account(service, principal, account_id))

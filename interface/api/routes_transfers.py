@@ -194,7 +194,7 @@ def _fail_chains_with_invalid_members(
         chain = []
 
 
-@router.get("/{transfer_id}", response_model=TransferResponse, responses=ERROR_RESPONSES)
+@router.get("/{transfer_id:uuid}", response_model=TransferResponse, responses=ERROR_RESPONSES)
 def get_transfer_route(
     transfer_id: UUID, service: ServiceDep, principal: Reader
 ) -> TransferResponse:
@@ -219,7 +219,7 @@ def _hold_the_caller_may_settle(
     return hold
 
 
-@router.post("/{transfer_id}/post", response_model=TransferResponse, responses=ERROR_RESPONSES)
+@router.post("/{transfer_id:uuid}/post", response_model=TransferResponse, responses=ERROR_RESPONSES)
 def post_pending_route(
     transfer_id: UUID,
     service: ServiceDep,
@@ -236,7 +236,7 @@ def post_pending_route(
     return TransferResponse.of(_transfer_after(service, result))
 
 
-@router.post("/{transfer_id}/void", response_model=TransferResponse, responses=ERROR_RESPONSES)
+@router.post("/{transfer_id:uuid}/void", response_model=TransferResponse, responses=ERROR_RESPONSES)
 def void_pending_route(
     transfer_id: UUID, service: ServiceDep, principal: Mover
 ) -> TransferResponse:
@@ -247,7 +247,7 @@ def void_pending_route(
 
 
 @router.post(
-    "/{transfer_id}/reverse",
+    "/{transfer_id:uuid}/reverse",
     response_model=TransferResponse,
     status_code=201,
     responses=_CREATED_OR_FOUND | ERROR_RESPONSES,

@@ -21,12 +21,17 @@ Amount = Annotated[
     Field(
         min_length=1,
         max_length=64,
+        # Documented, not enforced here: the domain refuses with the precise
+        # code (amount_must_be_positive for "-1", too many decimals, ...).
+        json_schema_extra={"pattern": r"^[0-9]+(\.[0-9]+)?$"},
         examples=["1234.56"],
         description="Decimal string in major units; never a JSON number.",
     ),
 ]
 Currency = Annotated[
-    str, Strict(), Field(min_length=3, max_length=3, examples=["USD"], description="ISO 4217 code")
+    str,
+    Strict(),
+    Field(pattern=r"^[A-Z]{3}$", examples=["USD"], description="ISO 4217 code"),
 ]
 IdempotencyKey = Annotated[
     str,

@@ -123,7 +123,8 @@ def test_an_invalid_account_is_refused_with_422_and_a_code(
 
 def test_reading_an_unknown_account_is_404_account_not_found(client: TestClient) -> None:
     assert_error(client.get(f"/v1/accounts/{uuid.uuid4()}"), 404, "account_not_found")
-    assert_error(client.get("/v1/accounts/not-a-uuid"), 422, "invalid_request")
+    # Ids are typed in the path: a string that is no id names no resource.
+    assert_error(client.get("/v1/accounts/not-a-uuid"), 404, "not_found")
 
 
 def test_a_transfers_id_does_not_name_an_account(client: TestClient, accounts: Accounts) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
-from interface.api_keys import ApiKeyStore, Role
+from interface.api_keys import ApiKeyStore, Role, digest_of
 
 
 def create_api_key(database_url: str, role: Role, owner_id: str | None = None) -> str:
@@ -17,3 +17,15 @@ def create_api_key(database_url: str, role: Role, owner_id: str | None = None) -
 
 def bearer(raw_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw_key}"}
+
+
+def install_known_key(ledger_pool: ConnectionPool, raw_key: str, role: Role) -> None:
+    """A key whose value the test fixes in advance (tools that need it before
+    any fixture runs, like Schemathesis' explicit examples)."""
+    with ledger_pool.connection() as connection:
+        connection.execute(
+            "INSERT INTO api_keys (key_id, key_digest, key_prefix, role, label) "
+            "VALUES (gen_random_uuid(), %s, %s, %s, 'fixed test key') "
+            "ON CONFLICT (key_digest) DO NOTHING",
+            (digest_of(raw_key), raw_key[:10], role.value),
+        )

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -84,20 +85,27 @@ class ServiceProcess:
         return "\n".join(text[-lines:])
 
 
-def start_service(database_url: str, data_dir: Path, log_path: Path) -> ServiceProcess:
+def start_service(
+    database_url: str,
+    data_dir: Path,
+    log_path: Path,
+    environment: Mapping[str, str] | None = None,
+) -> ServiceProcess:
+    """`environment` adds to (or overrides) the service's variables."""
     api_key = create_api_key(database_url, Role.SERVICE)
     port = free_port()
-    environment = {
+    variables = {
         **os.environ,
         "LEDGER_DATABASE_URL": database_url,
         "LEDGER_DATA_DIR": str(data_dir),
         "LEDGER_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        **(environment or {}),
     }
     log = log_path.open("ab")
     process = subprocess.Popen(
         [str(LEDGER_SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=environment,
+        env=variables,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,185 @@
+"""Prometheus metrics: the HTTP API's and the writer's, each in a registry of its own.
+
+Registries are per object, never prometheus-client's global one, so a process
+(or a test session) may build several apps and ledgers without their series
+colliding. `GET /metrics` renders the app's registry and its ledger's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from application.writer import LedgerWriter
+from domain.commands import Command, CreateTransfer
+from domain.ledger_batch import CommandResult
+
+# Request latency: the API answers in milliseconds; anything past seconds is
+# a timeout in the making.
+HTTP_DURATION_BUCKETS_S: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# Commands per batch, up to the writer's batch_size_max (8190).
+BATCH_SIZE_BUCKETS: Final = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 8190)
+COMMIT_DURATION_BUCKETS_S: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+# Methods outside this set are labelled "other": a client must not be able to
+# mint new series by inventing methods.
+KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class HttpMetrics:
+    """Requests by method, route template and status (never the raw path)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "ledger_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "ledger_http_request_duration_seconds",
+            "Time from the request's arrival to its last response byte.",
+            ("method", "route", "status"),
+            buckets=HTTP_DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
+        key = (method if method in KNOWN_METHODS else "other", route, status)
+        series = self._series.get(key)
+        if series is None:
+            # Looking a child up by labels costs more than the update itself:
+            # keep them (a few per route template, so a bounded number).
+            labels = (key[0], route, str(status))
+            series = (self._requests.labels(*labels), self._duration.labels(*labels))
+            self._series[key] = series
+        requests, duration = series
+        requests.inc()
+        duration.observe(duration_s)
+
+
+class WriterMetrics:
+    """The writer's batches (an application.ports.WriterObserver), and its queue
+    and statistics read at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._batch_commands = Histogram(
+            "ledger_writer_batch_commands",
+            "Commands decided per writer batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self._batch_events = Counter(
+            "ledger_writer_events_written",
+            "Events the writer has committed.",
+            registry=self.registry,
+        )
+        self._commit_duration = Histogram(
+            "ledger_writer_commit_duration_seconds",
+            "Time to insert and commit one batch's events (batches that wrote something).",
+            buckets=COMMIT_DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._transfers = Counter(
+            "ledger_transfers",
+            "Transfers decided by the writer, by result code.",
+            ("result",),
+            registry=self.registry,
+        )
+
+    def track(self, writer: LedgerWriter) -> None:
+        """Also expose the writer's queue depth and counters, read when scraped."""
+        self.registry.register(_WriterStateCollector(writer))
+
+    def batch_committed(
+        self,
+        commands: Sequence[Command],
+        results: Sequence[CommandResult],
+        events_written: int,
+        commit_s: float,
+    ) -> None:
+        self._batch_commands.observe(len(commands))
+        if events_written:
+            self._batch_events.inc(events_written)
+            self._commit_duration.observe(commit_s)
+        # One pass and one counter update per result code, not per command:
+        # this runs on the writer's thread once per batch of up to 8190.
+        tally = Tally(
+            result.code
+            for command, result in zip(commands, results, strict=True)
+            if type(command) is CreateTransfer
+        )
+        for code, count in tally.items():
+            self._transfers.labels(code.value).inc(count)
+
+
+class _WriterStateCollector(Collector):
+    def __init__(self, writer: LedgerWriter) -> None:
+        self._writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        statistics = self._writer.statistics
+        yield GaugeMetricFamily(
+            "ledger_writer_queued_commands",
+            "Commands waiting for the writer.",
+            value=self._writer.queued_commands,
+        )
+        yield GaugeMetricFamily(
+            "ledger_writer_running",
+            "1 while the writer's thread runs.",
+            value=1 if self._writer.is_running else 0,
+        )
+        yield CounterMetricFamily(
+            "ledger_writer_conflicts_retried",
+            "Batches decided again after another writer moved an aggregate first.",
+            value=statistics.conflicts_retried,
+        )
+        yield CounterMetricFamily(
+            "ledger_writer_batches_decided_under_lock",
+            "Batches decided while holding the log's write lock after repeated conflicts.",
+            value=statistics.batches_decided_under_lock,
+        )
+        yield CounterMetricFamily(
+            "ledger_pending_transfers_expired",
+            "Holds expired by the writer's sweep.",
+            value=statistics.pending_transfers_expired,
+        )
+
+
+def render(*registries: CollectorRegistry) -> bytes:
+    """Prometheus' text format; the registries' metric names never overlap."""
+    return b"".join(generate_latest(registry) for registry in registries)

@@ -1,0 +1,263 @@
+"""Every route x every kind of caller, against the status each must get.
+
+A user sees and moves only their own accounts: another owner's resource
+answers 404, exactly like one that does not exist. Routes for other roles
+answer 403; no key, a revoked one or a malformed one answers 401.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from interface.api.app import create_app
+from interface.api_keys import Role
+from interface.bootstrap import Ledger
+from tests.support.api_keys import bearer
+
+CALLERS = ("anonymous", "other_user", "owner", "admin", "auditor", "service")
+OWNER, OTHER = "alice", "mallory"
+
+
+@dataclass
+class World:
+    client: TestClient
+    headers: dict[str, dict[str, str]]
+    cash: str
+    alice_account: str
+
+    def as_platform(self) -> dict[str, str]:
+        return self.headers["service"]
+
+    def transfer(self, *, pending: bool = False) -> str:
+        """A transfer out of alice's account, made by the platform."""
+        body: dict[str, Any] = {
+            "idempotency_key": f"matrix-{uuid.uuid4()}",
+            "debit_account_id": self.alice_account,
+            "credit_account_id": self.cash,
+            "amount": "1.00",
+            "currency": "USD",
+        }
+        if pending:
+            body |= {"pending": True, "timeout_s": 3600}
+        response = self.client.post("/v1/transfers", json=body, headers=self.as_platform())
+        assert response.status_code == 201, response.text
+        made: str = response.json()["id"]
+        return made
+
+
+@pytest.fixture
+def world(ledger: Ledger) -> Iterator[World]:
+    keys = {
+        "other_user": ledger.api_keys.create(Role.USER, owner_id=OTHER)[1],
+        "owner": ledger.api_keys.create(Role.USER, owner_id=OWNER)[1],
+        "admin": ledger.api_keys.create(Role.ADMIN)[1],
+        "auditor": ledger.api_keys.create(Role.AUDITOR)[1],
+        "service": ledger.api_keys.create(Role.SERVICE)[1],
+    }
+    headers = {caller: bearer(key) for caller, key in keys.items()}
+    headers["anonymous"] = {}
+    with TestClient(create_app(ledger=ledger)) as client:
+        platform = headers["service"]
+        cash = client.post(
+            "/v1/accounts",
+            json={"currency": "USD", "owner_id": "platform", "kind": "cash"},
+            headers=platform,
+        ).json()["id"]
+        alice = client.post(
+            "/v1/accounts", json={"currency": "USD", "owner_id": OWNER}, headers=platform
+        ).json()["id"]
+        funding = {
+            "idempotency_key": "matrix-funding",
+            "debit_account_id": cash,
+            "credit_account_id": alice,
+            "amount": "1000.00",
+            "currency": "USD",
+        }
+        assert client.post("/v1/transfers", json=funding, headers=platform).status_code == 201
+        yield World(client, headers, cash, alice)
+
+
+Request = Callable[[World, dict[str, str]], Any]
+
+
+def _transfer_body(world: World) -> dict[str, Any]:
+    return {
+        "idempotency_key": f"matrix-{uuid.uuid4()}",
+        "debit_account_id": world.alice_account,
+        "credit_account_id": world.cash,
+        "amount": "1.00",
+        "currency": "USD",
+    }
+
+
+# (method, route path) -> (how to call it, expected status per caller)
+MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
+    ("GET", "/healthz"): (
+        lambda w, h: w.client.get("/healthz", headers=h),
+        dict.fromkeys(CALLERS, 200),
+    ),
+    ("GET", "/readyz"): (
+        lambda w, h: w.client.get("/readyz", headers=h),
+        dict.fromkeys(CALLERS, 200),
+    ),
+    ("POST", "/v1/accounts"): (
+        # Users open their own (owner_id omitted); platform keys name the owner.
+        lambda w, h: w.client.post(
+            "/v1/accounts",
+            json={"currency": "USD"}
+            | ({} if h in (w.headers["owner"], w.headers["other_user"]) else {"owner_id": "x"}),
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 201,
+            "owner": 201,
+            "admin": 201,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("GET", "/v1/accounts"): (
+        lambda w, h: w.client.get("/v1/accounts", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 200,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/accounts/{account_id}"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.alice_account}", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/transfers"): (
+        lambda w, h: w.client.post("/v1/transfers", json=_transfer_body(w), headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 201,
+            "admin": 201,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("POST", "/v1/transfers/batch"): (
+        lambda w, h: w.client.post(
+            "/v1/transfers/batch", json={"transfers": [_transfer_body(w)]}, headers=h
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/transfers/{transfer_id}"): (
+        lambda w, h: w.client.get(f"/v1/transfers/{w.transfer()}", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/transfers/{transfer_id}/post"): (
+        lambda w, h: w.client.post(f"/v1/transfers/{w.transfer(pending=True)}/post", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 403,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/transfers/{transfer_id}/void"): (
+        lambda w, h: w.client.post(f"/v1/transfers/{w.transfer(pending=True)}/void", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 403,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/transfers/{transfer_id}/reverse"): (
+        lambda w, h: w.client.post(f"/v1/transfers/{w.transfer()}/reverse", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 201,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("GET", "/metrics"): (
+        lambda w, h: w.client.get("/metrics", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+}
+
+
+def _declared_routes() -> set[tuple[str, str]]:
+    paths: dict[str, dict[str, Any]] = create_app().openapi()["paths"]
+    return {(method.upper(), path) for path, item in paths.items() for method in item}
+
+
+def test_the_matrix_covers_every_route_the_api_declares() -> None:
+    assert _declared_routes() == set(MATRIX)
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda route: f"{route[0]} {route[1]}")
+def test_each_caller_gets_the_status_its_role_and_ownership_allow(
+    world: World, route: tuple[str, str]
+) -> None:
+    call, expected = MATRIX[route]
+    got = {caller: call(world, world.headers[caller]).status_code for caller in CALLERS}
+    assert got == expected
+
+
+def test_a_revoked_or_malformed_key_is_refused_like_no_key(ledger: Ledger, world: World) -> None:
+    key_id, raw_key = ledger.api_keys.create(Role.ADMIN)
+    account = f"/v1/accounts/{world.alice_account}"
+    assert world.client.get(account, headers=bearer(raw_key)).status_code == 200
+    ledger.api_keys.revoke(key_id)
+    for headers in (
+        bearer(raw_key),
+        bearer(raw_key[:-1]),
+        bearer("not-a-key"),
+        {"Authorization": f"Basic {raw_key}"},
+        {"Authorization": "Bearer"},
+    ):
+        response = world.client.get(account, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json()["error"]["code"] in {"unauthenticated", "invalid_api_key"}
