@@ -27,6 +27,14 @@ RecorderFactory = Callable[[InfrastructureFactory[Any]], ApplicationRecorder]
 ACCOUNT_SNAPSHOT_INTERVAL = 200
 
 
+def _replay(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's projector without its per-event Protocol isinstance check,
+    which measured as half the cost of loading an account."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 class LedgerApplication(Application[UUID]):
     name = "Ledger"
     env: ClassVar[dict[str, str]] = {"IS_SNAPSHOTTING_ENABLED": "y"}
@@ -69,7 +77,7 @@ class LedgerApplication(Application[UUID]):
     def load_account(self, account_id: UUID) -> Account | None:
         """Accounts have long histories: start from the latest snapshot."""
         try:
-            aggregate: Aggregate = self.repository.get(account_id)
+            aggregate: Aggregate = self.repository.get(account_id, projector_func=_replay)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, Account) else None

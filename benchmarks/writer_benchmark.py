@@ -238,8 +238,8 @@ def _notes(config: WriterBenchmarkConfig) -> list[str]:
     return notes
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m benchmarks.writer_benchmark [--quick] [--json] ...`; 1 if a check failed."""
+def config_from_arguments(argv: Sequence[str] | None) -> tuple[WriterBenchmarkConfig, bool]:
+    """The run `main` would do, and whether to print JSON (`ledger bench` runs it too)."""
     parser = argparse.ArgumentParser(description="Transfers/s through the ledger's writer.")
     for name in (
         "accounts",
@@ -261,7 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick, as_json = arguments.pop("quick"), arguments.pop("json")
     overrides = {name: value for name, value in arguments.items() if value not in (None, False)}
     base = WriterBenchmarkConfig.quick() if quick else WriterBenchmarkConfig()
-    report = run_writer_benchmark(replace(base, **overrides))
+    return replace(base, **overrides), bool(as_json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m benchmarks.writer_benchmark [--quick] [--json] ...`; 1 if a check failed."""
+    config, as_json = config_from_arguments(argv)
+    report = run_writer_benchmark(config)
     print(to_json(report) if as_json else render(report))
     return 0 if report.verification.ok else 1
 

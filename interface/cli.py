@@ -161,17 +161,27 @@ def demo(
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
-def bench(context: typer.Context) -> None:
-    """Measure the writer against the naive eventsourcing baseline, side by side.
+def bench(
+    context: typer.Context,
+    only: Annotated[str, typer.Option(help="all (the writer, then HTTP), writer or http")] = "all",
+) -> None:
+    """Measure the writer against the naive eventsourcing baseline, side by side,
+    then the HTTP API under 64 concurrent clients against a `ledger serve` process.
 
-    Options pass through: --quick, --json, --accounts N, --history-transfers N,
+    Options pass through. Both: --quick, --json, --seed N, --data-dir DIR,
+    --database-url URL. Writer: --accounts N, --history-transfers N,
     --measured-transfers N, --baseline-transfers N, --prebuilt-transfers N,
-    --client-threads N, --chunk-size N, --seed N, --data-dir DIR,
-    --database-url URL, --profile-writer."""
-    from benchmarks.writer_benchmark import main as benchmark_main
+    --client-threads N, --chunk-size N, --profile-writer. HTTP:
+    --http-duration-s S, --http-warmup-s S, --http-clients N, --http-accounts N,
+    --http-server-workers 1,2, --http-phases transfers,reads,
+    --http-idempotency-header, --http-client raw|httpx, --http-profile (py-spy),
+    --http-output-dir DIR."""
+    from benchmarks.http_benchmark import BENCHMARKS, run_selected
 
+    if only not in BENCHMARKS:
+        raise typer.BadParameter(f"--only is one of {', '.join(BENCHMARKS)}")
     _settings()
-    raise typer.Exit(benchmark_main(list(context.args)))
+    raise typer.Exit(run_selected(only, list(context.args)))
 
 
 def main() -> None:

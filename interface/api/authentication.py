@@ -43,7 +43,9 @@ class AuthenticationMiddleware:
         principal: Principal | None = None
         if token is not None:
             api_keys = scope["app"].state.ledger.api_keys
-            principal = await run_in_threadpool(api_keys.authenticate, token)
+            found, principal = api_keys.cached(token)
+            if not found:
+                principal = await run_in_threadpool(api_keys.authenticate, token)
         if principal is None:
             code, message = (
                 ("unauthenticated", "send an API key as the header Authorization: Bearer <key>")

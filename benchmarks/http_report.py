@@ -1,0 +1,292 @@
+"""What an HTTP benchmark run found, beside its targets: a plain-text table, or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from benchmarks.server_profile import ProfileSummary
+
+TRANSFERS_TITLE: Final[str] = "POST /v1/transfers"
+READS_TITLE: Final[str] = "GET /v1/accounts/{id}"
+HEALTH_TITLE: Final[str] = "GET /healthz"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    requests_per_s: float
+    latency_p99_ms: float | None
+    errors: int | None
+
+
+# The issue's targets, on a 2-core machine.
+TARGETS: Final[dict[str, Target]] = {
+    "transfers": Target(requests_per_s=2_500, latency_p99_ms=50.0, errors=0),
+    "reads": Target(requests_per_s=5_000, latency_p99_ms=None, errors=None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPhaseResult:
+    kind: str
+    clients: int
+    requests: int
+    seconds: float
+    requests_per_s: float
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+    latency_mean_ms: float
+    errors: int
+    # Measured requests by outcome: {"201": n} when all went well.
+    outcomes: dict[str, int]
+    warmup_requests: int
+    # Mean cores busy in the window (1.0 = one core throughout), per process
+    # tree: "load generator", "server", "postgresql", and "machine" (all CPUs).
+    cpu_cores: dict[str, float]
+    # From the server's /metrics, if it has them (one worker's, if several).
+    writer: dict[str, float]
+    profile: ProfileSummary | str | None = None
+
+    def misses(self) -> list[str]:
+        """How this phase falls short of its target; empty if it meets it."""
+        target = TARGETS.get(self.kind)
+        if target is None:
+            return []
+        missed = []
+        if self.requests_per_s < target.requests_per_s:
+            missed.append(f"{self.requests_per_s:,.0f}/s < {target.requests_per_s:,.0f}/s")
+        if target.latency_p99_ms is not None and self.latency_p99_ms >= target.latency_p99_ms:
+            missed.append(f"p99 {self.latency_p99_ms:,.1f} ms >= {target.latency_p99_ms:g} ms")
+        if target.errors is not None and self.errors > target.errors:
+            missed.append(f"{self.errors:,} errors")
+        return missed
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServerRun:
+    """One server configuration: its phases, in the order they ran."""
+
+    workers: int
+    command: str
+    accounts: int
+    phases: list[HttpPhaseResult]
+    checks: list[str]
+    failures: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class HttpBenchmarkReport:
+    config: dict[str, Any]
+    environment: dict[str, str]
+    runs: list[HttpServerRun]
+    timed: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """The harness did its work and the books balance (targets aside)."""
+        return all(run.ok for run in self.runs)
+
+
+def to_document(report: HttpBenchmarkReport) -> dict[str, Any]:
+    document = asdict(report)
+    document["ok"] = report.ok
+    document["targets"] = {kind: asdict(target) for kind, target in TARGETS.items()}
+    for run_document, run in zip(document["runs"], report.runs, strict=True):
+        for phase_document, phase in zip(run_document["phases"], run.phases, strict=True):
+            phase_document["target_misses"] = phase.misses()
+            phase_document["meets_target"] = not phase.misses()
+    return document
+
+
+def to_json(report: HttpBenchmarkReport, indent: int | None = 2) -> str:
+    return json.dumps(to_document(report), indent=indent, default=_plain)
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _number(value: float, decimals: int = 0) -> str:
+    return f"{value:,.{decimals}f}"
+
+
+def _cores(phase: HttpPhaseResult, name: str) -> str:
+    value = phase.cpu_cores.get(name)
+    if value is None:
+        return "n/a"
+    system = phase.cpu_cores.get(f"{name} system")
+    return f"{value:,.2f}" if system is None else f"{value:,.2f} ({system:,.2f} sys)"
+
+
+def _per_request_ms(phase: HttpPhaseResult, name: str) -> str:
+    value = phase.cpu_cores.get(name)
+    if value is None or not phase.requests_per_s:
+        return "n/a"
+    return f"{1000 * value / phase.requests_per_s:,.2f}"
+
+
+def _outcomes(phase: HttpPhaseResult) -> str:
+    expected = "201" if phase.kind == "transfers" else "200"
+    others = {code: count for code, count in phase.outcomes.items() if code != expected}
+    if not others:
+        return "-"
+    return ", ".join(f"{code}: {count:,}" for code, count in sorted(others.items()))
+
+
+_ROWS: Final[tuple[str, ...]] = (
+    "requests/s",
+    "latency p50 (ms)",
+    "latency p90 (ms)",
+    "latency p99 (ms)",
+    "latency max (ms)",
+    "errors",
+    "requests measured",
+    "measured window (s)",
+    "server CPU (cores)",
+    "server CPU per request (ms)",
+    "PostgreSQL CPU (cores)",
+    "load generator CPU (cores)",
+    "machine busy (of {cpus} cores)",
+    "writer batches",
+    "mean transfers per batch",
+    "mean commit (ms)",
+    "batches retried on conflict",
+    "meets target",
+)
+
+
+def _target_column(kind: str) -> list[str]:
+    target = TARGETS.get(kind)
+    column = [""] * len(_ROWS)
+    if target is None:
+        column[0] = "(none)"
+        return column
+    column[0] = f">= {target.requests_per_s:,.0f}"
+    if target.latency_p99_ms is not None:
+        column[3] = f"< {target.latency_p99_ms:g}"
+    if target.errors is not None:
+        column[5] = f"{target.errors}"
+    return column
+
+
+def _phase_column(phase: HttpPhaseResult) -> list[str]:
+    writer = phase.writer
+    misses = phase.misses()
+    return [
+        _number(phase.requests_per_s),
+        _number(phase.latency_p50_ms, 1),
+        _number(phase.latency_p90_ms, 1),
+        _number(phase.latency_p99_ms, 1),
+        _number(phase.latency_max_ms, 1),
+        _number(phase.errors),
+        _number(phase.requests),
+        _number(phase.seconds, 2),
+        _cores(phase, "server"),
+        _per_request_ms(phase, "server"),
+        _cores(phase, "postgresql"),
+        _cores(phase, "load generator"),
+        _cores(phase, "machine"),
+        _number(writer["batches"]) if "batches" in writer else "n/a",
+        _number(writer["mean_batch_commands"], 1) if "mean_batch_commands" in writer else "n/a",
+        _number(writer["mean_commit_ms"], 2) if "mean_commit_ms" in writer else "n/a",
+        _number(writer["conflicts_retried"]) if "conflicts_retried" in writer else "n/a",
+        ("yes" if not misses else "NO") if phase.kind in TARGETS else "-",
+    ]
+
+
+def _table(report: HttpBenchmarkReport, kind: str, cpus: str) -> list[str]:
+    columns: list[tuple[str, list[str]]] = [("target", _target_column(kind))]
+    for run in report.runs:
+        for phase in run.phases:
+            if phase.kind == kind:
+                plural = "s" if run.workers > 1 else ""
+                columns.append((f"{run.workers} worker{plural}", _phase_column(phase)))
+    if len(columns) == 1:
+        return []
+    rows = [label.format(cpus=cpus) for label in _ROWS]
+    label_width = max(len(label) for label in rows)
+    width = max(12, *(len(value) for _, values in columns for value in values))
+    lines = [" " * label_width + "".join(f"  {title:>{width}}" for title, _ in columns)]
+    for index, label in enumerate(rows):
+        if kind != "transfers" and _ROWS.index("writer batches") <= index < len(_ROWS) - 1:
+            continue
+        cells = "".join(f"  {values[index]:>{width}}" for _, values in columns)
+        lines.append(f"{label:<{label_width}}{cells}")
+    return lines
+
+
+def _profile_lines(run: HttpServerRun, phase: HttpPhaseResult) -> list[str]:
+    profile = phase.profile
+    if profile is None:
+        return []
+    title = f"profile: {phase.kind}, {run.workers} worker(s)"
+    if isinstance(profile, str):
+        return ["", f"{title}: {profile}"]
+    lines = [
+        "",
+        f"{title} (py-spy --gil, {profile.rate_hz} Hz, {profile.seconds:.0f} s, "
+        f"{profile.samples:,} samples in {profile.processes} process(es)): "
+        f"the interpreter lock was held {100 * profile.gil_busy_share:.0f} % of the time",
+        "  by area of code (leaf frame):",
+    ]
+    lines += [f"    {100 * share:5.1f} %  {name}" for name, share in profile.areas]
+    lines.append("  self (leaf function):")
+    lines += [f"    {100 * share:5.1f} %  {name}" for name, share in profile.self_top]
+    lines.append("  inclusive (anywhere on the stack):")
+    lines += [f"    {100 * share:5.1f} %  {name}" for name, share in profile.inclusive_top]
+    lines.append(f"  raw stacks: {profile.raw_path}")
+    return lines
+
+
+def render(report: HttpBenchmarkReport) -> str:
+    config = report.config
+    cpus = report.environment.get("cpus", "?")
+    lines = [
+        f"Ledger HTTP benchmark: {config['clients']} concurrent clients, "
+        f"{config['accounts']:,} funded user accounts, {config['duration_s']:g} s measured "
+        f"per phase after {config['warmup_s']:g} s of warm-up",
+    ]
+    for kind, title in (
+        ("transfers", TRANSFERS_TITLE),
+        ("reads", READS_TITLE),
+        ("health", HEALTH_TITLE),
+    ):
+        table = _table(report, kind, cpus)
+        if table:
+            lines += ["", f"{title} ({kind})", *table]
+    for run in report.runs:
+        for phase in run.phases:
+            misses = phase.misses()
+            verdict = "meets its target" if not misses else "misses: " + "; ".join(misses)
+            if phase.kind not in TARGETS:
+                verdict = "no target"
+            lines.append(
+                f"{phase.kind}, {run.workers} worker(s): {verdict}; "
+                f"mean latency {phase.latency_mean_ms:,.1f} ms; "
+                f"{phase.warmup_requests:,} warm-up requests; other outcomes: {_outcomes(phase)}"
+            )
+    lines += ["", f"timed: {report.timed}", ""]
+    for run in report.runs:
+        lines.append(
+            f"server ({run.workers} worker(s)): {run.command}; "
+            f"verification: {'OK' if run.ok else 'FAILED'}"
+        )
+        lines += [f"  - {check}" for check in run.checks]
+        lines += [f"  ! {failure}" for failure in run.failures]
+    lines += ["", "environment: " + ", ".join(f"{k}={v}" for k, v in report.environment.items())]
+    lines += [f"note: {note}" for note in report.notes]
+    for run in report.runs:
+        for phase in run.phases:
+            lines += _profile_lines(run, phase)
+    return "\n".join(lines)
