@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -28,10 +28,6 @@ class AccountKind(StrEnum):
     FEES = "fees"
     EQUITY = "equity"
     TRADING_PNL = "trading_pnl"
-
-    @property
-    def is_platform(self) -> bool:
-        return self is not AccountKind.USER
 
 
 class AccountState(StrEnum):
@@ -153,10 +149,6 @@ class Account(Aggregate):
                 "an account cannot limit both debits by credits and credits by debits",
             )
 
-    @property
-    def is_active(self) -> bool:
-        return self._state == "active"
-
     def refusal_for(self, totals: Totals) -> ResultCode | None:
         """Would these totals break one of the account's limits? Which one?"""
         if not totals.is_within_bounds():
@@ -240,22 +232,6 @@ class Account(Aggregate):
     ) -> None:
         self._state = AccountState(to_state).value
         self.state_reason = reason
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "currency": self.currency,
-            "owner_id": self.owner_id,
-            "kind": self.kind.value,
-            "state": self.state.value,
-            "flags": {
-                "debits_must_not_exceed_credits": self.debits_must_not_exceed_credits,
-                "credits_must_not_exceed_debits": self.credits_must_not_exceed_debits,
-            },
-            "totals": self.totals,
-            "metadata": self.metadata,
-            "version": self.version,
-        }
 
 
 def _only_releases(change: Totals) -> bool:

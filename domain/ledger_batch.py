@@ -136,11 +136,6 @@ class LedgerBatch:
             self._undo.append((mapping, key, mapping.get(key, _MISSING)))
         mapping[key] = value
 
-    def _discard(self, target: set[Any], key: Any) -> None:
-        if self._undo is not None and key in target:
-            self._undo.append((target, key, True))
-        target.discard(key)
-
     def _add(self, target: set[Any], key: Any) -> None:
         if self._undo is not None and key not in target:
             self._undo.append((target, key, False))
@@ -340,7 +335,7 @@ class LedgerBatch:
         new_totals: dict[UUID, Totals] = {}
         for account_id, change in changes.items():
             account = accounts[account_id]
-            after = self._totals.get(account_id) or account.totals
+            after = self._current_totals(account)
             after = Totals(
                 after[0] + change[0],
                 after[1] + change[1],

@@ -219,22 +219,6 @@ class Transfer(Aggregate):
     def _reversed(self, reversal_transfer_id: str, at: datetime) -> None:
         self.reversed_by_transfer_id = reversal_transfer_id
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "postings": self.postings,
-            "posted_postings": self.posted_postings,
-            "pending": self.was_pending,
-            "expires_at": self.expires_at,
-            "reverses_transfer_id": self.reverses_transfer_id,
-            "reversed_by_transfer_id": self.reversed_by_transfer_id,
-            "metadata": self.metadata,
-            "recorded_at": self.recorded_at,
-            "resolved_at": self.resolved_at,
-            "version": self.version,
-        }
-
 
 # The library names an aggregate class by this topic in its created event.
 _TRANSFER_TOPIC: Final[str] = f"{Transfer.__module__}:{Transfer.__qualname__}"

@@ -36,7 +36,11 @@ def visible_account(service: ServiceDep, principal: Principal, account_id: UUID)
     """The account, if it exists and the caller may see it; 404 alike otherwise."""
     account = service.account(account_id)
     if account is None or not principal.may_see_owner(account.owner_id):
-        raise LedgerRefusal(ResultCode.ACCOUNT_NOT_FOUND, f"account {account_id} does not exist")
+        raise LedgerRefusal(
+            ResultCode.ACCOUNT_NOT_FOUND,
+            f"account {account_id} does not exist",
+            account_id=str(account_id),
+        )
     return account
 
 

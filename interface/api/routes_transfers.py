@@ -23,6 +23,7 @@ from domain.transfer import Posting, Side, Transfer
 from interface.api.deps import Mover, Platform, Reader, ServiceDep
 from interface.api.errors import status_for
 from interface.api.responses import ERROR_RESPONSES, refusal_of
+from interface.api.routes_accounts import visible_account
 from interface.api.schemas import (
     BatchItemResult,
     PostPendingRequest,
@@ -78,13 +79,7 @@ def _require_own_debits(
         return
     for posting in transfer_postings:
         if posting.side is Side.DEBIT:
-            account = service.account(posting.account_id)
-            if account is None or not principal.may_see_owner(account.owner_id):
-                raise LedgerRefusal(
-                    ResultCode.ACCOUNT_NOT_FOUND,
-                    f"account {posting.account_id} does not exist",
-                    account_id=str(posting.account_id),
-                )
+            visible_account(service, principal, posting.account_id)
 
 
 def _visible_transfer(
