@@ -1,0 +1,23 @@
+"""Every view the service keeps, by name. Each call makes fresh instances:
+a view remembers things between pages, so two runners never share one."""
+
+from __future__ import annotations
+
+from projections.accounts_directory import AccountsDirectoryView
+from projections.balances import BalancesView
+from projections.view import View
+
+
+def all_views() -> list[View]:
+    return [BalancesView(), AccountsDirectoryView()]
+
+
+def view_names() -> list[str]:
+    return [view.name for view in all_views()]
+
+
+def view_named(name: str) -> View:
+    for view in all_views():
+        if view.name == name:
+            return view
+    raise KeyError(f"no projection named {name!r}; known: {', '.join(view_names())}")

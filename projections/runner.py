@@ -1,0 +1,283 @@
+"""The projection runner: pages of events into views, each with its own tracking.
+
+One loop: read a page of events after the lowest position any view has
+reached; for each view, in its own transaction, lock its tracking row, apply
+the events it has not seen, and write the new position with the rows. Two
+runners (say `ledger serve` and `ledger projections run`) may run at once:
+the row lock takes turns, and a runner that finds a position it did not
+write forgets what it remembered about that view before going on.
+
+Woken by the writers' NOTIFY on the events channel; a poll every
+`poll_interval_s` covers a lost notification or a broken listen connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+import structlog
+
+from projections.events import EVENT_COLUMNS, LoggedEvent
+from projections.view import Cursor, View
+
+log = structlog.get_logger(__name__)
+
+PAGE_SIZE: Final[int] = 5_000
+POLL_INTERVAL_S: Final[float] = 1.0
+# The channel the event recorder notifies after each write (its table name).
+EVENTS_CHANNEL: Final[str] = "ledger_events"
+# After an error (database restarting, say) the loop waits this long.
+ERROR_PAUSE_S: Final[float] = 1.0
+
+_SELECT_EVENTS: Final = (
+    f"SELECT {EVENT_COLUMNS} FROM ledger_events "  # noqa: S608 - constant text
+    "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+)
+_SELECT_HEAD: Final = "SELECT coalesce(max(notification_id), 0) FROM ledger_events"
+
+
+def read_events(cursor: Cursor, after: int, limit: int) -> list[LoggedEvent]:
+    cursor.execute(_SELECT_EVENTS, (after, limit))
+    return [LoggedEvent(*row) for row in cursor.fetchall()]
+
+
+def log_head(cursor: Cursor) -> int:
+    cursor.execute(_SELECT_HEAD)
+    row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ViewStatus:
+    name: str
+    version: int
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.head - self.position, 0)
+
+
+def ensure_tracking(cursor: Cursor, view: View) -> int:
+    """Make the view's tables and tracking row if missing; its position."""
+    view.create_tables(cursor)
+    view.create_indexes(cursor)
+    cursor.execute(
+        "INSERT INTO projection_tracking (name, position, version) VALUES (%s, 0, %s) "
+        "ON CONFLICT (name) DO NOTHING",
+        (view.name, view.version),
+    )
+    cursor.execute(
+        "SELECT position, version FROM projection_tracking WHERE name = %s", (view.name,)
+    )
+    row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def lock_tracking(cursor: Cursor, name: str) -> tuple[int, int]:
+    """Lock the view's tracking row for this transaction; (position, version)."""
+    cursor.execute(
+        "SELECT position, version FROM projection_tracking WHERE name = %s FOR UPDATE", (name,)
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"projection {name!r} has no tracking row; run the runner once first")
+    return int(row[0]), int(row[1])
+
+
+def save_tracking(cursor: Cursor, name: str, position: int, version: int) -> None:
+    cursor.execute(
+        "UPDATE projection_tracking SET position = %s, version = %s, updated_at = now() "
+        "WHERE name = %s",
+        (position, version, name),
+    )
+
+
+def reset_view(cursor: Cursor, view: View) -> None:
+    """Drop and make the view's tables empty, at position 0 (caller's transaction)."""
+    for table in reversed(view.tables):
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+    view.create_tables(cursor)
+    save_tracking(cursor, view.name, 0, view.version)
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        database_url: str,
+        views: Sequence[View],
+        *,
+        page_size: int = PAGE_SIZE,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ) -> None:
+        if not views:
+            raise ValueError("a runner needs at least one view")
+        self._database_url = database_url
+        self._views = {view.name: view for view in views}
+        self._page_size = page_size
+        self._poll_interval_s = poll_interval_s
+        # Positions this runner wrote or saw last, by view.
+        self._known: dict[str, int] = {}
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection: psycopg.Connection[Any] | None = None
+        # Called after each committed page with the views' positions.
+        self.on_page: Callable[[dict[str, int]], None] | None = None
+
+    @property
+    def views(self) -> tuple[View, ...]:
+        return tuple(self._views.values())
+
+    def _work_connection(self) -> psycopg.Connection[Any]:
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(self._database_url)
+        return self._connection
+
+    def prepare(self) -> None:
+        """Tables and tracking rows for every view; a view stored at another
+        version is emptied here and replays from the start."""
+        connection = self._work_connection()
+        for view in self._views.values():
+            with connection.transaction(), connection.cursor() as cursor:
+                ensure_tracking(cursor, view)
+                position, version = lock_tracking(cursor, view.name)
+                if version != view.version:
+                    log.warning(
+                        "projection_version_changed",
+                        projection=view.name,
+                        stored_version=version,
+                        version=view.version,
+                    )
+                    reset_view(cursor, view)
+                    view.create_indexes(cursor)
+                    position = 0
+            view.forget(starts_empty=position == 0)
+            self._known[view.name] = position
+
+    # Running -----------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Apply one page to every view that needs it; how many events were read."""
+        connection = self._work_connection()
+        if not self._known:
+            self.prepare()
+        start = min(self._known.values())
+        with connection.cursor() as cursor:
+            events = read_events(cursor, start, self._page_size)
+        connection.commit()
+        if not events:
+            return 0
+        for view in self._views.values():
+            self._apply_to(connection, view, start, events)
+        with self._changed:
+            self._changed.notify_all()
+        if self.on_page is not None:
+            self.on_page(dict(self._known))
+        return len(events)
+
+    def _apply_to(
+        self,
+        connection: psycopg.Connection[Any],
+        view: View,
+        after: int,
+        events: Sequence[LoggedEvent],
+    ) -> None:
+        with connection.transaction(), connection.cursor() as cursor:
+            tracked, version = lock_tracking(cursor, view.name)
+            if tracked != self._known[view.name] or version != view.version:
+                # Someone else moved this view (another runner, a rebuild).
+                view.forget(starts_empty=tracked == 0)
+            if tracked < after:
+                # Reset behind this page (a rebuild): the next page starts lower.
+                self._known[view.name] = tracked
+                return
+            unseen = [event for event in events if event.position > tracked]
+            if unseen:
+                view.apply(cursor, unseen)
+                tracked = unseen[-1].position
+                save_tracking(cursor, view.name, tracked, view.version)
+        self._known[view.name] = tracked
+
+    def catch_up(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Run pages until every view has read the whole log; events read."""
+        total = 0
+        while True:
+            read = self.run_once()
+            if progress is not None and read:
+                progress(min(self._known.values()))
+            total += read
+            if read < self._page_size:
+                return total
+
+    def start(self) -> None:
+        """Catch up, then keep up in a background thread until `stop`."""
+        self.prepare()
+        self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def run_forever(self) -> None:
+        """The loop in the calling thread (for `ledger projections run`)."""
+        self.prepare()
+        self._loop()
+
+    def _loop(self) -> None:
+        listener: psycopg.Connection[Any] | None = None
+        while not self._stopping.is_set():
+            try:
+                if listener is None or listener.closed:
+                    listener = psycopg.connect(self._database_url, autocommit=True)
+                    listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+                self.catch_up()
+                self._wait_for_notification(listener)
+            except psycopg.Error as error:
+                log.warning("projection_runner_error", error=str(error))
+                if listener is not None:
+                    listener.close()
+                listener = None
+                if self._connection is not None:
+                    self._connection.close()
+                self._stopping.wait(ERROR_PAUSE_S)
+        if listener is not None:
+            listener.close()
+
+    def _wait_for_notification(self, listener: psycopg.Connection[Any]) -> None:
+        # Returns on the first notification, or after the poll interval.
+        for _ in listener.notifies(timeout=self._poll_interval_s, stop_after=1):
+            break
+        # Later notifications of the same writes would only wake an empty pass.
+        for _ in listener.notifies(timeout=0.0):
+            pass
+
+    # Reading positions --------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        return dict(self._known)
+
+    def wait_for(self, position: int, names: Sequence[str], timeout_s: float) -> bool:
+        """Block until every named view has reached `position`, or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not all(self._known.get(name, 0) >= position for name in names):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return True
