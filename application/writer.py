@@ -169,6 +169,9 @@ class LedgerWriter:
         self._stopping = False
         self._last_sweep = 0.0
         self.statistics = WriterStatistics()
+        # The log position of the last batch this writer committed: a reader
+        # of the views in this process waits for them to reach it.
+        self.last_position = 0
 
     # Lifecycle ------------------------------------------------------------
 
@@ -389,6 +392,8 @@ class LedgerWriter:
         statistics.last_commit_s = time.perf_counter() - started
         self._observe(commands, results, len(events), statistics.last_commit_s)
         position = notification_ids[-1] if notification_ids else None
+        if position is not None:
+            self.last_position = max(self.last_position, position)
         return [WriteReceipt(submitted, position) for submitted in results_by_submission]
 
     def _observe(

@@ -22,6 +22,8 @@ from interface.metrics import WriterMetrics
 from interface.postgres_recorder import HashChainedPostgresRecorder
 from interface.rate_limits import InMemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter
 from interface.settings import Settings
+from projections.registry import all_views
+from projections.runner import ProjectionRunner
 
 log = structlog.get_logger(__name__)
 
@@ -73,15 +75,23 @@ class Ledger:
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
+    # Keeps the views (balances, journal, directory) up with the log.
+    projections: ProjectionRunner | None = None
 
     def close(self) -> None:
         self.writer.stop()
+        if self.projections is not None:
+            self.projections.stop()
         self.app.close()
         self.pool.close()
 
 
 def build_ledger(
-    settings: Settings, *, clock: Clock | None = None, start_writer: bool = True
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    start_writer: bool = True,
+    start_projections: bool = True,
 ) -> Ledger:
     tune_garbage_collector()
     database_url = resolve_database_url(settings)
@@ -104,6 +114,9 @@ def build_ledger(
         open=True,
         name="ledger-interface",
     )
+    projections = ProjectionRunner(database_url, all_views())
+    if start_projections and settings.projections_in_process:
+        projections.start()
     if start_writer:
         writer.start()
     return Ledger(
@@ -116,6 +129,7 @@ def build_ledger(
         ApiKeyStore(pool),
         clock,
         writer_metrics,
+        projections,
     )
 
 

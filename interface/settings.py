@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     )
     # Per API key (per client address without one); generous by default so
     # load tests and the test suite are not throttled.
+    # Run the projection runner inside `ledger serve` (off: run
+    # `ledger projections run` as its own process instead).
+    projections_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_PROJECTIONS_IN_PROCESS"
+    )
+    # How long a read waits for the views to reach the position it needs
+    # (its own last write) before answering 503 projection_lagging.
+    read_wait_s_max: float = Field(
+        default=2.0, gt=0, le=30, validation_alias="LEDGER_READ_WAIT_S_MAX"
+    )
     rate_limit_per_s: float = Field(
         default=1000.0, gt=0, le=1_000_000, validation_alias="LEDGER_RATE_LIMIT_PER_S"
     )

@@ -1,0 +1,71 @@
+"""Reading one's own writes from the views.
+
+The views follow the log a few milliseconds behind. A read from a view first
+waits until the views it uses have reached a position: the `min_position`
+the client passes (the `position` of a write it made, from any server), or
+else the last position this process's writer committed, so a client of one
+server always sees its own writes. The wait is bounded; past it the answer is
+503 `projection_lagging` with Retry-After, never a stale answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Annotated, Final
+
+from fastapi import Query
+
+from domain.money import AMOUNT_MINOR_MAX
+from interface.api.errors import ApiError
+from interface.bootstrap import Ledger
+
+# How often a reader polls the tracking table when no runner is in process.
+POLL_INTERVAL_S: Final[float] = 0.01
+
+MinPosition = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=AMOUNT_MINOR_MAX,
+        description="Wait until the views include the log up to this position "
+        "(a write's `position`). Omitted: this server's last write.",
+    ),
+]
+
+
+def views_caught_up(ledger: Ledger, names: Sequence[str], min_position: int | None) -> int:
+    """Wait for the named views to reach the position; the position waited for."""
+    target = ledger.writer.last_position if min_position is None else min_position
+    if target <= 0:
+        return 0
+    timeout_s = ledger.settings.read_wait_s_max
+    runner = ledger.projections
+    if runner is not None and runner.is_running:
+        reached = runner.wait_for(target, names, timeout_s)
+    else:
+        reached = _poll_tracking(ledger, names, target, timeout_s)
+    if not reached:
+        raise ApiError(
+            503,
+            "projection_lagging",
+            f"the views have not yet reached position {target}; retry shortly",
+            details={"position": target, "views": list(names)},
+            headers={"Retry-After": "1"},
+        )
+    return target
+
+
+def _poll_tracking(ledger: Ledger, names: Sequence[str], target: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with ledger.pool.connection() as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM projection_tracking WHERE name = ANY(%s) AND position >= %s",
+                (list(names), target),
+            ).fetchone()
+        if row is not None and row[0] == len(names):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL_S)
