@@ -1,4 +1,4 @@
-"""Pages of accounts, read from the log's `Opened` events in log order.
+"""Pages of accounts from the accounts directory view, in the order opened.
 
 Keyset pagination on the event's position: a page never skips or repeats an
 account however many are opened meanwhile, and costs the same at any depth.
@@ -11,16 +11,15 @@ import base64
 import binascii
 from dataclasses import dataclass
 from typing import Final
-from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
 from domain.result_codes import LedgerRefusal, ResultCode
+from interface.account_summaries import AccountSummary, account_summary_page
 
 PAGE_SIZE_DEFAULT: Final[int] = 50
 PAGE_SIZE_MAX: Final[int] = 200
 _CURSOR_VERSION: Final[str] = "p1"
-_OPENED_TOPIC: Final[str] = "domain.account:Account.Opened"
 
 
 class InvalidCursor(LedgerRefusal):
@@ -50,7 +49,7 @@ def decode_cursor(cursor: str | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class AccountPage:
-    account_ids: list[UUID]
+    items: list[AccountSummary]
     next_cursor: str | None
 
 
@@ -61,22 +60,11 @@ class AccountListing:
     def page(self, *, owner_id: str | None, cursor: str | None, limit: int) -> AccountPage:
         assert 1 <= limit <= PAGE_SIZE_MAX, limit
         after = decode_cursor(cursor)
-        query = (
-            "SELECT originator_id, notification_id FROM ledger_events "
-            "WHERE topic = %s AND notification_id > %s"
-        )
-        parameters: list[object] = [_OPENED_TOPIC, after]
-        if owner_id is not None:
-            # Owner ids live in the event's JSON body; the index narrows the
-            # scan to Opened events before this filter reads any of them.
-            query += " AND convert_from(state, 'UTF8')::jsonb ->> 'owner_id' = %s"
-            parameters.append(owner_id)
-        query += " ORDER BY notification_id LIMIT %s"
-        parameters.append(limit + 1)
-        with self._pool.connection() as connection:
-            rows = connection.execute(query, parameters).fetchall()
+        with self._pool.connection() as connection, connection.cursor() as database_cursor:
+            rows = account_summary_page(
+                database_cursor, owner_id=owner_id, after_position=after, limit=limit + 1
+            )
         page, more = rows[:limit], len(rows) > limit
         return AccountPage(
-            account_ids=[row[0] for row in page],
-            next_cursor=encode_cursor(page[-1][1]) if more else None,
+            items=page, next_cursor=encode_cursor(page[-1].entry.position) if more else None
         )

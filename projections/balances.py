@@ -22,6 +22,8 @@ NAME: Final[str] = "balances"
 # Accounts remembered between pages; past this the memory is dropped and
 # misses are read back from the table (memory stays flat however many accounts).
 REMEMBERED_ACCOUNTS_MAX: Final[int] = 200_000
+# Larger than any log position (bigint).
+POSITION_MAX: Final[int] = 2**63 - 1
 
 _TOTAL_COLUMNS: Final = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 
@@ -194,10 +196,12 @@ def balance_as_of(
     at: datetime | None = None,
 ) -> Balance:
     """The account's totals after every change up to `position` (or recorded
-    by time `at`); all zero before its first change. Position 0 means none."""
-    if (position is None) == (at is None):
-        raise ValueError("give exactly one of position and at")
-    if position is not None:
+    by time `at`); all zero before its first change. Without either: now."""
+    if position is not None and at is not None:
+        raise ValueError("give position or at, not both")
+    if position is None and at is None:
+        cursor.execute(_SELECT_AT_POSITION, (account_id, POSITION_MAX))
+    elif position is not None:
         cursor.execute(_SELECT_AT_POSITION, (account_id, position))
     else:
         cursor.execute(_SELECT_AT_TIME, (account_id, at))

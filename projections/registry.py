@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from projections.accounts_directory import AccountsDirectoryView
 from projections.balances import BalancesView
+from projections.journal import JournalView
 from projections.view import View
 
 
 def all_views() -> list[View]:
-    return [BalancesView(), AccountsDirectoryView()]
+    return [BalancesView(), AccountsDirectoryView(), JournalView()]
 
 
 def view_names() -> list[str]:

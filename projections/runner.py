@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
@@ -31,6 +30,8 @@ PAGE_SIZE: Final[int] = 5_000
 POLL_INTERVAL_S: Final[float] = 1.0
 # The channel the event recorder notifies after each write (its table name).
 EVENTS_CHANNEL: Final[str] = "ledger_events"
+# How often a runner waiting for a notification checks whether to stop.
+STOP_CHECK_INTERVAL_S: Final[float] = 0.2
 # After an error (database restarting, say) the loop waits this long.
 ERROR_PAUSE_S: Final[float] = 1.0
 
@@ -51,18 +52,6 @@ def log_head(cursor: Cursor) -> int:
     row = cursor.fetchone()
     assert row is not None
     return int(row[0])
-
-
-@dataclass(frozen=True, slots=True)
-class ViewStatus:
-    name: str
-    version: int
-    position: int
-    head: int
-
-    @property
-    def lag(self) -> int:
-        return max(self.head - self.position, 0)
 
 
 def ensure_tracking(cursor: Cursor, view: View) -> int:
@@ -117,6 +106,7 @@ class ProjectionRunner:
         *,
         page_size: int = PAGE_SIZE,
         poll_interval_s: float = POLL_INTERVAL_S,
+        channel: str = EVENTS_CHANNEL,
     ) -> None:
         if not views:
             raise ValueError("a runner needs at least one view")
@@ -124,6 +114,7 @@ class ProjectionRunner:
         self._views = {view.name: view for view in views}
         self._page_size = page_size
         self._poll_interval_s = poll_interval_s
+        self._channel = channel
         # Positions this runner wrote or saw last, by view.
         self._known: dict[str, int] = {}
         self._changed = threading.Condition()
@@ -191,6 +182,21 @@ class ProjectionRunner:
         after: int,
         events: Sequence[LoggedEvent],
     ) -> None:
+        try:
+            tracked = self._apply_in_transaction(connection, view, after, events)
+        except BaseException:
+            # The transaction rolled back; what the view remembers may not have.
+            view.forget(starts_empty=False)
+            raise
+        self._known[view.name] = tracked
+
+    def _apply_in_transaction(
+        self,
+        connection: psycopg.Connection[Any],
+        view: View,
+        after: int,
+        events: Sequence[LoggedEvent],
+    ) -> int:
         with connection.transaction(), connection.cursor() as cursor:
             tracked, version = lock_tracking(cursor, view.name)
             if tracked != self._known[view.name] or version != view.version:
@@ -198,14 +204,13 @@ class ProjectionRunner:
                 view.forget(starts_empty=tracked == 0)
             if tracked < after:
                 # Reset behind this page (a rebuild): the next page starts lower.
-                self._known[view.name] = tracked
-                return
+                return tracked
             unseen = [event for event in events if event.position > tracked]
             if unseen:
                 view.apply(cursor, unseen)
                 tracked = unseen[-1].position
                 save_tracking(cursor, view.name, tracked, view.version)
-        self._known[view.name] = tracked
+        return tracked
 
     def catch_up(self, *, progress: Callable[[int], None] | None = None) -> int:
         """Run pages until every view has read the whole log; events read."""
@@ -220,6 +225,7 @@ class ProjectionRunner:
 
     def start(self) -> None:
         """Catch up, then keep up in a background thread until `stop`."""
+        self._stopping.clear()
         self.prepare()
         self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
         self._thread.start()
@@ -239,6 +245,7 @@ class ProjectionRunner:
 
     def run_forever(self) -> None:
         """The loop in the calling thread (for `ledger projections run`)."""
+        self._stopping.clear()
         self.prepare()
         self._loop()
 
@@ -248,7 +255,9 @@ class ProjectionRunner:
             try:
                 if listener is None or listener.closed:
                     listener = psycopg.connect(self._database_url, autocommit=True)
-                    listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    listener.execute(
+                        psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self._channel))
+                    )
                 self.catch_up()
                 self._wait_for_notification(listener)
             except psycopg.Error as error:
@@ -263,12 +272,19 @@ class ProjectionRunner:
             listener.close()
 
     def _wait_for_notification(self, listener: psycopg.Connection[Any]) -> None:
-        # Returns on the first notification, or after the poll interval.
-        for _ in listener.notifies(timeout=self._poll_interval_s, stop_after=1):
-            break
-        # Later notifications of the same writes would only wake an empty pass.
-        for _ in listener.notifies(timeout=0.0):
-            pass
+        """Return on the first notification, after the poll interval, or soon
+        after `stop` (the wait is sliced so a stop never waits a whole poll)."""
+        deadline = time.monotonic() + self._poll_interval_s
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            slice_s = min(remaining, STOP_CHECK_INTERVAL_S)
+            if any(True for _ in listener.notifies(timeout=slice_s, stop_after=1)):
+                # Later notifications of the same writes would only wake an empty pass.
+                for _ in listener.notifies(timeout=0.0):
+                    pass
+                return
 
     # Reading positions --------------------------------------------------------
 

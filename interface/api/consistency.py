@@ -14,11 +14,12 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Final
 
-from fastapi import Query
+from fastapi import Query, Response
 
-from domain.money import AMOUNT_MINOR_MAX
 from interface.api.errors import ApiError
+from interface.api.query_types import POSITION_MAX
 from interface.bootstrap import Ledger
+from projections.runner import ProjectionRunner, log_head
 
 # How often a reader polls the tracking table when no runner is in process.
 POLL_INTERVAL_S: Final[float] = 0.01
@@ -27,11 +28,21 @@ MinPosition = Annotated[
     int | None,
     Query(
         ge=0,
-        le=AMOUNT_MINOR_MAX,
+        le=POSITION_MAX,
         description="Wait until the views include the log up to this position "
         "(a write's `position`). Omitted: this server's last write.",
     ),
 ]
+
+
+# The log position of a write, on its response: pass it as `min_position`
+# to read it from any server.
+POSITION_HEADER: Final[str] = "Ledger-Position"
+
+
+def tell_position(response: Response, position: int | None) -> None:
+    if position is not None:
+        response.headers[POSITION_HEADER] = str(position)
 
 
 def views_caught_up(ledger: Ledger, names: Sequence[str], min_position: int | None) -> int:
@@ -41,6 +52,8 @@ def views_caught_up(ledger: Ledger, names: Sequence[str], min_position: int | No
         return 0
     timeout_s = ledger.settings.read_wait_s_max
     runner = ledger.projections
+    if min_position is not None and not _reached(runner, names, target):
+        _require_written(ledger, target)
     if runner is not None and runner.is_running:
         reached = runner.wait_for(target, names, timeout_s)
     else:
@@ -54,6 +67,27 @@ def views_caught_up(ledger: Ledger, names: Sequence[str], min_position: int | No
             headers={"Retry-After": "1"},
         )
     return target
+
+
+def _reached(runner: ProjectionRunner | None, names: Sequence[str], target: int) -> bool:
+    if runner is None:
+        return False
+    positions = runner.positions()
+    return all(positions.get(name, 0) >= target for name in names)
+
+
+def _require_written(ledger: Ledger, target: int) -> None:
+    """A position past the log's end was never a write's: waiting cannot help."""
+    with ledger.pool.connection() as connection, connection.cursor() as cursor:
+        head = log_head(cursor)
+    if target > head:
+        raise ApiError(
+            409,
+            "position_not_reached",
+            f"position {target} is beyond the log's last position {head}; "
+            "pass the position a write answered with",
+            details={"position": target, "log_position": head},
+        )
 
 
 def _poll_tracking(ledger: Ledger, names: Sequence[str], target: int, timeout_s: float) -> bool:

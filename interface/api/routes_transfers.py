@@ -20,6 +20,7 @@ from domain.ledger_batch import CommandResult
 from domain.money import parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.transfer import Posting, Side, Transfer
+from interface.api.consistency import tell_position
 from interface.api.deps import Mover, Platform, Reader, ServiceDep
 from interface.api.errors import status_for
 from interface.api.responses import ERROR_RESPONSES, refusal_of
@@ -126,15 +127,17 @@ def create_transfer_route(
         )
     command = command_from(body, principal)
     _require_own_debits(service, principal, command.postings)
-    result = service.execute([command]).results[0]
+    receipt = service.execute([command])
+    result = receipt.results[0]
     transfer = _transfer_after(service, result)
     response.status_code = status_for(result.code)
+    tell_position(response, receipt.position)
     return TransferResponse.of(transfer)
 
 
 @router.post("/batch", response_model=TransferBatchResponse, responses=ERROR_RESPONSES)
 def create_transfer_batch_route(
-    body: TransferBatchRequest, service: ServiceDep, principal: Platform
+    body: TransferBatchRequest, service: ServiceDep, principal: Platform, response: Response
 ) -> TransferBatchResponse:
     """Up to 8,190 transfers, decided in order; a result per item. Items marked
     `linked` succeed or fail together with the items after them up to the first
@@ -155,6 +158,7 @@ def create_transfer_batch_route(
     if commands:
         indexes = sorted(commands)
         receipt = service.execute([commands[index] for index in indexes])
+        tell_position(response, receipt.position)
         for index, result in zip(indexes, receipt.results, strict=True):
             results[index] = BatchItemResult(
                 index=index,
@@ -219,6 +223,7 @@ def post_pending_route(
     transfer_id: UUID,
     service: ServiceDep,
     principal: Mover,
+    response: Response,
     body: PostPendingRequest | None = None,
 ) -> TransferResponse:
     """Post a pending transfer in full, or a smaller amount (two-posting transfers).
@@ -227,18 +232,20 @@ def post_pending_route(
     amount_minor: int | None = None
     if body is not None and body.amount is not None:
         amount_minor = parse_amount(body.amount, pending.postings[0].currency)
-    result = service.execute([PostPendingTransfer(transfer_id, amount_minor)]).results[0]
-    return TransferResponse.of(_transfer_after(service, result))
+    receipt = service.execute([PostPendingTransfer(transfer_id, amount_minor)])
+    tell_position(response, receipt.position)
+    return TransferResponse.of(_transfer_after(service, receipt.results[0]))
 
 
 @router.post("/{transfer_id:uuid}/void", response_model=TransferResponse, responses=ERROR_RESPONSES)
 def void_pending_route(
-    transfer_id: UUID, service: ServiceDep, principal: Mover
+    transfer_id: UUID, service: ServiceDep, principal: Mover, response: Response
 ) -> TransferResponse:
     """Release a hold. A user voids holds on their own accounts only."""
     _hold_the_caller_may_settle(service, principal, transfer_id)
-    result = service.execute([VoidPendingTransfer(transfer_id)]).results[0]
-    return TransferResponse.of(_transfer_after(service, result))
+    receipt = service.execute([VoidPendingTransfer(transfer_id)])
+    tell_position(response, receipt.position)
+    return TransferResponse.of(_transfer_after(service, receipt.results[0]))
 
 
 @router.post(
@@ -257,7 +264,9 @@ def reverse_route(
     """Correct a posted transfer with a new one that swaps every posting; once.
     Back office only (admin, service)."""
     metadata = body.metadata if body is not None else {}
-    result = service.execute([ReverseTransfer(transfer_id, metadata)]).results[0]
+    receipt = service.execute([ReverseTransfer(transfer_id, metadata)])
+    result = receipt.results[0]
     reversal = _transfer_after(service, result)
     response.status_code = status_for(result.code)
+    tell_position(response, receipt.position)
     return TransferResponse.of(reversal)

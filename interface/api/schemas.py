@@ -9,10 +9,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, model_validator
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT
-from domain.account import METADATA_KEYS_MAX, Account, AccountKind
+from domain.account import METADATA_KEYS_MAX, Account, AccountKind, Totals
 from domain.identifiers import IDEMPOTENCY_KEY_LENGTH_MAX
 from domain.money import format_amount
 from domain.transfer import PENDING_TIMEOUT_S_MAX, POSTINGS_MAX, Posting, Transfer
+from interface.account_summaries import AccountSummary
+from projections.balances import Balance
 
 # A decimal string in major units, e.g. "1234.56"; JSON numbers are refused.
 Amount = Annotated[
@@ -139,6 +141,41 @@ class BalancesResponse(BaseModel):
     posted: str = Field(description="credits_posted - debits_posted")
     available: str = Field(description="credits_posted - debits_posted - debits_pending")
 
+    @classmethod
+    def of(cls, totals: Totals, currency: str) -> BalancesResponse:
+        posted = totals.credits_posted - totals.debits_posted
+        return cls(
+            debits_posted=format_amount(totals.debits_posted, currency),
+            credits_posted=format_amount(totals.credits_posted, currency),
+            debits_pending=format_amount(totals.debits_pending, currency),
+            credits_pending=format_amount(totals.credits_pending, currency),
+            posted=format_amount(posted, currency),
+            available=format_amount(posted - totals.debits_pending, currency),
+        )
+
+    @classmethod
+    def of_balance(cls, balance: Balance) -> BalancesResponse:
+        totals = Totals(
+            balance.debits_pending,
+            balance.debits_posted,
+            balance.credits_pending,
+            balance.credits_posted,
+        )
+        return cls.of(totals, balance.currency)
+
+
+class BalanceAsOfResponse(BaseModel):
+    account_id: UUID
+    currency: str
+    balances: BalancesResponse
+    as_of_position: int | None = Field(
+        description="The log position asked for, if a position was given."
+    )
+    last_change_position: int = Field(
+        description="Position of the account's last change at or before it (0: none)."
+    )
+    as_of: datetime | None = Field(description="The time asked for, if a time was given.")
+
 
 class AccountResponse(BaseModel):
     id: UUID
@@ -153,11 +190,10 @@ class AccountResponse(BaseModel):
 
     @classmethod
     def of(cls, account: Account) -> AccountResponse:
-        totals, currency = account.totals, account.currency
-        posted = totals.credits_posted - totals.debits_posted
+        """From the aggregate, as the writer has it (right after a write)."""
         return cls(
             id=account.id,
-            currency=currency,
+            currency=account.currency,
             owner_id=account.owner_id,
             kind=account.kind,
             state=account.state.value,
@@ -165,16 +201,28 @@ class AccountResponse(BaseModel):
                 debits_must_not_exceed_credits=account.debits_must_not_exceed_credits,
                 credits_must_not_exceed_debits=account.credits_must_not_exceed_debits,
             ),
-            balances=BalancesResponse(
-                debits_posted=format_amount(totals.debits_posted, currency),
-                credits_posted=format_amount(totals.credits_posted, currency),
-                debits_pending=format_amount(totals.debits_pending, currency),
-                credits_pending=format_amount(totals.credits_pending, currency),
-                posted=format_amount(posted, currency),
-                available=format_amount(posted - totals.debits_pending, currency),
-            ),
+            balances=BalancesResponse.of(account.totals, account.currency),
             metadata=account.metadata,
             version=account.version,
+        )
+
+    @classmethod
+    def of_summary(cls, summary: AccountSummary) -> AccountResponse:
+        """From the views (directory and balances)."""
+        entry, balance = summary.entry, summary.balance
+        return cls(
+            id=entry.account_id,
+            currency=entry.currency,
+            owner_id=entry.owner_id,
+            kind=AccountKind(entry.kind),
+            state=entry.state,
+            flags=AccountFlags(
+                debits_must_not_exceed_credits=entry.debits_must_not_exceed_credits,
+                credits_must_not_exceed_debits=entry.credits_must_not_exceed_debits,
+            ),
+            balances=BalancesResponse.of_balance(balance),
+            metadata=entry.metadata,
+            version=entry.version,
         )
 
 
