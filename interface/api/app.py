@@ -7,7 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from interface.api import routes_accounts, routes_health, routes_metrics, routes_transfers
+from interface.api import (
+    routes_accounts,
+    routes_audit,
+    routes_health,
+    routes_journal,
+    routes_metrics,
+    routes_transfers,
+)
 from interface.api.authentication import AuthenticationMiddleware
 from interface.api.errors import install_error_handlers
 from interface.api.idempotency import install_idempotency
@@ -60,5 +67,7 @@ def create_app(
     app.include_router(routes_health.router)
     app.include_router(routes_accounts.router)
     app.include_router(routes_transfers.router)
+    app.include_router(routes_journal.router)
+    app.include_router(routes_audit.router)
     app.include_router(routes_metrics.router)
     return app

@@ -93,3 +93,4 @@ Reader = Annotated[Principal, Depends(allow(Role.USER, Role.ADMIN, Role.AUDITOR,
 Mover = Annotated[Principal, Depends(allow(Role.USER, Role.ADMIN, Role.SERVICE))]
 Platform = Annotated[Principal, Depends(allow(Role.ADMIN, Role.SERVICE))]
 Operator = Annotated[Principal, Depends(allow(Role.ADMIN, Role.AUDITOR, Role.SERVICE))]
+Auditor = Annotated[Principal, Depends(allow(Role.ADMIN, Role.AUDITOR))]

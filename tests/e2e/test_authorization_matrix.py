@@ -180,6 +180,42 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "service": 200,
         },
     ),
+    ("GET", "/v1/transfers"): (
+        # A user names one of their own accounts (without one: 403).
+        lambda w, h: w.client.get(
+            "/v1/transfers", params={"account_id": w.alice_account}, headers=h
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/accounts/{account_id}/balance"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.alice_account}/balance", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/accounts/{account_id}/statement"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.alice_account}/statement", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
     ("POST", "/v1/transfers/{transfer_id}/post"): (
         lambda w, h: w.client.post(f"/v1/transfers/{w.transfer(pending=True)}/post", headers=h),
         {
@@ -211,6 +247,18 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "admin": 201,
             "auditor": 403,
             "service": 201,
+        },
+    ),
+    ("GET", "/v1/audit/events"): (
+        # The full history of every owner: auditors and admins only.
+        lambda w, h: w.client.get("/v1/audit/events", params={"limit": 5}, headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 200,
+            "service": 403,
         },
     ),
     ("GET", "/metrics"): (

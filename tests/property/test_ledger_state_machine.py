@@ -54,6 +54,7 @@ from domain.commands import (
 )
 from domain.result_codes import ResultCode
 from domain.transfer import Posting, Side, Transfer, TransferStatus
+from interface.bootstrap import Ledger
 from tests.property.ledger_model import (
     Expected,
     LedgerModel,
@@ -98,11 +99,24 @@ class Backend:
     writer: LedgerWriter
     clock: SettableClock
     close: Callable[[], None]
+    # Checks the read side against the events at the end of a run.
+    check_views: Callable[[], None] = lambda: None
 
 
 def in_memory_backend() -> Backend:
     app, writer, clock = in_memory_writer(limits=WriterLimits(**TINY_CACHES))
     return Backend(app, writer, clock, app.close)
+
+
+def _views_equal_a_fresh_replay(ledger: Ledger) -> None:
+    """The live views, caught up, equal views rebuilt from scratch (digests)."""
+    from interface.audit_verify import verify_ledger
+    from projections.registry import view_names
+
+    assert ledger.projections is not None
+    assert ledger.projections.wait_for(ledger.writer.last_position, view_names(), 60.0)
+    report = verify_ledger(ledger.database_url, check_views=True)
+    assert report.ok, report.findings
 
 
 def postgres_backend(server_url: str) -> Backend:
@@ -128,7 +142,9 @@ def postgres_backend(server_url: str) -> Backend:
     except BaseException:
         stack.close()
         raise
-    return Backend(ledger.app, ledger.writer, clock, stack.close)
+    return Backend(
+        ledger.app, ledger.writer, clock, stack.close, lambda: _views_equal_a_fresh_replay(ledger)
+    )
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -147,7 +163,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.sequence = 0
 
     def teardown(self) -> None:
-        self.backend.close()
+        try:
+            self.backend.check_views()
+        finally:
+            self.backend.close()
 
     # Sending commands and checking their results -----------------------------------
 
