@@ -767,13 +767,15 @@ def split_arguments(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return writer, http
 
 
-BENCHMARKS: Final[tuple[str, ...]] = ("all", "writer", "http")
+BENCHMARKS: Final[tuple[str, ...]] = ("all", "writer", "http", "projections")
 
 
 def run_selected(only: str, argv: Sequence[str]) -> int:
-    """`ledger bench [--only writer|http]`: both by default, the writer's first.
+    """`ledger bench [--only writer|http|projections]`: writer and HTTP by
+    default, the writer's first (projections only when asked: it writes a
+    log of a million events of its own).
     With --json and both, one document: {"writer": ..., "http": ...}."""
-    from benchmarks import writer_benchmark
+    from benchmarks import projection_benchmark, writer_benchmark
 
     if only not in BENCHMARKS:
         raise ValueError(f"--only is one of {', '.join(BENCHMARKS)}")
@@ -781,6 +783,8 @@ def run_selected(only: str, argv: Sequence[str]) -> int:
         return writer_benchmark.main(argv)
     if only == "http":
         return main(argv)
+    if only == "projections":
+        return projection_benchmark.main(argv)
     writer_argv, http_argv = split_arguments(argv)
     writer_config, as_json = writer_benchmark.config_from_arguments(writer_argv)
     http_config, _ = config_from_arguments(http_argv)

@@ -1,0 +1,747 @@
+"""`ledger bench --only projections`: rebuilding every view, and the audit, in events/s.
+
+One run: a fresh database on the benchmark's PostgreSQL; accounts opened and
+funded, then transfers (most simple, some pending and later posted or
+voided, a few reversed) written through the ledger's own writer until the
+log holds `events` events. Then, each in a child process of its own (so its
+peak memory is its own, and sampled as it goes):
+
+1. every view rebuilt from position 0 by one projection runner, as the
+   service's runner would catch up from an empty start (pages of
+   `runner.PAGE_SIZE`);
+2. every view rebuilt again, view by view, with `rebuild_in_place` (the
+   `ledger projections rebuild` path, pages of `rebuild.REPLAY_PAGE_SIZE`);
+3. the audit's `verify_ledger` without the views, and with them;
+4. the peer baseline: the library's own per-event `ProjectionRunner` keeping
+   the same balances view, on the first `baseline_events` positions.
+
+Afterwards: the two rebuilds' digests must be equal, view by view; the
+balances view must hold what the account aggregates hold, for a sample of
+accounts; both audits must pass; the baseline's rows must equal ours up to
+where it stopped. Any miss fails the run.
+
+    from benchmarks.projection_benchmark import ProjectionBenchmarkConfig, render, run
+    print(render(run(ProjectionBenchmarkConfig())))
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import importlib.metadata
+import importlib.util
+import io
+import multiprocessing
+import os
+import platform
+import pstats
+import random
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+import psycopg
+
+from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter, WriteReceipt
+from benchmarks import databases, projection_baseline
+from benchmarks.projection_report import (
+    REBUILD_TARGET_EVENTS_PER_S,
+    VERIFY_TARGET_EVENTS_PER_S,
+    HistoryResult,
+    MemoryTrace,
+    PhaseResult,
+    ProjectionBenchmarkReport,
+    render,
+    to_json,
+)
+from benchmarks.report import Verification
+from benchmarks.workload import CURRENCY, TRANSFER_AMOUNT_MINOR_MAX, Workload
+from benchmarks.writer_phases import (
+    RESULT_TIMEOUT_S,
+    BenchmarkFailed,
+    open_and_fund_accounts,
+    submit,
+)
+from domain.commands import (
+    Command,
+    PostPendingTransfer,
+    ReverseTransfer,
+    VoidPendingTransfer,
+    create_transfer,
+)
+from domain.transfer import Posting, Side
+from interface.bootstrap import build_ledger
+from interface.settings import Settings
+from projections import digest, rebuild
+from projections.registry import all_views, view_named
+from projections.runner import ProjectionRunner, ensure_tracking, lock_tracking, reset_view
+
+__all__ = [
+    "BenchmarkFailed",
+    "ProjectionBenchmarkConfig",
+    "ProjectionBenchmarkReport",
+    "main",
+    "render",
+    "run",
+    "to_json",
+]
+
+# The history's mix, per command of a chunk.
+PENDING_SHARE: Final[float] = 0.10
+# Posting or voiding earlier pending transfers: at least as many as are made,
+# so the holds open at any time stay a few chunks' worth however long the
+# history (as in a ledger in a steady state), not a number growing with it.
+RESOLVE_SHARE: Final[float] = 0.10
+POST_OF_RESOLVED: Final[float] = 0.6  # the rest are voided
+REVERSAL_SHARE: Final[float] = 0.01
+# Simple transfers kept as candidates for a later reversal, per transfer.
+REVERSIBLE_SAMPLE: Final[float] = 0.02
+# Chunks submitted and not yet answered, while the history is written.
+IN_FLIGHT_CHUNKS: Final[int] = 4
+# Accounts whose balances are compared with their aggregates afterwards.
+BALANCE_SAMPLE_ACCOUNTS: Final[int] = 50
+RSS_SAMPLE_INTERVAL_S: Final[float] = 0.05
+STATM: Final[Path] = Path("/proc/self/statm")
+STATUS: Final[Path] = Path("/proc/self/status")
+PAGE_SIZE_BYTES: Final[int] = resource.getpagesize()
+PROFILE_LINES: Final[int] = 25
+FINDINGS_SHOWN: Final[int] = 5
+
+ONE_RUNNER: Final[str] = "rebuild: all views, one runner"
+VIEW_BY_VIEW: Final[str] = "rebuild_in_place: all views (sum)"
+VERIFY_LOG: Final[str] = "audit verify: log only"
+VERIFY_VIEWS: Final[str] = "audit verify: log + views"
+
+TIMED: Final[str] = (
+    "each phase runs in a fresh child process, timed from just before its first query "
+    "(views reset and tracking rows written included, indexes made after loading included) "
+    "until it returns; events/s = events in the log (or, for the baseline, positions "
+    "covered) / wall seconds. The history is written, VACUUM ANALYZEd and CHECKPOINTed "
+    "before any timing."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionBenchmarkConfig:
+    events: int = 1_000_000
+    accounts: int = 1_000
+    # Positions of the log the baseline processes (it is slow: a sample).
+    baseline_events: int = 50_000
+    chunk_size: int = 2_000
+    seed: int = 1
+    # Where the embedded server keeps its data; default ./.bench.
+    data_dir: Path | None = None
+    # A server of your own (the benchmark makes its own database on it).
+    # Default: LEDGER_BENCH_DATABASE_URL, else the embedded server.
+    database_url: str | None = None
+    # cProfile each view's rebuild_in_place in its child (slows it).
+    profile_views: bool = False
+
+    def __post_init__(self) -> None:
+        if self.accounts < 2:
+            raise ValueError("accounts must be at least 2")
+        if self.events < 4 * self.accounts:
+            raise ValueError("events must be at least 4 x accounts (opening and funding)")
+        if self.baseline_events < 1:
+            raise ValueError("baseline_events must be at least 1")
+        if not 1 <= self.chunk_size <= BATCH_SIZE_MAX_DEFAULT:
+            raise ValueError(f"chunk_size must be 1 to {BATCH_SIZE_MAX_DEFAULT}")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> ProjectionBenchmarkConfig:
+        """The whole harness in a few seconds: for tests, not for figures."""
+        small = cls(events=50_000, accounts=100, baseline_events=2_000, chunk_size=1_000)
+        return replace(small, **overrides)
+
+
+# The history --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Mix:
+    """Draws the history's commands; remembers what later ones may refer to."""
+
+    rng: random.Random
+    account_ids: Sequence[UUID]
+    # Pending transfers and reversal candidates whose chunks have committed.
+    open_pending: list[UUID] = field(default_factory=list)
+    reversible: list[UUID] = field(default_factory=list)
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    next_number: int = 0
+
+    def chunk(self, size: int) -> tuple[list[Command], list[UUID], list[UUID]]:
+        """Commands, and the pending and reversible transfers they create."""
+        rng = self.rng
+        commands: list[Command] = []
+        created_pending: list[UUID] = []
+        created_reversible: list[UUID] = []
+        resolve = min(len(self.open_pending), round(size * RESOLVE_SHARE))
+        for _ in range(resolve):
+            transfer_id = self.open_pending.pop(rng.randrange(len(self.open_pending)))
+            if rng.random() < POST_OF_RESOLVED:
+                commands.append(PostPendingTransfer(transfer_id))
+                self.counts["pending posted"] += 1
+            else:
+                commands.append(VoidPendingTransfer(transfer_id))
+                self.counts["pending voided"] += 1
+        reverse = min(len(self.reversible), round(size * REVERSAL_SHARE))
+        for _ in range(reverse):
+            transfer_id = self.reversible.pop(rng.randrange(len(self.reversible)))
+            commands.append(ReverseTransfer(transfer_id))
+            self.counts["reversals"] += 1
+        last = len(self.account_ids) - 1
+        while len(commands) < size:
+            debit = rng.randint(0, last)
+            credit = (debit + rng.randint(1, last)) % len(self.account_ids)
+            amount = rng.randint(1, TRANSFER_AMOUNT_MINOR_MAX)
+            pending = rng.random() < PENDING_SHARE
+            self.next_number += 1
+            command = create_transfer(
+                idempotency_key=f"pbench-{self.next_number}",
+                postings=(
+                    Posting(self.account_ids[debit], Side.DEBIT, amount, CURRENCY),
+                    Posting(self.account_ids[credit], Side.CREDIT, amount, CURRENCY),
+                ),
+                pending=pending,
+            )
+            commands.append(command)
+            if pending:
+                created_pending.append(command.transfer_id)
+                self.counts["pending transfers"] += 1
+            else:
+                self.counts["simple transfers"] += 1
+                if rng.random() < REVERSIBLE_SAMPLE:
+                    created_reversible.append(command.transfer_id)
+        return commands, created_pending, created_reversible
+
+
+def write_history(
+    writer: LedgerWriter, mix: _Mix, events: int, chunk_size: int, results: collections.Counter[str]
+) -> None:
+    """Submit chunks, a few in flight, until the log holds `events` events.
+
+    Every command writes at least one event, so a chunk is cut to what is
+    still missing once the chunks in flight could be enough."""
+    in_flight: collections.deque[tuple[int, Future[WriteReceipt], list[UUID], list[UUID]]] = (
+        collections.deque()
+    )
+
+    def settle_oldest() -> None:
+        _, future, pending, reversible = in_flight.popleft()
+        receipt = future.result(RESULT_TIMEOUT_S)
+        refused = [result for result in receipt.results if not result.succeeded]
+        results.update(result.code.value for result in receipt.results)
+        if refused:
+            raise BenchmarkFailed(f"history refused: {refused[0].code} {refused[0].message}")
+        mix.open_pending.extend(pending)
+        mix.reversible.extend(reversible)
+
+    while True:
+        written = writer.statistics.events_written
+        unanswered = sum(size for size, *_ in in_flight)
+        if written + unanswered >= events or len(in_flight) >= IN_FLIGHT_CHUNKS:
+            if not in_flight:
+                return
+            settle_oldest()
+            continue
+        size = min(chunk_size, events - written - unanswered)
+        commands, pending, reversible = mix.chunk(size)
+        in_flight.append((len(commands), submit(writer, commands), pending, reversible))
+
+
+def build_history(database_url: str, config: ProjectionBenchmarkConfig) -> HistoryResult:
+    settings = Settings(
+        database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+    )
+    ledger = build_ledger(settings, start_projections=False)
+    try:
+        writer = ledger.writer
+        if writer.limits.batch_size_max < config.chunk_size:
+            raise BenchmarkFailed(
+                f"chunk_size {config.chunk_size} exceeds the writer's batch_size_max "
+                f"{writer.limits.batch_size_max}"
+            )
+        started = time.perf_counter()
+        workload = Workload(config.accounts, config.seed, config.chunk_size)
+        account_ids = open_and_fund_accounts(writer, workload)
+        mix = _Mix(random.Random(f"{config.seed}:projections"), account_ids)
+        mix.counts["accounts opened"] = config.accounts + 1
+        mix.counts["fundings"] = config.accounts
+        results: collections.Counter[str] = collections.Counter()
+        write_history(writer, mix, config.events, config.chunk_size, results)
+        seconds = time.perf_counter() - started
+    finally:
+        ledger.close()
+    stored = count_events(database_url)
+    return HistoryResult(
+        events=stored,
+        accounts=config.accounts + 1,
+        commands=dict(mix.counts),
+        seconds=seconds,
+        events_per_s=stored / seconds if seconds else 0.0,
+        results=dict(sorted(results.items())),
+    )
+
+
+def count_events(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SELECT count(*) FROM ledger_events").fetchone()
+    return int(row[0]) if row else 0
+
+
+def vacuum_and_checkpoint(database_url: str) -> None:
+    """Set hint bits and statistics once, so no timed pass pays for the bulk load."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE) ledger_events")
+    databases.checkpoint(database_url)
+
+
+# Child processes and their memory -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChildResult:
+    seconds: float
+    client_cpu_s: float
+    memory: MemoryTrace
+    value: Any
+    profile: str | None = None
+
+
+class _RssSampler:
+    """RSS of this process every few tens of milliseconds, on a thread."""
+
+    def __init__(self) -> None:
+        self._samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self.started = time.perf_counter()
+        self.rss_at_start_kib = self._rss_kib()
+
+    @staticmethod
+    def _rss_kib() -> int:
+        """Current RSS from /proc (Linux); elsewhere the peak so far."""
+        try:
+            resident_pages = int(STATM.read_text().split()[1])
+        except OSError:
+            return peak_rss_kib()
+        return resident_pages * PAGE_SIZE_BYTES // 1024
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_INTERVAL_S):
+            self._samples.append((time.perf_counter(), self._rss_kib()))
+
+    def __enter__(self) -> _RssSampler:
+        self.started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._samples.append((time.perf_counter(), self._rss_kib()))
+
+    def trace(self) -> MemoryTrace:
+        ended = self._samples[-1][0]
+        span = max(ended - self.started, 1e-9)
+        quarters: list[int] = []
+        for quarter in range(4):
+            low, high = span * quarter / 4, span * (quarter + 1) / 4
+            inside = [rss for at, rss in self._samples if low <= at - self.started <= high]
+            quarters.append(
+                max(inside) if inside else (quarters[-1] if quarters else self.rss_at_start_kib)
+            )
+        return MemoryTrace(
+            rss_at_start_kib=self.rss_at_start_kib,
+            quarter_max_rss_kib=quarters,
+            peak_rss_kib=peak_rss_kib(),
+            samples=len(self._samples),
+        )
+
+
+def peak_rss_kib() -> int:
+    """This interpreter's peak RSS. On Linux VmHWM: ru_maxrss would not do in
+    a spawned child, as it keeps the high-water mark of the forked copy of
+    the parent from before the exec."""
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+T = TypeVar("T")
+
+
+def _measured(work: Callable[[], T], profile: bool = False) -> ChildResult:
+    """Time, CPU and memory of `work` in this (child) process."""
+    profiler = cProfile.Profile() if profile else None
+    cpu_before = _cpu_s()
+    with _RssSampler() as sampler:
+        value = profiler.runcall(work) if profiler is not None else work()
+        seconds = time.perf_counter() - sampler.started
+    return ChildResult(
+        seconds=seconds,
+        client_cpu_s=_cpu_s() - cpu_before,
+        memory=sampler.trace(),
+        value=value,
+        profile=_profile_text(profiler) if profiler is not None else None,
+    )
+
+
+def _profile_text(profiler: cProfile.Profile) -> str:
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream).strip_dirs()
+    stats.sort_stats(pstats.SortKey.TIME).print_stats(PROFILE_LINES)
+    return stream.getvalue().strip()
+
+
+def in_child(function: Callable[..., ChildResult], *arguments: Any) -> ChildResult:
+    """Run in a fresh interpreter: its peak RSS is the phase's own."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *arguments).result()
+
+
+# What the children run (module level, so a spawned interpreter finds them).
+
+
+def _rebuild_with_one_runner(database_url: str) -> dict[str, int]:
+    views = all_views()
+    with psycopg.connect(database_url) as connection:
+        for view in views:
+            with connection.transaction(), connection.cursor() as cursor:
+                ensure_tracking(cursor, view)
+                lock_tracking(cursor, view.name)
+                reset_view(cursor, view)
+    runner = ProjectionRunner(database_url, views)
+    try:
+        runner.prepare()
+        runner.catch_up()
+        with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+            for view in views:
+                view.create_indexes(cursor)
+        return runner.positions()
+    finally:
+        runner.stop()
+
+
+def child_rebuild_all(database_url: str) -> ChildResult:
+    return _measured(lambda: _rebuild_with_one_runner(database_url))
+
+
+def child_rebuild_view(database_url: str, name: str, profile: bool) -> ChildResult:
+    return _measured(lambda: rebuild.rebuild_in_place(database_url, view_named(name)), profile)
+
+
+def child_verify(database_url: str, check_views: bool) -> ChildResult:
+    from interface.audit_verify import verify_ledger
+
+    def work() -> tuple[bool, int, list[str]]:
+        report = verify_ledger(database_url, check_views=check_views)
+        findings = [str(finding) for finding in list(report.findings)[:FINDINGS_SHOWN]]
+        return bool(report.ok), int(report.events_checked), findings
+
+    return _measured(work)
+
+
+def child_baseline(database_url: str, sample_events: int) -> ChildResult:
+    return _measured(lambda: projection_baseline.run_baseline(database_url, sample_events))
+
+
+# The run ------------------------------------------------------------------------
+
+
+def _phase(
+    name: str,
+    kind: str,
+    events: int,
+    child: ChildResult,
+    target: int | None,
+    detail: dict[str, Any] | None = None,
+    seconds: float | None = None,
+) -> PhaseResult:
+    wall = child.seconds if seconds is None else seconds
+    return PhaseResult(
+        name=name,
+        kind=kind,
+        events=events,
+        seconds=wall,
+        events_per_s=events / wall if wall else 0.0,
+        client_cpu_s=child.client_cpu_s,
+        memory=child.memory,
+        target_events_per_s=target,
+        detail=detail or {},
+        profile=child.profile,
+    )
+
+
+def _audit_available() -> bool:
+    return importlib.util.find_spec("interface.audit_verify") is not None
+
+
+def _digests(database_url: str) -> dict[str, dict[str, str]]:
+    with psycopg.connect(database_url) as connection, connection.transaction():
+        return {
+            view.name: digest.view_digest(connection, view, rebuild.LIVE_SCHEMA)
+            for view in all_views()
+        }
+
+
+def _check(holds: bool, passed: str, failed: str, verification: Verification) -> None:
+    (verification.checks if holds else verification.failures).append(passed if holds else failed)
+
+
+def check_balances_against_aggregates(
+    database_url: str, seed: int, verification: Verification
+) -> None:
+    """The balances view's totals for a sample of accounts, beside the totals
+    of the account aggregates the writer keeps (loaded from the event store)."""
+    from application.ledger_application import LedgerApplication
+    from interface import database
+
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT account_id, debits_pending, debits_posted, credits_pending, credits_posted"
+            " FROM view_balances ORDER BY account_id"
+        ).fetchall()
+    sample = random.Random(seed).sample(rows, min(BALANCE_SAMPLE_ACCOUNTS, len(rows)))
+    app = LedgerApplication(
+        env=database.eventsourcing_environment(database_url, 2),
+        recorder_factory=projection_baseline.hash_chained_recorder,
+    )
+    try:
+        differing: list[str] = []
+        for account_id, *totals in sample:
+            account = app.load_account(account_id)
+            if account is None or tuple(account.totals) != tuple(totals):
+                differing.append(str(account_id))
+    finally:
+        app.close()
+    _check(
+        bool(sample) and not differing,
+        f"balances view = account aggregates for {len(sample)} sampled accounts "
+        f"(of {len(rows):,} in the view)",
+        f"balances view differs from the aggregates for {len(differing)} of "
+        f"{len(sample)} sampled accounts: {', '.join(differing[:3])}",
+        verification,
+    )
+
+
+def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
+    load_at_start = os.getloadavg()[0]
+    server_url = databases.server_url(config.database_url, config.data_dir)
+    verification = Verification([], [])
+    with databases.temporary_database(server_url, "bench_projections") as url:
+        history = build_history(url, config)
+        _check(
+            set(history.results) <= {"ok"},
+            f"history: all {sum(history.results.values()):,} commands ok, "
+            f"{history.events:,} events in the log",
+            f"history: results {history.results}",
+            verification,
+        )
+        vacuum_and_checkpoint(url)
+        events = history.events
+        phases: list[PhaseResult] = []
+
+        child = in_child(child_rebuild_all, url)
+        phases.append(
+            _phase(
+                ONE_RUNNER,
+                "rebuild",
+                events,
+                child,
+                REBUILD_TARGET_EVENTS_PER_S,
+                {"views": len(child.value)},
+            )
+        )
+        _check(
+            all(position == events for position in child.value.values()),
+            f"one runner: every view at position {events:,}",
+            f"one runner: positions {child.value}, log head {events}",
+            verification,
+        )
+        first_digests = _digests(url)
+
+        per_view: list[PhaseResult] = []
+        for view in all_views():
+            databases.checkpoint(url)
+            child = in_child(child_rebuild_view, url, view.name, config.profile_views)
+            per_view.append(
+                _phase(f"rebuild_in_place: {view.name}", "rebuild", events, child, None)
+            )
+            _check(
+                child.value == events,
+                f"rebuild_in_place {view.name}: at position {events:,}",
+                f"rebuild_in_place {view.name}: at {child.value}, log head {events}",
+                verification,
+            )
+        total_s = sum(phase.seconds for phase in per_view)
+        phases.append(
+            PhaseResult(
+                name=VIEW_BY_VIEW,
+                kind="rebuild",
+                events=events,
+                seconds=total_s,
+                events_per_s=events / total_s if total_s else 0.0,
+                client_cpu_s=sum(phase.client_cpu_s for phase in per_view),
+                memory=max(per_view, key=lambda phase: phase.memory.peak_rss_kib).memory,
+                target_events_per_s=REBUILD_TARGET_EVENTS_PER_S,
+                detail={"views": len(per_view), "memory": "the largest view's"},
+            )
+        )
+        phases += per_view
+        second_digests = _digests(url)
+        for name, tables in first_digests.items():
+            _check(
+                second_digests.get(name) == tables,
+                f"{name}: digest after the one-runner rebuild = digest after rebuild_in_place "
+                f"({', '.join(f'{table} {value[:12]}' for table, value in tables.items())})",
+                f"{name}: digests differ between the two rebuilds: {tables} vs "
+                f"{second_digests.get(name)}",
+                verification,
+            )
+        check_balances_against_aggregates(url, config.seed, verification)
+
+        audits = ((VERIFY_LOG, False), (VERIFY_VIEWS, True)) if _audit_available() else ()
+        _check(
+            bool(audits),
+            "interface.audit_verify found",
+            "interface.audit_verify is missing: the audit was not measured",
+            verification,
+        )
+        for name, check_views in audits:
+            databases.checkpoint(url)
+            child = in_child(child_verify, url, check_views)
+            ok, checked, findings = child.value
+            phases.append(
+                _phase(
+                    name,
+                    "verify",
+                    events,
+                    child,
+                    VERIFY_TARGET_EVENTS_PER_S,
+                    {"events_checked": checked},
+                )
+            )
+            _check(
+                ok and checked == events,
+                f"{name}: OK, {checked:,} events checked",
+                f"{name}: ok={ok}, {checked} events checked of {events}; {findings}",
+                verification,
+            )
+
+        databases.checkpoint(url)
+        child = in_child(child_baseline, url, min(config.baseline_events, events))
+        seconds, processed, through = child.value
+        baseline = _phase(
+            f"baseline: library ProjectionRunner, balances, first {through:,} positions",
+            "baseline",
+            through,
+            child,
+            None,
+            {
+                "events_processed": processed,
+                "processed_events_per_s": round(processed / seconds) if seconds else 0,
+            },
+            seconds=seconds,
+        )
+        only_theirs, only_ours = projection_baseline.compare_with_view(url, through)
+        _check(
+            only_theirs == 0 and only_ours == 0,
+            f"baseline: its balance history up to position {through:,} = ours "
+            f"({processed:,} events processed)",
+            f"baseline: {only_theirs} history rows only in the baseline's view, {only_ours} "
+            "only in ours",
+            verification,
+        )
+    return ProjectionBenchmarkReport(
+        config={item.name: getattr(config, item.name) for item in fields(config)},
+        environment=_environment(server_url, load_at_start),
+        history=history,
+        phases=phases,
+        baseline=baseline,
+        verification=verification,
+        timed=TIMED,
+        notes=_notes(config),
+    )
+
+
+def _environment(server_url: str, load_at_start: float) -> dict[str, str]:
+    server = databases.server_settings(server_url)
+    return {
+        "python": platform.python_version(),
+        "eventsourcing": importlib.metadata.version("eventsourcing"),
+        "psycopg": importlib.metadata.version("psycopg"),
+        "postgresql": server.pop("server_version"),
+        "connection": databases.transport(server_url),
+        **server,
+        "cpus": str(os.cpu_count()),
+        "load_average_1m": f"{load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end",
+        "platform": platform.platform(terse=True),
+    }
+
+
+def _notes(config: ProjectionBenchmarkConfig) -> list[str]:
+    notes = [
+        "the baseline keeps only the balances view (both tables), subscribes to the two "
+        "account topics only (it never reads the transfers' events: favouring it), and runs "
+        f"on the first {config.baseline_events:,} positions of the same log; x baseline is "
+        "each row's events/s over the baseline's",
+        "rebuild_in_place reads the whole log once per view; the one runner reads it once "
+        "for all views",
+        "PostgreSQL runs on the same machine and shares its cores with the benchmark",
+    ]
+    if config.profile_views:
+        notes.append("rebuild_in_place was profiled: its figures are slower than unprofiled")
+    return notes
+
+
+def config_from_arguments(argv: Sequence[str] | None) -> tuple[ProjectionBenchmarkConfig, bool]:
+    """The run `main` would do, and whether to print JSON (`ledger bench` runs it too)."""
+    parser = argparse.ArgumentParser(
+        prog="ledger bench --only projections",
+        description="Rebuilding every view and the audit, in events/s, beside the library's "
+        "ProjectionRunner.",
+    )
+    for name in ("events", "accounts", "baseline_events", "chunk_size", "seed"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--profile-views", action="store_true", help="cProfile each view")
+    parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    arguments = vars(parser.parse_args(argv))
+    quick, as_json = arguments.pop("quick"), arguments.pop("json")
+    overrides = {name: value for name, value in arguments.items() if value not in (None, False)}
+    base = ProjectionBenchmarkConfig.quick() if quick else ProjectionBenchmarkConfig()
+    return replace(base, **overrides), bool(as_json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m benchmarks.projection_benchmark [--quick] [--json] ...`; 1 if a check failed."""
+    config, as_json = config_from_arguments(argv)
+    report = run(config)
+    print(to_json(report) if as_json else render(report))
+    return 0 if report.verification.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
