@@ -82,7 +82,6 @@ from interface.bootstrap import build_ledger
 from interface.settings import Settings
 from projections import digest, rebuild
 from projections.registry import all_views, view_named
-from projections.runner import ProjectionRunner, ensure_tracking, lock_tracking, reset_view
 
 __all__ = [
     "BenchmarkFailed",
@@ -423,23 +422,7 @@ def in_child(function: Callable[..., ChildResult], *arguments: Any) -> ChildResu
 
 
 def _rebuild_with_one_runner(database_url: str) -> dict[str, int]:
-    views = all_views()
-    with psycopg.connect(database_url) as connection:
-        for view in views:
-            with connection.transaction(), connection.cursor() as cursor:
-                ensure_tracking(cursor, view)
-                lock_tracking(cursor, view.name)
-                reset_view(cursor, view)
-    runner = ProjectionRunner(database_url, views)
-    try:
-        runner.prepare()
-        runner.catch_up()
-        with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
-            for view in views:
-                view.create_indexes(cursor)
-        return runner.positions()
-    finally:
-        runner.stop()
+    return rebuild.rebuild_all_in_place(database_url, all_views())
 
 
 def child_rebuild_all(database_url: str) -> ChildResult:

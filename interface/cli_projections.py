@@ -79,7 +79,7 @@ def rebuild(
     ] = False,
 ) -> None:
     """Empty a view and replay the log into it (or build it aside with --shadow)."""
-    from projections.rebuild import rebuild_in_place, rebuild_with_shadow
+    from projections.rebuild import rebuild_all_in_place, rebuild_in_place, rebuild_with_shadow
     from projections.registry import all_views, view_named
 
     database_url = _database_url()
@@ -87,6 +87,20 @@ def rebuild(
         views = [view_named(name)] if name else all_views()
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0])) from None
+    if not shadow and len(views) > 1:
+        # Every view at once, each replayed in a process of its own.
+        head = _log_head(database_url)
+        with _progress_bar("all views", head) as progress:
+            task = progress.task_ids[0]
+            positions = rebuild_all_in_place(
+                database_url,
+                views,
+                progress=lambda reached: progress.update(task, completed=reached),
+            )
+            progress.update(task, completed=max(head, *positions.values()))
+        for view_name, position in positions.items():
+            typer.echo(f"{view_name}: rebuilt to position {position}")
+        return
     rebuild_view = rebuild_with_shadow if shadow else rebuild_in_place
     for view in views:
         head = _log_head(database_url)

@@ -101,7 +101,7 @@ class AccountsDirectoryView:
     def digest_order(self, table: str) -> str:
         return "account_id"
 
-    def apply(self, cursor: Cursor, events: Sequence[LoggedEvent]) -> None:
+    def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> _DirectoryPage:
         opened: dict[UUID, list[Any]] = {}
         # account id -> (state, reason) or None, and its latest version
         states: dict[UUID, tuple[str, str]] = {}
@@ -140,7 +140,18 @@ class AccountsDirectoryView:
                 opened[account_id][12] = event.originator_version
             else:
                 versions[account_id] = event.originator_version
-        copy_rows(cursor, "view_accounts", _COLUMNS, list(opened.values()))
+        return _DirectoryPage(list(opened.values()), versions, states)
+
+
+@dataclass(frozen=True, slots=True)
+class _DirectoryPage:
+    opened: list[list[Any]]
+    versions: dict[UUID, int]
+    states: dict[UUID, tuple[str, str]]
+
+    def write(self, cursor: Cursor) -> None:
+        versions, states = self.versions, self.states
+        copy_rows(cursor, "view_accounts", _COLUMNS, self.opened)
         if versions:
             ids = list(versions)
             cursor.execute(

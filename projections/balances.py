@@ -50,7 +50,7 @@ class Balance:
 
 class BalancesView:
     name = NAME
-    version = 1
+    version = 2
     tables: tuple[str, ...] = ("view_balances", "view_balance_history")
 
     def __init__(self) -> None:
@@ -71,11 +71,15 @@ class BalancesView:
             " account_id uuid NOT NULL, position bigint NOT NULL,"
             " recorded_at timestamptz NOT NULL,"
             " debits_pending bigint NOT NULL, debits_posted bigint NOT NULL,"
-            " credits_pending bigint NOT NULL, credits_posted bigint NOT NULL,"
-            " PRIMARY KEY (account_id, position))"
+            " credits_pending bigint NOT NULL, credits_posted bigint NOT NULL)"
         )
 
     def create_indexes(self, cursor: Cursor) -> None:
+        # The history's key: made after a replay has loaded it, not row by row.
+        cursor.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS view_balance_history_key_idx"
+            " ON view_balance_history (account_id, position)"
+        )
         cursor.execute(
             "CREATE INDEX IF NOT EXISTS view_balance_history_time_idx "
             "ON view_balance_history (account_id, recorded_at)"
@@ -88,7 +92,7 @@ class BalancesView:
     def digest_order(self, table: str) -> str:
         return "account_id, position" if table == "view_balance_history" else "account_id"
 
-    def apply(self, cursor: Cursor, events: Sequence[LoggedEvent]) -> None:
+    def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> _BalancesPage:
         if len(self._accounts) > REMEMBERED_ACCOUNTS_MAX:
             self.forget(starts_empty=False)
         accounts = self._accounts
@@ -115,39 +119,25 @@ class BalancesView:
             elif topic == ACCOUNT_OPENED:
                 accounts[event.originator_id] = [event.data()["currency"], 0, 0, 0, 0]
                 opened[event.originator_id] = event.position
-        copy_rows(
-            cursor,
-            "view_balances",
-            ("account_id", "currency", *_TOTAL_COLUMNS, "position"),
-            [
+        # Rows are copied out of memory now: memory moves on with the next page.
+        return _BalancesPage(
+            opened=[
                 (account_id, *accounts[account_id], position)
                 for account_id, position in opened.items()
             ],
-        )
-        if changed:
-            rows = [
+            changed=[
                 (account_id, *accounts[account_id][1:], position)
                 for account_id, position in changed.items()
-            ]
-            columns = list(zip(*rows, strict=True))
-            cursor.execute(
-                "UPDATE view_balances AS b SET debits_pending = v.dp, debits_posted = v.dq,"
-                " credits_pending = v.cp, credits_posted = v.cq, position = v.p "
-                "FROM unnest(%s::uuid[], %s::int8[], %s::int8[], %s::int8[], %s::int8[],"
-                " %s::int8[]) AS v(id, dp, dq, cp, cq, p) WHERE b.account_id = v.id",
-                [list(column) for column in columns],
-            )
-        copy_rows(
-            cursor,
-            "view_balance_history",
-            ("account_id", "position", "recorded_at", *_TOTAL_COLUMNS),
-            history,
+            ],
+            history=history,
         )
 
-    def _remember(self, cursor: Cursor, events: Sequence[LoggedEvent]) -> None:
+    def _remember(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> None:
         """Read back the totals of accounts this page changes that memory lacks."""
         if self._complete:
             return
+        if cursor is None:
+            raise ValueError("only a view that replays from empty prepares without a cursor")
         missing = {
             event.originator_id
             for event in events
@@ -162,6 +152,36 @@ class BalancesView:
         )
         for account_id, *totals in cursor.fetchall():
             self._accounts[account_id] = totals
+
+
+@dataclass(frozen=True, slots=True)
+class _BalancesPage:
+    opened: list[tuple[Any, ...]]
+    changed: list[tuple[Any, ...]]
+    history: list[tuple[Any, ...]]
+
+    def write(self, cursor: Cursor) -> None:
+        copy_rows(
+            cursor,
+            "view_balances",
+            ("account_id", "currency", *_TOTAL_COLUMNS, "position"),
+            self.opened,
+        )
+        if self.changed:
+            columns = list(zip(*self.changed, strict=True))
+            cursor.execute(
+                "UPDATE view_balances AS b SET debits_pending = v.dp, debits_posted = v.dq,"
+                " credits_pending = v.cp, credits_posted = v.cq, position = v.p "
+                "FROM unnest(%s::uuid[], %s::int8[], %s::int8[], %s::int8[], %s::int8[],"
+                " %s::int8[]) AS v(id, dp, dq, cp, cq, p) WHERE b.account_id = v.id",
+                [list(column) for column in columns],
+            )
+        copy_rows(
+            cursor,
+            "view_balance_history",
+            ("account_id", "position", "recorded_at", *_TOTAL_COLUMNS),
+            self.history,
+        )
 
 
 # Queries ---------------------------------------------------------------------

@@ -54,7 +54,8 @@ def differing_rows(
     found: list[list[str]] = []
     for first, second in ((expected_schema, actual_schema), (actual_schema, expected_schema)):
         query = sql.SQL(
-            "SELECT t::text FROM (SELECT * FROM {}.{} EXCEPT ALL SELECT * FROM {}.{}) AS t LIMIT {}"
+            "SELECT * FROM (SELECT t::text FROM {}.{} AS t EXCEPT ALL"
+            " SELECT t::text FROM {}.{} AS t) AS d LIMIT {}"
         ).format(
             sql.Identifier(first),
             sql.Identifier(table),

@@ -105,6 +105,7 @@ _COPY_ENTRIES: Final = f"COPY view_journal_entries ({', '.join(_ENTRY_COLUMNS)})
 _NULL: Final[str] = "\\N"
 _DEBIT: Final[str] = "debit"
 _EMPTY_LIST: Final[str] = "[]"
+_EMPTY_OBJECT: Final[str] = "{}"
 _RELEASES: Final[dict[str, tuple[str, str]]] = {
     TRANSFER_PENDING_VOIDED: ("voided", ENTRY_PENDING_VOIDED),
     TRANSFER_PENDING_EXPIRED: ("expired", ENTRY_PENDING_EXPIRED),
@@ -174,7 +175,7 @@ class StatementPage:
 
 class JournalView:
     name = NAME
-    version = 1
+    version = 2
     tables: tuple[str, ...] = ("view_journal_transfers", "view_journal_entries")
 
     def __init__(self) -> None:
@@ -193,7 +194,7 @@ class JournalView:
             " status text NOT NULL, pending boolean NOT NULL, expires_at timestamptz,"
             " reverses_transfer_id uuid, reversed_by_transfer_id uuid,"
             " resolved_at timestamptz, metadata jsonb NOT NULL, postings jsonb NOT NULL,"
-            " posted_postings jsonb NOT NULL)"
+            " posted_postings jsonb)"
         )
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS view_journal_entries ("
@@ -201,11 +202,16 @@ class JournalView:
             " transfer_id uuid NOT NULL, entry_type text NOT NULL, side text NOT NULL,"
             " amount_minor bigint NOT NULL, currency text NOT NULL,"
             " logged_at timestamptz NOT NULL, posted_balance bigint NOT NULL,"
-            " debits_pending bigint NOT NULL, credits_pending bigint NOT NULL,"
-            " PRIMARY KEY (account_id, position, seq))"
+            " debits_pending bigint NOT NULL, credits_pending bigint NOT NULL)"
         )
 
     def create_indexes(self, cursor: Cursor) -> None:
+        # The entries' key: made after a replay has loaded them, not row by row
+        # during it (a replay from empty never reads entries back).
+        cursor.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS view_journal_entries_key_idx"
+            " ON view_journal_entries (account_id, position, seq)"
+        )
         cursor.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS view_journal_transfers_position_idx"
             " ON view_journal_transfers (position)"
@@ -235,7 +241,7 @@ class JournalView:
             return "account_id, position, seq"
         return "transfer_id"
 
-    def apply(self, cursor: Cursor, events: Sequence[LoggedEvent]) -> None:
+    def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> _Page:
         if len(self._figures) > REMEMBERED_ACCOUNTS_MAX:
             self._figures = {}
             self._figures_complete = False
@@ -245,7 +251,7 @@ class JournalView:
         decoded = [(event, event.data()) for event in events if event.topic in _JOURNAL_TOPICS]
         try:
             if not self._holds_complete:
-                self._remember_holds(cursor, decoded)
+                self._remember_holds(_read_back(cursor), decoded)
             self._remember_figures(cursor, decoded)
             page = _Page(self._figures, self._holds)
             for event, data in decoded:
@@ -259,7 +265,7 @@ class JournalView:
                     page.change(event.originator_id, [None, None, None, reversal_id])
                 else:
                     page.release_hold(event, data, *_RELEASES[topic])
-            page.write(cursor)
+            return page
         except BaseException:
             # Memory has moved on with a page whose rows will be rolled back;
             # the tables are right, so read back from them from now on.
@@ -293,7 +299,9 @@ class JournalView:
                 (p["account_id"], p["side"], p["amount_minor"], p["currency"]) for p in postings
             ]
 
-    def _remember_figures(self, cursor: Cursor, decoded: Sequence[tuple[LoggedEvent, Any]]) -> None:
+    def _remember_figures(
+        self, cursor: Cursor | None, decoded: Sequence[tuple[LoggedEvent, Any]]
+    ) -> None:
         """Running figures of the accounts this page moves that memory lacks:
         read back from each one's last entry, or zero if it has none."""
         figures, holds = self._figures, self._holds
@@ -305,6 +313,7 @@ class JournalView:
                 accounts.update(posting[0] for posting in holds[event.originator_id])
         missing = [account_id for account_id in accounts if account_id not in figures]
         if missing and not self._figures_complete:
+            cursor = _read_back(cursor)
             cursor.execute(
                 "SELECT a.id, e.posted_balance, e.debits_pending, e.credits_pending"
                 " FROM unnest(%s::uuid[]) AS a(id) CROSS JOIN LATERAL ("
@@ -318,6 +327,12 @@ class JournalView:
         for account_id in missing:
             if account_id not in figures:
                 figures[account_id] = [0, 0, 0]
+
+
+def _read_back(cursor: Cursor | None) -> Cursor:
+    if cursor is None:
+        raise ValueError("only a view that replays from empty prepares without a cursor")
+    return cursor
 
 
 class _Page:
@@ -340,14 +355,17 @@ class _Page:
 
     def record(self, event: LoggedEvent, data: dict[str, Any]) -> None:
         transfer_id, position = event.originator_id, event.position
+        transfer_text = str(transfer_id)
         postings = data["postings"]
         pending = data["pending"]
         posting_json = orjson.dumps(postings).decode()
         recorded_at = plain(data["recorded_at"])
+        logged_text = event.recorded_at.isoformat()
+        metadata = data["metadata"]
         self._recorded[transfer_id] = [
-            str(transfer_id),
+            transfer_text,
             str(position),
-            event.recorded_at.isoformat(),
+            logged_text,
             recorded_at,
             "pending" if pending else "posted",
             "t" if pending else "f",
@@ -355,13 +373,13 @@ class _Page:
             data["reverses_transfer_id"] or _NULL,
             _NULL,
             _NULL if pending else recorded_at,
-            _copy_text(orjson.dumps(data["metadata"]).decode()),
+            _copy_text(orjson.dumps(metadata).decode()) if metadata else _EMPTY_OBJECT,
             _copy_text(posting_json),
-            _EMPTY_LIST if pending else _copy_text(posting_json),
+            # NULL: posted as recorded (saves storing the postings twice).
+            _EMPTY_LIST if pending else _NULL,
         ]
         entry_type = ENTRY_PENDING if pending else ENTRY_POSTED
-        common = f"\t{transfer_id}\t{entry_type}\t"
-        logged_text = event.recorded_at.isoformat()
+        common = f"\t{transfer_text}\t{entry_type}\t"
         figures = self._figures
         append_entry = self._entries.append
         hold: Hold = []
@@ -492,7 +510,10 @@ def _copy_text(text: str) -> str:
 
 # Queries ---------------------------------------------------------------------
 
-_TRANSFER_SELECT: Final = ", ".join(f"t.{column}" for column in _TRANSFER_COLUMNS)
+_TRANSFER_SELECT: Final = ", ".join(
+    "coalesce(t.posted_postings, t.postings)" if column == "posted_postings" else f"t.{column}"
+    for column in _TRANSFER_COLUMNS
+)
 _ENTRY_SELECT: Final = ", ".join(f"e.{column}" for column in _ENTRY_COLUMNS)
 _FIGURES_BEFORE_ENTRY: Final = (
     "SELECT posted_balance, debits_pending, credits_pending FROM view_journal_entries"

@@ -10,11 +10,17 @@ Readers wait for that transaction only, not for the replay.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+import queue
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final
 
 import psycopg
+import structlog
 
+from projections.events import LoggedEvent
+from projections.replay import REPLAY_PAGE_SIZE, Progress, replay_pages
 from projections.runner import (
     PAGE_SIZE,
     ProjectionRunner,
@@ -24,33 +30,124 @@ from projections.runner import (
     reset_view,
     save_tracking,
 )
-from projections.view import View
+from projections.view import PageWrite, View, apply_page
 
+log = structlog.get_logger(__name__)
+
+# Views rebuilt at once, each in its own process.
+REPLAY_PROCESSES_MAX: Final[int] = 8
+# How often the parent of rebuild processes looks for their progress.
+PROGRESS_POLL_S: Final[float] = 0.2
 SHADOW_SCHEMA: Final[str] = "ledger_shadow"
 LIVE_SCHEMA: Final[str] = "public"
-# Events a replay applies per transaction.
-REPLAY_PAGE_SIZE: Final[int] = 20_000
-
-Progress = Callable[[int], None]
 
 
 def rebuild_in_place(database_url: str, view: View, *, progress: Progress | None = None) -> int:
     """Empty the view and replay the log into it; the position reached."""
-    with (
-        psycopg.connect(database_url) as connection,
-        connection.transaction(),
-        connection.cursor() as cursor,
-    ):
-        ensure_tracking(cursor, view)
-        lock_tracking(cursor, view.name)
-        reset_view(cursor, view)
-    runner = ProjectionRunner(database_url, [view], page_size=REPLAY_PAGE_SIZE)
+    return rebuild_views_in_place(database_url, [view], progress=progress)[view.name]
+
+
+class ReplayInterleaved(Exception):
+    """Another runner wrote the view while this replay was writing it."""
+
+
+def rebuild_all_in_place(
+    database_url: str, views: Sequence[View], *, progress: Progress | None = None
+) -> dict[str, int]:
+    """Empty the views and replay the log into them; their positions reached.
+
+    Several views replay at once, each in a process of its own (the work is
+    Python's, held to one core per process by the interpreter lock), building
+    their own instances by name from the registry."""
+    if len(views) == 1:
+        return rebuild_views_in_place(database_url, views, progress=progress)
+    names = [view.name for view in views]
+    context = multiprocessing.get_context("spawn")
+    reached: dict[str, int] = dict.fromkeys(names, 0)
+    progress_queue: multiprocessing.Queue[tuple[str, int]] = context.Queue()
+    with ProcessPoolExecutor(
+        min(len(names), REPLAY_PROCESSES_MAX),
+        mp_context=context,
+        initializer=_report_progress_to,
+        initargs=(progress_queue,),
+    ) as processes:
+        futures = [processes.submit(_rebuild_named_view, database_url, name) for name in names]
+        while not all(future.done() for future in futures):
+            try:
+                name, position = progress_queue.get(timeout=PROGRESS_POLL_S)
+            except queue.Empty:
+                continue
+            reached[name] = position
+            if progress is not None:
+                progress(min(reached.values()))
+        for future in futures:
+            reached.update(future.result())
+    if progress is not None:
+        progress(min(reached.values()))
+    return reached
+
+
+# Set in each rebuild process: where it reports its progress.
+_progress_queue: multiprocessing.Queue[tuple[str, int]] | None = None
+
+
+def _report_progress_to(progress_queue: multiprocessing.Queue[tuple[str, int]]) -> None:
+    global _progress_queue  # noqa: PLW0603 - one per process, set once at its start
+    _progress_queue = progress_queue
+
+
+def _rebuild_named_view(database_url: str, name: str) -> dict[str, int]:
+    from projections.registry import view_named
+
+    def report(position: int) -> None:
+        if _progress_queue is not None:
+            _progress_queue.put((name, position))
+
+    return rebuild_views_in_place(database_url, [view_named(name)], progress=report)
+
+
+def rebuild_views_in_place(
+    database_url: str, views: Sequence[View], *, progress: Progress | None = None
+) -> dict[str, int]:
+    """Empty the views and replay the log into them in this process (one read
+    of the log, pipelined); their positions reached. Indexes are made after
+    loading. If another runner (a running server's) writes one of the views
+    meanwhile, the replay goes on page by page alongside it instead."""
+    with psycopg.connect(database_url) as connection:
+        for view in views:
+            with connection.transaction(), connection.cursor() as cursor:
+                ensure_tracking(cursor, view)
+                lock_tracking(cursor, view.name)
+                reset_view(cursor, view)
+            view.forget(starts_empty=True)
+    written = {view.name: 0 for view in views}
+    with psycopg.connect(database_url) as writer:
+        # A crash loses the replay's last pages whole (rows with positions).
+        writer.execute("SET synchronous_commit = off")
+        writer.commit()
+
+        def write_page(events: Sequence[LoggedEvent], writes: Sequence[PageWrite]) -> None:
+            for view, page in zip(views, writes, strict=True):
+                with writer.transaction(), writer.cursor() as cursor:
+                    tracked, _ = lock_tracking(cursor, view.name)
+                    if tracked != written[view.name]:
+                        raise ReplayInterleaved(view.name)
+                    page.write(cursor)
+                    save_tracking(cursor, view.name, events[-1].position, view.version)
+                written[view.name] = events[-1].position
+
+        try:
+            replay_pages(database_url, views, write_page, progress=progress)
+        except ReplayInterleaved as interleaved:
+            log.warning("projection_replay_interleaved", projection=str(interleaved))
+    runner = ProjectionRunner(database_url, views, page_size=REPLAY_PAGE_SIZE)
     try:
         runner.prepare()
         runner.catch_up(progress=progress)
         with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
-            view.create_indexes(cursor)
-        return runner.positions()[view.name]
+            for view in views:
+                view.create_indexes(cursor)
+        return runner.positions()
     finally:
         runner.stop()
 
@@ -69,31 +166,6 @@ def schema_connection(database_url: str, schema: str) -> psycopg.Connection[Any]
     )
     connection.commit()
     return connection
-
-
-def _replay(
-    connection: psycopg.Connection[Any],
-    view: View,
-    after: int,
-    until: int | None,
-    progress: Progress | None,
-) -> int:
-    """Apply events after `after` (up to `until`) to the view's tables as
-    the connection sees them; commits each page; the last position applied."""
-    position = after
-    while True:
-        limit = REPLAY_PAGE_SIZE
-        with connection.transaction(), connection.cursor() as cursor:
-            events = read_events(cursor, position, limit)
-            if until is not None:
-                events = [event for event in events if event.position <= until]
-            if events:
-                view.apply(cursor, events)
-                position = events[-1].position
-        if progress is not None and events:
-            progress(position)
-        if len(events) < limit:
-            return position
 
 
 def replay_into_schema(
@@ -118,7 +190,13 @@ def replay_into_schema(
                 )
             view.create_tables(cursor)
         view.forget(starts_empty=True)
-        position = _replay(connection, view, 0, until, progress)
+
+        def write_page(events: Sequence[LoggedEvent], writes: Sequence[PageWrite]) -> None:
+            with connection.transaction(), connection.cursor() as cursor:
+                for page in writes:
+                    page.write(cursor)
+
+        position = replay_pages(database_url, [view], write_page, until=until, progress=progress)
         with connection.transaction(), connection.cursor() as cursor:
             view.create_indexes(cursor)
         return position
@@ -138,7 +216,7 @@ def rebuild_with_shadow(database_url: str, view: View, *, progress: Progress | N
         while True:
             tail = read_events(cursor, position, PAGE_SIZE)
             if tail:
-                view.apply(cursor, tail)
+                apply_page(view, cursor, tail)
                 position = tail[-1].position
             if len(tail) < PAGE_SIZE:
                 break

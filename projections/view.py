@@ -1,7 +1,8 @@
 """What the runner asks of a view, and the small helpers views share.
 
 A view owns its tables (made by its own DDL, so a rebuild can make them
-afresh in another schema), applies a page of events in one call, and says
+afresh in another schema), works out a page of events in one call and
+writes it in another, and says
 how its rows are ordered for a canonical digest. Table and index names are
 unqualified: the connection's search_path decides whether a view writes its
 live tables or a shadow copy.
@@ -17,6 +18,12 @@ import psycopg
 from projections.events import LoggedEvent
 
 Cursor = psycopg.Cursor[Any]
+
+
+class PageWrite(Protocol):
+    """A page's rows, worked out; written in the runner's transaction."""
+
+    def write(self, cursor: Cursor) -> None: ...
 
 
 class View(Protocol):
@@ -38,11 +45,19 @@ class View(Protocol):
         """Drop what the view remembers between pages. `starts_empty`: the
         tables are empty now, so anything not remembered does not exist."""
 
-    def apply(self, cursor: Cursor, events: Sequence[LoggedEvent]) -> None:
-        """Apply events in log order; the caller commits them with the position."""
+    def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> PageWrite:
+        """Work out the rows for events in log order, moving what the view
+        remembers on; the caller writes them and the position in one
+        transaction. `cursor` reads back what memory lacks; None only for a
+        view replaying from empty (it lacks nothing), which lets a replay work
+        out one page while the last is still being written."""
 
     def digest_order(self, table: str) -> str:
         """The columns that order `table`'s rows for a canonical digest."""
+
+
+def apply_page(view: View, cursor: Cursor, events: Sequence[LoggedEvent]) -> None:
+    view.prepare(cursor, events).write(cursor)
 
 
 def copy_rows(cursor: Cursor, table: str, columns: Sequence[str], rows: Sequence[Any]) -> None:

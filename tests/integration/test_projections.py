@@ -17,7 +17,7 @@ from interface.audit_verify import verify_ledger
 from interface.bootstrap import Ledger
 from projections.accounts_directory import AccountsDirectoryView
 from projections.balances import BalancesView, balance_as_of, balances_now
-from projections.rebuild import rebuild_in_place, rebuild_with_shadow
+from projections.rebuild import rebuild_all_in_place, rebuild_in_place, rebuild_with_shadow
 from projections.registry import all_views, view_names
 from projections.runner import ProjectionRunner
 from tests.support.ledgers import platform_account, transfer, user_account
@@ -189,4 +189,20 @@ def test_a_rebuild_while_writes_go_on_ends_equal_to_a_fresh_replay(
     with psycopg.connect(ledger.database_url) as connection:
         owners = {row[0] for row in connection.execute("SELECT owner_id FROM view_accounts")}
     assert "someone else" not in owners
+    _views_equal_a_fresh_replay(ledger.database_url)
+
+
+def test_rebuilding_every_view_at_once_while_a_runner_runs_equals_a_fresh_replay(
+    ledger: Ledger,
+) -> None:
+    # The ledger's own runner keeps running: it writes the views the rebuild
+    # replays, and the rebuild must end equal to a replay all the same.
+    _fund(ledger, transfers=60)
+    _caught_up(ledger)
+    writer = threading.Thread(target=_fund, args=(ledger, 3, 30))
+    writer.start()
+    positions = rebuild_all_in_place(ledger.database_url, all_views())
+    writer.join()
+    assert set(positions) == set(view_names())
+    _caught_up(ledger)
     _views_equal_a_fresh_replay(ledger.database_url)
