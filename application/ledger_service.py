@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -20,6 +21,11 @@ class LedgerService:
     def execute(self, commands: Sequence[Command]) -> WriteReceipt:
         """Run commands through the writer; they land in one batch together."""
         return self._writer.execute(commands)
+
+    async def execute_async(self, commands: Sequence[Command]) -> WriteReceipt:
+        """The same, awaited on an event loop: no thread waits for the writer."""
+        future = asyncio.wrap_future(self._writer.submit(commands))
+        return await asyncio.wait_for(future, self._writer.limits.submit_timeout_s)
 
     def account(self, account_id: UUID) -> Account | None:
         return self._app.load_account(account_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -90,6 +90,14 @@ class WriteReceipt:
     # Position (notification id) of the batch's last event: a reader that has
     # seen this position has seen these writes. None when nothing was written.
     position: int | None
+    # The batch's newly recorded transfers by id, as written: a caller answers
+    # with the transfer it made without reading it back from the store.
+    recorded_transfers: Mapping[UUID, Transfer.Recorded] = field(default_factory=dict)
+
+    def transfer(self, transfer_id: UUID) -> Transfer | None:
+        """The transfer this batch recorded with that id, if it did."""
+        recorded = self.recorded_transfers.get(transfer_id)
+        return None if recorded is None else Transfer.materialize(recorded)
 
 
 @dataclass(slots=True)
@@ -394,7 +402,8 @@ class LedgerWriter:
         position = notification_ids[-1] if notification_ids else None
         if position is not None:
             self.last_position = max(self.last_position, position)
-        return [WriteReceipt(submitted, position) for submitted in results_by_submission]
+        recorded = {event.originator_id: event for event in outcome.recorded_transfers}
+        return [WriteReceipt(submitted, position, recorded) for submitted in results_by_submission]
 
     def _observe(
         self,

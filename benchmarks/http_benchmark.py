@@ -638,8 +638,9 @@ def _notes(config: HttpBenchmarkConfig, runs: list[HttpServerRun]) -> list[str]:
         ),
         "server: LEDGER_LOG_LEVEL=WARNING (no access log lines); several workers each run "
         "their own writer and PostgreSQL pool",
-        "reads run after the transfers, so accounts have history (a read replays the events "
-        "since the account's last snapshot)",
+        "reads run after the transfers, so accounts have history; a read comes from the "
+        "views (directory and balances), after waiting for them to reach the server's "
+        "last write",
     ]
     limits = rate_limit_environment()
     if limits:

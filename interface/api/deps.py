@@ -7,17 +7,18 @@ where the account is known, and answers 404, never the other owner's data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from application.ledger_service import LedgerService
 from interface.api.authentication import PRINCIPAL_STATE_KEY
 from interface.api.errors import ApiError
-from interface.api_keys import Principal, Role
+from interface.api_keys import ApiKeyStore, Principal, Role
 from interface.bootstrap import Ledger
 
 _bearer = HTTPBearer(
@@ -28,16 +29,21 @@ _bearer = HTTPBearer(
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_ledger(request: Request) -> Ledger:
+# Dependencies are `async def` where they do no I/O: FastAPI runs a plain
+# `def` dependency in the thread pool, a hand-off per dependency per request.
+
+
+async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 
 
-def get_service(request: Request) -> LedgerService:
-    return get_ledger(request).service
+async def get_service(request: Request) -> LedgerService:
+    ledger: Ledger = request.app.state.ledger
+    return ledger.service
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
@@ -52,7 +58,8 @@ def current_principal(
             "send an API key as the header Authorization: Bearer <key>",
             headers=_CHALLENGE,
         )
-    principal = get_ledger(request).api_keys.authenticate(credentials.credentials)
+    api_keys: ApiKeyStore = request.app.state.ledger.api_keys
+    principal = await run_in_threadpool(api_keys.authenticate, credentials.credentials)
     if principal is None:
         raise ApiError(
             401,
@@ -71,10 +78,12 @@ def _bind_actor(principal: Principal) -> None:
     )
 
 
-def allow(*roles: Role) -> Callable[[Principal], Principal]:
+def allow(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     allowed = frozenset(roles)
 
-    def require_role(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def require_role(
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
         if principal.role not in allowed:
             raise ApiError(
                 403,

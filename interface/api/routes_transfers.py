@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from application.ledger_service import LedgerService
 from domain.commands import (
@@ -116,20 +117,29 @@ def _transfer_after(service: LedgerService, result: CommandResult) -> Transfer:
     status_code=201,
     responses=_CREATED_OR_FOUND | ERROR_RESPONSES,
 )
-def create_transfer_route(
+async def create_transfer_route(
     body: TransferRequest, service: ServiceDep, principal: Mover, response: Response
 ) -> TransferResponse:
     """Move money: two postings (debit, credit) or several. A user moves money
     out of their own accounts only."""
+    # On the event loop: the most frequent write waits for the writer without
+    # holding a thread, and answers with the transfer the writer recorded.
     if body.linked:
         raise LedgerRefusal(
             ResultCode.LINKED_EVENT_CHAIN_OPEN, "linked applies only to items of a batch"
         )
     command = command_from(body, principal)
-    _require_own_debits(service, principal, command.postings)
-    receipt = service.execute([command])
+    if principal.is_user:
+        await run_in_threadpool(_require_own_debits, service, principal, command.postings)
+    receipt = await service.execute_async([command])
     result = receipt.results[0]
-    transfer = _transfer_after(service, result)
+    if not result.succeeded:
+        raise refusal_of(result)
+    assert result.id is not None
+    transfer = receipt.transfer(result.id)
+    if transfer is None:
+        # Found, not made (an earlier request with this key): read it back.
+        transfer = await run_in_threadpool(_transfer_after, service, result)
     response.status_code = status_for(result.code)
     tell_position(response, receipt.position)
     return TransferResponse.of(transfer)
