@@ -115,6 +115,7 @@ def build_ledger(
         name="ledger-interface",
     )
     projections = ProjectionRunner(database_url, all_views())
+    writer_metrics.track_projections(projections, writer)
     if start_projections and settings.projections_in_process:
         projections.start()
     if start_writer:

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from application.writer import LedgerWriter
 from domain.commands import Command, CreateTransfer
 from domain.ledger_batch import CommandResult
+from projections.runner import ProjectionRunner
 
 # Request latency: the API answers in milliseconds; anything past seconds is
 # a timeout in the making.
@@ -125,6 +126,11 @@ class WriterMetrics:
         """Also expose the writer's queue depth and counters, read when scraped."""
         self.registry.register(_WriterStateCollector(writer))
 
+    def track_projections(self, runner: ProjectionRunner, writer: LedgerWriter) -> None:
+        """Also expose each view's position and lag behind this process's
+        writes, read when scraped."""
+        self.registry.register(_ProjectionStateCollector(runner, writer))
+
     def batch_committed(
         self,
         commands: Sequence[Command],
@@ -177,6 +183,36 @@ class _WriterStateCollector(Collector):
             "ledger_pending_transfers_expired",
             "Holds expired by the writer's sweep.",
             value=statistics.pending_transfers_expired,
+        )
+
+
+class _ProjectionStateCollector(Collector):
+    def __init__(self, runner: ProjectionRunner, writer: LedgerWriter) -> None:
+        self._runner = runner
+        self._writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        positions = self._runner.positions()
+        head = self._writer.last_position
+        position = GaugeMetricFamily(
+            "ledger_projection_position",
+            "The log position each view has applied, as this process's runner saw it.",
+            labels=("view",),
+        )
+        lag = GaugeMetricFamily(
+            "ledger_projection_lag_events",
+            "Positions between this process's last write and each view's position.",
+            labels=("view",),
+        )
+        for name, reached in sorted(positions.items()):
+            position.add_metric((name,), reached)
+            lag.add_metric((name,), max(head - reached, 0))
+        yield position
+        yield lag
+        yield GaugeMetricFamily(
+            "ledger_projection_runner_running",
+            "1 while this process's projection runner runs.",
+            value=1 if self._runner.is_running else 0,
         )
 
 

@@ -630,7 +630,20 @@ def test_health_and_readiness_answer_200(client: TestClient) -> None:
         "database": "ok",
         "migrations": "current",
         "writer": "running",
+        "projections": "running",
     }
+
+
+def test_readiness_fails_while_the_projection_runner_is_stopped(
+    client: TestClient, ledger: Ledger
+) -> None:
+    assert ledger.projections is not None
+    ledger.projections.stop()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["checks"]["projections"] == "stopped"
+    ledger.projections.start()
+    assert client.get("/readyz").status_code == 200
 
 
 def test_the_openapi_document_and_the_docs_page_are_served(client: TestClient) -> None:

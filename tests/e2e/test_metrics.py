@@ -116,6 +116,24 @@ def test_writer_batches_commits_and_transfers_by_result_are_measured(
     assert value(after, "ledger_writer_running") == 1
 
 
+def test_each_views_position_and_lag_are_exposed(
+    client: TestClient, operator: TestClient, ledger: Ledger
+) -> None:
+    cash = open_account(client, kind="cash", owner_id="platform")["id"]
+    user = open_account(client, flagged=True)["id"]
+    post_transfer(client, transfer_body(cash, user, "10.00"))
+    assert ledger.projections is not None
+    names = ["balances", "journal", "accounts_directory"]
+    assert ledger.projections.wait_for(ledger.writer.last_position, names, 60.0)
+    samples = scrape(operator)
+    for name in names:
+        assert value(samples, "ledger_projection_position", view=name) >= (
+            ledger.writer.last_position
+        )
+        assert value(samples, "ledger_projection_lag_events", view=name) == 0
+    assert value(samples, "ledger_projection_runner_running") == 1
+
+
 def test_apps_on_one_ledger_keep_series_of_their_own(ledger: Ledger) -> None:
     _, key = ledger.api_keys.create(Role.SERVICE)
     with (
