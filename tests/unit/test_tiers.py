@@ -101,9 +101,9 @@ def test_the_configured_table_is_valid() -> None:
 # Validation refusing bad configurations -----------------------------------------
 
 
-def with_tier(name: TierName, **changes: object) -> dict[TierName, Tier]:
+def with_tier(key: TierName, /, **changes: object) -> dict[TierName, Tier]:
     tiers = dict(TIERS)
-    tiers[name] = dataclasses.replace(tiers[name], **changes)  # type: ignore[arg-type]
+    tiers[key] = dataclasses.replace(tiers[key], **changes)  # type: ignore[arg-type]
     return tiers
 
 
@@ -118,9 +118,9 @@ def combined(*edits: Callable[[dict[TierName, Tier]], None]) -> dict[TierName, T
     return tiers
 
 
-def set_tier(name: TierName, **changes: object) -> Callable[[dict[TierName, Tier]], None]:
+def set_tier(key: TierName, /, **changes: object) -> Callable[[dict[TierName, Tier]], None]:
     def edit(tiers: dict[TierName, Tier]) -> None:
-        tiers[name] = dataclasses.replace(tiers[name], **changes)  # type: ignore[arg-type]
+        tiers[key] = dataclasses.replace(tiers[key], **changes)  # type: ignore[arg-type]
 
     return edit
 
@@ -253,13 +253,15 @@ def test_a_bad_configuration_is_refused_naming_the_bad_field(
 
 def test_a_key_that_is_not_a_tier_name_is_refused() -> None:
     # "Gen" itself would be equal to TierName.GEN (a StrEnum) and replace it.
-    tiers: dict[object, object] = {**TIERS, "Gold": GEN}
+    tiers: dict[object, object] = dict(TIERS.items())
+    tiers["Gold"] = GEN
     with pytest.raises(ValueError, match="not a TierName"):
         validate_tiers(tiers)  # type: ignore[arg-type]
 
 
 def test_a_value_that_is_not_a_tier_is_refused() -> None:
-    tiers: dict[object, object] = {**TIERS, TierName.GEN: "Gen"}
+    tiers: dict[object, object] = dict(TIERS.items())
+    tiers[TierName.GEN] = "Gen"
     with pytest.raises(ValueError, match=r"tiers\[Gen\] is a str"):
         validate_tiers(tiers)  # type: ignore[arg-type]
 
