@@ -487,7 +487,7 @@ def _set_up(config: HttpBenchmarkConfig, database_url: str) -> tuple[tuple[str, 
     settings = Settings(
         database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
     )
-    ledger = build_ledger(settings)
+    ledger = build_ledger(settings, start_projections=False)
     try:
         workload = Workload(config.accounts, config.seed, SETUP_CHUNK_SIZE)
         account_ids = open_and_fund_accounts(ledger.writer, workload)
@@ -520,7 +520,7 @@ def _verify_balances(
     settings = Settings(
         database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
     )
-    ledger = build_ledger(settings, start_writer=False)
+    ledger = build_ledger(settings, start_writer=False, start_projections=False)
     wrong: list[str] = []
     try:
         for account_id, moved in zip(account_ids, net, strict=True):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
+from benchmarks.report import json_default
 from benchmarks.server_profile import ProfileSummary
 
 TRANSFERS_TITLE: Final[str] = "POST /v1/transfers"
@@ -108,13 +108,7 @@ def to_document(report: HttpBenchmarkReport) -> dict[str, Any]:
 
 
 def to_json(report: HttpBenchmarkReport, indent: int | None = 2) -> str:
-    return json.dumps(to_document(report), indent=indent, default=_plain)
-
-
-def _plain(value: object) -> str:
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return json.dumps(to_document(report), indent=indent, default=json_default)
 
 
 def _number(value: float, decimals: int = 0) -> str:

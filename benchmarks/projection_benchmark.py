@@ -52,6 +52,7 @@ import psycopg
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter, WriteReceipt
 from benchmarks import databases, projection_baseline
+from benchmarks.arguments import config_from
 from benchmarks.projection_report import (
     REBUILD_TARGET_EVENTS_PER_S,
     VERIFY_TARGET_EVENTS_PER_S,
@@ -731,18 +732,14 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[ProjectionBenchma
         description="Rebuilding every view and the audit, in events/s, beside the library's "
         "ProjectionRunner.",
     )
-    for name in ("events", "accounts", "baseline_events", "chunk_size", "seed"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile-views", action="store_true", help="cProfile each view")
-    parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    arguments = vars(parser.parse_args(argv))
-    quick, as_json = arguments.pop("quick"), arguments.pop("json")
-    overrides = {name: value for name, value in arguments.items() if value not in (None, False)}
-    base = ProjectionBenchmarkConfig.quick() if quick else ProjectionBenchmarkConfig()
-    return replace(base, **overrides), bool(as_json)
+    return config_from(
+        parser,
+        argv,
+        ("events", "accounts", "baseline_events", "chunk_size", "seed"),
+        ProjectionBenchmarkConfig,
+        ProjectionBenchmarkConfig.quick,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

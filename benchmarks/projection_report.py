@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
-from benchmarks.report import Verification
+from benchmarks.report import Verification, json_default
 
 # What the issue asks of a 2-core machine, in events of the log per second.
 REBUILD_TARGET_EVENTS_PER_S: Final[int] = 50_000
@@ -105,13 +104,7 @@ def to_json(report: ProjectionBenchmarkReport, indent: int | None = 2) -> str:
         entry["meets_target"] = phase.meets_target
         entry["memory"]["growth_kib"] = phase.memory.growth_kib
     document["verification"]["ok"] = report.verification.ok
-    return json.dumps(document, indent=indent, default=_plain)
-
-
-def _plain(value: object) -> str:
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return json.dumps(document, indent=indent, default=json_default)
 
 
 def _mib(kib: int) -> str:

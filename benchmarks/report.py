@@ -85,10 +85,11 @@ def to_json(report: WriterBenchmarkReport, indent: int | None = 2) -> str:
     document["speedup"] = report.speedup
     document["verification"]["ok"] = report.verification.ok
     document["memory"]["measured_peak_growth_kib"] = report.memory.measured_peak_growth_kib
-    return json.dumps(document, indent=indent, default=_plain)
+    return json.dumps(document, indent=indent, default=json_default)
 
 
-def _plain(value: object) -> str:
+def json_default(value: object) -> str:
+    """What json.dumps cannot write itself in the benchmarks' reports (paths)."""
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter, WriteReceipt
 from benchmarks import databases
+from benchmarks.arguments import config_from
 from benchmarks.naive_baseline import run_naive_baseline
 from benchmarks.report import MemoryUsage, WriterBenchmarkReport, render, to_json
 from benchmarks.workload import Workload
@@ -123,7 +124,7 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
         settings = Settings(
             database_url=ledger_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
         )
-        ledger = build_ledger(settings)
+        ledger = build_ledger(settings, start_projections=False)
         try:
             writer = ledger.writer
             if writer.limits.batch_size_max < config.chunk_size:
@@ -241,27 +242,23 @@ def _notes(config: WriterBenchmarkConfig) -> list[str]:
 def config_from_arguments(argv: Sequence[str] | None) -> tuple[WriterBenchmarkConfig, bool]:
     """The run `main` would do, and whether to print JSON (`ledger bench` runs it too)."""
     parser = argparse.ArgumentParser(description="Transfers/s through the ledger's writer.")
-    for name in (
-        "accounts",
-        "history_transfers",
-        "measured_transfers",
-        "baseline_transfers",
-        "prebuilt_transfers",
-        "client_threads",
-        "chunk_size",
-        "seed",
-    ):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile-writer", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    arguments = vars(parser.parse_args(argv))
-    quick, as_json = arguments.pop("quick"), arguments.pop("json")
-    overrides = {name: value for name, value in arguments.items() if value not in (None, False)}
-    base = WriterBenchmarkConfig.quick() if quick else WriterBenchmarkConfig()
-    return replace(base, **overrides), bool(as_json)
+    return config_from(
+        parser,
+        argv,
+        (
+            "accounts",
+            "history_transfers",
+            "measured_transfers",
+            "baseline_transfers",
+            "prebuilt_transfers",
+            "client_threads",
+            "chunk_size",
+            "seed",
+        ),
+        WriterBenchmarkConfig,
+        WriterBenchmarkConfig.quick,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from interface.cli_audit import audit_app
+from interface.cli_context import command_settings
 from interface.cli_projections import projections_app
-from interface.settings import Settings
 
 app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -18,14 +18,6 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
-
-
-def _settings() -> Settings:
-    from interface.logging import configure_logging
-
-    settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json)
-    return settings
 
 
 @app.command()
@@ -42,7 +34,7 @@ def serve(
     from interface.bootstrap import build_ledger
     from interface.demo import DEMO_USER_OWNER, load_demo
 
-    settings = _settings()
+    settings = command_settings()
     ledger = build_ledger(settings)
     if demo:
         summary = load_demo(ledger.service)
@@ -75,7 +67,7 @@ def db_upgrade() -> None:
     from interface import database
     from interface.bootstrap import resolve_database_url
 
-    settings = _settings()
+    settings = command_settings()
     applied = database.upgrade(resolve_database_url(settings))
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is current")
 
@@ -94,7 +86,7 @@ def keys_create(
         chosen = Role(role)
     except ValueError:
         raise typer.BadParameter("role must be user, admin, auditor or service") from None
-    ledger = build_ledger(_settings(), start_writer=False)
+    ledger = build_ledger(command_settings(), start_writer=False, start_projections=False)
     try:
         key_id, raw_key = ledger.api_keys.create(chosen, owner_id=owner, label=label)
     except ValueError as error:
@@ -113,7 +105,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> 
 
     from interface.bootstrap import build_ledger
 
-    ledger = build_ledger(_settings(), start_writer=False)
+    ledger = build_ledger(command_settings(), start_writer=False, start_projections=False)
     try:
         revoked = ledger.api_keys.revoke(uuid.UUID(key_id))
     finally:
@@ -127,7 +119,7 @@ def keys_list() -> None:
     """Every key with its role, owner and state (never the key itself)."""
     from interface.bootstrap import build_ledger
 
-    ledger = build_ledger(_settings(), start_writer=False)
+    ledger = build_ledger(command_settings(), start_writer=False, start_projections=False)
     try:
         for record in ledger.api_keys.list():
             state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
@@ -147,7 +139,7 @@ def demo(
     from interface.bootstrap import build_ledger
     from interface.demo import EXPIRING_HOLD_TIMEOUT_S, load_demo
 
-    settings = _settings()
+    settings = command_settings()
     ledger = build_ledger(settings)
     try:
         summary = load_demo(ledger.service, transfers=transfers)
@@ -191,7 +183,7 @@ def bench(
 
     if only not in BENCHMARKS:
         raise typer.BadParameter(f"--only is one of {', '.join(BENCHMARKS)}")
-    _settings()
+    command_settings()
     raise typer.Exit(run_selected(only, list(context.args)))
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from interface.audit_export import ExportFilter, export_lines
 from interface.audit_verify import Finding, VerifyReport, verify_ledger
+from interface.cli_context import migrated_database_url
 
 audit_app = typer.Typer(help="Audit: export the event history, verify the ledger.")
 
@@ -29,19 +30,6 @@ audit_app = typer.Typer(help="Audit: export the event history, verify the ledger
 FINDINGS_SHOWN_MAX = 50
 # Progress lines printed per phase (the log, each view's replay), about.
 PROGRESS_LINES_MAX = 20
-
-
-def _database_url() -> str:
-    from interface import database
-    from interface.bootstrap import resolve_database_url
-    from interface.logging import configure_logging
-    from interface.settings import Settings
-
-    settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json)
-    url = resolve_database_url(settings)
-    database.upgrade(url)
-    return url
 
 
 def _time(text: str | None, option: str) -> datetime | None:
@@ -80,7 +68,7 @@ def export(
         until=_time(until, "--to"),
         after=after,
     )
-    url = _database_url()
+    url = migrated_database_url()
     with psycopg.connect(url, autocommit=True) as connection, _opened(output) as sink:
 
         def connections() -> contextlib.nullcontext[psycopg.Connection[Any]]:
@@ -109,7 +97,7 @@ def verify(
     """Check the hash chain, versions, balances and every account's totals from
     the events alone, then each view against a fresh replay. Exit 1 on any finding."""
     console = Console(stderr=True)
-    url = _database_url()
+    url = migrated_database_url()
     # Per phase, the position last printed: about PROGRESS_LINES_MAX lines each.
     reported: dict[str, int] = {}
 

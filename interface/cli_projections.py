@@ -13,20 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
+from interface.cli_context import migrated_database_url
+
 projections_app = typer.Typer(help="Views built from the log.", no_args_is_help=True)
-
-
-def _database_url() -> str:
-    from interface import database
-    from interface.bootstrap import resolve_database_url
-    from interface.logging import configure_logging
-    from interface.settings import Settings
-
-    settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json)
-    url = resolve_database_url(settings)
-    database.upgrade(url)
-    return url
 
 
 def _log_head(database_url: str) -> int:
@@ -57,7 +46,7 @@ def run() -> None:
     from projections.registry import all_views
     from projections.runner import ProjectionRunner
 
-    database_url = _database_url()
+    database_url = migrated_database_url()
     runner = ProjectionRunner(database_url, all_views())
     signal.signal(signal.SIGTERM, lambda *_: runner.stop(timeout_s=0))
     typer.echo("projections: running (Ctrl-C to stop)")
@@ -82,7 +71,7 @@ def rebuild(
     from projections.rebuild import rebuild_all_in_place, rebuild_in_place, rebuild_with_shadow
     from projections.registry import all_views, view_named
 
-    database_url = _database_url()
+    database_url = migrated_database_url()
     try:
         views = [view_named(name)] if name else all_views()
     except KeyError as error:
@@ -120,7 +109,7 @@ def status() -> None:
     """Each view's position, the log's last position, and the lag between them."""
     from projections.registry import all_views
 
-    database_url = _database_url()
+    database_url = migrated_database_url()
     with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
         head = _log_head(database_url)
         cursor.execute("SELECT name, position, version, updated_at FROM projection_tracking")

@@ -1,0 +1,34 @@
+"""Command-line options of a benchmark, into its config dataclass."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+Config = TypeVar("Config")
+
+
+def config_from(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    integer_fields: Sequence[str],
+    default: Callable[[], Config],
+    quick: Callable[[], Config],
+) -> tuple[Config, bool]:
+    """Add the options every benchmark has (its integer fields, --data-dir,
+    --database-url, --quick, --json) to `parser`, parse `argv`, and return
+    the config with what was given and whether to print JSON."""
+    for name in integer_fields:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    arguments: dict[str, Any] = vars(parser.parse_args(argv))
+    is_quick, as_json = arguments.pop("quick"), arguments.pop("json")
+    overrides = {name: value for name, value in arguments.items() if value not in (None, False)}
+    base = quick() if is_quick else default()
+    return replace(base, **overrides), bool(as_json)  # type: ignore[type-var]
