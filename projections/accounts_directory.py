@@ -178,27 +178,6 @@ def _entry(row: Sequence[Any]) -> DirectoryEntry:
     return DirectoryEntry(*row)
 
 
-def entries(cursor: Cursor, account_ids: Sequence[UUID]) -> dict[UUID, DirectoryEntry]:
-    cursor.execute(f"{_SELECT} WHERE account_id = ANY(%s)", (list(account_ids),))
-    return {row[0]: _entry(row) for row in cursor.fetchall()}
-
-
-def page(
-    cursor: Cursor, *, owner_id: str | None, after_position: int, limit: int
-) -> list[DirectoryEntry]:
-    """Accounts opened after `after_position`, in the order they were opened."""
-    if owner_id is None:
-        cursor.execute(
-            f"{_SELECT} WHERE position > %s ORDER BY position LIMIT %s", (after_position, limit)
-        )
-    else:
-        cursor.execute(
-            f"{_SELECT} WHERE owner_id = %s AND position > %s ORDER BY position LIMIT %s",
-            (owner_id, after_position, limit),
-        )
-    return [_entry(row) for row in cursor.fetchall()]
-
-
 def subtree(cursor: Cursor, root_account_id: UUID) -> list[tuple[DirectoryEntry, int]]:
     """The account and every descendant, each with its depth (root 0), in
     depth then opening order."""
