@@ -153,12 +153,23 @@ def get_balance_route(
     ] = None,
     as_of_position: Annotated[
         int | None,
-        Query(ge=0, le=POSITION_MAX, description="A log position: the balance after it."),
+        Query(
+            ge=0,
+            le=POSITION_MAX,
+            description="A log position: the balance after the account's changes recorded "
+            "at or before it. Use positions writes answered with (Ledger-Position).",
+        ),
     ] = None,
     min_position: MinPosition = None,
 ) -> BalanceAsOfResponse:
     """The account's balance now, or as of a past time or log position, from
-    its balance history (every change the log recorded), not today's row."""
+    its balance history (every change the log recorded), not today's row.
+
+    A writer batch records its transfers, then each account's net change for
+    the batch; a batch commits whole, so a position inside one (between its
+    transfers and an account's change) was never seen on its own. Positions a
+    write answered with (`Ledger-Position`, a batch's last) and times are
+    exact; the statement shows the same money transfer by transfer."""
     if as_of is not None and as_of_position is not None:
         raise ApiError(422, "invalid_request", "give as_of or as_of_position, not both")
     if as_of is not None and as_of.utcoffset() is None:

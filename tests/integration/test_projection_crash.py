@@ -53,27 +53,36 @@ def _kill_while_running(
     data_dir: Path,
     arguments: Sequence[str],
     rng: random.Random,
+    head: int,
     *,
     moves_positions: bool = True,
 ) -> list[dict[str, int]]:
     """Start and kill -9 the command a few times; the views' positions after each.
-    A command that moves the live positions is killed once it has moved one."""
+    A command that moves the live positions is killed as soon as it has moved
+    one to somewhere between the start and the end of the log (mid-work)."""
     seen = []
     for _ in range(KILLS):
         before = _positions(database_url)
         process = _ledger_command(database_url, data_dir, *arguments)
         if moves_positions:
             deadline = time.monotonic() + RUN_BEFORE_KILL_S_MAX
-            while time.monotonic() < deadline and _positions(database_url) == before:
+            while time.monotonic() < deadline and not _moved_mid_way(
+                before, _positions(database_url), head
+            ):
                 time.sleep(POLL_S)
+            time.sleep(rng.uniform(0, POLL_S))
         else:
             time.sleep(rng.uniform(*SHADOW_RUN_BEFORE_KILL_S))
-        # A little further in, at a different point each time.
-        time.sleep(rng.uniform(0, 0.2))
         process.send_signal(signal.SIGKILL)
         process.wait()
         seen.append(_positions(database_url))
     return seen
+
+
+def _moved_mid_way(before: dict[str, int], now: dict[str, int], head: int) -> bool:
+    return any(
+        0 < position < head and position != before.get(name) for name, position in now.items()
+    )
 
 
 def _some_kill_landed_mid_way(seen: list[dict[str, int]], head: int) -> bool:
@@ -113,13 +122,13 @@ def test_views_survive_kill_9_of_runners_and_rebuilds(database_url: str, tmp_pat
     rng = random.Random(4)
     head = _history(database_url, tmp_path)
 
-    seen = _kill_while_running(database_url, tmp_path, ["projections", "run"], rng)
+    seen = _kill_while_running(database_url, tmp_path, ["projections", "run"], rng, head)
     assert _some_kill_landed_mid_way(seen, head), seen
     _run_until_caught_up(database_url, tmp_path, head)
     report = verify_ledger(database_url, check_views=True)
     assert report.ok, report.findings
 
-    seen = _kill_while_running(database_url, tmp_path, ["projections", "rebuild"], rng)
+    seen = _kill_while_running(database_url, tmp_path, ["projections", "rebuild"], rng, head)
     assert _some_kill_landed_mid_way(seen, head), seen
     _run_until_caught_up(database_url, tmp_path, head)
     report = verify_ledger(database_url, check_views=True)
@@ -132,6 +141,7 @@ def test_views_survive_kill_9_of_runners_and_rebuilds(database_url: str, tmp_pat
         tmp_path,
         ["projections", "rebuild", "--shadow"],
         rng,
+        head,
         moves_positions=False,
     )
     with psycopg.connect(database_url) as connection:
