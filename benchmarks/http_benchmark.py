@@ -257,7 +257,7 @@ def rate_limit_environment() -> dict[str, str]:
     return environment
 
 
-def server_environment(database_url: str, data_dir: Path) -> dict[str, str]:
+def server_environment(database_url: str, data_dir: Path, workers: int) -> dict[str, str]:
     return {
         **os.environ,
         **rate_limit_environment(),
@@ -265,6 +265,9 @@ def server_environment(database_url: str, data_dir: Path) -> dict[str, str]:
         "LEDGER_DATA_DIR": str(data_dir),
         "LEDGER_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        # Several workers are several writers on the same accounts: each
+        # decides its batches under the log's write lock instead of racing.
+        "LEDGER_WRITER_DECIDE_UNDER_LOCK": "true" if workers > 1 else "false",
     }
 
 
@@ -277,7 +280,7 @@ def running_server(
     log = log_path.open("ab")
     process = subprocess.Popen(  # noqa: S603 - our own server's fixed command line
         command,
-        env=server_environment(database_url, data_dir),
+        env=server_environment(database_url, data_dir, workers),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -57,6 +57,7 @@ def writer_limits(settings: Settings) -> WriterLimits:
         queued_commands_max=settings.writer_queued_commands_max,
         account_cache_size_max=settings.writer_account_cache_size_max,
         transfer_cache_size_max=settings.writer_transfer_cache_size_max,
+        decide_under_lock=settings.writer_decide_under_lock,
     )
 
 

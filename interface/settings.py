@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         le=10_000_000,
         validation_alias="LEDGER_WRITER_TRANSFER_CACHE_SIZE_MAX",
     )
+    # Several processes writing the same accounts: decide each batch under
+    # the log's write lock (see application.writer.WriterLimits).
+    writer_decide_under_lock: bool = Field(
+        default=False, validation_alias="LEDGER_WRITER_DECIDE_UNDER_LOCK"
+    )
     # Per API key (per client address without one); generous by default so
     # load tests and the test suite are not throttled.
     # Run the projection runner inside `ledger serve` (off: run

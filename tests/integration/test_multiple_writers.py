@@ -45,7 +45,9 @@ EXPECTED_REFUSALS = {
 }
 
 
-def _plans(database_url: str, data_dir: Path, cash: str, users: list[str]) -> list[WriterPlan]:
+def _plans(
+    database_url: str, data_dir: Path, cash: str, users: list[str], decide_under_lock: bool
+) -> list[WriterPlan]:
     rng = random.Random(20260101)
 
     def random_transfer(key: str) -> PlannedTransfer:
@@ -80,6 +82,7 @@ def _plans(database_url: str, data_dir: Path, cash: str, users: list[str]) -> li
                 transfers=tuple(transfers),
                 threads=THREADS_PER_PROCESS,
                 seed=process,
+                decide_under_lock=decide_under_lock,
             )
         )
     return plans
@@ -112,8 +115,9 @@ def _run_processes(plans: list[WriterPlan]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("decide_under_lock", [False, True], ids=["optimistic", "under_lock"])
 def test_writers_in_several_processes_never_overdraw_never_duplicate_and_lose_nothing(
-    ledger: Ledger, tmp_path: Path
+    ledger: Ledger, tmp_path: Path, decide_under_lock: bool
 ) -> None:
     cash = platform_account()
     users = [user_account() for _ in range(3)]
@@ -121,15 +125,25 @@ def test_writers_in_several_processes_never_overdraw_never_duplicate_and_lose_no
     funding = [transfer(cash.account_id, user.account_id, FUNDING_MINOR) for user in users]
     assert all(r.succeeded for r in ledger.service.execute(funding).results)
     cash_id, user_ids = str(cash.account_id), [str(user.account_id) for user in users]
-    plans = _plans(ledger.database_url, tmp_path, cash_id, user_ids)
+    plans = _plans(ledger.database_url, tmp_path, cash_id, user_ids, decide_under_lock)
     planned: dict[tuple[int, str], PlannedTransfer] = {
         (plan.seed, item.key): item for plan in plans for item in plan.transfers
     }
 
     reports = _run_processes(plans)
 
-    # Version conflicts happened: the processes really did race for the accounts.
-    assert sum(report["conflicts_retried"] for report in reports) > 0
+    if decide_under_lock:
+        # Every batch was decided under the lock, after checking what it read:
+        # none conflicted, none was retried.
+        assert sum(report["conflicts_retried"] for report in reports) == 0
+        # (Batches that only refused wrote nothing and are not counted as committed.)
+        assert all(
+            report["batches_decided_under_lock"] >= report["batches_committed"] > 0
+            for report in reports
+        )
+    else:
+        # Version conflicts happened: the processes really did race for the accounts.
+        assert sum(report["conflicts_retried"] for report in reports) > 0
     outcomes: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for report in reports:
         assert len(report["outcomes"]) == len(plans[report["seed"]].transfers)

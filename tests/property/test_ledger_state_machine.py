@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -68,7 +68,7 @@ from tests.support.ledgers import EPOCH, in_memory_writer
 CURRENCIES = ("USD", "EUR")
 # An id no account or transfer ever has: commands naming it must be refused.
 GHOST = UUID("00000000-0000-4000-8000-00000000dead")
-TINY_CACHES = {"account_cache_size_max": 3, "transfer_cache_size_max": 4}
+TINY_CACHES: Final[dict[str, int]] = {"account_cache_size_max": 3, "transfer_cache_size_max": 4}
 SWEEP_LIMIT = 10_000
 ACCOUNT_FLAGS = ((True, False), (False, True), (False, False))
 COMMAND_KINDS = (
@@ -104,7 +104,12 @@ class Backend:
 
 
 def in_memory_backend() -> Backend:
-    app, writer, clock = in_memory_writer(limits=WriterLimits(**TINY_CACHES))
+    app, writer, clock = in_memory_writer(
+        limits=WriterLimits(
+            account_cache_size_max=TINY_CACHES["account_cache_size_max"],
+            transfer_cache_size_max=TINY_CACHES["transfer_cache_size_max"],
+        )
+    )
     return Backend(app, writer, clock, app.close)
 
 

@@ -43,6 +43,8 @@ class WriterPlan:
     transfers: tuple[PlannedTransfer, ...]
     threads: int
     seed: int
+    # Decide every batch under the log's write lock (LEDGER_WRITER_DECIDE_UNDER_LOCK).
+    decide_under_lock: bool = False
 
 
 def run_writer_process(plan: WriterPlan, ready: Any, start: Any, results: Any) -> None:
@@ -54,8 +56,13 @@ def run_writer_process(plan: WriterPlan, ready: Any, start: Any, results: Any) -
     configure_logging("WARNING")
     ledger = build_ledger(
         Settings.model_validate(
-            {"LEDGER_DATABASE_URL": plan.database_url, "LEDGER_DATA_DIR": Path(plan.data_dir)}
-        )
+            {
+                "LEDGER_DATABASE_URL": plan.database_url,
+                "LEDGER_DATA_DIR": Path(plan.data_dir),
+                "LEDGER_WRITER_DECIDE_UNDER_LOCK": plan.decide_under_lock,
+            }
+        ),
+        start_projections=False,
     )
     outcomes: list[tuple[str, str]] = []
     lock = threading.Lock()

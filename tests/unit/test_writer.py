@@ -243,7 +243,7 @@ def test_a_full_queue_refuses_more_work_as_overloaded() -> None:
         {"transfer_cache_size_max": 0},
     ],
 )
-def test_writer_limits_that_cannot_work_are_refused(limits: dict[str, int]) -> None:
+def test_writer_limits_that_cannot_work_are_refused(limits: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         WriterLimits(**limits)
 
@@ -479,3 +479,19 @@ def test_a_refused_or_failed_batch_does_not_extend_the_hash_chain(
     ledger.writer.apply([transfer(cash, user, 1)])
     assert recorder.event_hashes[: len(chain_before)] == chain_before
     assert recorder.event_hashes == recomputed_hashes(recorder)
+
+
+def test_a_writer_deciding_under_the_lock_reads_again_only_what_another_moved() -> None:
+    ledger, other, cash, user = two_writers_sharing_a_user((10, 20))
+    locked = LedgerWriter(ledger.app, ledger.clock, WriterLimits(decide_under_lock=True))
+    # Its first batch reads the user (30 stored) and caches it.
+    assert codes(locked.apply([transfer(user, cash, 5)])) == [OK]
+    # Another writer moves the user on; the cached copy is now stale.
+    assert codes(other.apply([transfer(user, cash, 20)])) == [OK]
+    # Deciding under the lock, it checks the copy first: no conflict, no retry,
+    # and it does not spend what the other writer spent.
+    assert codes(locked.apply([transfer(user, cash, 6)])) == [ResultCode.INSUFFICIENT_FUNDS]
+    assert codes(locked.apply([transfer(user, cash, 5)])) == [OK]
+    assert locked.statistics.conflicts_retried == 0
+    assert locked.statistics.batches_decided_under_lock == 3
+    assert ledger.stored_totals(user) == Totals(debits_posted=30, credits_posted=30)
