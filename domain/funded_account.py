@@ -1,0 +1,570 @@
+"""The funded account aggregate: a trader's account funded after a passed assessment.
+
+SOURCES.md B (figures, withdrawable, rules and bands) and C (tiers, states).
+Money is integer minor units of `domain.tiers.TIER_CURRENCY`; prices and
+quantities are ints, as in the Broker port; ratios are `Fraction`s.
+
+Figures, all kept from events only:
+    current balance    = starting + realized P&L - total withdrawn
+    equity             = current balance + unrealized P&L
+    peak               = the highest equity seen at activation, a mark or a
+                         close, lowered by each withdrawal (money the trader
+                         took out is not a drawdown), so peak >= equity always
+    unrealized P&L     = sum over open positions of the P&L at their last mark
+                         (a position is marked at its entry price until marked)
+Drawdown compares equity with the peak; risk per trade is the largest open
+position's value at its mark over the current balance (the capital the tier
+share is measured against, too).
+
+Creation. `FundedAccount.activate` validates and records one `Activated`
+event, and the account starts ACTIVE: SOURCES.md B says the account is
+activated with its starting balance, and one event makes activation all or
+nothing (a SAFE account waiting for a second "activate" event would be the
+half-way state B forbids). SAFE stays as the "figures kept, no new trading"
+state an account can be put into and taken out of. The id is derived from the
+assessment id (`funded_account_id_for`), so an assessment funds at most one
+account: a second activation finds the first.
+
+Profit split. Kept in events and state as the text of a normalised fraction
+(`str(Fraction)`: "4/5", "1"), exact and readable in the stored JSON; the
+`profit_split` property gives the Fraction back.
+
+Refusals. A refusal with a fitting `ResultCode` raises `LedgerRefusal` (an
+account not active, an invalid state transition, a withdrawal over the
+withdrawable amount). The others raise `FundedAccountRefusal` with a
+`FundedRefusalReason`, whose values are meant to become ResultCode values
+unchanged when result_codes.py gains them (the tier reasons already match
+`domain.tiers.PositionRefusalReason`). Inputs of the wrong type or shape (a
+float price, a naive time) are programming errors: TypeError / ValueError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any, Final
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.funded_account_states import ALLOWED_TRANSITIONS, FundedAccountState
+from domain.funded_rules import AccountRuleStatus, RuleBand, rule_status, withdrawable_minor
+from domain.money import require_valid_minor
+from domain.positions import PositionSide, position_pnl_minor
+from domain.result_codes import LedgerRefusal, ResultCode
+from domain.tiers import TIERS, PositionRefusalReason, Tier, TierName, position_decision
+
+# uuid5 namespace of funded account ids; never change it, or every id changes.
+FUNDED_ACCOUNT_NAMESPACE: Final = UUID("5d2b7c1e-8f4a-4e9b-b3c6-1a7d9e2f4c80")
+NAME_LENGTH_MAX: Final[int] = 128
+
+
+def funded_account_id_for(assessment_id: str) -> UUID:
+    """The one funded account an assessment can fund."""
+    return uuid5(FUNDED_ACCOUNT_NAMESPACE, _require_name("assessment_id", assessment_id))
+
+
+class FundedRefusalReason(StrEnum):
+    """Refusals without a ResultCode yet; each value is meant to become one."""
+
+    TOO_MANY_OPEN_POSITIONS = PositionRefusalReason.TOO_MANY_OPEN_POSITIONS.value
+    POSITION_EXCEEDS_TIER_SHARE = PositionRefusalReason.POSITION_EXCEEDS_TIER_SHARE.value
+    CAPITAL_NOT_POSITIVE = PositionRefusalReason.CAPITAL_NOT_POSITIVE.value
+    POSITION_ALREADY_OPEN = "position_already_open"
+    POSITION_NOT_FOUND = "position_not_found"
+    REALIZED_PNL_MISMATCH = "realized_pnl_mismatch"
+    OPEN_POSITIONS_REMAIN = "open_positions_remain"
+    STARTING_BALANCE_BELOW_TIER_MINIMUM = "starting_balance_below_tier_minimum"
+
+
+class FundedAccountRefusal(Exception):
+    """A funded-account command refused; nothing was recorded. Shaped like LedgerRefusal."""
+
+    def __init__(self, reason: FundedRefusalReason, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    position_id: str
+    symbol: str
+    side: PositionSide
+    quantity: int
+    entry_price_minor: int
+    mark_price_minor: int
+    opened_at: datetime
+
+    @property
+    def unrealized_pnl_minor(self) -> int:
+        return position_pnl_minor(
+            self.side, self.entry_price_minor, self.mark_price_minor, self.quantity
+        )
+
+    @property
+    def market_value_minor(self) -> int:
+        """The position's size at its mark, whichever its side: never negative."""
+        return self.mark_price_minor * self.quantity
+
+
+class FundedAccount(Aggregate):
+    @classmethod
+    def activate(
+        cls,
+        *,
+        assessment_id: str,
+        owner_id: str,
+        tier: TierName,
+        profit_split: Fraction,
+        completed_at: datetime,
+        ledger_account_id: UUID,
+        activated_at: datetime,
+        actor: str,
+        starting_balance_minor: int | None = None,
+    ) -> FundedAccount:
+        """Fund an account for a passed assessment (the caller checked it passed).
+
+        The starting balance is the tier's minimum capital unless given; a
+        given one may not be below it.
+        """
+        tier_limits = TIERS[TierName(tier)]
+        starting = require_valid_minor(
+            tier_limits.minimum_capital_minor
+            if starting_balance_minor is None
+            else starting_balance_minor
+        )
+        if starting < tier_limits.minimum_capital_minor:
+            raise FundedAccountRefusal(
+                FundedRefusalReason.STARTING_BALANCE_BELOW_TIER_MINIMUM,
+                f"a {tier_limits.name} account starts with at least "
+                f"{tier_limits.minimum_capital_minor} minor units",
+                starting_balance_minor=starting,
+                minimum_capital_minor=tier_limits.minimum_capital_minor,
+            )
+        if not isinstance(profit_split, Fraction) or not 0 < profit_split <= 1:
+            raise ValueError(f"profit_split must be a Fraction in (0, 1], not {profit_split!r}")
+        return cls(
+            id=funded_account_id_for(assessment_id),
+            assessment_id=assessment_id,
+            owner_id=_require_name("owner_id", owner_id),
+            tier=tier_limits.name.value,
+            profit_split=str(profit_split),
+            completed_at=_require_aware("completed_at", completed_at),
+            ledger_account_id=str(ledger_account_id),
+            starting_balance_minor=starting,
+            activated_at=_require_aware("activated_at", activated_at),
+            actor=_require_name("actor", actor),
+        )
+
+    @event("Activated")
+    def __init__(
+        self,
+        id: UUID,  # noqa: A002 - the library takes the aggregate id by this name
+        assessment_id: str,
+        owner_id: str,
+        tier: str,
+        profit_split: str,
+        completed_at: datetime,
+        ledger_account_id: str,
+        starting_balance_minor: int,
+        activated_at: datetime,
+        actor: str,
+    ) -> None:
+        # Plain values only (str, int, dict), so a snapshot's JSON round trip
+        # gives back exactly what was there; the properties below type them.
+        self.assessment_id = assessment_id
+        self.owner_id = owner_id
+        self._tier = tier
+        self._profit_split = profit_split
+        self.completed_at = completed_at
+        self._ledger_account_id = ledger_account_id
+        self.activated_at = activated_at
+        self.activated_by = actor
+        self._state = FundedAccountState.ACTIVE.value
+        self.state_reason = "activated"
+        self.state_changed_by = actor
+        self.state_changed_at = activated_at
+        self._band = RuleBand.SAFE.value
+        self.starting_balance_minor = starting_balance_minor
+        self.current_balance_minor = starting_balance_minor
+        self.peak_balance_minor = starting_balance_minor
+        self.realized_pnl_minor = 0
+        self.unrealized_pnl_minor = 0
+        self.total_withdrawn_minor = 0
+        # position id -> {symbol, side, quantity, entry/mark price, opened_at (ISO)}
+        self._positions: dict[str, dict[str, Any]] = {}
+        # withdrawal id -> amount, so recording one twice is recognised
+        self._withdrawals: dict[str, int] = {}
+
+    # Reading -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> FundedAccountState:
+        return FundedAccountState(self._state)
+
+    @property
+    def tier(self) -> Tier:
+        return TIERS[TierName(self._tier)]
+
+    @property
+    def profit_split(self) -> Fraction:
+        return Fraction(self._profit_split)
+
+    @property
+    def ledger_account_id(self) -> UUID:
+        return UUID(self._ledger_account_id)
+
+    @property
+    def band(self) -> RuleBand:
+        """The band last recorded by `record_rule_status` (SAFE at activation)."""
+        return RuleBand(self._band)
+
+    @property
+    def equity_minor(self) -> int:
+        return self.current_balance_minor + self.unrealized_pnl_minor
+
+    @property
+    def positions(self) -> tuple[OpenPosition, ...]:
+        """Open positions, in the order they were opened."""
+        return tuple(
+            OpenPosition(
+                position_id=position_id,
+                symbol=data["symbol"],
+                side=PositionSide(data["side"]),
+                quantity=data["quantity"],
+                entry_price_minor=data["entry_price_minor"],
+                mark_price_minor=data["mark_price_minor"],
+                opened_at=datetime.fromisoformat(data["opened_at"]),
+            )
+            for position_id, data in self._positions.items()
+        )
+
+    def withdrawable_minor(self) -> int:
+        """SOURCES.md B's formula with the current balance, which is already net
+        of withdrawals (see `funded_rules.withdrawable_minor` on what that means)."""
+        return withdrawable_minor(
+            self.profit_split,
+            self.current_balance_minor,
+            self.starting_balance_minor,
+            self.total_withdrawn_minor,
+        )
+
+    def rule_status(self) -> AccountRuleStatus:
+        largest = max((position.market_value_minor for position in self.positions), default=0)
+        return rule_status(
+            self.tier,
+            peak_minor=self.peak_balance_minor,
+            current_minor=self.equity_minor,
+            largest_position_minor=largest,
+            balance_minor=self.current_balance_minor,
+        )
+
+    # State ---------------------------------------------------------------------------
+
+    @staticmethod
+    def require_state_change(
+        current: FundedAccountState, new_state: FundedAccountState, open_positions: int
+    ) -> None:
+        """May an account in `current` with this many open positions go to `new_state`?"""
+        if new_state not in ALLOWED_TRANSITIONS[current]:
+            raise LedgerRefusal(
+                ResultCode.INVALID_STATE_TRANSITION,
+                f"a funded account cannot go from {current.value} to {new_state.value}",
+                from_state=current.value,
+                to_state=new_state.value,
+            )
+        if new_state is FundedAccountState.CLOSED and open_positions:
+            raise FundedAccountRefusal(
+                FundedRefusalReason.OPEN_POSITIONS_REMAIN,
+                "close the account's positions before closing it",
+                open_positions=open_positions,
+            )
+
+    def change_state(
+        self, new_state: FundedAccountState, reason: str, actor: str, at: datetime
+    ) -> None:
+        self.require_state_change(self.state, FundedAccountState(new_state), len(self._positions))
+        self._state_changed(
+            from_state=self.state.value,
+            to_state=FundedAccountState(new_state).value,
+            reason=_require_name("reason", reason, length_max=1024),
+            actor=_require_name("actor", actor),
+            at=_require_aware("at", at),
+        )
+
+    @event("StateChanged")
+    def _state_changed(
+        self, from_state: str, to_state: str, reason: str, actor: str, at: datetime
+    ) -> None:
+        self._state = to_state
+        self.state_reason = reason
+        self.state_changed_by = actor
+        self.state_changed_at = at
+
+    # Positions -----------------------------------------------------------------------
+
+    def open_position(
+        self,
+        position_id: str,
+        symbol: str,
+        side: PositionSide,
+        quantity: int,
+        entry_price_minor: int,
+        at: datetime,
+    ) -> None:
+        """Record an opened position; the tier's count and share limits apply."""
+        self._require_state(FundedAccountState.ACTIVE)
+        _require_name("position_id", position_id)
+        _require_name("symbol", symbol)
+        _require_positive_int("quantity", quantity)
+        _require_positive_int("entry_price_minor", entry_price_minor)
+        if position_id in self._positions:
+            raise FundedAccountRefusal(
+                FundedRefusalReason.POSITION_ALREADY_OPEN,
+                f"position {position_id} is already open",
+                position_id=position_id,
+            )
+        decision = position_decision(
+            self.tier,
+            len(self._positions),
+            quantity * entry_price_minor,
+            self.current_balance_minor,
+        )
+        if decision.refusal is not None:
+            raise FundedAccountRefusal(
+                FundedRefusalReason(decision.refusal.value), decision.message, **decision.details
+            )
+        self._position_opened(
+            position_id=position_id,
+            symbol=symbol,
+            side=PositionSide(side).value,
+            quantity=quantity,
+            entry_price_minor=entry_price_minor,
+            at=_require_aware("at", at),
+        )
+
+    @event("PositionOpened")
+    def _position_opened(
+        self,
+        position_id: str,
+        symbol: str,
+        side: str,
+        quantity: int,
+        entry_price_minor: int,
+        at: datetime,
+    ) -> None:
+        # Copied, never changed in place: a snapshot taken earlier shares nothing.
+        self._positions = {
+            **self._positions,
+            position_id: {
+                "symbol": symbol,
+                "side": side,
+                "quantity": quantity,
+                "entry_price_minor": entry_price_minor,
+                "mark_price_minor": entry_price_minor,
+                "opened_at": at.isoformat(),
+            },
+        }
+
+    def close_position(
+        self, position_id: str, exit_price_minor: int, realized_pnl_minor: int, at: datetime
+    ) -> None:
+        """Record a close at `exit_price_minor`; the caller's P&L (from the fill)
+        must be what the long/short rule gives, or the fill and the books disagree."""
+        self._require_not_closed()
+        _require_positive_int("exit_price_minor", exit_price_minor)
+        if type(realized_pnl_minor) is not int:
+            raise TypeError("realized_pnl_minor must be an int of minor units")
+        position = next((p for p in self.positions if p.position_id == position_id), None)
+        if position is None:
+            raise FundedAccountRefusal(
+                FundedRefusalReason.POSITION_NOT_FOUND,
+                f"no open position {position_id}",
+                position_id=position_id,
+            )
+        expected = position_pnl_minor(
+            position.side, position.entry_price_minor, exit_price_minor, position.quantity
+        )
+        if realized_pnl_minor != expected:
+            raise FundedAccountRefusal(
+                FundedRefusalReason.REALIZED_PNL_MISMATCH,
+                f"a {position.side.value} position closed at {exit_price_minor} realizes "
+                f"{expected}, not {realized_pnl_minor}",
+                position_id=position_id,
+                expected_pnl_minor=expected,
+                realized_pnl_minor=realized_pnl_minor,
+            )
+        self._position_closed(
+            position_id=position_id,
+            exit_price_minor=exit_price_minor,
+            realized_pnl_minor=realized_pnl_minor,
+            at=_require_aware("at", at),
+        )
+
+    @event("PositionClosed")
+    def _position_closed(
+        self, position_id: str, exit_price_minor: int, realized_pnl_minor: int, at: datetime
+    ) -> None:
+        self._positions = {
+            other: data for other, data in self._positions.items() if other != position_id
+        }
+        self.realized_pnl_minor += realized_pnl_minor
+        self.current_balance_minor += realized_pnl_minor
+        self._revalue()
+
+    def mark_to_market(self, prices: Mapping[str, int], at: datetime) -> None:
+        """Mark open positions at these prices (minor units per unit, by symbol).
+
+        One price per symbol: the caller passes the mark (bid for a long, ask
+        for a short). Symbols without an open position are ignored; nothing is
+        recorded when no mark changes.
+        """
+        self._require_not_closed()
+        for symbol, price in prices.items():
+            _require_positive_int(f"prices[{symbol!r}]", price)
+        changed = {
+            symbol: price
+            for symbol, price in sorted(prices.items())
+            if any(
+                data["symbol"] == symbol and data["mark_price_minor"] != price
+                for data in self._positions.values()
+            )
+        }
+        if changed:
+            self._marked_to_market(prices=changed, at=_require_aware("at", at))
+
+    @event("MarkedToMarket")
+    def _marked_to_market(self, prices: dict[str, int], at: datetime) -> None:
+        self._positions = {
+            position_id: {
+                **data,
+                "mark_price_minor": prices.get(data["symbol"], data["mark_price_minor"]),
+            }
+            for position_id, data in self._positions.items()
+        }
+        self._revalue()
+
+    def _revalue(self) -> None:
+        """Unrealized P&L from the marks; the peak follows equity up."""
+        self.unrealized_pnl_minor = sum(p.unrealized_pnl_minor for p in self.positions)
+        self.peak_balance_minor = max(self.peak_balance_minor, self.equity_minor)
+
+    # Withdrawals ---------------------------------------------------------------------
+
+    def record_withdrawal(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:
+        """Record money paid out to the trader: at most what is withdrawable now.
+
+        The request's own rules (at least $100, no open positions, approval)
+        belong to the withdrawal process. Recording the same id with the same
+        amount again records nothing; with another amount it is refused.
+        """
+        _require_name("withdrawal_id", withdrawal_id)
+        require_valid_minor(amount_minor)
+        recorded = self._withdrawals.get(withdrawal_id)
+        if recorded is not None:
+            if recorded == amount_minor:
+                return
+            raise LedgerRefusal(
+                ResultCode.IDEMPOTENCY_KEY_REUSED,
+                f"withdrawal {withdrawal_id} was recorded with another amount",
+                withdrawal_id=withdrawal_id,
+                recorded_amount_minor=recorded,
+            )
+        if self.state not in (FundedAccountState.ACTIVE, FundedAccountState.PENDING_CLOSURE):
+            raise LedgerRefusal(
+                ResultCode.ACCOUNT_NOT_ACTIVE,
+                f"a {self.state.value} funded account pays out nothing",
+                state=self.state.value,
+            )
+        withdrawable = self.withdrawable_minor()
+        if amount_minor > withdrawable:
+            raise LedgerRefusal(
+                ResultCode.INSUFFICIENT_FUNDS,
+                f"at most {withdrawable} minor units are withdrawable",
+                amount_minor=amount_minor,
+                withdrawable_minor=withdrawable,
+            )
+        self._withdrawal_recorded(
+            amount_minor=amount_minor, withdrawal_id=withdrawal_id, at=_require_aware("at", at)
+        )
+
+    @event("WithdrawalRecorded")
+    def _withdrawal_recorded(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:
+        self._withdrawals = {**self._withdrawals, withdrawal_id: amount_minor}
+        self.total_withdrawn_minor += amount_minor
+        self.current_balance_minor -= amount_minor
+        # Money the trader took out is not a loss: the peak goes down with it.
+        self.peak_balance_minor -= amount_minor
+
+    # Rules ---------------------------------------------------------------------------
+
+    def record_rule_status(self, at: datetime) -> AccountRuleStatus:
+        """Read the rules; record `BandChanged` only when the overall band moved.
+
+        A VIOLATION does not close the account here: the caller closes its
+        positions, then changes the state to CLOSED with the reason.
+        """
+        status = self.rule_status()
+        if status.band is not self.band:
+            risk = status.risk_per_trade.value
+            self._band_changed(
+                from_band=self.band.value,
+                to_band=status.band.value,
+                drawdown=str(status.drawdown.value),
+                risk_per_trade=None if risk is None else str(risk),
+                at=_require_aware("at", at),
+            )
+        return status
+
+    @event("BandChanged")
+    def _band_changed(
+        self,
+        from_band: str,
+        to_band: str,
+        drawdown: str,
+        risk_per_trade: str | None,
+        at: datetime,
+    ) -> None:
+        self._band = to_band
+
+    # Checks --------------------------------------------------------------------------
+
+    def _require_state(self, required: FundedAccountState) -> None:
+        if self.state is not required:
+            raise LedgerRefusal(
+                ResultCode.ACCOUNT_NOT_ACTIVE,
+                f"the funded account is {self.state.value}, not {required.value}",
+                state=self.state.value,
+            )
+
+    def _require_not_closed(self) -> None:
+        if self.state is FundedAccountState.CLOSED:
+            raise LedgerRefusal(
+                ResultCode.ACCOUNT_NOT_ACTIVE, "the funded account is closed", state="closed"
+            )
+
+
+def _require_name(name: str, value: object, length_max: int = NAME_LENGTH_MAX) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= length_max or value != value.strip():
+        raise ValueError(f"{name} must be 1 to {length_max} characters, without outer spaces")
+    return value
+
+
+def _require_positive_int(name: str, value: object) -> int:
+    # bool is an int subclass and a float may look whole: neither is a price.
+    if type(value) is not int:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, not {value}")
+    return value
+
+
+def _require_aware(name: str, at: datetime) -> datetime:
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise ValueError(f"{name} must be a datetime with a time zone")
+    return at

@@ -1,0 +1,25 @@
+"""A trading position's side and its profit or loss, exactly, in minor units.
+
+The same formula as the Broker port's (application/broker.py), kept here so
+the domain checks a closing fill's P&L without importing the application.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PositionSide(StrEnum):
+    """Same values as `application.broker.Side`, so a fill's side converts by value."""
+
+    LONG = "long"
+    SHORT = "short"
+
+
+def position_pnl_minor(
+    side: PositionSide, entry_price_minor: int, exit_price_minor: int, quantity: int
+) -> int:
+    """long: (exit - entry) x quantity; short: (entry - exit) x quantity (broker's rule)."""
+    if side is PositionSide.LONG:
+        return (exit_price_minor - entry_price_minor) * quantity
+    return (entry_price_minor - exit_price_minor) * quantity
