@@ -170,10 +170,16 @@ def free_port() -> int:
 
 
 def server_command(workers: int, port: int) -> list[str]:
+    ledger = Path(sys.executable).with_name("ledger")
     if workers == 1:
-        ledger = Path(sys.executable).with_name("ledger")
         return [str(ledger), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # Several workers: the views are kept by one `ledger projections run`
+    # beside them (as the README's scaling notes say), in the same process
+    # tree, so the server's CPU counts it.
     return [
+        "sh",
+        "-c",
+        f'"{ledger}" projections run & exec "$0" "$@"',
         sys.executable,
         "-m",
         "uvicorn",
@@ -266,8 +272,10 @@ def server_environment(database_url: str, data_dir: Path, workers: int) -> dict[
         "LEDGER_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
         # Several workers are several writers on the same accounts: each
-        # decides its batches under the log's write lock instead of racing.
+        # decides its batches under the log's write lock instead of racing,
+        # and none runs the projections (one process beside them does).
         "LEDGER_WRITER_DECIDE_UNDER_LOCK": "true" if workers > 1 else "false",
+        "LEDGER_PROJECTIONS_IN_PROCESS": "true" if workers == 1 else "false",
     }
 
 
@@ -577,7 +585,7 @@ def run_server_configuration(
                 if server.process.poll() is not None:
                     failures.append(f"the server exited during {kind}:\n{server.log_tail()}")
                     break
-            command = " ".join(server.command[:2] if workers == 1 else server.command[1:5])
+            command = " ".join(server.command[:2] if workers == 1 else server.command[4:8])
         checks, balance_failures = _verify_balances(
             config, database_url, account_ids, transfer_loads
         )

@@ -78,6 +78,10 @@ class Ledger:
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
     # Keeps the views (balances, journal, directory) up with the log.
     projections: ProjectionRunner | None = None
+    # Views' positions as this process's readers last read them from the
+    # tracking table (when the runner runs elsewhere): a read that needs no
+    # more than these asks nothing of the database.
+    seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
         self.writer.stop()

@@ -19,7 +19,7 @@ from fastapi import Query, Response
 from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX
 from interface.bootstrap import Ledger
-from projections.runner import ProjectionRunner, log_head
+from projections.runner import log_head
 
 # How often a reader polls the tracking table when no runner is in process.
 POLL_INTERVAL_S: Final[float] = 0.01
@@ -52,7 +52,9 @@ def views_caught_up(ledger: Ledger, names: Sequence[str], min_position: int | No
         return 0
     timeout_s = ledger.settings.read_wait_s_max
     runner = ledger.projections
-    if min_position is not None and not _reached(runner, names, target):
+    if _reached(ledger, names, target):
+        return target
+    if min_position is not None:
         _require_written(ledger, target)
     if runner is not None and runner.is_running:
         reached = runner.wait_for(target, names, timeout_s)
@@ -69,10 +71,12 @@ def views_caught_up(ledger: Ledger, names: Sequence[str], min_position: int | No
     return target
 
 
-def _reached(runner: ProjectionRunner | None, names: Sequence[str], target: int) -> bool:
-    if runner is None:
-        return False
-    positions = runner.positions()
+def _reached(ledger: Ledger, names: Sequence[str], target: int) -> bool:
+    runner = ledger.projections
+    if runner is not None and runner.is_running:
+        positions = runner.positions()
+    else:
+        positions = ledger.seen_view_positions
     return all(positions.get(name, 0) >= target for name in names)
 
 
@@ -94,11 +98,16 @@ def _poll_tracking(ledger: Ledger, names: Sequence[str], target: int, timeout_s:
     deadline = time.monotonic() + timeout_s
     while True:
         with ledger.pool.connection() as connection:
-            row = connection.execute(
-                "SELECT count(*) FROM projection_tracking WHERE name = ANY(%s) AND position >= %s",
-                (list(names), target),
-            ).fetchone()
-        if row is not None and row[0] == len(names):
+            rows = connection.execute(
+                "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
+                (list(names),),
+            ).fetchall()
+        seen = ledger.seen_view_positions
+        for name, position in rows:
+            # Positions only grow (a rebuild's reset aside, which a reader may
+            # then miss for a moment: it reads a view still being refilled).
+            seen[name] = max(seen.get(name, 0), int(position))
+        if _reached(ledger, names, target):
             return True
         if time.monotonic() >= deadline:
             return False

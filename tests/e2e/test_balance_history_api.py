@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from interface.api.consistency import POSITION_HEADER
 from interface.api_keys import Role
 from interface.bootstrap import Ledger
+from projections.registry import all_views
+from projections.runner import ProjectionRunner
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error, open_account, transfer_body
 
@@ -110,3 +112,24 @@ def test_views_that_cannot_reach_a_position_answer_503_not_stale_data(
     response = client.get(f"/v1/accounts/{user}", params={"min_position": position})
     assert response.status_code == 200, response.text
     assert response.json()["balances"]["posted"] == "5.00"
+
+
+def test_reads_wait_for_views_kept_by_a_runner_elsewhere(
+    client: TestClient, ledger: Ledger
+) -> None:
+    assert ledger.projections is not None
+    ledger.projections.stop()
+    # Another process's runner, as with LEDGER_PROJECTIONS_IN_PROCESS=false.
+    elsewhere = ProjectionRunner(ledger.database_url, all_views())
+    elsewhere.start()
+    try:
+        cash = open_account(client, kind="cash", owner_id="platform")["id"]
+        user = open_account(client, flagged=True)["id"]
+        for amount, posted in (("5.00", "5.00"), ("2.50", "7.50")):
+            position = _move(client, cash, user, amount)
+            for params in ({}, {"min_position": position}):
+                response = client.get(f"/v1/accounts/{user}", params=params)
+                assert response.status_code == 200, response.text
+                assert response.json()["balances"]["posted"] == posted
+    finally:
+        elsewhere.stop()
