@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -77,6 +77,20 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder):
                 for originator_id in originator_ids
                 if (versions := self._stored_events_index.get(str(originator_id)))
             }
+
+    def select_events_after(self, versions: Mapping[UUID, int]) -> dict[UUID, list[StoredEvent]]:
+        found: dict[UUID, list[StoredEvent]] = {}
+        with self._database_lock:
+            for originator_id, after in versions.items():
+                stored = self._stored_events_index.get(str(originator_id), {})
+                later = [
+                    self._stored_events[position]
+                    for version, position in sorted(stored.items())
+                    if version > after
+                ]
+                if later:
+                    found[originator_id] = later
+        return found
 
     def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]:
         with self._database_lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,6 +81,10 @@ class LedgerRecorder(Protocol):
 
     def select_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """Each stored aggregate's current version; absent ids are not stored."""
+        ...
+
+    def select_events_after(self, versions: Mapping[UUID, int]) -> dict[UUID, list[StoredEvent]]:
+        """Each aggregate's events after the given version, in version order."""
         ...
 
     def exclusive_append(self) -> AbstractContextManager[AppendEvents]:

@@ -340,7 +340,7 @@ class LedgerWriter:
         self.statistics.batches_decided_under_lock += 1
         commands = [command for submission in submissions for command in submission]
         with self._app.ledger_recorder.exclusive_append() as append:
-            self._evict_moved(commands)
+            self._catch_up_moved(commands)
             receipts = self._try_apply(
                 submissions, look_up_new_transfers=True, append=append, locked=True
             )
@@ -348,30 +348,23 @@ class LedgerWriter:
                 raise WriterConflict("a batch decided under the write lock conflicted")
         return receipts
 
-    def _evict_moved(self, commands: Sequence[Command]) -> None:
-        """Drop cached aggregates these commands touch whose stored version has moved."""
-        cached: dict[UUID, int] = {}
+    def _catch_up_moved(self, commands: Sequence[Command]) -> None:
+        """Bring cached aggregates these commands touch up to their stored
+        version: the events another writer recorded since are applied to them."""
+        cached: dict[UUID, Aggregate] = {}
         for command in commands:
             transfers: dict[UUID, Transfer] = {}
             for transfer_id in transfer_ids_to_load(command):
                 transfer = self._transfers.get(transfer_id)
                 if transfer is not None:
                     transfers[transfer_id] = transfer
-                    cached[transfer_id] = transfer.version
+                    cached[transfer_id] = transfer
             for account_id in account_ids_to_load(command, transfers):
                 account = self._accounts.get(account_id)
                 if account is not None:
-                    cached[account_id] = account.version
-        if not cached:
-            return
-        stored = self._app.ledger_recorder.select_versions(list(cached))
-        moved = [
-            aggregate_id
-            for aggregate_id, version in cached.items()
-            if stored.get(aggregate_id) != version
-        ]
-        self._accounts.evict(moved)
-        self._transfers.evict(moved)
+                    cached[account_id] = account
+        if cached:
+            self._app.catch_up(list(cached.values()))
 
     def _append(
         self, stored_events: Sequence[StoredEvent], deadlines: PendingDeadlineChanges

@@ -10,7 +10,7 @@ that orders the log, in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -45,6 +45,12 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
         self._select_events_of = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {} "
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(table)
+        self._select_events_after = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} AS e"
+            " JOIN unnest(%s::uuid[], %s::int8[]) AS v(id, version)"
+            " ON e.originator_id = v.id AND e.originator_version > v.version"
+            " ORDER BY e.originator_id, e.originator_version"
         ).format(table)
         self._select_versions = SQL(
             "SELECT originator_id, max(originator_version) AS version FROM {} "
@@ -143,6 +149,24 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
         found: dict[UUID, list[StoredEvent]] = {}
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
             cursor.execute(self._select_events_of, (list(originator_ids),))
+            for row in cursor.fetchall():
+                found.setdefault(row["originator_id"], []).append(
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=bytes(row["state"]),
+                    )
+                )
+        return found
+
+    def select_events_after(self, versions: Mapping[UUID, int]) -> dict[UUID, list[StoredEvent]]:
+        found: dict[UUID, list[StoredEvent]] = {}
+        if not versions:
+            return found
+        ids = list(versions)
+        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(self._select_events_after, (ids, [versions[i] for i in ids]))
             for row in cursor.fetchall():
                 found.setdefault(row["originator_id"], []).append(
                     StoredEvent(

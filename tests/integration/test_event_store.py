@@ -205,3 +205,22 @@ def test_the_writer_expires_a_pending_transfer_once_the_clock_passes_its_deadlin
     assert ledger.writer.statistics.pending_transfers_expired == 1
     _, replayed = audit(ledger.database_url)
     assert replayed.problems() == []
+
+
+def test_a_cached_account_catches_up_with_only_the_events_recorded_after_it(
+    ledger: Ledger,
+) -> None:
+    cash, user = platform_account(), user_account()
+    _execute_ok(ledger, [cash, user])
+    stale = ledger.app.load_account(user.account_id)
+    assert stale is not None and stale.version == 1
+    _execute_ok(ledger, [transfer(cash.account_id, user.account_id, 70)])
+    _execute_ok(ledger, [transfer(cash.account_id, user.account_id, 30)])
+    later = ledger.app.ledger_recorder.select_events_after({user.account_id: 1, cash.account_id: 2})
+    assert [event.originator_version for event in later[user.account_id]] == [2, 3]
+    assert [event.originator_version for event in later[cash.account_id]] == [3]
+    ledger.app.catch_up([stale])
+    fresh = ledger.app.load_account(user.account_id)
+    assert fresh is not None
+    assert (stale.version, stale.totals) == (fresh.version, fresh.totals) == (3, fresh.totals)
+    assert stale.totals.credits_posted == 100
