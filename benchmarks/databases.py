@@ -8,7 +8,9 @@ drops them at the end, so no run sees another's events.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,3 +89,19 @@ def temporary_database(url: str, prefix: str) -> Iterator[str]:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def environment(server_url: str, load_at_start: float) -> dict[str, str]:
+    """What a benchmark report says it ran on: versions, server settings, machine."""
+    server = server_settings(server_url)
+    return {
+        "python": platform.python_version(),
+        "eventsourcing": importlib.metadata.version("eventsourcing"),
+        "psycopg": importlib.metadata.version("psycopg"),
+        "postgresql": server.pop("server_version"),
+        "connection": transport(server_url),
+        **server,
+        "cpus": str(os.cpu_count()),
+        "load_average_1m": f"{load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end",
+        "platform": platform.platform(terse=True),
+    }

@@ -34,7 +34,6 @@ import importlib.util
 import io
 import multiprocessing
 import os
-import platform
 import pstats
 import random
 import resource
@@ -684,7 +683,7 @@ def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
         )
     return ProjectionBenchmarkReport(
         config={item.name: getattr(config, item.name) for item in fields(config)},
-        environment=_environment(server_url, load_at_start),
+        environment=databases.environment(server_url, load_at_start),
         history=history,
         phases=phases,
         baseline=baseline,
@@ -692,21 +691,6 @@ def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
         timed=TIMED,
         notes=_notes(config),
     )
-
-
-def _environment(server_url: str, load_at_start: float) -> dict[str, str]:
-    server = databases.server_settings(server_url)
-    return {
-        "python": platform.python_version(),
-        "eventsourcing": importlib.metadata.version("eventsourcing"),
-        "psycopg": importlib.metadata.version("psycopg"),
-        "postgresql": server.pop("server_version"),
-        "connection": databases.transport(server_url),
-        **server,
-        "cpus": str(os.cpu_count()),
-        "load_average_1m": f"{load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end",
-        "platform": platform.platform(terse=True),
-    }
 
 
 def _notes(config: ProjectionBenchmarkConfig) -> list[str]:

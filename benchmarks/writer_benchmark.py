@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import importlib.metadata
 import io
 import os
-import platform
 import pstats
 import resource
 import sys
@@ -173,7 +171,7 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
         verification.failures.append(f"baseline: {baseline.verification}")
     return WriterBenchmarkReport(
         config={item.name: getattr(config, item.name) for item in fields(config)},
-        environment=_environment(server_url, load_at_start),
+        environment=databases.environment(server_url, load_at_start),
         setup_seconds=setup_seconds,
         history=history,
         measured=measured,
@@ -212,21 +210,6 @@ def _profile_text(profiler: cProfile.Profile) -> str:
     stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(PROFILE_LINES)
     stats.sort_stats(pstats.SortKey.TIME).print_stats(PROFILE_LINES)
     return stream.getvalue().strip()
-
-
-def _environment(server_url: str, load_at_start: float) -> dict[str, str]:
-    server = databases.server_settings(server_url)
-    return {
-        "python": platform.python_version(),
-        "eventsourcing": importlib.metadata.version("eventsourcing"),
-        "psycopg": importlib.metadata.version("psycopg"),
-        "postgresql": server.pop("server_version"),
-        "connection": databases.transport(server_url),
-        **server,
-        "cpus": str(os.cpu_count()),
-        "load_average_1m": f"{load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end",
-        "platform": platform.platform(terse=True),
-    }
 
 
 def _notes(config: WriterBenchmarkConfig) -> list[str]:
