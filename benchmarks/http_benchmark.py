@@ -115,6 +115,9 @@ class HttpBenchmarkConfig:
     phases: tuple[PhaseKind, ...] = (TRANSFERS, READS)
     # Also send an Idempotency-Key header with every POST (the HTTP replay store).
     idempotency_header: bool = False
+    # Keep the views in a `ledger projections run` beside the server even with
+    # one worker (several workers always do).
+    projections_apart: bool = False
     client: ClientKind = "raw"
     # py-spy the server during each measured window (needs py-spy installed).
     profile: bool = False
@@ -169,17 +172,22 @@ def free_port() -> int:
         return port
 
 
-def server_command(workers: int, port: int) -> list[str]:
+def projections_apart(workers: int, apart: bool) -> bool:
+    """Whether the server's views are kept by a `ledger projections run` of
+    their own: always with several workers (as the README's scaling notes say)."""
+    return apart or workers > 1
+
+
+def server_command(workers: int, port: int, apart: bool = False) -> list[str]:
     ledger = Path(sys.executable).with_name("ledger")
+    # The projections process runs in the server's process tree, so the
+    # server's CPU counts it.
+    beside = ["sh", "-c", f'"{ledger}" projections run & exec "$0" "$@"']
     if workers == 1:
-        return [str(ledger), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    # Several workers: the views are kept by one `ledger projections run`
-    # beside them (as the README's scaling notes say), in the same process
-    # tree, so the server's CPU counts it.
+        serve = [str(ledger), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        return [*beside, *serve] if apart else serve
     return [
-        "sh",
-        "-c",
-        f'"{ledger}" projections run & exec "$0" "$@"',
+        *beside,
         sys.executable,
         "-m",
         "uvicorn",
@@ -263,7 +271,9 @@ def rate_limit_environment() -> dict[str, str]:
     return environment
 
 
-def server_environment(database_url: str, data_dir: Path, workers: int) -> dict[str, str]:
+def server_environment(
+    database_url: str, data_dir: Path, workers: int, apart: bool = False
+) -> dict[str, str]:
     return {
         **os.environ,
         **rate_limit_environment(),
@@ -275,20 +285,21 @@ def server_environment(database_url: str, data_dir: Path, workers: int) -> dict[
         # decides its batches under the log's write lock instead of racing,
         # and none runs the projections (one process beside them does).
         "LEDGER_WRITER_DECIDE_UNDER_LOCK": "true" if workers > 1 else "false",
-        "LEDGER_PROJECTIONS_IN_PROCESS": "true" if workers == 1 else "false",
+        "LEDGER_PROJECTIONS_IN_PROCESS": "false" if projections_apart(workers, apart) else "true",
     }
 
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str, workers: int, data_dir: Path, log_path: Path
+    database_url: str, workers: int, data_dir: Path, log_path: Path, apart: bool = False
 ) -> Iterator[ServerProcess]:
     port = free_port()
-    command = server_command(workers, port)
+    apart = projections_apart(workers, apart)
+    command = server_command(workers, port, apart)
     log = log_path.open("ab")
     process = subprocess.Popen(  # noqa: S603 - our own server's fixed command line
         command,
-        env=server_environment(database_url, data_dir, workers),
+        env=server_environment(database_url, data_dir, workers, apart),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -564,7 +575,11 @@ def run_server_configuration(
         transfer_loads: list[LoadResult] = []
         failures: list[str] = []
         with running_server(
-            database_url, workers, config.data_dir or databases.DATA_DIR_DEFAULT, log_path
+            database_url,
+            workers,
+            config.data_dir or databases.DATA_DIR_DEFAULT,
+            log_path,
+            config.projections_apart,
         ) as server:
             server.wait_ready()
             setting = _PhaseSetting(
@@ -585,7 +600,9 @@ def run_server_configuration(
                 if server.process.poll() is not None:
                     failures.append(f"the server exited during {kind}:\n{server.log_tail()}")
                     break
-            command = " ".join(server.command[:2] if workers == 1 else server.command[4:8])
+            # Past the `sh -c ...` that starts the projections beside it, if any.
+            shown = server.command[3:] if server.command[0] == "sh" else server.command
+            command = " ".join(shown[:2] if workers == 1 else shown[1:5])
         checks, balance_failures = _verify_balances(
             config, database_url, account_ids, transfer_loads
         )
@@ -682,7 +699,9 @@ def _notes(config: HttpBenchmarkConfig, runs: list[HttpServerRun]) -> list[str]:
 # Command line ----------------------------------------------------------------------
 
 HTTP_PREFIX: Final[str] = "--http-"
-_HTTP_FLAGS: Final = frozenset({"--http-idempotency-header", "--http-profile"})
+_HTTP_FLAGS: Final = frozenset(
+    {"--http-idempotency-header", "--http-profile", "--http-projections-apart"}
+)
 _SHARED_FLAGS: Final = frozenset({"--quick", "--json"})
 _SHARED_WITH_VALUE: Final = frozenset({"--seed", "--data-dir", "--database-url"})
 
@@ -704,6 +723,11 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated, in order: transfers,reads (default), health (GET /healthz)",
     )
     parser.add_argument("--http-idempotency-header", action="store_true")
+    parser.add_argument(
+        "--http-projections-apart",
+        action="store_true",
+        help="one worker too: the views in a `ledger projections run` beside it",
+    )
     parser.add_argument("--http-client", choices=("raw", "httpx"), default=None)
     parser.add_argument("--http-profile", action="store_true", help="py-spy the server")
     parser.add_argument("--http-output-dir", type=Path, default=None)
@@ -737,6 +761,8 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[HttpBenchmarkConf
         overrides["idempotency_header"] = True
     if arguments["http_profile"]:
         overrides["profile"] = True
+    if arguments["http_projections_apart"]:
+        overrides["projections_apart"] = True
     return replace(base, **overrides), bool(arguments["json"])
 
 
