@@ -17,9 +17,12 @@ from benchmarks.http_benchmark import (
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("projections_apart", [False, True], ids=["in_process", "apart"])
 def test_the_quick_http_benchmark_answers_every_request_and_its_books_balance(
-    postgres_server_url: str, tmp_path: Path
+    postgres_server_url: str, tmp_path: Path, projections_apart: bool
 ) -> None:
+    # Apart: the reads are answered from views a `ledger projections run`
+    # beside the server keeps, so they must reach the transfers' positions.
     report = run_http_benchmark(
         HttpBenchmarkConfig.quick(
             duration_s=2.0,
@@ -27,6 +30,7 @@ def test_the_quick_http_benchmark_answers_every_request_and_its_books_balance(
             database_url=postgres_server_url,
             data_dir=tmp_path,
             output_dir=tmp_path,
+            projections_apart=projections_apart,
         )
     )
 
@@ -58,6 +62,7 @@ def test_bench_options_go_to_the_benchmark_they_belong_to() -> None:
             "--seed",
             "3",
             "--http-server-workers=1,2",
+            "--http-projections-apart",
             "--profile-writer",
         ]
     )
@@ -71,4 +76,5 @@ def test_bench_options_go_to_the_benchmark_they_belong_to() -> None:
         "--seed",
         "3",
         "--http-server-workers=1,2",
+        "--http-projections-apart",
     ]
