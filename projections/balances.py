@@ -15,15 +15,18 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from projections.events import ACCOUNT_OPENED, ACCOUNT_POSTINGS_APPLIED, LoggedEvent
+from projections.events import (
+    ACCOUNT_OPENED,
+    ACCOUNT_POSTINGS_APPLIED,
+    POSITION_MAX,
+    LoggedEvent,
+)
 from projections.view import Cursor, copy_rows
 
 NAME: Final[str] = "balances"
 # Accounts remembered between pages; past this the memory is dropped and
 # misses are read back from the table (memory stays flat however many accounts).
 REMEMBERED_ACCOUNTS_MAX: Final[int] = 200_000
-# Larger than any log position (bigint).
-POSITION_MAX: Final[int] = 2**63 - 1
 
 _TOTAL_COLUMNS: Final = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 
@@ -186,10 +189,6 @@ class _BalancesPage:
 
 # Queries ---------------------------------------------------------------------
 
-_SELECT_NOW: Final = (
-    "SELECT account_id, currency, debits_pending, debits_posted, credits_pending,"
-    " credits_posted, position FROM view_balances WHERE account_id = ANY(%s)"
-)
 _SELECT_AT_POSITION: Final = (
     "SELECT h.debits_pending, h.debits_posted, h.credits_pending, h.credits_posted, h.position"
     " FROM view_balance_history AS h WHERE h.account_id = %s AND h.position <= %s"
@@ -200,11 +199,6 @@ _SELECT_AT_TIME: Final = (
     " FROM view_balance_history AS h WHERE h.account_id = %s AND h.recorded_at <= %s"
     " ORDER BY h.recorded_at DESC, h.position DESC LIMIT 1"
 )
-
-
-def balances_now(cursor: Cursor, account_ids: Sequence[UUID]) -> dict[UUID, Balance]:
-    cursor.execute(_SELECT_NOW, (list(account_ids),))
-    return {row[0]: Balance(*row) for row in cursor.fetchall()}
 
 
 def balance_as_of(

@@ -44,6 +44,9 @@ KNOWN_TOPICS: Final[frozenset[str]] = frozenset(
     }
 )
 
+# A log position is a PostgreSQL bigint: no position is larger.
+POSITION_MAX: Final[int] = 2**63 - 1
+
 # The columns every reader of the log selects, in `LoggedEvent`'s order.
 EVENT_COLUMNS: Final[str] = (
     "notification_id, originator_id, originator_version, topic, state, recorded_at"

@@ -127,8 +127,6 @@ class ProjectionRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: psycopg.Connection[Any] | None = None
-        # Called after each committed page with the views' positions.
-        self.on_page: Callable[[dict[str, int]], None] | None = None
 
     @property
     def views(self) -> tuple[View, ...]:
@@ -186,8 +184,6 @@ class ProjectionRunner:
             self._apply_to(connection, view, start, events)
         with self._changed:
             self._changed.notify_all()
-        if self.on_page is not None:
-            self.on_page(dict(self._known))
         return len(events)
 
     def _apply_to(

@@ -7,8 +7,9 @@ from typing import Annotated, Final
 
 from pydantic import AwareDatetime, BeforeValidator
 
-# A log position is a PostgreSQL bigint.
-POSITION_MAX: Final[int] = 2**63 - 1
+from projections.events import POSITION_MAX
+
+__all__ = ["POSITION_MAX", "IsoTime"]
 
 # A time as ISO 8601 text with an offset. Pydantic alone would also take a
 # number ("0.5") as seconds since 1970, which the schema (date-time) refuses.

@@ -121,9 +121,10 @@ def list_accounts_route(
     )
 
 
-def _visible_summary(
+def visible_summary(
     ledger: Ledger, principal: Principal, account_id: UUID, min_position: int | None
 ) -> AccountSummary:
+    """The account from the views, if the caller may see it; 404 alike otherwise."""
     views_caught_up(ledger, SUMMARY_VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as cursor:
         summary = account_summaries(cursor, [account_id]).get(account_id)
@@ -137,7 +138,7 @@ def get_account_route(
     account_id: UUID, ledger: LedgerDep, principal: Reader, min_position: MinPosition = None
 ) -> AccountResponse:
     """An account with its balances. A user sees only their own (others: 404)."""
-    return AccountResponse.of_summary(_visible_summary(ledger, principal, account_id, min_position))
+    return AccountResponse.of_summary(visible_summary(ledger, principal, account_id, min_position))
 
 
 @router.get(
@@ -178,7 +179,7 @@ def get_balance_route(
         # The views must have seen the position (a position past the log's
         # end is refused there: 409 position_not_reached).
         min_position = max(min_position or 0, as_of_position)
-    summary = _visible_summary(ledger, principal, account_id, min_position)
+    summary = visible_summary(ledger, principal, account_id, min_position)
     currency = summary.entry.currency
     if as_of_position is None and as_of is None:
         balance = summary.balance

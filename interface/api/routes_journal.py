@@ -31,7 +31,7 @@ from interface.api.deps import LedgerDep, Reader
 from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX, IsoTime
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.routes_accounts import visible_account
+from interface.api.routes_accounts import visible_summary
 from interface.api.schemas_journal import (
     JournalTransferResponse,
     RunningFiguresResponse,
@@ -132,7 +132,7 @@ def list_transfers_route(
     wanted = _metadata_filter(metadata)
     after = _transfers_after(cursor)
     if account_id is not None:
-        visible_account(ledger.service, principal, account_id)
+        visible_summary(ledger, principal, account_id, min_position)
     elif principal.is_user:
         raise ApiError(
             403,
@@ -177,7 +177,7 @@ def statement_route(
     accounts (others: 404)."""
     views_caught_up(ledger, VIEWS, min_position)
     after = decode_statement_cursor(cursor)
-    account = visible_account(ledger.service, principal, account_id)
+    currency = visible_summary(ledger, principal, account_id, min_position).entry.currency
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         found = journal.statement_page(
             reading,
@@ -190,8 +190,8 @@ def statement_route(
     entries, more = found.entries[:limit], len(found.entries) > limit
     return StatementResponse(
         account_id=account_id,
-        currency=account.currency,
-        opening=RunningFiguresResponse.of(found.opening, account.currency),
+        currency=currency,
+        opening=RunningFiguresResponse.of(found.opening, currency),
         entries=[StatementEntryResponse.of(entry) for entry in entries],
         next_cursor=encode_statement_cursor(entries[-1].position, entries[-1].seq)
         if more

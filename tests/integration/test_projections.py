@@ -13,10 +13,11 @@ import pytest
 
 from domain.account import AccountState
 from domain.commands import change_account_state
+from interface.account_summaries import account_summaries
 from interface.audit_verify import verify_ledger
 from interface.bootstrap import Ledger
 from projections.accounts_directory import AccountsDirectoryView
-from projections.balances import BalancesView, balance_as_of, balances_now
+from projections.balances import BalancesView, balance_as_of
 from projections.rebuild import rebuild_all_in_place, rebuild_in_place, rebuild_with_shadow
 from projections.registry import all_views, view_names
 from projections.runner import ProjectionRunner
@@ -70,13 +71,13 @@ def test_balances_and_directory_follow_the_accounts(ledger: Ledger) -> None:
     )
     _caught_up(ledger)
     with ledger.pool.connection() as connection, connection.cursor() as cursor:
-        balances = balances_now(cursor, account_ids)
+        summaries = account_summaries(cursor, account_ids)
         cursor.execute("SELECT account_id, owner_id, state, version FROM view_accounts")
         directory = {row[0]: row[1:] for row in cursor.fetchall()}
     for account_id in account_ids:
         account = ledger.service.account(account_id)
         assert account is not None
-        balance = balances[account_id]
+        balance = summaries[account_id].balance
         assert (
             balance.debits_pending,
             balance.debits_posted,
