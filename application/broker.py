@@ -278,6 +278,11 @@ class Broker(Protocol):
     """What the ledger needs of a broker. Every call may raise `BrokerUnavailable`
     (or its `BrokerTimeout`); the other errors are named on each call."""
 
+    def register_account(self, account_id: UUID, cash_minor: int) -> None:
+        """Hold an account for a funded account, with this cash, if none is held
+        yet; an account already held is left as it is. A positive int."""
+        ...
+
     def open_position(
         self,
         account_id: UUID,

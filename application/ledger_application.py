@@ -18,12 +18,14 @@ from eventsourcing.persistence import (
 from application.ports import LedgerRecorder, require_ledger_recorder
 from application.transcoder import OrjsonTranscoder
 from domain.account import Account
+from domain.funded_account import FundedAccount
 from domain.transfer import Transfer
 
 RecorderFactory = Callable[[InfrastructureFactory[Any]], ApplicationRecorder]
 
-# An account is touched once per batch; rebuilding one from its latest
-# snapshot then reads at most this many events.
+# An account (or a funded account, marked to market over and over) is touched
+# once per batch; rebuilding one from its latest snapshot then reads at most
+# this many events.
 ACCOUNT_SNAPSHOT_INTERVAL = 200
 
 
@@ -82,6 +84,13 @@ class LedgerApplication(Application[UUID]):
             return None
         return aggregate if isinstance(aggregate, Account) else None
 
+    def load_funded_account(self, funded_account_id: UUID) -> FundedAccount | None:
+        try:
+            aggregate: Aggregate = self.repository.get(funded_account_id, projector_func=_replay)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, FundedAccount) else None
+
     def catch_up(self, aggregates: Sequence[Aggregate]) -> None:
         """Bring cached aggregates up to their stored version by applying only
         the events recorded after theirs (one query): far cheaper than loading
@@ -112,7 +121,7 @@ class LedgerApplication(Application[UUID]):
         due = [
             Snapshot.take(aggregate)
             for aggregate in aggregates
-            if isinstance(aggregate, Account)
+            if isinstance(aggregate, (Account, FundedAccount))
             and aggregate.version // ACCOUNT_SNAPSHOT_INTERVAL
             > versions_before.get(aggregate.id, 0) // ACCOUNT_SNAPSHOT_INTERVAL
         ]

@@ -179,16 +179,24 @@ class SimulatedBroker:
 
     def fund(self, account_id: UUID, cash_minor: int) -> None:
         """Open the account with this cash, or add it to an open one."""
-        if type(cash_minor) is not int or cash_minor <= 0:
-            raise ValueError(f"cash_minor must be a positive int, not {cash_minor!r}")
+        _require_cash(cash_minor)
         with self._lock:
             account = self._accounts.get(account_id)
             if account is None:
-                if len(self._accounts) >= self._accounts_max:
-                    raise ValueError(f"the simulator holds at most {self._accounts_max} accounts")
-                self._accounts[account_id] = _Account(cash_minor=cash_minor)
+                self._add_account(account_id, cash_minor)
             else:
                 account.cash_minor += cash_minor
+
+    def _add_account(self, account_id: UUID, cash_minor: int) -> None:
+        if len(self._accounts) >= self._accounts_max:
+            raise ValueError(f"the simulator holds at most {self._accounts_max} accounts")
+        self._accounts[account_id] = _Account(cash_minor=cash_minor)
+
+    def register_account(self, account_id: UUID, cash_minor: int) -> None:
+        _require_cash(cash_minor)
+        with self._lock:
+            if account_id not in self._accounts:
+                self._add_account(account_id, cash_minor)
 
     # Faults -------------------------------------------------------------------------
 
@@ -452,6 +460,11 @@ class SimulatedBroker:
             self._sleep(latency_s)
         if error is not None:
             raise error
+
+
+def _require_cash(cash_minor: object) -> None:
+    if type(cash_minor) is not int or cash_minor <= 0:
+        raise ValueError(f"cash_minor must be a positive int, not {cash_minor!r}")
 
 
 def _require_symbol(symbol: object) -> None:

@@ -10,6 +10,11 @@ Several service processes may share a database. Each has its own writer and
 cache; the event store's unique (aggregate, version) key is the arbiter. A
 batch built on a stale aggregate fails to insert as a whole, and the writer
 evicts what it touched, reloads, and decides the batch again.
+
+A submission may carry `AggregateChanges`: events of aggregates the batch
+does not decide itself (a funded account, a process such as a withdrawal),
+recorded in the batch's transaction only if every command of the submission
+succeeded. A process step and the money it moves land together or not at all.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -43,6 +49,7 @@ from domain.ledger_batch import (
     account_ids_to_load,
     transfer_ids_to_load,
 )
+from domain.result_codes import ResultCode
 from domain.transfer import Transfer
 
 log = structlog.get_logger(__name__)
@@ -88,6 +95,49 @@ class WriterConflict(Exception):
     """A batch decided under the write lock still conflicted: a bug, never load."""
 
 
+class ChangesOutcome(StrEnum):
+    """What became of a submission's `AggregateChanges`."""
+
+    # The submission carried none.
+    NONE = "none"
+    RECORDED = "recorded"
+    # A command of the submission was refused: nothing of it was recorded.
+    REFUSED = "refused"
+    # An aggregate had moved past the version its events follow: nothing of
+    # the submission was applied. Read it again and decide again.
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateChanges:
+    """Events of aggregates outside the ledger batch's own, to record with a
+    submission's commands in one transaction, and only if all of them succeed.
+
+    Each aggregate's events follow the version it was read at; the writer
+    checks that version against the store (under the log's lock, or by the
+    store's unique key) so two requests can never both build on one version.
+    """
+
+    aggregates: tuple[Aggregate, ...]
+    events: tuple[Any, ...]
+    # Each aggregate's stored version its events follow (0: a new aggregate).
+    versions_before: Mapping[UUID, int]
+
+    @classmethod
+    def collect(cls, *aggregates: Aggregate) -> AggregateChanges:
+        """Take the aggregates' new events (once: a retried batch reuses them)."""
+        if len({aggregate.id for aggregate in aggregates}) != len(aggregates):
+            raise ValueError("each aggregate goes in once")
+        versions_before = {
+            aggregate.id: aggregate.version - len(aggregate.pending_events)
+            for aggregate in aggregates
+        }
+        events = tuple(event for aggregate in aggregates for event in aggregate.collect_events())
+        if not events:
+            raise ValueError("no new events to record")
+        return cls(tuple(aggregates), events, versions_before)
+
+
 @dataclass(frozen=True, slots=True)
 class WriteReceipt:
     results: list[CommandResult]
@@ -97,6 +147,7 @@ class WriteReceipt:
     # The batch's newly recorded transfers by id, as written: a caller answers
     # with the transfer it made without reading it back from the store.
     recorded_transfers: Mapping[UUID, Transfer.Recorded] = field(default_factory=dict)
+    changes: ChangesOutcome = ChangesOutcome.NONE
 
     def transfer(self, transfer_id: UUID) -> Transfer | None:
         """The transfer this batch recorded with that id, if it did."""
@@ -107,7 +158,13 @@ class WriteReceipt:
 @dataclass(slots=True)
 class _Submission:
     commands: list[Command]
+    changes: AggregateChanges | None = None
     future: Future[WriteReceipt] = field(default_factory=Future)
+
+    @property
+    def weight(self) -> int:
+        """Its share of a batch and of the queue: changes alone count as one."""
+        return max(1, len(self.commands))
 
 
 @dataclass(slots=True)
@@ -222,25 +279,27 @@ class LedgerWriter:
 
     # Submitting -------------------------------------------------------------
 
-    def submit(self, commands: Sequence[Command]) -> Future[WriteReceipt]:
-        """Queue commands that must run in one batch (a linked chain, a request)."""
-        if not commands:
-            raise ValueError("nothing to submit")
-        if len(commands) > self.limits.batch_size_max:
-            raise ValueError(f"at most {self.limits.batch_size_max} commands go in one batch")
-        submission = _Submission(list(commands))
+    def submit(
+        self, commands: Sequence[Command], changes: AggregateChanges | None = None
+    ) -> Future[WriteReceipt]:
+        """Queue commands that must run in one batch (a linked chain, a request),
+        with the changes to record if all of them succeed."""
+        _require_submission(commands, changes, self.limits.batch_size_max)
+        submission = _Submission(list(commands), changes)
         with self._condition:
             if self._thread is None or self._stopping:
                 raise WriterStopped("the writer is not running")
-            if self._queued_commands + len(commands) > self.limits.queued_commands_max:
+            if self._queued_commands + submission.weight > self.limits.queued_commands_max:
                 raise WriterOverloaded("the writer's queue is full; retry shortly")
             self._queue.append(submission)
-            self._queued_commands += len(commands)
+            self._queued_commands += submission.weight
             self._condition.notify()
         return submission.future
 
-    def execute(self, commands: Sequence[Command]) -> WriteReceipt:
-        return self.submit(commands).result(timeout=self.limits.submit_timeout_s)
+    def execute(
+        self, commands: Sequence[Command], changes: AggregateChanges | None = None
+    ) -> WriteReceipt:
+        return self.submit(commands, changes).result(timeout=self.limits.submit_timeout_s)
 
     # The writer thread ------------------------------------------------------
 
@@ -264,16 +323,19 @@ class LedgerWriter:
             size = 0
             while self._queue:
                 head = self._queue[0]
-                if taken and size + len(head.commands) > self.limits.batch_size_max:
+                if taken and size + head.weight > self.limits.batch_size_max:
                     break
                 taken.append(self._queue.popleft())
-                size += len(head.commands)
+                size += head.weight
             self._queued_commands -= size
             return taken
 
     def _write(self, submissions: list[_Submission]) -> None:
         try:
-            receipts = self.apply_submissions([submission.commands for submission in submissions])
+            receipts = self.apply_submissions(
+                [submission.commands for submission in submissions],
+                [submission.changes for submission in submissions],
+            )
         except BaseException as error:
             log.exception("writer_batch_failed", submissions=len(submissions))
             for submission in submissions:
@@ -298,23 +360,38 @@ class LedgerWriter:
 
     # Deciding and saving one batch -----------------------------------------
 
-    def apply(self, commands: Sequence[Command]) -> WriteReceipt:
+    def apply(
+        self, commands: Sequence[Command], changes: AggregateChanges | None = None
+    ) -> WriteReceipt:
         """Decide and save one submission as a batch of its own."""
-        return self.apply_submissions([commands])[0]
+        _require_submission(commands, changes, self.limits.batch_size_max)
+        return self.apply_submissions([commands], [changes])[0]
 
-    def apply_submissions(self, submissions: Sequence[Sequence[Command]]) -> list[WriteReceipt]:
+    def apply_submissions(
+        self,
+        submissions: Sequence[Sequence[Command]],
+        changes: Sequence[AggregateChanges | None] | None = None,
+    ) -> list[WriteReceipt]:
         """Decide and save several submissions in one batch; a linked chain never
         reaches past its submission. Only the writer thread, or a caller that
         never started it, may call this: the caches are not shared."""
+        if changes is None:
+            changes = [None] * len(submissions)
+        if len(changes) != len(submissions):
+            raise ValueError("one entry of changes per submission")
         if self.limits.decide_under_lock:
-            return self._apply_under_lock(submissions)
+            return self._apply_under_lock(submissions, changes)
         for attempt in range(self.limits.optimistic_attempts_max):
             # First attempt: ids of transfers being created are taken to be new
             # unless cached, saving a lookup per transfer. A successful one that
             # was not new fails its version-1 insert; a refused one is checked
             # against the store before its refusal is believed.
             receipts = self._try_apply(
-                submissions, look_up_new_transfers=attempt > 0, append=self._append, locked=False
+                submissions,
+                changes,
+                look_up_new_transfers=attempt > 0,
+                append=self._append,
+                locked=False,
             )
             if receipts is not None:
                 return receipts
@@ -327,13 +404,17 @@ class LedgerWriter:
         self.statistics.batches_decided_under_lock += 1
         with self._app.ledger_recorder.exclusive_append() as append:
             receipts = self._try_apply(
-                submissions, look_up_new_transfers=True, append=append, locked=True
+                submissions, changes, look_up_new_transfers=True, append=append, locked=True
             )
             if receipts is None:
                 raise WriterConflict("a batch decided under the write lock conflicted")
         return receipts
 
-    def _apply_under_lock(self, submissions: Sequence[Sequence[Command]]) -> list[WriteReceipt]:
+    def _apply_under_lock(
+        self,
+        submissions: Sequence[Sequence[Command]],
+        changes: Sequence[AggregateChanges | None],
+    ) -> list[WriteReceipt]:
         """Decide while holding the log's write lock, with only the cached
         aggregates that another writer has moved read again: nothing can move
         between the check and the commit, so the batch never conflicts."""
@@ -342,7 +423,7 @@ class LedgerWriter:
         with self._app.ledger_recorder.exclusive_append() as append:
             self._catch_up_moved(commands)
             receipts = self._try_apply(
-                submissions, look_up_new_transfers=True, append=append, locked=True
+                submissions, changes, look_up_new_transfers=True, append=append, locked=True
             )
             if receipts is None:
                 raise WriterConflict("a batch decided under the write lock conflicted")
@@ -377,6 +458,7 @@ class LedgerWriter:
     def _try_apply(
         self,
         submissions: Sequence[Sequence[Command]],
+        changes: Sequence[AggregateChanges | None],
         *,
         look_up_new_transfers: bool,
         append: AppendEvents,
@@ -386,8 +468,13 @@ class LedgerWriter:
         transfers = self._transfers_for(commands, look_up_new_transfers=look_up_new_transfers)
         accounts = self._accounts_for(commands, transfers)
         batch = LedgerBatch(accounts, transfers, self._clock.now())
-        results_by_submission = [batch.execute_all(submission) for submission in submissions]
+        results_by_submission, outcomes = self._decide(batch, submissions, changes)
         results = [result for submitted in results_by_submission for result in submitted]
+        recorded_changes = [
+            submitted_changes
+            for submitted_changes, outcome in zip(changes, outcomes, strict=True)
+            if submitted_changes is not None and outcome is ChangesOutcome.RECORDED
+        ]
         if not locked:
             stale = self._stale_reads(commands, results, accounts, transfers, look_up_new_transfers)
             if stale:
@@ -403,9 +490,14 @@ class LedgerWriter:
             self._forget([], accounts.keys(), transfers.keys())
             raise
         changed: list[Aggregate] = outcome.aggregates
-        if not changed and not outcome.recorded_transfers:
+        if not changed and not outcome.recorded_transfers and not recorded_changes:
             self._observe(commands, results, 0, 0.0)
-            return [WriteReceipt(submitted, None) for submitted in results_by_submission]
+            return [
+                WriteReceipt(submitted, None, changes=submitted_outcome)
+                for submitted, submitted_outcome in zip(
+                    results_by_submission, outcomes, strict=True
+                )
+            ]
         versions_before = {
             aggregate.id: aggregate.version - len(aggregate.pending_events) for aggregate in changed
         }
@@ -413,6 +505,7 @@ class LedgerWriter:
         try:
             events: list[Any] = list(outcome.recorded_transfers)
             events.extend(event for aggregate in changed for event in aggregate.collect_events())
+            events.extend(event for recorded in recorded_changes for event in recorded.events)
             to_stored_event = self._app.mapper.to_stored_event
             notification_ids = append(
                 [to_stored_event(event) for event in events],
@@ -431,6 +524,8 @@ class LedgerWriter:
             raise
         self._remember(changed)
         self._app.snapshot_if_due(changed, versions_before)
+        for recorded_change in recorded_changes:
+            self._app.snapshot_if_due(recorded_change.aggregates, recorded_change.versions_before)
         statistics = self.statistics
         statistics.batches_committed += 1
         statistics.commands_applied += len(commands)
@@ -442,7 +537,60 @@ class LedgerWriter:
         if position is not None:
             self.last_position = max(self.last_position, position)
         recorded = {event.originator_id: event for event in outcome.recorded_transfers}
-        return [WriteReceipt(submitted, position, recorded) for submitted in results_by_submission]
+        return [
+            WriteReceipt(submitted, position, recorded, submitted_outcome)
+            for submitted, submitted_outcome in zip(results_by_submission, outcomes, strict=True)
+        ]
+
+    def _decide(
+        self,
+        batch: LedgerBatch,
+        submissions: Sequence[Sequence[Command]],
+        changes: Sequence[AggregateChanges | None],
+    ) -> tuple[list[list[CommandResult]], list[ChangesOutcome]]:
+        """Each submission's results, and what becomes of its changes."""
+        stale_changes = self._stale_changes(changes)
+        results_by_submission: list[list[CommandResult]] = []
+        outcomes: list[ChangesOutcome] = []
+        for index, (submission, submitted_changes) in enumerate(
+            zip(submissions, changes, strict=True)
+        ):
+            if index in stale_changes:
+                results = [_STALE_RESULT] * len(submission)
+            elif submitted_changes is not None:
+                # Changes and commands go together: they are one linked chain.
+                results = batch.execute_all(_linked(submission))
+            else:
+                results = batch.execute_all(submission)
+            results_by_submission.append(results)
+            outcomes.append(_changes_outcome(submitted_changes, results, index in stale_changes))
+        return results_by_submission, outcomes
+
+    def _stale_changes(self, changes: Sequence[AggregateChanges | None]) -> set[int]:
+        """Submissions whose changes follow a version the store has moved past,
+        or one an earlier submission of this batch builds on too (one query)."""
+        wanted = {
+            aggregate_id
+            for submitted in changes
+            if submitted is not None
+            for aggregate_id in submitted.versions_before
+        }
+        if not wanted:
+            return set()
+        stored = self._app.ledger_recorder.select_versions(list(wanted))
+        claimed: set[UUID] = set()
+        stale: set[int] = set()
+        for index, submitted in enumerate(changes):
+            if submitted is None:
+                continue
+            versions = submitted.versions_before
+            if any(
+                stored.get(aggregate_id, 0) != version for aggregate_id, version in versions.items()
+            ) or (claimed & versions.keys()):
+                stale.add(index)
+            else:
+                claimed.update(versions)
+        return stale
 
     def _observe(
         self,
@@ -557,3 +705,39 @@ class LedgerWriter:
         changed_ids = [aggregate.id for aggregate in changed]
         self._accounts.evict([*changed_ids, *account_ids])
         self._transfers.evict([*changed_ids, *transfer_ids])
+
+
+_STALE_RESULT = CommandResult(
+    ResultCode.CONCURRENT_CHANGE,
+    message="another request changed the same aggregate first; read it again and retry",
+)
+
+
+def _require_submission(
+    commands: Sequence[Command], changes: AggregateChanges | None, batch_size_max: int
+) -> None:
+    if not commands and changes is None:
+        raise ValueError("nothing to submit")
+    if len(commands) > batch_size_max:
+        raise ValueError(f"at most {batch_size_max} commands go in one batch")
+
+
+def _linked(commands: Sequence[Command]) -> list[Command]:
+    """The commands as one linked chain: all succeed or none is applied."""
+    last = len(commands) - 1
+    return [
+        command if command.linked == (index < last) else replace(command, linked=index < last)
+        for index, command in enumerate(commands)
+    ]
+
+
+def _changes_outcome(
+    changes: AggregateChanges | None, results: Sequence[CommandResult], stale: bool
+) -> ChangesOutcome:
+    if changes is None:
+        return ChangesOutcome.NONE
+    if stale:
+        return ChangesOutcome.STALE
+    if all(result.succeeded for result in results):
+        return ChangesOutcome.RECORDED
+    return ChangesOutcome.REFUSED

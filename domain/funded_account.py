@@ -29,11 +29,11 @@ Profit split. Kept in events and state as the text of a normalised fraction
 (`str(Fraction)`: "4/5", "1"), exact and readable in the stored JSON; the
 `profit_split` property gives the Fraction back.
 
-Refusals. A refusal with a fitting `ResultCode` raises `LedgerRefusal` (an
-account not active, an invalid state transition, a withdrawal over the
-withdrawable amount). The others raise `FundedAccountRefusal` with a
-`FundedRefusalReason`, whose values are meant to become ResultCode values
-unchanged when result_codes.py gains them (the tier reasons already match
+Refusals. Every refusal raises `LedgerRefusal` with a stable `ResultCode`
+(an account not active, an invalid state transition, a withdrawal over the
+withdrawable amount). Those particular to funded accounts raise its subclass
+`FundedAccountRefusal`, which also names the `FundedRefusalReason` (whose
+values are the codes'; the tier reasons match
 `domain.tiers.PositionRefusalReason`). Inputs of the wrong type or shape (a
 float price, a naive time) are programming errors: TypeError / ValueError.
 """
@@ -68,7 +68,7 @@ def funded_account_id_for(assessment_id: str) -> UUID:
 
 
 class FundedRefusalReason(StrEnum):
-    """Refusals without a ResultCode yet; each value is meant to become one."""
+    """Refusals particular to funded accounts; each value is a ResultCode's."""
 
     TOO_MANY_OPEN_POSITIONS = PositionRefusalReason.TOO_MANY_OPEN_POSITIONS.value
     POSITION_EXCEEDS_TIER_SHARE = PositionRefusalReason.POSITION_EXCEEDS_TIER_SHARE.value
@@ -80,14 +80,12 @@ class FundedRefusalReason(StrEnum):
     STARTING_BALANCE_BELOW_TIER_MINIMUM = "starting_balance_below_tier_minimum"
 
 
-class FundedAccountRefusal(Exception):
-    """A funded-account command refused; nothing was recorded. Shaped like LedgerRefusal."""
+class FundedAccountRefusal(LedgerRefusal):
+    """A funded-account command refused; nothing was recorded."""
 
     def __init__(self, reason: FundedRefusalReason, message: str, **details: object) -> None:
-        super().__init__(message)
+        super().__init__(ResultCode(reason.value), message, **details)
         self.reason = reason
-        self.message = message
-        self.details = details
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,27 @@ class ResultCode(StrEnum):
 
     INVALID_CURSOR = "invalid_cursor"
 
+    # Funded accounts (SOURCES.md B and C).
+    FUNDED_ACCOUNT_NOT_FOUND = "funded_account_not_found"
+    ASSESSMENT_ALREADY_FUNDED = "assessment_already_funded"
+    STARTING_BALANCE_BELOW_TIER_MINIMUM = "starting_balance_below_tier_minimum"
+    TOO_MANY_OPEN_POSITIONS = "too_many_open_positions"
+    POSITION_EXCEEDS_TIER_SHARE = "position_exceeds_tier_share"
+    POSITION_EXCEEDS_RISK_LIMIT = "position_exceeds_risk_limit"
+    CAPITAL_NOT_POSITIVE = "capital_not_positive"
+    POSITION_ALREADY_OPEN = "position_already_open"
+    POSITION_NOT_FOUND = "position_not_found"
+    REALIZED_PNL_MISMATCH = "realized_pnl_mismatch"
+    OPEN_POSITIONS_REMAIN = "open_positions_remain"
+    # The broker refused the order (its reason in the details), has no price
+    # for the symbol, or could not be reached (retry later).
+    BROKER_REJECTED = "broker_rejected"
+    UNKNOWN_SYMBOL = "unknown_symbol"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    # Another request changed the same aggregate first; reading it again and
+    # deciding again is safe.
+    CONCURRENT_CHANGE = "concurrent_change"
+
     LINKED_EVENT_FAILED = "linked_event_failed"
     LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
 

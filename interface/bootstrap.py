@@ -11,10 +11,13 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.postgres import PostgresFactory
 from psycopg_pool import ConnectionPool
 
+from application.broker import Broker
 from application.clock import SystemClock
+from application.funded_accounts import FundedAccountsService
 from application.ledger_application import LedgerApplication
 from application.ledger_service import LedgerService
 from application.ports import Clock
+from application.simulated_broker import SimulatedBroker
 from application.writer import LedgerWriter, WriterLimits
 from interface import database
 from interface.api_keys import ApiKeyStore
@@ -73,6 +76,9 @@ class Ledger:
     # Connections for the interface's own tables (API keys, idempotency records).
     pool: ConnectionPool
     api_keys: ApiKeyStore
+    # Where funded accounts trade: the simulated broker unless an adapter is wired.
+    broker: Broker
+    funded_accounts: FundedAccountsService
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
@@ -125,17 +131,22 @@ def build_ledger(
         projections.start()
     if start_writer:
         writer.start()
+    # The embedded default: a deterministic market that tests, the demo and an
+    # admin (PUT /v1/admin/simulated-market/{symbol}) set prices in.
+    broker = SimulatedBroker(clock)
     return Ledger(
-        settings,
-        database_url,
-        app,
-        writer,
-        LedgerService(app, writer),
-        pool,
-        ApiKeyStore(pool),
-        clock,
-        writer_metrics,
-        projections,
+        settings=settings,
+        database_url=database_url,
+        app=app,
+        writer=writer,
+        service=LedgerService(app, writer),
+        pool=pool,
+        api_keys=ApiKeyStore(pool),
+        broker=broker,
+        funded_accounts=FundedAccountsService(app, writer, broker, clock),
+        clock=clock,
+        writer_metrics=writer_metrics,
+        projections=projections,
     )
 
 

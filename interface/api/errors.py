@@ -25,6 +25,8 @@ _NOT_FOUND: Final = frozenset(
         ResultCode.ACCOUNT_NOT_FOUND,
         ResultCode.TRANSFER_NOT_FOUND,
         ResultCode.PENDING_TRANSFER_NOT_FOUND,
+        ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+        ResultCode.POSITION_NOT_FOUND,
     }
 )
 
@@ -47,8 +49,21 @@ _CONFLICT: Final = frozenset(
         ResultCode.PENDING_TRANSFER_EXPIRED,
         ResultCode.PENDING_TRANSFER_NOT_EXPIRED,
         ResultCode.LINKED_EVENT_FAILED,
+        ResultCode.ASSESSMENT_ALREADY_FUNDED,
+        ResultCode.TOO_MANY_OPEN_POSITIONS,
+        ResultCode.POSITION_EXCEEDS_TIER_SHARE,
+        ResultCode.POSITION_EXCEEDS_RISK_LIMIT,
+        ResultCode.CAPITAL_NOT_POSITIVE,
+        ResultCode.POSITION_ALREADY_OPEN,
+        ResultCode.OPEN_POSITIONS_REMAIN,
+        ResultCode.BROKER_REJECTED,
+        ResultCode.CONCURRENT_CHANGE,
     }
 )
+
+# Refusals that say nothing about the request: the same request may succeed
+# once a dependency answers again.
+_UNAVAILABLE: Final = frozenset({ResultCode.BROKER_UNAVAILABLE})
 
 
 def status_for(code: ResultCode) -> int:
@@ -60,6 +75,8 @@ def status_for(code: ResultCode) -> int:
         return 404
     if code in _CONFLICT:
         return 409
+    if code in _UNAVAILABLE:
+        return 503
     return 422
 
 
@@ -125,9 +142,11 @@ def _methods_for_path(request: Request) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LedgerRefusal)
     async def ledger_refusal(_: Request, refusal: LedgerRefusal) -> JSONResponse:
+        status = status_for(refusal.code)
         return JSONResponse(
             error_body(refusal.code.value, refusal.message, refusal.details),
-            status_code=status_for(refusal.code),
+            status_code=status,
+            headers={"Retry-After": "5"} if status == 503 else None,
         )
 
     @app.exception_handler(ApiError)

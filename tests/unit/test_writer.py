@@ -17,6 +17,7 @@ from application.clock import SettableClock
 from application.in_memory_recorder import InMemoryLedgerRecorder
 from application.ledger_application import LedgerApplication
 from application.writer import (
+    AggregateChanges,
     LedgerWriter,
     WriteReceipt,
     WriterLimits,
@@ -195,9 +196,12 @@ def test_queued_submissions_are_batched_without_passing_the_batch_size() -> None
         sizes: list[int] = []
         original_apply = ledger.writer.apply_submissions
 
-        def recording_apply(submissions: Sequence[Sequence[Command]]) -> list[WriteReceipt]:
+        def recording_apply(
+            submissions: Sequence[Sequence[Command]],
+            changes: Sequence[AggregateChanges | None] | None = None,
+        ) -> list[WriteReceipt]:
             sizes.append(sum(len(submission) for submission in submissions))
-            return original_apply(submissions)
+            return original_apply(submissions, changes)
 
         ledger.writer.apply_submissions = recording_apply  # type: ignore[method-assign]
         futures = submitted_while_held(
