@@ -29,10 +29,12 @@ def serve(
     """Run the HTTP API with its writer (and the embedded PostgreSQL if no URL is set)."""
     import uvicorn
 
+    from application.simulated_broker import SimulatedBroker
     from interface.api.app import create_app
     from interface.api_keys import Role
     from interface.bootstrap import build_ledger
     from interface.demo import DEMO_USER_OWNER, load_demo
+    from interface.demo_funded_accounts import load_funded_demo
 
     settings = command_settings()
     ledger = build_ledger(settings)
@@ -40,6 +42,9 @@ def serve(
         summary = load_demo(ledger.service)
         for line in summary.lines():
             typer.echo(f"demo: {line}")
+        if isinstance(ledger.broker, SimulatedBroker):
+            for line in load_funded_demo(ledger.funded_accounts, ledger.broker).lines():
+                typer.echo(f"demo: {line}")
         _, admin_key = ledger.api_keys.create(Role.ADMIN, label="demo admin")
         _, user_key = ledger.api_keys.create(Role.USER, owner_id=DEMO_USER_OWNER, label="demo user")
         typer.echo(f"demo admin key: {admin_key}")
