@@ -1,11 +1,15 @@
-"""The library's PostgreSQL recorder, made to write a hash chain with COPY.
+"""The library's PostgreSQL recorder, made to write a hash chain in one call.
 
-Two reasons to replace the library's insert. Its statement, one
+Three reasons to replace the library's insert. Its statement, one
 `INSERT ... SELECT unnest(%s) RETURNING` in pipeline mode, hangs forever on a
 save of a few thousand events over a Unix socket (shared/repro); the ledger's
-group commit saves up to tens of thousands at once. And every event must
-carry a hash chained to its predecessor, computed under the same table lock
-that orders the log, in the same transaction.
+group commit saves up to tens of thousands at once. Every event must carry a
+hash chained to its predecessor, computed under the same table lock that
+orders the log, in the same transaction. And a save is the writer's critical
+path: the database function `ledger_append_events` (migration 0007) locks,
+chains, inserts, records pending deadlines and notifies in one statement, one
+round trip, where each round trip from Python costs the writer's thread the
+interpreter lock, which a busy event loop holds for up to its switch interval.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import psycopg
@@ -22,7 +26,6 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.sql import SQL, Identifier
 
 from application.ports import AppendEvents, PendingDeadlineChanges
-from domain.event_chain import GENESIS_HASH, chained_hash
 
 EVENTS_TABLE = "ledger_events"
 PENDING_DEADLINES_TABLE = "ledger_pending_deadlines"
@@ -32,16 +35,10 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE):
         super().__init__(datastore, events_table_name=events_table_name)
         table = Identifier(datastore.schema, events_table_name)
-        self._select_last_hash = SQL(
-            "SELECT event_hash FROM {} ORDER BY notification_id DESC LIMIT 1"
-        ).format(table)
-        self._copy_events = SQL(
-            "COPY {} (originator_id, originator_version, topic, state, event_hash) "
-            "FROM STDIN (FORMAT BINARY)"
-        ).format(table)
-        self._select_last_id = SQL(
-            "SELECT currval(pg_get_serial_sequence({}, 'notification_id'))"
-        ).format(psycopg.sql.Literal(f"{datastore.schema}.{events_table_name}"))
+        self._append_events = SQL(
+            "SELECT {}.ledger_append_events(%s::uuid[], %s::int8[], %s::text[], %s::bytea[],"
+            " %s::uuid[], %s::timestamptz[], %s::uuid[], %s::text) AS last_id"
+        ).format(Identifier(datastore.schema))
         self._select_events_of = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {} "
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
@@ -57,11 +54,6 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
             "WHERE originator_id = ANY(%s) GROUP BY originator_id"
         ).format(table)
         deadlines = Identifier(datastore.schema, PENDING_DEADLINES_TABLE)
-        self._upsert_deadline = SQL(
-            "INSERT INTO {} (transfer_id, expires_at) VALUES (%s, %s) "
-            "ON CONFLICT (transfer_id) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-        ).format(deadlines)
-        self._delete_deadlines = SQL("DELETE FROM {} WHERE transfer_id = ANY(%s)").format(deadlines)
         self._select_due = SQL(
             "SELECT transfer_id FROM {} WHERE expires_at <= %s ORDER BY expires_at LIMIT %s"
         ).format(deadlines)
@@ -69,25 +61,18 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        deadlines: PendingDeadlineChanges | None = kwargs.get("pending_deadlines")
+        deadlines: PendingDeadlineChanges = kwargs.get("pending_deadlines") or NO_DEADLINE_CHANGES
         if not stored_events:
             return []
         try:
-            with (
-                self.datastore.get_connection() as connection,
-                connection.transaction(),
-                connection.cursor() as cursor,
-            ):
-                last_id = self._insert_chained(cursor, stored_events)
-                if deadlines is not None:
-                    self._record_deadlines(cursor, deadlines)
-                self._notify_channel(cursor)
+            # One statement in autocommit: its own transaction, one round trip.
+            with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+                last_id = self._append(cursor, stored_events, deadlines)
         except IntegrityError:
             raise
         except psycopg.errors.UniqueViolation as error:
             raise IntegrityError(str(error)) from error
-        first_id = last_id - len(stored_events) + 1
-        return list(range(first_id, last_id + 1))
+        return list(range(last_id - len(stored_events) + 1, last_id + 1))
 
     @contextmanager
     def exclusive_append(self) -> Iterator[AppendEvents]:
@@ -101,47 +86,36 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
             def append(
                 stored_events: Sequence[StoredEvent], deadlines: PendingDeadlineChanges
             ) -> Sequence[int]:
-                last_id = self._insert_chained(cursor, stored_events)
-                self._record_deadlines(cursor, deadlines)
-                self._notify_channel(cursor)
+                last_id = self._append(cursor, stored_events, deadlines)
                 return list(range(last_id - len(stored_events) + 1, last_id + 1))
 
             yield append
 
-    def _insert_chained(
-        self, cursor: psycopg.Cursor[Any], stored_events: Sequence[StoredEvent]
+    def _append(
+        self,
+        cursor: psycopg.Cursor[Any],
+        stored_events: Sequence[StoredEvent],
+        deadlines: PendingDeadlineChanges,
     ) -> int:
-        # The table lock orders writers; the chain must be extended under it.
-        self._lock_table(cursor)
-        cursor.execute(self._select_last_hash)
+        """Lock, chain, insert, record deadlines and notify in one call (migration
+        0007); the last id given out. Binary: states travel as raw bytes."""
+        cursor.execute(
+            self._append_events,
+            (
+                [_uuid(stored.originator_id) for stored in stored_events],
+                [stored.originator_version for stored in stored_events],
+                [stored.topic for stored in stored_events],
+                [stored.state for stored in stored_events],
+                list(deadlines.added),
+                list(deadlines.added.values()),
+                list(deadlines.removed),
+                self.channel_name,
+            ),
+            binary=True,
+        )
         row = cursor.fetchone()
-        previous = bytes(row["event_hash"]) if row else GENESIS_HASH
-        with cursor.copy(self._copy_events) as copy:
-            copy.set_types(["uuid", "int8", "text", "bytea", "bytea"])
-            for stored in stored_events:
-                originator_id = stored.originator_id
-                if not isinstance(originator_id, UUID):
-                    originator_id = UUID(str(originator_id))
-                previous = chained_hash(
-                    previous, originator_id, stored.originator_version, stored.topic, stored.state
-                )
-                copy.write_row(
-                    (originator_id, stored.originator_version, stored.topic, stored.state, previous)
-                )
-        # Under the table lock no other writer draws from the sequence, so the
-        # batch's ids are the contiguous run ending at the current value.
-        cursor.execute(self._select_last_id)
-        last = cursor.fetchone()
-        assert last is not None
-        return int(last["currval"])
-
-    def _record_deadlines(
-        self, cursor: psycopg.Cursor[Any], deadlines: PendingDeadlineChanges
-    ) -> None:
-        if deadlines.removed:
-            cursor.execute(self._delete_deadlines, (list(deadlines.removed),))
-        if deadlines.added:
-            cursor.executemany(self._upsert_deadline, list(deadlines.added.items()))
+        assert row is not None
+        return int(row["last_id"])
 
     def select_events_of_originators(
         self, originator_ids: Sequence[UUID]
@@ -187,3 +161,10 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
             cursor.execute(self._select_due, (now, limit))
             return [row["transfer_id"] for row in cursor.fetchall()]
+
+
+NO_DEADLINE_CHANGES: Final = PendingDeadlineChanges()
+
+
+def _uuid(originator_id: object) -> UUID:
+    return originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
