@@ -54,6 +54,13 @@ from projections.events import (
     ACCOUNT_OPENED,
     ACCOUNT_POSTINGS_APPLIED,
     ACCOUNT_STATE_CHANGED,
+    FUNDED_ACTIVATED,
+    FUNDED_BAND_CHANGED,
+    FUNDED_MARKED_TO_MARKET,
+    FUNDED_POSITION_CLOSED,
+    FUNDED_POSITION_OPENED,
+    FUNDED_STATE_CHANGED,
+    FUNDED_WITHDRAWAL_RECORDED,
     TRANSFER_PENDING_EXPIRED,
     TRANSFER_PENDING_POSTED,
     TRANSFER_PENDING_VOIDED,
@@ -112,6 +119,20 @@ _TRANSFER_PENDING_POSTED: Final[bytes] = TRANSFER_PENDING_POSTED.encode()
 _TRANSFER_PENDING_VOIDED: Final[bytes] = TRANSFER_PENDING_VOIDED.encode()
 _TRANSFER_PENDING_EXPIRED: Final[bytes] = TRANSFER_PENDING_EXPIRED.encode()
 _TRANSFER_REVERSED: Final[bytes] = TRANSFER_REVERSED.encode()
+_FUNDED_ACTIVATED: Final[bytes] = FUNDED_ACTIVATED.encode()
+# A funded account's events after its activation: their money is checked
+# through the ledger transfers recorded with them; here, their order.
+_FUNDED_LATER: Final[tuple[bytes, ...]] = tuple(
+    topic.encode()
+    for topic in (
+        FUNDED_STATE_CHANGED,
+        FUNDED_POSITION_OPENED,
+        FUNDED_POSITION_CLOSED,
+        FUNDED_MARKED_TO_MARKET,
+        FUNDED_WITHDRAWAL_RECORDED,
+        FUNDED_BAND_CHANGED,
+    )
+)
 _FIGURES: Final = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 # Indexes into an account's or a derivation's figures (as in `Totals`).
 _DEBITS_PENDING, _DEBITS_POSTED, _CREDITS_PENDING, _CREDITS_POSTED = 0, 1, 2, 3
@@ -313,6 +334,8 @@ class _LogCheck:
         self.derived: dict[str, list[Any]] = {}
         # Open hold (transfer id, 16 bytes) -> its postings.
         self.holds: dict[bytes, list[dict[str, Any]]] = {}
+        # Funded account id (16 bytes) -> its last version seen.
+        self.funded_accounts: dict[bytes, int] = {}
         # (originator id, version, position) whose earlier versions are asked of the database.
         self.to_look_up: list[tuple[bytes, int, int]] = []
         self._handlers: dict[bytes, Callable[[int, bytes, int, bytes], None]] = {
@@ -324,6 +347,8 @@ class _LogCheck:
             _TRANSFER_PENDING_VOIDED: self._on_hold_released,
             _TRANSFER_PENDING_EXPIRED: self._on_hold_released,
             _TRANSFER_REVERSED: self._on_reversed,
+            _FUNDED_ACTIVATED: self._on_funded_activated,
+            **dict.fromkeys(_FUNDED_LATER, self._on_funded_event),
         }
 
     def add(self, kind: FindingKind, position: int | None, message: str) -> None:
@@ -432,6 +457,29 @@ class _LogCheck:
         # Version 2 (a transfer recorded posted) or 3 (a hold posted): what
         # came before is asked of the database (check_earlier_versions).
         self.to_look_up.append((originator, version, position))
+
+    def _on_funded_activated(
+        self, position: int, originator: bytes, version: int, state: bytes
+    ) -> None:
+        if version != 1 or originator in self.funded_accounts:
+            self._bad_version(position, originator, version, "1, once")
+        self.funded_accounts.setdefault(originator, version)
+
+    def _on_funded_event(
+        self, position: int, originator: bytes, version: int, state: bytes
+    ) -> None:
+        last = self.funded_accounts.get(originator)
+        if last is None:
+            self.add(
+                FindingKind.VERSION_SEQUENCE,
+                position,
+                f"event at position {position} is version {version} of funded account "
+                f"{_uuid(originator)}, which was never activated before it",
+            )
+            return
+        if version != last + 1:
+            self._bad_version(position, originator, version, str(last + 1))
+        self.funded_accounts[originator] = version
 
     def _next_account_version(
         self, position: int, originator: bytes, version: int

@@ -15,11 +15,18 @@ from uuid import UUID
 import orjson
 
 from domain.account import Account
+from domain.funded_account import FundedAccount
 from domain.transfer import Transfer
 
 
 def _topic(event_class: type) -> str:
     return f"{event_class.__module__}:{event_class.__qualname__}"
+
+
+def _funded_topic(name: str) -> str:
+    # The @event decorator makes these classes, which mypy cannot see; a
+    # misspelt name still fails here, at import.
+    return _topic(getattr(FundedAccount, name))
 
 
 ACCOUNT_OPENED: Final[str] = _topic(Account.Opened)  # type: ignore[attr-defined]
@@ -30,6 +37,13 @@ TRANSFER_PENDING_POSTED: Final[str] = _topic(Transfer.PendingPosted)  # type: ig
 TRANSFER_PENDING_VOIDED: Final[str] = _topic(Transfer.PendingVoided)  # type: ignore[attr-defined]
 TRANSFER_PENDING_EXPIRED: Final[str] = _topic(Transfer.PendingExpired)  # type: ignore[attr-defined]
 TRANSFER_REVERSED: Final[str] = _topic(Transfer.Reversed)  # type: ignore[attr-defined]
+FUNDED_ACTIVATED: Final[str] = _funded_topic("Activated")
+FUNDED_STATE_CHANGED: Final[str] = _funded_topic("StateChanged")
+FUNDED_POSITION_OPENED: Final[str] = _funded_topic("PositionOpened")
+FUNDED_POSITION_CLOSED: Final[str] = _funded_topic("PositionClosed")
+FUNDED_MARKED_TO_MARKET: Final[str] = _funded_topic("MarkedToMarket")
+FUNDED_WITHDRAWAL_RECORDED: Final[str] = _funded_topic("WithdrawalRecorded")
+FUNDED_BAND_CHANGED: Final[str] = _funded_topic("BandChanged")
 
 KNOWN_TOPICS: Final[frozenset[str]] = frozenset(
     {
@@ -41,6 +55,13 @@ KNOWN_TOPICS: Final[frozenset[str]] = frozenset(
         TRANSFER_PENDING_VOIDED,
         TRANSFER_PENDING_EXPIRED,
         TRANSFER_REVERSED,
+        FUNDED_ACTIVATED,
+        FUNDED_STATE_CHANGED,
+        FUNDED_POSITION_OPENED,
+        FUNDED_POSITION_CLOSED,
+        FUNDED_MARKED_TO_MARKET,
+        FUNDED_WITHDRAWAL_RECORDED,
+        FUNDED_BAND_CHANGED,
     }
 )
 

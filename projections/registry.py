@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from projections.accounts_directory import AccountsDirectoryView
 from projections.balances import BalancesView
+from projections.funded_accounts import FundedAccountsView
 from projections.journal import JournalView
 from projections.view import View
 
 
 def all_views() -> list[View]:
-    return [BalancesView(), AccountsDirectoryView(), JournalView()]
+    return [BalancesView(), AccountsDirectoryView(), JournalView(), FundedAccountsView()]
 
 
 def view_names() -> list[str]:

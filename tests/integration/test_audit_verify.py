@@ -20,11 +20,19 @@ import orjson
 import psycopg
 import pytest
 
+from application.simulated_broker import SimulatedBroker
 from domain.event_chain import GENESIS_HASH, chained_hash
 from interface.audit_verify import FindingKind, ViewStatus, verify_ledger
 from interface.bootstrap import Ledger
 from interface.demo import load_demo
-from projections.events import ACCOUNT_POSTINGS_APPLIED, TRANSFER_RECORDED, TRANSFER_REVERSED
+from interface.demo_funded_accounts import load_funded_demo
+from projections.events import (
+    ACCOUNT_POSTINGS_APPLIED,
+    FUNDED_ACTIVATED,
+    FUNDED_BAND_CHANGED,
+    TRANSFER_RECORDED,
+    TRANSFER_REVERSED,
+)
 from projections.registry import view_names
 
 SMALL_DEMO_TRANSFERS = 400
@@ -46,6 +54,8 @@ def _ledger_cli(database_url: str, *arguments: str) -> subprocess.CompletedProce
 
 def _load(ledger: Ledger, transfers: int) -> None:
     load_demo(ledger.service, transfers=transfers)
+    assert isinstance(ledger.broker, SimulatedBroker)
+    load_funded_demo(ledger.funded_accounts, ledger.broker)
     assert ledger.projections is not None
     assert ledger.projections.wait_for(ledger.writer.last_position, view_names(), WAIT_S)
     # Nothing moves from here on: the test tampers with a still log.
@@ -300,6 +310,40 @@ def test_a_skipped_version_with_a_valid_chain_is_found(ledger: Ledger, database_
             "credits_pending": 0,
             "credits_posted": 0,
             "transfer_ids": [],
+        },
+    )
+    report = verify_ledger(database_url, check_views=False)
+    assert [(finding.kind, finding.position) for finding in report.findings] == [
+        (FindingKind.VERSION_SEQUENCE, position)
+    ]
+
+
+def test_a_funded_account_event_out_of_sequence_is_found(ledger: Ledger, database_url: str) -> None:
+    assert isinstance(ledger.broker, SimulatedBroker)
+    load_funded_demo(ledger.funded_accounts, ledger.broker)
+    assert verify_ledger(database_url, check_views=False).ok
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT originator_id, max(originator_version) FROM ledger_events "
+            "WHERE originator_id = (SELECT originator_id FROM ledger_events WHERE topic = %s "
+            "ORDER BY notification_id LIMIT 1) GROUP BY originator_id",
+            (FUNDED_ACTIVATED,),
+        ).fetchone()
+    assert row is not None
+    funded_account_id, version = row
+    time = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
+    position = _append_with_chain(
+        database_url,
+        funded_account_id,
+        version + 2,
+        FUNDED_BAND_CHANGED,
+        {
+            "timestamp": time,
+            "from_band": "safe",
+            "to_band": "warning",
+            "drawdown": "0",
+            "risk_per_trade": None,
+            "at": time,
         },
     )
     report = verify_ledger(database_url, check_views=False)

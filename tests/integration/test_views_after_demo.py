@@ -9,8 +9,10 @@ from datetime import timedelta
 import psycopg
 
 from application.clock import SettableClock
+from application.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 from interface.demo import EXPIRING_HOLD_TIMEOUT_S, load_demo
+from interface.demo_funded_accounts import load_funded_demo
 from projections.digest import view_digest
 from projections.rebuild import LIVE_SCHEMA, rebuild_in_place, rebuild_with_shadow
 from projections.registry import all_views, view_names
@@ -27,6 +29,8 @@ def test_rebuilt_views_equal_the_live_views_after_the_demo(
     ledger: Ledger, clock: SettableClock
 ) -> None:
     load_demo(ledger.service)
+    assert isinstance(ledger.broker, SimulatedBroker)
+    load_funded_demo(ledger.funded_accounts, ledger.broker)
     # Past every short hold's deadline: the writer's sweep expires them.
     clock.advance(timedelta(seconds=EXPIRING_HOLD_TIMEOUT_S + 1))
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
