@@ -245,7 +245,7 @@ class FundedAccountsService:
                 state=account.state.value,
             )
         broker_side = Side(PositionSide(side).value)
-        quote = self._quote(symbol)
+        quote = self.quote(symbol)
         _require_position_allowed(account, quantity * entry_price_for(broker_side, quote))
         order_id = client_order_id or f"open-{uuid4()}"
         fill = self._call_broker(
@@ -421,11 +421,12 @@ class FundedAccountsService:
         marks: dict[str, int] = {}
         for held in account.positions:
             if held.symbol not in marks:
-                quote = self._quote(held.symbol)
+                quote = self.quote(held.symbol)
                 marks[held.symbol] = exit_price_for(Side(held.side.value), quote)
         return marks
 
-    def _quote(self, symbol: str) -> Quote:
+    def quote(self, symbol: str) -> Quote:
+        """The broker's prices for a symbol now."""
         return self._call_broker(lambda: self._broker.quote(symbol))
 
     def _call_broker(self, call: Callable[[], T], account: FundedAccount | None = None) -> T:

@@ -58,6 +58,7 @@ class ResultCode(StrEnum):
     # Funded accounts (SOURCES.md B and C).
     FUNDED_ACCOUNT_NOT_FOUND = "funded_account_not_found"
     ASSESSMENT_ALREADY_FUNDED = "assessment_already_funded"
+    ASSESSMENT_NOT_PASSED = "assessment_not_passed"
     STARTING_BALANCE_BELOW_TIER_MINIMUM = "starting_balance_below_tier_minimum"
     TOO_MANY_OPEN_POSITIONS = "too_many_open_positions"
     POSITION_EXCEEDS_TIER_SHARE = "position_exceeds_tier_share"

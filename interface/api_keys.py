@@ -59,6 +59,11 @@ class Principal:
     def may_see_owner(self, owner_id: str) -> bool:
         return not self.is_user or owner_id == self.owner_id
 
+    @property
+    def actor(self) -> str:
+        """Who did it, as recorded in events: the role and the key's id (never the key)."""
+        return f"{self.role.value}:{self.key_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyRecord:

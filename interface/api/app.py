@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from interface.api import (
     routes_accounts,
     routes_audit,
+    routes_funded_accounts,
     routes_health,
     routes_journal,
     routes_metrics,
+    routes_trading,
     routes_transfers,
 )
 from interface.api.authentication import AuthenticationMiddleware
@@ -68,6 +70,8 @@ def create_app(
     app.include_router(routes_accounts.router)
     app.include_router(routes_transfers.router)
     app.include_router(routes_journal.router)
+    app.include_router(routes_funded_accounts.router)
+    app.include_router(routes_trading.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_metrics.router)
     return app

@@ -103,3 +103,5 @@ Mover = Annotated[Principal, Depends(allow(Role.USER, Role.ADMIN, Role.SERVICE))
 Platform = Annotated[Principal, Depends(allow(Role.ADMIN, Role.SERVICE))]
 Operator = Annotated[Principal, Depends(allow(Role.ADMIN, Role.AUDITOR, Role.SERVICE))]
 Auditor = Annotated[Principal, Depends(allow(Role.ADMIN, Role.AUDITOR))]
+Admin = Annotated[Principal, Depends(allow(Role.ADMIN))]
+ServiceOnly = Annotated[Principal, Depends(allow(Role.SERVICE))]

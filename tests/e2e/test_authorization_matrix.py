@@ -15,12 +15,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from application.simulated_broker import SimulatedBroker
 from interface.api.app import create_app
 from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
+from tests.support.funded_accounts import activate_funded_account
 
 CALLERS = ("anonymous", "other_user", "owner", "admin", "auditor", "service")
+# Priced at $1 on the simulated broker: a one-unit position is far inside every limit.
+MATRIX_SYMBOL = "MTRX"
 OWNER, OTHER = "alice", "mallory"
 
 
@@ -30,9 +34,21 @@ class World:
     headers: dict[str, dict[str, str]]
     cash: str
     alice_account: str
+    alice_funded_account: str
 
     def as_platform(self) -> dict[str, str]:
         return self.headers["service"]
+
+    def position(self) -> str:
+        """A position opened on alice's funded account by the platform; its id."""
+        response = self.client.post(
+            f"/v1/funded-accounts/{self.alice_funded_account}/positions",
+            json={"symbol": MATRIX_SYMBOL, "side": "long", "quantity": 1},
+            headers=self.as_platform(),
+        )
+        assert response.status_code == 201, response.text
+        opened: str = response.json()["position_id"]
+        return opened
 
     def transfer(self, *, pending: bool = False) -> str:
         """A transfer out of alice's account, made by the platform."""
@@ -80,7 +96,10 @@ def world(ledger: Ledger) -> Iterator[World]:
             "currency": "USD",
         }
         assert client.post("/v1/transfers", json=funding, headers=platform).status_code == 201
-        yield World(client, headers, cash, alice)
+        alice_funded = str(activate_funded_account(ledger, owner_id=OWNER))
+        assert isinstance(ledger.broker, SimulatedBroker)
+        ledger.broker.set_price(MATRIX_SYMBOL, bid_minor=100, ask_minor=100)
+        yield World(client, headers, cash, alice, alice_funded)
 
 
 Request = Callable[[World, dict[str, str]], Any]
@@ -247,6 +266,116 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "admin": 201,
             "auditor": 403,
             "service": 201,
+        },
+    ),
+    ("GET", "/v1/funded-accounts"): (
+        lambda w, h: w.client.get("/v1/funded-accounts", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 200,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/funded-accounts/{funded_account_id}"): (
+        lambda w, h: w.client.get(f"/v1/funded-accounts/{w.alice_funded_account}", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/funded-accounts"): (
+        lambda w, h: w.client.post(
+            "/v1/funded-accounts",
+            json={
+                "assessment_id": f"matrix-{uuid.uuid4()}",
+                "assessment_status": "passed",
+                "owner_id": OWNER,
+                "tier": "Gen",
+                "profit_split": "4/5",
+                "completed_at": "2025-12-31T00:00:00Z",
+            },
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 403,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("POST", "/v1/funded-accounts/{funded_account_id}/positions"): (
+        lambda w, h: w.client.post(
+            f"/v1/funded-accounts/{w.alice_funded_account}/positions",
+            json={"symbol": MATRIX_SYMBOL, "side": "long", "quantity": 1},
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 201,
+            "admin": 201,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("POST", "/v1/funded-accounts/{funded_account_id}/positions/{position_id}/close"): (
+        lambda w, h: w.client.post(
+            f"/v1/funded-accounts/{w.alice_funded_account}/positions/{w.position()}/close",
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 403,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/market/quotes/{symbol}"): (
+        lambda w, h: w.client.get(f"/v1/market/quotes/{MATRIX_SYMBOL}", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 200,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("PUT", "/v1/admin/simulated-market/{symbol}"): (
+        lambda w, h: w.client.put(
+            f"/v1/admin/simulated-market/{MATRIX_SYMBOL}",
+            json={"bid": "1.00", "ask": "1.00"},
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("GET", "/v1/tiers"): (
+        lambda w, h: w.client.get("/v1/tiers", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 200,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
         },
     ),
     ("GET", "/v1/audit/events"): (
