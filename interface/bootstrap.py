@@ -24,6 +24,7 @@ from interface.api_keys import ApiKeyStore
 from interface.metrics import WriterMetrics
 from interface.postgres_recorder import HashChainedPostgresRecorder
 from interface.rate_limits import InMemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter
+from interface.rules_monitor import RulesMonitor
 from interface.settings import Settings
 from projections.registry import all_views
 from projections.runner import ProjectionRunner
@@ -79,6 +80,9 @@ class Ledger:
     # Where funded accounts trade: the simulated broker unless an adapter is wired.
     broker: Broker
     funded_accounts: FundedAccountsService
+    # Marks funded accounts' positions and enforces violations (started by
+    # `ledger serve`; tests run its passes themselves).
+    rules_monitor: RulesMonitor
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
@@ -90,6 +94,7 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.rules_monitor.stop()
         self.writer.stop()
         if self.projections is not None:
             self.projections.stop()
@@ -103,6 +108,7 @@ def build_ledger(
     clock: Clock | None = None,
     start_writer: bool = True,
     start_projections: bool = True,
+    start_rules_monitor: bool = False,
 ) -> Ledger:
     tune_garbage_collector()
     database_url = resolve_database_url(settings)
@@ -134,6 +140,10 @@ def build_ledger(
     # The embedded default: a deterministic market that tests, the demo and an
     # admin (PUT /v1/admin/simulated-market/{symbol}) set prices in.
     broker = SimulatedBroker(clock)
+    funded_accounts = FundedAccountsService(app, writer, broker, clock)
+    rules_monitor = RulesMonitor(database_url, funded_accounts, settings.rules_monitor_interval_s)
+    if start_rules_monitor and start_writer and settings.rules_monitor_in_process:
+        rules_monitor.start()
     return Ledger(
         settings=settings,
         database_url=database_url,
@@ -143,7 +153,8 @@ def build_ledger(
         pool=pool,
         api_keys=ApiKeyStore(pool),
         broker=broker,
-        funded_accounts=FundedAccountsService(app, writer, broker, clock),
+        funded_accounts=funded_accounts,
+        rules_monitor=rules_monitor,
         clock=clock,
         writer_metrics=writer_metrics,
         projections=projections,

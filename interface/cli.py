@@ -37,7 +37,7 @@ def serve(
     from interface.demo_funded_accounts import load_funded_demo
 
     settings = command_settings()
-    ledger = build_ledger(settings)
+    ledger = build_ledger(settings, start_rules_monitor=True)
     if demo:
         summary = load_demo(ledger.service)
         for line in summary.lines():

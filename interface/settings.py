@@ -58,8 +58,6 @@ class Settings(BaseSettings):
     writer_decide_under_lock: bool = Field(
         default=False, validation_alias="LEDGER_WRITER_DECIDE_UNDER_LOCK"
     )
-    # Per API key (per client address without one); generous by default so
-    # load tests and the test suite are not throttled.
     # Run the projection runner inside `ledger serve` (off: run
     # `ledger projections run` as its own process instead).
     projections_in_process: bool = Field(
@@ -70,6 +68,16 @@ class Settings(BaseSettings):
     read_wait_s_max: float = Field(
         default=2.0, gt=0, le=30, validation_alias="LEDGER_READ_WAIT_S_MAX"
     )
+    # Run the funded accounts' rules monitor inside `ledger serve` (one process
+    # at a time marks, under a lease), and how often it marks open positions.
+    rules_monitor_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_RULES_MONITOR_IN_PROCESS"
+    )
+    rules_monitor_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="LEDGER_RULES_MONITOR_INTERVAL_S"
+    )
+    # Per API key (per client address without one); generous by default so
+    # load tests and the test suite are not throttled.
     rate_limit_per_s: float = Field(
         default=1000.0, gt=0, le=1_000_000, validation_alias="LEDGER_RATE_LIMIT_PER_S"
     )

@@ -549,3 +549,21 @@ def funded_account_page(
             (owner_id, after_position, limit),
         )
     return [FundedAccountRow(*row) for row in cursor.fetchall()]
+
+
+def accounts_to_watch(cursor: Cursor, *, after: UUID | None, limit: int) -> list[UUID]:
+    """Accounts the rules monitor marks, in id order after `after`, at most
+    `limit`: those holding open positions (their equity moves with prices) and
+    those in the violation band but not closed (their closing was cut short)."""
+    cursor.execute(
+        "SELECT funded_account_id FROM ("
+        " SELECT DISTINCT funded_account_id FROM view_funded_positions"
+        " UNION SELECT funded_account_id FROM view_funded_accounts"
+        " WHERE band = 'violation' AND state <> 'closed') AS watched"
+        " WHERE funded_account_id > %s ORDER BY funded_account_id LIMIT %s",
+        (after or _UUID_MIN, limit),
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+_UUID_MIN: Final = UUID(int=0)

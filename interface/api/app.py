@@ -43,7 +43,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         closes = ledger is None or owns_ledger
-        app.state.ledger = ledger or build_ledger(settings or Settings())
+        app.state.ledger = ledger or build_ledger(settings or Settings(), start_rules_monitor=True)
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
         try:
