@@ -39,12 +39,13 @@ from interface.account_listing import (
     encode_cursor,
 )
 from interface.api.consistency import MinPosition, views_caught_up
-from interface.api.deps import LedgerDep, Reader, ServiceOnly
+from interface.api.deps import Admin, LedgerDep, Reader, ServiceOnly
 from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas_funded_accounts import (
     ActivateFundedAccountRequest,
+    ChangeFundedAccountStateRequest,
     FundedAccountDetailResponse,
     FundedAccountPageResponse,
     FundedAccountResponse,
@@ -166,6 +167,30 @@ def activate_funded_account_route(
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         detail = funded_accounts.funded_account_detail(reading, activation.account.id)
     assert detail is not None, "the view has reached the activation"
+    return FundedAccountDetailResponse.of_detail(detail)
+
+
+@router.post(
+    "/v1/funded-accounts/{funded_account_id}/state",
+    response_model=FundedAccountDetailResponse,
+    responses=ERROR_RESPONSES,
+)
+def change_funded_account_state_route(
+    funded_account_id: UUID,
+    body: ChangeFundedAccountStateRequest,
+    ledger: LedgerDep,
+    principal: Admin,
+) -> FundedAccountDetailResponse:
+    """Move an account to another state, with the reason; recorded with the
+    admin's key as the actor. A transition the state machine does not allow
+    is refused with `invalid_state_transition` naming both states."""
+    service = ledger.funded_accounts
+    service.require_funded_account(funded_account_id)
+    service.change_state(funded_account_id, body.state, body.reason, principal.actor)
+    views_caught_up(ledger, VIEWS, None)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        detail = funded_accounts.funded_account_detail(reading, funded_account_id)
+    assert detail is not None, "the view has reached the change"
     return FundedAccountDetailResponse.of_detail(detail)
 
 

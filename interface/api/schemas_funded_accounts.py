@@ -113,6 +113,18 @@ class ActivateFundedAccountRequest(BaseModel):
     ] = None
 
 
+REASON_LENGTH_MAX: Final[int] = 1024
+
+
+class ChangeFundedAccountStateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: FundedAccountState
+    reason: Annotated[
+        str, Strict(), Field(min_length=1, max_length=REASON_LENGTH_MAX, pattern=r"^\S(.*\S)?$")
+    ]
+
+
 def ratio_text(ratio: Fraction) -> str:
     return str(ratio)
 

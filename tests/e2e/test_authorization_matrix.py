@@ -341,6 +341,23 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "service": 200,
         },
     ),
+    ("POST", "/v1/funded-accounts/{funded_account_id}/state"): (
+        # The account is active already: the admin's call changes nothing and
+        # answers 200 (the changes themselves: test_funded_account_state_api).
+        lambda w, h: w.client.post(
+            f"/v1/funded-accounts/{w.alice_funded_account}/state",
+            json={"state": "active", "reason": "matrix"},
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
     ("GET", "/v1/market/quotes/{symbol}"): (
         lambda w, h: w.client.get(f"/v1/market/quotes/{MATRIX_SYMBOL}", headers=h),
         {

@@ -238,21 +238,32 @@ def _lose(ledger: Ledger, account_id: UUID, drop_minor: int) -> None:
 def test_a_drawdown_walks_the_bands_and_a_violation_closes_the_account(
     ledger: Ledger,
 ) -> None:
-    """Gen: drawdown limit 10 % of the 1,000,000 peak. WARNING from 80 % of the
-    limit (80,000 lost), DANGER from 90 % (90,000); past 100,000, VIOLATION."""
+    """Gen: drawdown limit 10 % of the peak. A profitable trade lifts the peak
+    to 1,004,000; then WARNING from 80 % of the limit (80,320 lost), DANGER
+    from 90 % (90,360), and past 100,400 lost, VIOLATION."""
     account = _activated(ledger)
     service = _service(ledger)
+    broker = _broker(ledger)
+    broker.set_price("ACME", bid_minor=100, ask_minor=100)
+    won = service.open_position(account.id, "ACME", PositionSide.LONG, 400)
+    broker.set_price("ACME", bid_minor=110, ask_minor=110)
+    service.close_position(account.id, won.position_id)
+    assert service.require_funded_account(account.id).peak_balance_minor == GEN_START + 4_000
+
     bands: list[RuleBand] = []
-    # Losses of 39,600, 39,600, 800 and 10,000: 3.96 %, 7.92 %, 8 %, 9 %.
-    for drop in (99, 99, 2, 25):
+    # Losses of 39,600, 39,600, 1,200 and 10,000 of the 1,004,000 peak:
+    # 3.94 %, 7.89 %, 8.01 %, 9.00 %.
+    for drop in (99, 99, 3, 25):
         _lose(ledger, account.id, drop)
         bands.append(service.require_funded_account(account.id).band)
     assert bands == [RuleBand.SAFE, RuleBand.SAFE, RuleBand.WARNING, RuleBand.DANGER]
-    assert service.require_funded_account(account.id).current_balance_minor == GEN_START - 90_000
+    assert service.require_funded_account(account.id).current_balance_minor == (
+        GEN_START + 4_000 - 90_400
+    )
 
-    # An open long marked 10,400 lower: drawdown 10.04 %, over the limit. The
-    # mark finds the violation, closes the position, then the account.
-    broker = _broker(ledger)
+    # An open long marked 10,400 lower: 100,800 lost, 10.04 % of the peak,
+    # over the limit. The mark finds the violation, closes the position,
+    # then the account.
     broker.set_price("ACME", bid_minor=100, ask_minor=100)
     service.open_position(account.id, "ACME", PositionSide.LONG, 400)
     broker.set_price("ACME", bid_minor=74, ask_minor=100)
@@ -263,8 +274,8 @@ def test_a_drawdown_walks_the_bands_and_a_violation_closes_the_account(
     assert closed.state_reason.startswith("rule violation: drawdown 10.04%")
     assert closed.positions == ()
     assert broker.open_positions(account.id) == ()
-    assert closed.realized_pnl_minor == -100_400
-    assert _posted_balance(ledger, account.ledger_account_id) == GEN_START - 100_400
+    assert closed.realized_pnl_minor == 4_000 - 100_800
+    assert _posted_balance(ledger, account.ledger_account_id) == GEN_START + 4_000 - 100_800
     with pytest.raises(LedgerRefusal) as refused:
         service.open_position(account.id, "ACME", PositionSide.LONG, 1)
     assert refused.value.code is ResultCode.ACCOUNT_NOT_ACTIVE
