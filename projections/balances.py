@@ -96,7 +96,9 @@ class BalancesView:
         return "account_id, position" if table == "view_balance_history" else "account_id"
 
     def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> _BalancesPage:
-        if len(self._accounts) > REMEMBERED_ACCOUNTS_MAX:
+        # Only a view that can read back forgets: a replay from empty (no
+        # cursor) keeps every account, memory growing with accounts, not events.
+        if cursor is not None and len(self._accounts) > REMEMBERED_ACCOUNTS_MAX:
             self.forget(starts_empty=False)
         accounts = self._accounts
         self._remember(cursor, events)

@@ -242,10 +242,12 @@ class JournalView:
         return "transfer_id"
 
     def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> _Page:
-        if len(self._figures) > REMEMBERED_ACCOUNTS_MAX:
+        # Only a view that can read back forgets: a replay from empty (no
+        # cursor) keeps every account and open hold.
+        if cursor is not None and len(self._figures) > REMEMBERED_ACCOUNTS_MAX:
             self._figures = {}
             self._figures_complete = False
-        if len(self._holds) > REMEMBERED_HOLDS_MAX:
+        if cursor is not None and len(self._holds) > REMEMBERED_HOLDS_MAX:
             self._holds = {}
             self._holds_complete = False
         decoded = [(event, event.data()) for event in events if event.topic in _JOURNAL_TOPICS]

@@ -207,3 +207,17 @@ def test_rebuilding_every_view_at_once_while_a_runner_runs_equals_a_fresh_replay
     assert set(positions) == set(view_names())
     _caught_up(ledger)
     _views_equal_a_fresh_replay(ledger.database_url)
+
+
+def test_a_replay_from_empty_past_the_memory_bound_keeps_every_account(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay from empty cannot read back (it prepares a page while the last
+    is being written), so it must never forget: with the bound at 2 accounts
+    and 7 in the log, the rebuilt balances equal the live ones."""
+    _fund(ledger)
+    _caught_up(ledger)
+    monkeypatch.setattr("projections.balances.REMEMBERED_ACCOUNTS_MAX", 2)
+    monkeypatch.setattr("projections.replay.REPLAY_PAGE_SIZE", 10)
+    rebuild_in_place(ledger.database_url, BalancesView())
+    _views_equal_a_fresh_replay(ledger.database_url)
