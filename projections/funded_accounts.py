@@ -122,8 +122,9 @@ _POSITION_COLUMNS: Final = (
 
 
 @dataclass(slots=True)
-class _Account:
-    """One account as the view remembers it; its fields are `_ACCOUNT_COLUMNS`."""
+class FundedAccountRow:
+    """A `view_funded_accounts` row; its fields are `_ACCOUNT_COLUMNS`. Not
+    frozen: the view's memory (`_Account`) is a row that events move on."""
 
     funded_account_id: UUID
     activated_log_position: int
@@ -145,6 +146,24 @@ class _Account:
     completed_at: datetime
     updated_at: datetime
     position: int
+
+    @property
+    def equity_minor(self) -> int:
+        return self.current_balance_minor + self.unrealized_pnl_minor
+
+    @property
+    def tier_limits(self) -> Tier:
+        return TIERS[TierName(self.tier)]
+
+    @property
+    def profit_split_ratio(self) -> Fraction:
+        return Fraction(self.profit_split)
+
+
+@dataclass(slots=True)
+class _Account(FundedAccountRow):
+    """One account as the view remembers it: its row and its open positions."""
+
     # Open positions by id, in the order opened, each with its opening's log position.
     positions: dict[str, tuple[int, OpenPosition]] = field(default_factory=dict)
 
@@ -438,44 +457,6 @@ class _FundedPage:
 
 
 # Queries ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FundedAccountRow:
-    """A `view_funded_accounts` row; its fields are `_ACCOUNT_COLUMNS`."""
-
-    funded_account_id: UUID
-    activated_log_position: int
-    assessment_id: str
-    owner_id: str
-    tier: str
-    state: str
-    state_reason: str
-    profit_split: str
-    ledger_account_id: UUID
-    starting_balance_minor: int
-    current_balance_minor: int
-    peak_balance_minor: int
-    realized_pnl_minor: int
-    unrealized_pnl_minor: int
-    total_withdrawn_minor: int
-    band: str
-    activated_at: datetime
-    completed_at: datetime
-    updated_at: datetime
-    position: int
-
-    @property
-    def equity_minor(self) -> int:
-        return self.current_balance_minor + self.unrealized_pnl_minor
-
-    @property
-    def tier_limits(self) -> Tier:
-        return TIERS[TierName(self.tier)]
-
-    @property
-    def profit_split_ratio(self) -> Fraction:
-        return Fraction(self.profit_split)
 
 
 @dataclass(frozen=True, slots=True)
