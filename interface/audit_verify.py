@@ -55,12 +55,7 @@ from projections.events import (
     ACCOUNT_POSTINGS_APPLIED,
     ACCOUNT_STATE_CHANGED,
     FUNDED_ACTIVATED,
-    FUNDED_BAND_CHANGED,
-    FUNDED_MARKED_TO_MARKET,
-    FUNDED_POSITION_CLOSED,
-    FUNDED_POSITION_OPENED,
-    FUNDED_STATE_CHANGED,
-    FUNDED_WITHDRAWAL_RECORDED,
+    FUNDED_LATER_TOPICS,
     TRANSFER_PENDING_EXPIRED,
     TRANSFER_PENDING_POSTED,
     TRANSFER_PENDING_VOIDED,
@@ -122,17 +117,7 @@ _TRANSFER_REVERSED: Final[bytes] = TRANSFER_REVERSED.encode()
 _FUNDED_ACTIVATED: Final[bytes] = FUNDED_ACTIVATED.encode()
 # A funded account's events after its activation: their money is checked
 # through the ledger transfers recorded with them; here, their order.
-_FUNDED_LATER: Final[tuple[bytes, ...]] = tuple(
-    topic.encode()
-    for topic in (
-        FUNDED_STATE_CHANGED,
-        FUNDED_POSITION_OPENED,
-        FUNDED_POSITION_CLOSED,
-        FUNDED_MARKED_TO_MARKET,
-        FUNDED_WITHDRAWAL_RECORDED,
-        FUNDED_BAND_CHANGED,
-    )
-)
+_FUNDED_LATER: Final[tuple[bytes, ...]] = tuple(topic.encode() for topic in FUNDED_LATER_TOPICS)
 _FIGURES: Final = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 # Indexes into an account's or a derivation's figures (as in `Totals`).
 _DEBITS_PENDING, _DEBITS_POSTED, _CREDITS_PENDING, _CREDITS_POSTED = 0, 1, 2, 3

@@ -45,17 +45,9 @@ FUNDED_MARKED_TO_MARKET: Final[str] = _funded_topic("MarkedToMarket")
 FUNDED_WITHDRAWAL_RECORDED: Final[str] = _funded_topic("WithdrawalRecorded")
 FUNDED_BAND_CHANGED: Final[str] = _funded_topic("BandChanged")
 
-KNOWN_TOPICS: Final[frozenset[str]] = frozenset(
+# A funded account's events after its `Activated`, in no particular order.
+FUNDED_LATER_TOPICS: Final[frozenset[str]] = frozenset(
     {
-        ACCOUNT_OPENED,
-        ACCOUNT_POSTINGS_APPLIED,
-        ACCOUNT_STATE_CHANGED,
-        TRANSFER_RECORDED,
-        TRANSFER_PENDING_POSTED,
-        TRANSFER_PENDING_VOIDED,
-        TRANSFER_PENDING_EXPIRED,
-        TRANSFER_REVERSED,
-        FUNDED_ACTIVATED,
         FUNDED_STATE_CHANGED,
         FUNDED_POSITION_OPENED,
         FUNDED_POSITION_CLOSED,

@@ -50,6 +50,7 @@ from domain.tiers import TIERS, Tier, TierName
 from projections.events import (
     FUNDED_ACTIVATED,
     FUNDED_BAND_CHANGED,
+    FUNDED_LATER_TOPICS,
     FUNDED_MARKED_TO_MARKET,
     FUNDED_POSITION_CLOSED,
     FUNDED_POSITION_OPENED,
@@ -70,16 +71,7 @@ ACTIVATED_REASON: Final[str] = "activated"
 ACTIVATED_BAND: Final[str] = RuleBand.SAFE.value
 
 # Events of a funded account after its activation (the ones read back for).
-_LATER_TOPICS: Final = frozenset(
-    {
-        FUNDED_STATE_CHANGED,
-        FUNDED_POSITION_OPENED,
-        FUNDED_POSITION_CLOSED,
-        FUNDED_MARKED_TO_MARKET,
-        FUNDED_WITHDRAWAL_RECORDED,
-        FUNDED_BAND_CHANGED,
-    }
-)
+_LATER_TOPICS: Final = FUNDED_LATER_TOPICS
 # Events that change an account's open positions (their rows are rewritten).
 _POSITION_TOPICS: Final = frozenset(
     {FUNDED_POSITION_OPENED, FUNDED_POSITION_CLOSED, FUNDED_MARKED_TO_MARKET}
