@@ -6,19 +6,22 @@ voided, a few reversed) written through the ledger's own writer until the
 log holds `events` events. Then, each in a child process of its own (so its
 peak memory is its own, and sampled as it goes):
 
-1. every view rebuilt from position 0 by one projection runner, as the
-   service's runner would catch up from an empty start (pages of
-   `runner.PAGE_SIZE`);
-2. every view rebuilt again, view by view, with `rebuild_in_place` (the
-   `ledger projections rebuild` path, pages of `rebuild.REPLAY_PAGE_SIZE`);
+1. every view rebuilt at once with `rebuild_all_in_place` (the path of
+   `ledger projections rebuild`): the journal replayed set-based, in SQL
+   inside PostgreSQL, in a process of its own, and the other views
+   together in another, sharing one read of the log (pages of
+   `rebuild.REPLAY_PAGE_SIZE`);
+2. every view rebuilt again, view by view, with `rebuild_in_place`;
 3. the audit's `verify_ledger` without the views, and with them;
 4. the peer baseline: the library's own per-event `ProjectionRunner` keeping
    the same balances view, on the first `baseline_events` positions.
 
 Afterwards: the two rebuilds' digests must be equal, view by view; the
-balances view must hold what the account aggregates hold, for a sample of
-accounts; both audits must pass; the baseline's rows must equal ours up to
-where it stopped. Any miss fails the run.
+journal replayed through its Python handlers (untimed) must equal its SQL
+rebuild, row for row; the balances view must hold what the account
+aggregates hold, for a sample of accounts; both audits must pass; the
+baseline's rows must equal ours up to where it stopped. Any miss fails the
+run.
 
     from benchmarks.projection_benchmark import ProjectionBenchmarkConfig, render, run
     print(render(run(ProjectionBenchmarkConfig())))
@@ -48,6 +51,7 @@ from typing import Any, Final, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter, WriteReceipt
 from benchmarks import databases, projection_baseline
@@ -81,6 +85,8 @@ from domain.transfer import Posting, Side
 from interface.bootstrap import build_ledger
 from interface.settings import Settings
 from projections import digest, rebuild
+from projections.journal import NAME as JOURNAL
+from projections.journal_sql_replay import REPLAY_SORT_MEMORY
 from projections.registry import all_views, view_named
 
 __all__ = [
@@ -114,10 +120,12 @@ PAGE_SIZE_BYTES: Final[int] = resource.getpagesize()
 PROFILE_LINES: Final[int] = 25
 FINDINGS_SHOWN: Final[int] = 5
 
-ONE_RUNNER: Final[str] = "rebuild: all views at once, a process each"
+ALL_AT_ONCE: Final[str] = "rebuild: all views at once (rebuild_all_in_place)"
 VIEW_BY_VIEW: Final[str] = "rebuild_in_place: all views (sum)"
 VERIFY_LOG: Final[str] = "audit verify: log only"
 VERIFY_VIEWS: Final[str] = "audit verify: log + views"
+# Where the journal is replayed through its Python handlers, to check its SQL rebuild.
+PYTHON_REPLAY_SCHEMA: Final[str] = "ledger_bench_python_replay"
 
 TIMED: Final[str] = (
     "each phase runs in a fresh child process, timed from just before its first query "
@@ -553,6 +561,29 @@ def check_balances_against_aggregates(
     )
 
 
+def check_journal_against_python_replay(
+    database_url: str, digests: dict[str, dict[str, str]], verification: Verification
+) -> None:
+    """The journal as its Python handlers make it (the live runner's path),
+    beside its set-based rebuild in SQL: two derivations of the same rows."""
+    journal = view_named(JOURNAL)
+    rebuild.replay_into_schema(database_url, journal, PYTHON_REPLAY_SCHEMA, set_based=False)
+    with psycopg.connect(database_url) as connection:
+        with connection.transaction():
+            replayed = digest.view_digest(connection, journal, PYTHON_REPLAY_SCHEMA)
+        connection.execute(
+            sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(PYTHON_REPLAY_SCHEMA))
+        )
+    rebuilt = digests.get(JOURNAL)
+    _check(
+        replayed == rebuilt,
+        f"{JOURNAL}: replayed through its Python handlers = its set-based (SQL) rebuild "
+        f"({', '.join(f'{table} {value[:12]}' for table, value in replayed.items())})",
+        f"{JOURNAL}: the Python replay differs from the SQL rebuild: {replayed} vs {rebuilt}",
+        verification,
+    )
+
+
 def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
     load_at_start = os.getloadavg()[0]
     server_url = databases.server_url(config.database_url, config.data_dir)
@@ -573,7 +604,7 @@ def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
         child = in_child(child_rebuild_all, url)
         phases.append(
             _phase(
-                ONE_RUNNER,
+                ALL_AT_ONCE,
                 "rebuild",
                 events,
                 child,
@@ -621,12 +652,13 @@ def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
         for name, tables in first_digests.items():
             _check(
                 second_digests.get(name) == tables,
-                f"{name}: digest after the one-runner rebuild = digest after rebuild_in_place "
+                f"{name}: digest after rebuild_all_in_place = digest after rebuild_in_place "
                 f"({', '.join(f'{table} {value[:12]}' for table, value in tables.items())})",
                 f"{name}: digests differ between the two rebuilds: {tables} vs "
                 f"{second_digests.get(name)}",
                 verification,
             )
+        check_journal_against_python_replay(url, second_digests, verification)
         check_balances_against_aggregates(url, config.seed, verification)
 
         audits = ((VERIFY_LOG, False), (VERIFY_VIEWS, True)) if _audit_available() else ()
@@ -700,8 +732,11 @@ def _notes(config: ProjectionBenchmarkConfig) -> list[str]:
         f"on the first {config.baseline_events:,} positions of the same log; x baseline is "
         "each row's events/s over the baseline's",
         "rebuild_in_place: one view at a time, one process; all views at once: "
-        "rebuild_all_in_place, each view replayed in a process of its own (client CPU and "
-        "RSS count every process)",
+        "rebuild_all_in_place, the journal in a process of its own and the other views "
+        "together in another (client CPU and RSS count every process)",
+        "the journal is replayed set-based, in SQL inside PostgreSQL: its CPU and memory are "
+        "the server's, not in client CPU and RSS; each of its sorts is held to "
+        f"{REPLAY_SORT_MEMORY} (each hash to twice that) and spills to disk past it",
         "PostgreSQL runs on the same machine and shares its cores with the benchmark",
     ]
     if config.profile_views:

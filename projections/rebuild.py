@@ -6,6 +6,13 @@ the live one keeps serving; then, in one short transaction holding the live
 view's tracking row (so no runner writes it meanwhile), the shadow applies
 the last events, the live tables are dropped, and the shadow's are moved in.
 Readers wait for that transaction only, not for the replay.
+
+A view with a set-based replay (the journal: `journal_sql_replay`) replays
+from empty inside PostgreSQL, in one transaction that shows nothing until
+it is whole; so it is always made aside and swapped in, even "in place".
+The other views replay page by page through their Python handlers. Either
+way a view then follows the log through its Python handlers, as the live
+runner keeps it.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ import multiprocessing
 import queue
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import psycopg
 import structlog
 
+from projections import journal
 from projections.events import LoggedEvent
+from projections.journal_sql_replay import replay_journal
 from projections.replay import REPLAY_PAGE_SIZE, Progress, replay_pages
 from projections.runner import (
     PAGE_SIZE,
@@ -30,11 +39,11 @@ from projections.runner import (
     reset_view,
     save_tracking,
 )
-from projections.view import PageWrite, View, apply_page
+from projections.view import Cursor, PageWrite, View, apply_page
 
 log = structlog.get_logger(__name__)
 
-# Views rebuilt at once, each in its own process.
+# Processes replaying views at once.
 REPLAY_PROCESSES_MAX: Final[int] = 8
 # How often the parent of rebuild processes looks for their progress.
 PROGRESS_POLL_S: Final[float] = 0.2
@@ -42,8 +51,23 @@ SHADOW_SCHEMA: Final[str] = "ledger_shadow"
 LIVE_SCHEMA: Final[str] = "public"
 
 
+class SetBasedReplay(Protocol):
+    """Fills the view's empty tables from the log up to `until` (default: all
+    of it) and makes their indexes, in the caller's transaction; the
+    position reached."""
+
+    def __call__(self, view: View, cursor: Cursor, *, until: int | None = None) -> int: ...
+
+
+# Views replayed from empty set-based inside PostgreSQL, by name. The live
+# runner keeps them with their Python handlers: two derivations that check
+# each other (`ledger audit verify` compares a live view with a replay).
+SET_BASED_REPLAYS: Final[dict[str, SetBasedReplay]] = {journal.NAME: replay_journal}
+
+
 def rebuild_in_place(database_url: str, view: View, *, progress: Progress | None = None) -> int:
-    """Empty the view and replay the log into it; the position reached."""
+    """Empty the view and replay the log into it (one with a set-based replay:
+    make it aside and swap it in); the position reached."""
     return rebuild_views_in_place(database_url, [view], progress=progress)[view.name]
 
 
@@ -56,22 +80,28 @@ def rebuild_all_in_place(
 ) -> dict[str, int]:
     """Empty the views and replay the log into them; their positions reached.
 
-    Several views replay at once, each in a process of its own (the work is
-    Python's, held to one core per process by the interpreter lock), building
-    their own instances by name from the registry."""
-    if len(views) == 1:
+    The views replay at once in processes of their own, which build their
+    own instances by name from the registry: each view with a set-based
+    replay in one (its work is PostgreSQL's), and the others together in
+    one more, sharing one read of the log (reading it is most of their work,
+    and Python's share is held to one core per process by the interpreter
+    lock either way)."""
+    groups = [[view.name] for view in views if view.name in SET_BASED_REPLAYS]
+    paged = [view.name for view in views if view.name not in SET_BASED_REPLAYS]
+    if paged:
+        groups.append(paged)
+    if len(groups) == 1:
         return rebuild_views_in_place(database_url, views, progress=progress)
-    names = [view.name for view in views]
     context = multiprocessing.get_context("spawn")
-    reached: dict[str, int] = dict.fromkeys(names, 0)
+    reached: dict[str, int] = {view.name: 0 for view in views}
     progress_queue: multiprocessing.Queue[tuple[str, int]] = context.Queue()
     with ProcessPoolExecutor(
-        min(len(names), REPLAY_PROCESSES_MAX),
+        min(len(groups), REPLAY_PROCESSES_MAX),
         mp_context=context,
         initializer=_report_progress_to,
         initargs=(progress_queue,),
     ) as processes:
-        futures = [processes.submit(_rebuild_named_view, database_url, name) for name in names]
+        futures = [processes.submit(_rebuild_named_views, database_url, group) for group in groups]
         while not all(future.done() for future in futures):
             try:
                 name, position = progress_queue.get(timeout=PROGRESS_POLL_S)
@@ -96,14 +126,16 @@ def _report_progress_to(progress_queue: multiprocessing.Queue[tuple[str, int]]) 
     _progress_queue = progress_queue
 
 
-def _rebuild_named_view(database_url: str, name: str) -> dict[str, int]:
+def _rebuild_named_views(database_url: str, names: Sequence[str]) -> dict[str, int]:
     from projections.registry import view_named
 
     def report(position: int) -> None:
         if _progress_queue is not None:
-            _progress_queue.put((name, position))
+            for name in names:
+                _progress_queue.put((name, position))
 
-    return rebuild_views_in_place(database_url, [view_named(name)], progress=report)
+    views = [view_named(name) for name in names]
+    return rebuild_views_in_place(database_url, views, progress=report)
 
 
 def rebuild_views_in_place(
@@ -112,7 +144,33 @@ def rebuild_views_in_place(
     """Empty the views and replay the log into them in this process (one read
     of the log, pipelined); their positions reached. Indexes are made after
     loading. If another runner (a running server's) writes one of the views
-    meanwhile, the replay goes on page by page alongside it instead."""
+    meanwhile, the replay goes on page by page alongside it instead.
+
+    A view with a set-based replay is not emptied but made aside and swapped
+    in, as with a shadow: its replay shows nothing until it is whole, and
+    meanwhile the live view keeps serving and following the log, and no
+    runner waits for the replay (only for the swap)."""
+    paged = [view for view in views if view.name not in SET_BASED_REPLAYS]
+    for view in views:
+        if view.name in SET_BASED_REPLAYS:
+            rebuild_with_shadow(database_url, view, progress=None if paged else progress)
+    if paged:
+        _replay_paged_in_place(database_url, paged, progress)
+    runner = ProjectionRunner(database_url, views, page_size=REPLAY_PAGE_SIZE)
+    try:
+        runner.prepare()
+        runner.catch_up(progress=progress)
+        with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+            for view in views:
+                view.create_indexes(cursor)
+        return runner.positions()
+    finally:
+        runner.stop()
+
+
+def _replay_paged_in_place(
+    database_url: str, views: Sequence[View], progress: Progress | None
+) -> None:
     with psycopg.connect(database_url) as connection:
         for view in views:
             with connection.transaction(), connection.cursor() as cursor:
@@ -140,16 +198,6 @@ def rebuild_views_in_place(
             replay_pages(database_url, views, write_page, progress=progress)
         except ReplayInterleaved as interleaved:
             log.warning("projection_replay_interleaved", projection=str(interleaved))
-    runner = ProjectionRunner(database_url, views, page_size=REPLAY_PAGE_SIZE)
-    try:
-        runner.prepare()
-        runner.catch_up(progress=progress)
-        with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
-            for view in views:
-                view.create_indexes(cursor)
-        return runner.positions()
-    finally:
-        runner.stop()
 
 
 def schema_connection(database_url: str, schema: str) -> psycopg.Connection[Any]:
@@ -175,9 +223,13 @@ def replay_into_schema(
     *,
     until: int | None = None,
     progress: Progress | None = None,
+    set_based: bool = True,
 ) -> int:
     """Make the view afresh in `schema` (never the live one) from the log, up
-    to position `until` (default: all of it), indexes included."""
+    to position `until` (default: all of it), indexes included. A view with
+    a set-based replay is made by it, unless `set_based` is False: then it
+    replays through its Python handlers, so one derivation can check the
+    other."""
     if schema == LIVE_SCHEMA:
         raise ValueError("a replay into a schema never writes the live views")
     with schema_connection(database_url, schema) as connection:
@@ -190,13 +242,24 @@ def replay_into_schema(
                 )
             view.create_tables(cursor)
         view.forget(starts_empty=True)
-
-        def write_page(events: Sequence[LoggedEvent], writes: Sequence[PageWrite]) -> None:
+        set_based_replay = SET_BASED_REPLAYS.get(view.name) if set_based else None
+        if set_based_replay is not None:
             with connection.transaction(), connection.cursor() as cursor:
-                for page in writes:
-                    page.write(cursor)
+                position = set_based_replay(view, cursor, until=until)
+            # Its rows came from SQL, not from its handlers: read back from now on.
+            view.forget(starts_empty=False)
+            if progress is not None:
+                progress(position)
+        else:
 
-        position = replay_pages(database_url, [view], write_page, until=until, progress=progress)
+            def write_page(events: Sequence[LoggedEvent], writes: Sequence[PageWrite]) -> None:
+                with connection.transaction(), connection.cursor() as cursor:
+                    for page in writes:
+                        page.write(cursor)
+
+            position = replay_pages(
+                database_url, [view], write_page, until=until, progress=progress
+            )
         with connection.transaction(), connection.cursor() as cursor:
             view.create_indexes(cursor)
         return position
