@@ -314,17 +314,13 @@ class FundedAccountsService:
                     price_minor=fill.price_minor,
                     realized_pnl_minor=fill.realized_pnl_minor,
                 )
-                change = PositionChange(account, position_id, fill, status, receipt.position)
                 if enforce and status.band is RuleBand.VIOLATION:
-                    self.enforce_rules(funded_account_id)
-                    change = PositionChange(
-                        self.require_funded_account(funded_account_id),
-                        position_id,
-                        fill,
-                        status,
-                        receipt.position,
+                    # The account as the enforcement left it, at its last write.
+                    check = self.enforce_rules(funded_account_id)
+                    return PositionChange(
+                        check.account, position_id, fill, status, check.position or receipt.position
                     )
-                return change
+                return PositionChange(account, position_id, fill, status, receipt.position)
             account = self.require_funded_account(funded_account_id)
         raise _contended(funded_account_id)
 
