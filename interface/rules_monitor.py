@@ -8,9 +8,8 @@ hold open positions (or sit in the violation band, not yet closed), and asks
 the service to mark each one: a band change is recorded, a violation closes
 the positions and the account.
 
-One monitor runs at a time: each pass first takes a PostgreSQL advisory lock
-(a lease that dies with its connection, so a killed process frees it), on a
-connection of its own. Each account's failure (the broker down for it, say)
+One monitor runs at a time, under a lease (interface/leased_worker.py). Each
+account's failure (the broker down for it, say)
 is logged and counted and the pass goes on to the next account.
 """
 
@@ -21,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
 
-import psycopg
 import structlog
 
 from application.funded_accounts import FundedAccountsService
 from domain.result_codes import LedgerRefusal
+from interface.leased_worker import STOP_TIMEOUT_S, Connection, LeasedLoop
 from projections.funded_accounts import accounts_to_watch
 
 log = structlog.get_logger(__name__)
@@ -34,7 +33,6 @@ log = structlog.get_logger(__name__)
 RULES_MONITOR_LOCK_KEY: Final[int] = 0x72756C6573
 # Accounts read from the view per query while walking them.
 ACCOUNTS_PER_QUERY: Final[int] = 500
-STOP_TIMEOUT_S: Final[float] = 30.0
 
 
 @dataclass
@@ -50,29 +48,35 @@ class RulesMonitor:
     def __init__(
         self, database_url: str, service: FundedAccountsService, interval_s: float
     ) -> None:
-        self._database_url = database_url
         self._service = service
-        self._interval_s = interval_s
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = LeasedLoop(
+            name="rules-monitor",
+            database_url=database_url,
+            lock_key=RULES_MONITOR_LOCK_KEY,
+            interval_s=interval_s,
+            work=self._mark_all,
+            report=_report,
+        )
 
     def run_once(self) -> MonitorPass:
         """One pass over every watched account, if this process gets the lease."""
-        with psycopg.connect(self._database_url, autocommit=True) as connection:
-            leased = connection.execute(
-                "SELECT pg_try_advisory_lock(%s)", (RULES_MONITOR_LOCK_KEY,)
-            ).fetchone()
-            if leased is None or not leased[0]:
-                return MonitorPass(leased=False)
-            try:
-                return self._mark_all(connection)
-            finally:
-                connection.execute("SELECT pg_advisory_unlock(%s)", (RULES_MONITOR_LOCK_KEY,))
+        done = self._loop.run_once()
+        return MonitorPass(leased=False) if done is None else done
 
-    def _mark_all(self, connection: psycopg.Connection[tuple[object, ...]]) -> MonitorPass:
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        self._loop.stop(timeout_s)
+
+    @property
+    def is_running(self) -> bool:
+        return self._loop.is_running
+
+    def _mark_all(self, connection: Connection, stopping: threading.Event) -> MonitorPass:
         done = MonitorPass()
         after: UUID | None = None
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             with connection.cursor() as cursor:
                 batch = accounts_to_watch(cursor, after=after, limit=ACCOUNTS_PER_QUERY)
             for funded_account_id in batch:
@@ -101,37 +105,12 @@ class RulesMonitor:
             after = batch[-1]
         return done
 
-    # Running in the background ------------------------------------------------
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="rules-monitor", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    @property
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval_s):
-            try:
-                done = self.run_once()
-            except Exception:
-                # A database hiccup: the next pass tries again.
-                log.exception("rules_monitor_pass_failed")
-                continue
-            if done.violations_enforced or done.failures:
-                log.info(
-                    "rules_monitor_pass",
-                    accounts_marked=done.accounts_marked,
-                    violations_enforced=done.violations_enforced,
-                    failures=len(done.failures),
-                )
+def _report(done: MonitorPass) -> None:
+    if done.violations_enforced or done.failures:
+        log.info(
+            "rules_monitor_pass",
+            accounts_marked=done.accounts_marked,
+            violations_enforced=done.violations_enforced,
+            failures=len(done.failures),
+        )
