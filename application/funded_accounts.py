@@ -38,6 +38,7 @@ from uuid import UUID, uuid4, uuid5
 
 import structlog
 
+from application.aggregate_writes import write_with_aggregates
 from application.broker import (
     Broker,
     BrokerError,
@@ -54,7 +55,7 @@ from application.broker import (
 )
 from application.ledger_application import LedgerApplication
 from application.ports import Clock
-from application.writer import AggregateChanges, ChangesOutcome, LedgerWriter, WriteReceipt
+from application.writer import LedgerWriter, WriteReceipt
 from domain.account import AccountKind
 from domain.commands import Command, OpenAccount, create_transfer, open_account
 from domain.funded_account import (
@@ -400,17 +401,7 @@ class FundedAccountsService:
 
     def _write(self, commands: list[Command], account: FundedAccount) -> WriteReceipt | None:
         """Record the account's new events with the commands; None: read again."""
-        receipt = self._writer.execute(commands, AggregateChanges.collect(account))
-        if receipt.changes is ChangesOutcome.RECORDED:
-            return receipt
-        if receipt.changes is ChangesOutcome.STALE:
-            return None
-        refused = next(
-            result
-            for result in receipt.results
-            if not result.succeeded and result.code is not ResultCode.LINKED_EVENT_FAILED
-        )
-        raise LedgerRefusal(refused.code, refused.message, **refused.details)
+        return write_with_aggregates(self._writer, commands, account)
 
     def _marks(self, account: FundedAccount) -> dict[str, int]:
         """One mark per symbol: the first open position's side decides bid or ask."""

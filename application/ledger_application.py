@@ -20,6 +20,7 @@ from application.transcoder import OrjsonTranscoder
 from domain.account import Account
 from domain.funded_account import FundedAccount
 from domain.transfer import Transfer
+from domain.withdrawal import Withdrawal
 
 RecorderFactory = Callable[[InfrastructureFactory[Any]], ApplicationRecorder]
 
@@ -90,6 +91,13 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, FundedAccount) else None
+
+    def load_withdrawal(self, withdrawal_id: UUID) -> Withdrawal | None:
+        try:
+            aggregate: Aggregate = self.repository.get(withdrawal_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, Withdrawal) else None
 
     def catch_up(self, aggregates: Sequence[Aggregate]) -> None:
         """Bring cached aggregates up to their stored version by applying only

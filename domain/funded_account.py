@@ -51,7 +51,13 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.funded_account_states import ALLOWED_TRANSITIONS, FundedAccountState
-from domain.funded_rules import AccountRuleStatus, RuleBand, rule_status, withdrawable_minor
+from domain.funded_rules import (
+    WITHDRAWAL_MINIMUM_MINOR,
+    AccountRuleStatus,
+    RuleBand,
+    rule_status,
+    withdrawable_minor,
+)
 from domain.money import require_valid_minor
 from domain.positions import PositionSide, position_pnl_minor
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -198,6 +204,8 @@ class FundedAccount(Aggregate):
         self._positions: dict[str, dict[str, Any]] = {}
         # withdrawal id -> amount, so recording one twice is recognised
         self._withdrawals: dict[str, int] = {}
+        # withdrawal id -> amount held for a requested withdrawal
+        self._reserved_withdrawals: dict[str, int] = {}
 
     # Reading -------------------------------------------------------------------------
 
@@ -242,14 +250,31 @@ class FundedAccount(Aggregate):
             for position_id, data in self._positions.items()
         )
 
+    @property
+    def _reservations(self) -> dict[str, int]:
+        # A snapshot taken before withdrawals were reserved has no such field.
+        reserved: dict[str, int] = self.__dict__.get("_reserved_withdrawals", {})
+        return reserved
+
+    @property
+    def withdrawal_reservations(self) -> dict[str, int]:
+        """Withdrawal id -> amount, for each requested withdrawal still held."""
+        return dict(self._reservations)
+
+    @property
+    def reserved_withdrawals_minor(self) -> int:
+        """What requested withdrawals hold until they are paid or given back."""
+        return sum(self._reservations.values())
+
     def withdrawable_minor(self) -> int:
-        """SOURCES.md B's formula with the current balance, which is already net
-        of withdrawals (see `funded_rules.withdrawable_minor` on what that means)."""
+        """The trader's share of the profit made, less what was withdrawn and
+        what requests hold (`funded_rules.withdrawable_minor` on the formula)."""
         return withdrawable_minor(
             self.profit_split,
             self.current_balance_minor,
             self.starting_balance_minor,
             self.total_withdrawn_minor,
+            self.reserved_withdrawals_minor,
         )
 
     def rule_status(self) -> AccountRuleStatus:
@@ -454,12 +479,77 @@ class FundedAccount(Aggregate):
 
     # Withdrawals ---------------------------------------------------------------------
 
-    def record_withdrawal(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:
-        """Record money paid out to the trader: at most what is withdrawable now.
+    def reserve_withdrawal(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:
+        """Hold an amount for a requested withdrawal, so that requests can never
+        together pass what is withdrawable. SOURCES.md B's checks, each with its
+        own code, in this order: the account is active, holds no open
+        position, the amount is at least the minimum and at most withdrawable.
+        Reserving the same id with the same amount again records nothing."""
+        _require_name("withdrawal_id", withdrawal_id)
+        require_valid_minor(amount_minor)
+        reserved = self._reservations.get(withdrawal_id)
+        if reserved is not None or withdrawal_id in self._withdrawals:
+            if amount_minor in (reserved, self._withdrawals.get(withdrawal_id)):
+                return
+            raise LedgerRefusal(
+                ResultCode.IDEMPOTENCY_KEY_REUSED,
+                f"withdrawal {withdrawal_id} was reserved with another amount",
+                withdrawal_id=withdrawal_id,
+            )
+        self._require_state(FundedAccountState.ACTIVE)
+        if self._positions:
+            raise LedgerRefusal(
+                ResultCode.OPEN_POSITIONS,
+                f"close the account's {len(self._positions)} open positions before withdrawing",
+                open_positions=len(self._positions),
+            )
+        if amount_minor < WITHDRAWAL_MINIMUM_MINOR:
+            raise LedgerRefusal(
+                ResultCode.BELOW_MINIMUM,
+                f"a withdrawal is at least {WITHDRAWAL_MINIMUM_MINOR} minor units",
+                amount_minor=amount_minor,
+                minimum_minor=WITHDRAWAL_MINIMUM_MINOR,
+            )
+        withdrawable = self.withdrawable_minor()
+        if amount_minor > withdrawable:
+            raise LedgerRefusal(
+                ResultCode.EXCEEDS_WITHDRAWABLE,
+                f"at most {withdrawable} minor units are withdrawable now",
+                amount_minor=amount_minor,
+                withdrawable_minor=withdrawable,
+            )
+        self._withdrawal_reserved(
+            amount_minor=amount_minor, withdrawal_id=withdrawal_id, at=_require_aware("at", at)
+        )
 
-        The request's own rules (at least $100, no open positions, approval)
-        belong to the withdrawal process. Recording the same id with the same
-        amount again records nothing; with another amount it is refused.
+    @event("WithdrawalReserved")
+    def _withdrawal_reserved(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:
+        self._reserved_withdrawals = {**self._reservations, withdrawal_id: amount_minor}
+
+    def release_withdrawal(self, withdrawal_id: str, at: datetime) -> None:
+        """Give a reserved amount back (the withdrawal was rejected or its payout
+        failed). Releasing one not reserved (any more) records nothing."""
+        amount = self._reservations.get(withdrawal_id)
+        if amount is None:
+            return
+        self._withdrawal_released(
+            withdrawal_id=withdrawal_id, amount_minor=amount, at=_require_aware("at", at)
+        )
+
+    @event("WithdrawalReleased")
+    def _withdrawal_released(self, withdrawal_id: str, amount_minor: int, at: datetime) -> None:
+        self._reserved_withdrawals = {
+            key: amount for key, amount in self._reservations.items() if key != withdrawal_id
+        }
+
+    def record_withdrawal(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:
+        """Record money paid out to the trader.
+
+        A reserved withdrawal is a fact once paid: it is recorded whatever the
+        account's state now, and its reservation becomes part of the total
+        withdrawn. One not reserved must be withdrawable now from an active
+        (or closing) account. The same id with the same amount again records
+        nothing; with another amount it is refused.
         """
         _require_name("withdrawal_id", withdrawal_id)
         require_valid_minor(amount_minor)
@@ -473,23 +563,35 @@ class FundedAccount(Aggregate):
                 withdrawal_id=withdrawal_id,
                 recorded_amount_minor=recorded,
             )
-        if self.state not in (FundedAccountState.ACTIVE, FundedAccountState.PENDING_CLOSURE):
+        reserved = self._reservations.get(withdrawal_id)
+        if reserved is not None and reserved != amount_minor:
             raise LedgerRefusal(
-                ResultCode.ACCOUNT_NOT_ACTIVE,
-                f"a {self.state.value} funded account pays out nothing",
-                state=self.state.value,
+                ResultCode.IDEMPOTENCY_KEY_REUSED,
+                f"withdrawal {withdrawal_id} was reserved with another amount",
+                withdrawal_id=withdrawal_id,
+                reserved_amount_minor=reserved,
             )
-        withdrawable = self.withdrawable_minor()
-        if amount_minor > withdrawable:
-            raise LedgerRefusal(
-                ResultCode.INSUFFICIENT_FUNDS,
-                f"at most {withdrawable} minor units are withdrawable",
-                amount_minor=amount_minor,
-                withdrawable_minor=withdrawable,
-            )
-        self._withdrawal_recorded(
-            amount_minor=amount_minor, withdrawal_id=withdrawal_id, at=_require_aware("at", at)
-        )
+        if reserved is None:
+            if self.state not in (FundedAccountState.ACTIVE, FundedAccountState.PENDING_CLOSURE):
+                raise LedgerRefusal(
+                    ResultCode.ACCOUNT_NOT_ACTIVE,
+                    f"a {self.state.value} funded account pays out nothing",
+                    state=self.state.value,
+                )
+            withdrawable = self.withdrawable_minor()
+            if amount_minor > withdrawable:
+                raise LedgerRefusal(
+                    ResultCode.EXCEEDS_WITHDRAWABLE,
+                    f"at most {withdrawable} minor units are withdrawable",
+                    amount_minor=amount_minor,
+                    withdrawable_minor=withdrawable,
+                )
+        at = _require_aware("at", at)
+        if reserved is not None:
+            # The reservation ends as the amount becomes withdrawn: two events
+            # in one write, so a reader adds and subtracts, never guesses.
+            self._withdrawal_released(withdrawal_id=withdrawal_id, amount_minor=reserved, at=at)
+        self._withdrawal_recorded(amount_minor=amount_minor, withdrawal_id=withdrawal_id, at=at)
 
     @event("WithdrawalRecorded")
     def _withdrawal_recorded(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:

@@ -57,25 +57,35 @@ def _minor(name: str, value: object) -> int:
 
 # Withdrawals ----------------------------------------------------------------------
 
+# SOURCES.md B, in minor units of the tier currency (USD cents): a request is
+# at least $100; under $1,000 it is approved at once, from $1,000 an admin
+# approves or rejects it.
+WITHDRAWAL_MINIMUM_MINOR: Final[int] = 100_00
+WITHDRAWAL_APPROVAL_THRESHOLD_MINOR: Final[int] = 1_000_00
+
 
 def withdrawable_minor(
-    split: Fraction | int, current_minor: int, starting_minor: int, withdrawn_minor: int
+    split: Fraction | int,
+    current_minor: int,
+    starting_minor: int,
+    withdrawn_minor: int,
+    reserved_minor: int = 0,
 ) -> int:
-    """split x (current - starting - withdrawn), rounded down, never negative.
+    """The trader's share of the profit made, less what they have taken or asked
+    for: floor(split x (current + withdrawn - starting)) - withdrawn - reserved,
+    never negative.
 
-    SOURCES.md B, as written: 80 % split, $160k current, $100k starting, $0
-    withdrawn -> $48k. `split` is the trader's share, from 0 to 1.
-    `withdrawn_minor` (total already withdrawn) must not be negative;
-    `current_minor` may be (a loss past zero), which gives 0.
-
-    The formula is implemented exactly as the source writes it, but which
-    balance `current_minor` is changes what it means. After withdrawals have
-    left the account (as in this ledger), a withdrawal counts twice: $60k
-    profit at 80 %, $10k withdrawn -> 0.8 x (150k - 100k - 10k) = $32k more,
-    $42k in all, not $48k. Before withdrawals, the split also scales the
-    withdrawn amount and the total can pass split x profit: $48k withdrawn,
-    then 0.8 x (160k - 100k - 48k) = $9.6k more. An open question for the
-    withdrawal process, not settled here.
+    SOURCES.md B writes split x (current - starting - withdrawn) and gives one
+    example with nothing withdrawn: 80 % split, $160k current, $100k starting
+    -> $48k. Here a withdrawal leaves the account, so `current_minor` is net
+    of it, and the formula as written would count each withdrawal twice ($10k
+    out of that $48k would leave 0.8 x (150k - 100k - 10k) = $32k, $42k in
+    all). The source's formula is applied to the balance before withdrawals
+    (current + withdrawn), and what was withdrawn comes off the share, not off
+    the profit: with nothing withdrawn it is exactly the source's example, and
+    the sum of all withdrawals never passes split x profit ($48k, then $38k
+    after taking $10k). `reserved_minor` is what requested withdrawals hold,
+    so two requests can never together pass the share.
     """
     share = _ratio("split", split)
     if not 0 <= share <= 1:
@@ -83,12 +93,13 @@ def withdrawable_minor(
     current = _minor("current_minor", current_minor)
     starting = _minor("starting_minor", starting_minor)
     withdrawn = _minor("withdrawn_minor", withdrawn_minor)
-    if withdrawn < 0:
-        raise ValueError("withdrawn_minor must not be negative")
-    profit = current - starting - withdrawn
+    reserved = _minor("reserved_minor", reserved_minor)
+    if withdrawn < 0 or reserved < 0:
+        raise ValueError("withdrawn_minor and reserved_minor must not be negative")
+    profit = current + withdrawn - starting
     if profit <= 0:
         return 0
-    return math.floor(share * profit)
+    return max(0, math.floor(share * profit) - withdrawn - reserved)
 
 
 # Ratios ---------------------------------------------------------------------------

@@ -68,6 +68,15 @@ class ResultCode(StrEnum):
     POSITION_NOT_FOUND = "position_not_found"
     REALIZED_PNL_MISMATCH = "realized_pnl_mismatch"
     OPEN_POSITIONS_REMAIN = "open_positions_remain"
+    # Withdrawals (SOURCES.md B): each refusal of a request has its own code.
+    OPEN_POSITIONS = "open_positions"
+    BELOW_MINIMUM = "below_minimum"
+    EXCEEDS_WITHDRAWABLE = "exceeds_withdrawable"
+    WITHDRAWAL_NOT_FOUND = "withdrawal_not_found"
+    # Approve or reject a withdrawal that is no longer waiting for an admin.
+    WITHDRAWAL_NOT_PENDING = "withdrawal_not_pending"
+    # The payment processor could not be reached (the payout is retried).
+    PAYOUT_UNAVAILABLE = "payout_unavailable"
     # The broker refused the order (its reason in the details), has no price
     # for the symbol, or could not be reached (retry later).
     BROKER_REJECTED = "broker_rejected"

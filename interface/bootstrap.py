@@ -16,12 +16,17 @@ from application.clock import SystemClock
 from application.funded_accounts import FundedAccountsService
 from application.ledger_application import LedgerApplication
 from application.ledger_service import LedgerService
+from application.payouts import PayoutGateway
 from application.ports import Clock
 from application.simulated_broker import SimulatedBroker
+from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
 from interface import database
 from interface.api_keys import ApiKeyStore
 from interface.metrics import WriterMetrics
+from interface.payout_worker import PayoutWorker
+from interface.payouts.sandbox_gateway import SandboxPayoutGateway
+from interface.payouts.stripe_gateway import StripePayoutGateway
 from interface.postgres_recorder import HashChainedPostgresRecorder
 from interface.rate_limits import InMemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter
 from interface.rules_monitor import RulesMonitor
@@ -83,6 +88,9 @@ class Ledger:
     # Marks funded accounts' positions and enforces violations (started by
     # `ledger serve`; tests run its passes themselves).
     rules_monitor: RulesMonitor
+    withdrawals: WithdrawalsService
+    # Pays out approved withdrawals (started by `ledger serve`, like the monitor).
+    payout_worker: PayoutWorker
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
@@ -94,6 +102,7 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.payout_worker.stop()
         self.rules_monitor.stop()
         self.writer.stop()
         if self.projections is not None:
@@ -109,7 +118,13 @@ def build_ledger(
     start_writer: bool = True,
     start_projections: bool = True,
     start_rules_monitor: bool = False,
+    start_payout_worker: bool = False,
+    payout_gateway: PayoutGateway | None = None,
 ) -> Ledger:
+    """The running parts of a service process. Background workers (the rules
+    monitor, the payout worker) start only when asked: `ledger serve` asks,
+    tests run their passes themselves. `payout_gateway` replaces the one the
+    settings choose (Stripe with STRIPE_API_KEY, the sandbox without)."""
     tune_garbage_collector()
     database_url = resolve_database_url(settings)
     applied = database.upgrade(database_url)
@@ -133,6 +148,7 @@ def build_ledger(
     )
     projections = ProjectionRunner(database_url, all_views())
     writer_metrics.track_projections(projections, writer)
+    writer_metrics.track_withdrawals(pool)
     if start_projections and settings.projections_in_process:
         projections.start()
     if start_writer:
@@ -144,6 +160,14 @@ def build_ledger(
     rules_monitor = RulesMonitor(database_url, funded_accounts, settings.rules_monitor_interval_s)
     if start_rules_monitor and start_writer and settings.rules_monitor_in_process:
         rules_monitor.start()
+    withdrawals = WithdrawalsService(
+        app, writer, payout_gateway or build_payout_gateway(settings, clock), clock
+    )
+    payout_worker = PayoutWorker(
+        database_url, withdrawals, clock, settings.payout_worker_interval_s
+    )
+    if start_payout_worker and start_writer and settings.payout_worker_in_process:
+        payout_worker.start()
     return Ledger(
         settings=settings,
         database_url=database_url,
@@ -155,10 +179,22 @@ def build_ledger(
         broker=broker,
         funded_accounts=funded_accounts,
         rules_monitor=rules_monitor,
+        withdrawals=withdrawals,
+        payout_worker=payout_worker,
         clock=clock,
         writer_metrics=writer_metrics,
         projections=projections,
     )
+
+
+def build_payout_gateway(settings: Settings, clock: Clock) -> PayoutGateway:
+    """Stripe through its SDK when STRIPE_API_KEY is set (STRIPE_API_BASE points
+    it elsewhere, a test server say); otherwise the built-in sandbox, which
+    pays at once, moves no money and says so in the logs."""
+    if settings.stripe_api_key:
+        return StripePayoutGateway(settings.stripe_api_key, settings.stripe_api_base)
+    log.warning("payout_gateway_sandbox", reason="STRIPE_API_KEY is not set")
+    return SandboxPayoutGateway(clock)
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:

@@ -35,15 +35,21 @@ def serve(
     from interface.bootstrap import build_ledger
     from interface.demo import DEMO_USER_OWNER, load_demo
     from interface.demo_funded_accounts import load_funded_demo
+    from interface.demo_withdrawals import load_withdrawals_demo
 
     settings = command_settings()
-    ledger = build_ledger(settings, start_rules_monitor=True)
+    ledger = build_ledger(settings, start_rules_monitor=True, start_payout_worker=True)
     if demo:
         summary = load_demo(ledger.service)
         for line in summary.lines():
             typer.echo(f"demo: {line}")
         if isinstance(ledger.broker, SimulatedBroker):
             for line in load_funded_demo(ledger.funded_accounts, ledger.broker).lines():
+                typer.echo(f"demo: {line}")
+            withdrawals_demo = load_withdrawals_demo(
+                ledger.funded_accounts, ledger.withdrawals, ledger.broker
+            )
+            for line in withdrawals_demo.lines():
                 typer.echo(f"demo: {line}")
         _, admin_key = ledger.api_keys.create(Role.ADMIN, label="demo admin")
         _, user_key = ledger.api_keys.create(Role.USER, owner_id=DEMO_USER_OWNER, label="demo user")

@@ -11,9 +11,11 @@ from collections import Counter as Tally
 from collections.abc import Iterator, Sequence
 from typing import Final
 
+import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from psycopg_pool import ConnectionPool
 
 from application.writer import LedgerWriter
 from domain.commands import Command, CreateTransfer
@@ -126,6 +128,10 @@ class WriterMetrics:
         """Also expose the writer's queue depth and counters, read when scraped."""
         self.registry.register(_WriterStateCollector(writer))
 
+    def track_withdrawals(self, pool: ConnectionPool) -> None:
+        """Also expose withdrawals by status, read from their view when scraped."""
+        self.registry.register(WithdrawalsCollector(pool))
+
     def track_projections(self, runner: ProjectionRunner, writer: LedgerWriter) -> None:
         """Also expose each view's position and lag behind this process's
         writes, read when scraped."""
@@ -214,6 +220,51 @@ class _ProjectionStateCollector(Collector):
             "1 while this process's projection runner runs.",
             value=1 if self._runner.is_running else 0,
         )
+
+
+class WithdrawalsCollector(Collector):
+    """Withdrawals by status from the withdrawals view, read at scrape time
+    (one grouped query): the admins' queue, the payouts in flight, the ones
+    waiting for a person."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        count = GaugeMetricFamily(
+            "ledger_withdrawals", "Withdrawals by status.", labels=("status",)
+        )
+        amount = GaugeMetricFamily(
+            "ledger_withdrawals_amount_minor",
+            "What withdrawals of each status add up to, in minor units.",
+            labels=("status", "currency"),
+        )
+        attention = GaugeMetricFamily(
+            "ledger_withdrawals_needing_attention",
+            "Approved withdrawals whose payout retries ran out: for a person.",
+        )
+        try:
+            with self._pool.connection() as connection:
+                rows = connection.execute(
+                    "SELECT status, currency, count(*), sum(amount_minor),"
+                    " count(*) FILTER (WHERE needs_attention)"
+                    " FROM view_withdrawals GROUP BY status, currency ORDER BY status, currency"
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            # No projection runner has made the view yet: nothing to count.
+            rows = []
+        counts: Tally[str] = Tally()
+        needing = 0
+        for status, currency, number, total, flagged in rows:
+            counts[status] += number
+            amount.add_metric((status, currency), total)
+            needing += flagged
+        for status, number in sorted(counts.items()):
+            count.add_metric((status,), number)
+        attention.add_metric((), needing)
+        yield count
+        yield amount
+        yield attention
 
 
 def render(*registries: CollectorRegistry) -> bytes:

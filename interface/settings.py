@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     stripe_api_key: str | None = Field(default=None, validation_alias="STRIPE_API_KEY")
     stripe_api_base: str | None = Field(default=None, validation_alias="STRIPE_API_BASE")
+    # The signing secret of the Stripe webhook endpoint (whsec_...); without
+    # it POST /v1/webhooks/stripe refuses every delivery.
+    stripe_webhook_secret: str | None = Field(
+        default=None, validation_alias="STRIPE_WEBHOOK_SECRET"
+    )
     log_level: str = Field(default="INFO", validation_alias="LEDGER_LOG_LEVEL")
     log_json: bool = Field(default=True, validation_alias="LEDGER_LOG_JSON")
     host: str = Field(default="127.0.0.1", validation_alias="LEDGER_HOST")
@@ -75,6 +80,15 @@ class Settings(BaseSettings):
     )
     rules_monitor_interval_s: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="LEDGER_RULES_MONITOR_INTERVAL_S"
+    )
+    # Run the payout worker inside `ledger serve` (one process at a time pays
+    # out, under a lease), and how often it looks for due payouts when not
+    # woken by an approval.
+    payout_worker_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_PAYOUT_WORKER_IN_PROCESS"
+    )
+    payout_worker_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="LEDGER_PAYOUT_WORKER_INTERVAL_S"
     )
     # Per API key (per client address without one); generous by default so
     # load tests and the test suite are not throttled.

@@ -17,6 +17,7 @@ import orjson
 from domain.account import Account
 from domain.funded_account import FundedAccount
 from domain.transfer import Transfer
+from domain.withdrawal import Withdrawal
 
 
 def _topic(event_class: type) -> str:
@@ -27,6 +28,10 @@ def _funded_topic(name: str) -> str:
     # The @event decorator makes these classes, which mypy cannot see; a
     # misspelt name still fails here, at import.
     return _topic(getattr(FundedAccount, name))
+
+
+def _withdrawal_topic(name: str) -> str:
+    return _topic(getattr(Withdrawal, name))
 
 
 ACCOUNT_OPENED: Final[str] = _topic(Account.Opened)  # type: ignore[attr-defined]
@@ -43,6 +48,8 @@ FUNDED_POSITION_OPENED: Final[str] = _funded_topic("PositionOpened")
 FUNDED_POSITION_CLOSED: Final[str] = _funded_topic("PositionClosed")
 FUNDED_MARKED_TO_MARKET: Final[str] = _funded_topic("MarkedToMarket")
 FUNDED_WITHDRAWAL_RECORDED: Final[str] = _funded_topic("WithdrawalRecorded")
+FUNDED_WITHDRAWAL_RESERVED: Final[str] = _funded_topic("WithdrawalReserved")
+FUNDED_WITHDRAWAL_RELEASED: Final[str] = _funded_topic("WithdrawalReleased")
 FUNDED_BAND_CHANGED: Final[str] = _funded_topic("BandChanged")
 
 # A funded account's events after its `Activated`, in no particular order.
@@ -53,8 +60,25 @@ FUNDED_LATER_TOPICS: Final[frozenset[str]] = frozenset(
         FUNDED_POSITION_CLOSED,
         FUNDED_MARKED_TO_MARKET,
         FUNDED_WITHDRAWAL_RECORDED,
+        FUNDED_WITHDRAWAL_RESERVED,
+        FUNDED_WITHDRAWAL_RELEASED,
         FUNDED_BAND_CHANGED,
     }
+)
+
+WITHDRAWAL_REQUESTED: Final[str] = _withdrawal_topic("Requested")
+# A withdrawal's events after its `Requested`.
+WITHDRAWAL_LATER_TOPICS: Final[frozenset[str]] = frozenset(
+    _withdrawal_topic(name)
+    for name in (
+        "Approved",
+        "Rejected",
+        "PayoutAttemptFailed",
+        "PayoutRetriesResumed",
+        "PaidOut",
+        "Completed",
+        "Failed",
+    )
 )
 
 # A log position is a PostgreSQL bigint: no position is larger.

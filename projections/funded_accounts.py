@@ -56,6 +56,8 @@ from projections.events import (
     FUNDED_POSITION_OPENED,
     FUNDED_STATE_CHANGED,
     FUNDED_WITHDRAWAL_RECORDED,
+    FUNDED_WITHDRAWAL_RELEASED,
+    FUNDED_WITHDRAWAL_RESERVED,
     LoggedEvent,
     parse_time,
 )
@@ -93,6 +95,7 @@ _ACCOUNT_COLUMNS: Final = (
     "realized_pnl_minor",
     "unrealized_pnl_minor",
     "total_withdrawn_minor",
+    "reserved_withdrawals_minor",
     "band",
     "activated_at",
     "completed_at",
@@ -133,6 +136,7 @@ class FundedAccountRow:
     realized_pnl_minor: int
     unrealized_pnl_minor: int
     total_withdrawn_minor: int
+    reserved_withdrawals_minor: int
     band: str
     activated_at: datetime
     completed_at: datetime
@@ -176,6 +180,7 @@ class _Account(FundedAccountRow):
             self.realized_pnl_minor,
             self.unrealized_pnl_minor,
             self.total_withdrawn_minor,
+            self.reserved_withdrawals_minor,
             self.band,
             self.activated_at,
             self.completed_at,
@@ -232,6 +237,7 @@ def _activated(event: LoggedEvent) -> _Account:
         realized_pnl_minor=0,
         unrealized_pnl_minor=0,
         total_withdrawn_minor=0,
+        reserved_withdrawals_minor=0,
         band=ACTIVATED_BAND,
         activated_at=activated_at,
         completed_at=completed_at,
@@ -281,6 +287,10 @@ def _apply(account: _Account, event: LoggedEvent) -> None:
         account.total_withdrawn_minor += amount
         account.current_balance_minor -= amount
         account.peak_balance_minor -= amount
+    elif topic == FUNDED_WITHDRAWAL_RESERVED:
+        account.reserved_withdrawals_minor += data["amount_minor"]
+    elif topic == FUNDED_WITHDRAWAL_RELEASED:
+        account.reserved_withdrawals_minor -= data["amount_minor"]
     elif topic == FUNDED_BAND_CHANGED:
         account.band = data["to_band"]
     account.updated_at = event.recorded_at
@@ -289,7 +299,8 @@ def _apply(account: _Account, event: LoggedEvent) -> None:
 
 class FundedAccountsView:
     name = NAME
-    version = 1
+    # 2: reserved withdrawals.
+    version = 2
     tables: tuple[str, ...] = ("view_funded_accounts", "view_funded_positions")
 
     def __init__(self) -> None:
@@ -305,7 +316,8 @@ class FundedAccountsView:
             " ledger_account_id uuid NOT NULL, starting_balance_minor bigint NOT NULL,"
             " current_balance_minor bigint NOT NULL, peak_balance_minor bigint NOT NULL,"
             " realized_pnl_minor bigint NOT NULL, unrealized_pnl_minor bigint NOT NULL,"
-            " total_withdrawn_minor bigint NOT NULL, band text NOT NULL,"
+            " total_withdrawn_minor bigint NOT NULL, reserved_withdrawals_minor bigint NOT NULL,"
+            " band text NOT NULL,"
             " activated_at timestamptz NOT NULL, completed_at timestamptz NOT NULL,"
             " updated_at timestamptz NOT NULL, position bigint NOT NULL)"
         )
@@ -466,6 +478,7 @@ class FundedAccountDetail:
             account.current_balance_minor,
             account.starting_balance_minor,
             account.total_withdrawn_minor,
+            account.reserved_withdrawals_minor,
         )
 
     def rule_status(self) -> AccountRuleStatus:

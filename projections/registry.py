@@ -8,10 +8,17 @@ from projections.balances import BalancesView
 from projections.funded_accounts import FundedAccountsView
 from projections.journal import JournalView
 from projections.view import View
+from projections.withdrawals import WithdrawalsView
 
 
 def all_views() -> list[View]:
-    return [BalancesView(), AccountsDirectoryView(), JournalView(), FundedAccountsView()]
+    return [
+        BalancesView(),
+        AccountsDirectoryView(),
+        JournalView(),
+        FundedAccountsView(),
+        WithdrawalsView(),
+    ]
 
 
 def view_names() -> list[str]:

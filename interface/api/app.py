@@ -16,6 +16,7 @@ from interface.api import (
     routes_metrics,
     routes_trading,
     routes_transfers,
+    routes_withdrawals,
 )
 from interface.api.authentication import AuthenticationMiddleware
 from interface.api.errors import install_error_handlers
@@ -43,7 +44,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         closes = ledger is None or owns_ledger
-        app.state.ledger = ledger or build_ledger(settings or Settings(), start_rules_monitor=True)
+        app.state.ledger = ledger or build_ledger(
+            settings or Settings(), start_rules_monitor=True, start_payout_worker=True
+        )
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
         try:
@@ -72,6 +75,7 @@ def create_app(
     app.include_router(routes_journal.router)
     app.include_router(routes_funded_accounts.router)
     app.include_router(routes_trading.router)
+    app.include_router(routes_withdrawals.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_metrics.router)
     return app

@@ -19,6 +19,9 @@ from interface.api.errors import error_body
 from interface.api_keys import Principal
 
 PROTECTED_PREFIX: Final[str] = "/v1/"
+# Under the prefix but not for API keys: the payment processor's webhooks
+# carry its signature instead, which the route verifies before anything else.
+SIGNED_BY_SENDER_PATHS: Final[frozenset[str]] = frozenset({"/v1/webhooks/stripe"})
 PRINCIPAL_STATE_KEY: Final[str] = "principal"
 
 
@@ -36,7 +39,11 @@ class AuthenticationMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(PROTECTED_PREFIX)
+            or scope["path"] in SIGNED_BY_SENDER_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope)

@@ -27,6 +27,7 @@ _NOT_FOUND: Final = frozenset(
         ResultCode.PENDING_TRANSFER_NOT_FOUND,
         ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
         ResultCode.POSITION_NOT_FOUND,
+        ResultCode.WITHDRAWAL_NOT_FOUND,
     }
 )
 
@@ -58,12 +59,15 @@ _CONFLICT: Final = frozenset(
         ResultCode.OPEN_POSITIONS_REMAIN,
         ResultCode.BROKER_REJECTED,
         ResultCode.CONCURRENT_CHANGE,
+        ResultCode.OPEN_POSITIONS,
+        ResultCode.EXCEEDS_WITHDRAWABLE,
+        ResultCode.WITHDRAWAL_NOT_PENDING,
     }
 )
 
 # Refusals that say nothing about the request: the same request may succeed
 # once a dependency answers again.
-_UNAVAILABLE: Final = frozenset({ResultCode.BROKER_UNAVAILABLE})
+_UNAVAILABLE: Final = frozenset({ResultCode.BROKER_UNAVAILABLE, ResultCode.PAYOUT_UNAVAILABLE})
 
 
 def status_for(code: ResultCode) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, model_validator
@@ -35,6 +35,10 @@ Currency = Annotated[
     Strict(),
     Field(pattern=r"^[A-Z]{3}$", examples=["USD"], description="ISO 4217 code"),
 ]
+# Free text a person writes (a reason, a name): no control characters anywhere
+# (a NUL cannot be stored in a PostgreSQL text column), no outer whitespace.
+PLAIN_TEXT_PATTERN: Final[str] = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+
 IdempotencyKey = Annotated[
     str,
     Strict(),

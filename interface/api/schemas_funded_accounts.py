@@ -31,6 +31,7 @@ from domain.funded_rules import (
 from domain.money import format_amount
 from domain.tiers import TIER_CURRENCY, Tier, TierName
 from interface.api.query_types import IsoTime
+from interface.api.schemas import PLAIN_TEXT_PATTERN
 from projections.funded_accounts import FundedAccountDetail, FundedAccountRow
 
 RATIO_DESCRIPTION: Final[str] = (
@@ -68,7 +69,7 @@ class ActivateFundedAccountRequest(BaseModel):
         Field(
             min_length=1,
             max_length=ASSESSMENT_ID_LENGTH_MAX,
-            pattern=r"^\S(.*\S)?$",
+            pattern=PLAIN_TEXT_PATTERN,
             description="The assessment system's id; at most one funded account each.",
         ),
     ]
@@ -85,7 +86,7 @@ class ActivateFundedAccountRequest(BaseModel):
     owner_id: Annotated[
         str,
         Strict(),
-        Field(min_length=1, max_length=OWNER_ID_LENGTH_MAX, pattern=r"^\S(.*\S)?$"),
+        Field(min_length=1, max_length=OWNER_ID_LENGTH_MAX, pattern=PLAIN_TEXT_PATTERN),
     ]
     tier: TierName
     profit_split: Annotated[
@@ -121,7 +122,7 @@ class ChangeFundedAccountStateRequest(BaseModel):
 
     state: FundedAccountState
     reason: Annotated[
-        str, Strict(), Field(min_length=1, max_length=REASON_LENGTH_MAX, pattern=r"^\S(.*\S)?$")
+        str, Strict(), Field(min_length=1, max_length=REASON_LENGTH_MAX, pattern=PLAIN_TEXT_PATTERN)
     ]
 
 
@@ -144,6 +145,9 @@ class FundedBalancesResponse(BaseModel):
     unrealized_pnl: Money = Field(description="The P&L of the open positions at their marks.")
     equity: Money = Field(description="current_balance + unrealized_pnl")
     total_withdrawn: Money = Field(description="What the trader has been paid out.")
+    reserved_for_withdrawals: Money = Field(
+        description="What requested withdrawals hold until they are paid out or given back."
+    )
 
     @classmethod
     def of(cls, account: FundedAccountRow) -> FundedBalancesResponse:
@@ -155,6 +159,7 @@ class FundedBalancesResponse(BaseModel):
             unrealized_pnl=money(account.unrealized_pnl_minor),
             equity=money(account.equity_minor),
             total_withdrawn=money(account.total_withdrawn_minor),
+            reserved_for_withdrawals=money(account.reserved_withdrawals_minor),
         )
 
 
@@ -283,8 +288,9 @@ class FundedAccountDetailResponse(FundedAccountResponse):
         description="The rules read from the figures now."
     )
     withdrawable: Money = Field(
-        description="profit_split x (current_balance - starting_balance - total_withdrawn), "
-        "rounded down to the cent; never below zero."
+        description="The trader's share of the profit made, less what was withdrawn and what "
+        "requested withdrawals hold: floor(profit_split x (current_balance + total_withdrawn "
+        "- starting_balance)) - total_withdrawn - reserved_for_withdrawals, never below zero."
     )
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from interface.api.app import create_app
 from interface.api.idempotency import KEY_LENGTH_MAX
 from interface.api_keys import Role
 from interface.bootstrap import Ledger
+from interface.settings import Settings
 from tests.support.api_keys import bearer, install_known_key
 
 # Examples per operation: enough to reach every branch of validation, small
@@ -79,6 +81,21 @@ def map_headers(context: Any, headers: dict[str, str] | None) -> dict[str, str] 
 
 def _is_valid_idempotency_key(key: str) -> bool:
     return 1 <= len(key) <= KEY_LENGTH_MAX and all(" " <= c <= "~" for c in key)
+
+
+# POST /v1/webhooks/stripe answers 503 `webhook_not_configured` on a service
+# without its signing secret, which is right for such a service but a 5xx to
+# every generated request. With a secret, the route verifies what it gets: no
+# generated request carries Stripe's signature, so each is refused with 400.
+WEBHOOK_SECRET = "whsec_schemathesis"
+
+
+@pytest.fixture(name="settings")
+def ledger_settings(database_url: str, tmp_path: Path) -> Settings:
+    """The conftest's settings, with a Stripe webhook secret (see WEBHOOK_SECRET)."""
+    return Settings(
+        database_url=database_url, data_dir=tmp_path, stripe_webhook_secret=WEBHOOK_SECRET
+    )
 
 
 @pytest.fixture

@@ -20,12 +20,18 @@ from interface.api.app import create_app
 from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
-from tests.support.funded_accounts import activate_funded_account
+from tests.support.withdrawals import profitable_funded_account
 
 CALLERS = ("anonymous", "other_user", "owner", "admin", "auditor", "service")
 # Priced at $1 on the simulated broker: a one-unit position is far inside every limit.
 MATRIX_SYMBOL = "MTRX"
 OWNER, OTHER = "alice", "mallory"
+# Alice's funded account closed a trade this much up: 4/5 of it ($8,000.00) is
+# withdrawable, enough for a $1,000.00 withdrawal per caller in any one test.
+ALICE_PROFIT_MINOR = 1_000_000
+# From $1,000.00 a withdrawal waits for an admin; under it, it is approved at once.
+PENDING_WITHDRAWAL = "1000.00"
+APPROVED_WITHDRAWAL = "100.00"
 
 
 @dataclass
@@ -49,6 +55,18 @@ class World:
         assert response.status_code == 201, response.text
         opened: str = response.json()["position_id"]
         return opened
+
+    def withdrawal(self, amount: str = PENDING_WITHDRAWAL) -> str:
+        """A withdrawal from alice's funded account, requested by the platform;
+        its id. Pending for an admin from $1,000.00, approved under it."""
+        response = self.client.post(
+            f"/v1/funded-accounts/{self.alice_funded_account}/withdrawals",
+            json={"amount": amount},
+            headers=self.as_platform(),
+        )
+        assert response.status_code == 201, response.text
+        made: str = response.json()["id"]
+        return made
 
     def transfer(self, *, pending: bool = False) -> str:
         """A transfer out of alice's account, made by the platform."""
@@ -96,7 +114,7 @@ def world(ledger: Ledger) -> Iterator[World]:
             "currency": "USD",
         }
         assert client.post("/v1/transfers", json=funding, headers=platform).status_code == 201
-        alice_funded = str(activate_funded_account(ledger, owner_id=OWNER))
+        alice_funded = str(profitable_funded_account(ledger, OWNER, ALICE_PROFIT_MINOR))
         assert isinstance(ledger.broker, SimulatedBroker)
         ledger.broker.set_price(MATRIX_SYMBOL, bid_minor=100, ask_minor=100)
         yield World(client, headers, cash, alice, alice_funded)
@@ -358,6 +376,108 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "service": 403,
         },
     ),
+    ("POST", "/v1/funded-accounts/{funded_account_id}/withdrawals"): (
+        lambda w, h: w.client.post(
+            f"/v1/funded-accounts/{w.alice_funded_account}/withdrawals",
+            json={"amount": APPROVED_WITHDRAWAL},
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 201,
+            "admin": 201,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("GET", "/v1/funded-accounts/{funded_account_id}/withdrawals"): (
+        lambda w, h: w.client.get(
+            f"/v1/funded-accounts/{w.alice_funded_account}/withdrawals", headers=h
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/withdrawals/{withdrawal_id}"): (
+        lambda w, h: w.client.get(f"/v1/withdrawals/{w.withdrawal()}", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/admin/withdrawals"): (
+        # Every owner's withdrawals: admins and auditors only.
+        lambda w, h: w.client.get("/v1/admin/withdrawals", params={"status": "pending"}, headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 200,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/admin/withdrawals/{withdrawal_id}/approve"): (
+        # A pending withdrawal for each caller: the admin's is its first decision.
+        lambda w, h: w.client.post(f"/v1/admin/withdrawals/{w.withdrawal()}/approve", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/admin/withdrawals/{withdrawal_id}/reject"): (
+        lambda w, h: w.client.post(
+            f"/v1/admin/withdrawals/{w.withdrawal()}/reject",
+            json={"reason": "matrix"},
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/admin/withdrawals/{withdrawal_id}/resume-payouts"): (
+        # An approved withdrawal still retrying: the admin is let through and
+        # told there is nothing to resume (409); everyone else is refused first.
+        lambda w, h: w.client.post(
+            f"/v1/admin/withdrawals/{w.withdrawal(APPROVED_WITHDRAWAL)}/resume-payouts",
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 409,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/webhooks/stripe"): (
+        # Not for API keys: Stripe's signature is the credential, and a key,
+        # valid or not, changes nothing. This service has no webhook secret,
+        # so every caller gets 503 webhook_not_configured (the signature
+        # checks: test_withdrawals_api).
+        lambda w, h: w.client.post("/v1/webhooks/stripe", content=b"{}", headers=h),
+        dict.fromkeys(CALLERS, 503),
+    ),
     ("GET", "/v1/market/quotes/{symbol}"): (
         lambda w, h: w.client.get(f"/v1/market/quotes/{MATRIX_SYMBOL}", headers=h),
         {
@@ -455,3 +575,7 @@ def test_a_revoked_or_malformed_key_is_refused_like_no_key(ledger: Ledger, world
         assert response.status_code == 401, headers
         assert response.headers["WWW-Authenticate"] == "Bearer"
         assert response.json()["error"]["code"] in {"unauthenticated", "invalid_api_key"}
+        # The webhook route takes no key: a bad one is not refused as one.
+        webhook = world.client.post("/v1/webhooks/stripe", content=b"{}", headers=headers)
+        assert webhook.status_code == 503, headers
+        assert webhook.json()["error"]["code"] == "webhook_not_configured"

@@ -51,6 +51,11 @@ def test_bad_requests_and_other_roles_are_refused(ledger: Ledger, client: TestCl
         client.post(path, json={"state": "asleep", "reason": "x"}, headers=admin).status_code == 422
     )
     assert client.post(path, json={"state": "safe", "reason": ""}, headers=admin).status_code == 422
+    # A NUL would stop the view that stores the reason; control characters and
+    # outer whitespace (Python's idea of it, which the domain checks) are refused.
+    for reason in ("a\u0000b", "pause\u001f", "\u00a0pause"):
+        refused = client.post(path, json={"state": "safe", "reason": reason}, headers=admin)
+        assert_error(refused, 422, "invalid_request")
     unknown = client.post(
         "/v1/funded-accounts/00000000-0000-0000-0000-000000000001/state",
         json={"state": "safe", "reason": "pause"},

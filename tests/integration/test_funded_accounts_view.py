@@ -74,6 +74,9 @@ step_arguments: Final[dict[str, st.SearchStrategy[tuple[Any, ...]]]] = {
     ),
     # A share of what is withdrawable now, in percent.
     "withdraw": st.tuples(st.integers(1, 100)),
+    "reserve": st.tuples(st.integers(1, 100)),
+    # The oldest reservation: paid out (True) or given back.
+    "settle": st.tuples(st.booleans()),
     # Mostly back to ACTIVE, or the accounts would soon stop trading for good.
     "state": st.tuples(
         st.just(FundedAccountState.ACTIVE) | st.sampled_from(list(FundedAccountState))
@@ -87,7 +90,7 @@ step_arguments: Final[dict[str, st.SearchStrategy[tuple[Any, ...]]]] = {
 # Some more often than the rest: trades and marks make the figures move, and
 # withdrawals and rule readings need moved figures to record anything.
 STEP_KINDS: Final = (
-    *("open", "open", "mark", "close", "withdraw", "withdraw", "rules", "rules"),
+    *("open", "open", "mark", "close", "withdraw", "reserve", "settle", "rules", "rules"),
     *step_arguments,
 )
 
@@ -103,7 +106,9 @@ steps = st.sampled_from(STEP_KINDS).flatmap(_step)
 # A story with every event the view handles, replayed by a runner that
 # remembers and by one that reads back. On Gen's $10,000: a $400 long
 # (4 % of the balance: risk in the warning band), marked up and closed with
-# $100 profit, of which the trader takes half of the withdrawable $80.
+# $100 profit, of which the trader takes half of the withdrawable $80; then a
+# short closed at a profit and a $2,000 long at +120 %, and two requests held:
+# one paid out, one given back.
 EVERY_EVENT: Final[list[tuple[Any, ...]]] = [
     ("open", 0, "ACME", PositionSide.LONG, 10, 4_000),
     ("open", 0, "BOLT", PositionSide.SHORT, 5, 2_000),
@@ -114,6 +119,13 @@ EVERY_EVENT: Final[list[tuple[Any, ...]]] = [
     ("close", 0, 0, 25),
     ("withdraw", 0, 50),
     ("project", 0, True),
+    ("close", 0, 0, -60),
+    ("open", 0, "ACME", PositionSide.LONG, 50, 4_000),
+    ("close", 0, 0, 120),
+    ("reserve", 0, 50),
+    ("reserve", 0, 100),
+    ("settle", 0, True),
+    ("settle", 0, False),
     ("state", 0, FundedAccountState.SAFE),
     ("rules", 0),
     ("state", 0, FundedAccountState.ACTIVE),
@@ -215,6 +227,17 @@ class Story:
             amount = account.withdrawable_minor() * percent // 100
             if amount > 0:
                 account.record_withdrawal(amount, f"withdrawal-{at.timestamp():.0f}", at)
+        elif kind == "reserve":
+            (percent,) = arguments
+            amount = account.withdrawable_minor() * percent // 100
+            account.reserve_withdrawal(amount, f"reserved-{at.timestamp():.0f}", at)
+        elif kind == "settle" and account.withdrawal_reservations:
+            (paid,) = arguments
+            withdrawal_id, amount = next(iter(account.withdrawal_reservations.items()))
+            if paid:
+                account.record_withdrawal(amount, withdrawal_id, at)
+            else:
+                account.release_withdrawal(withdrawal_id, at)
         elif kind == "state":
             (state,) = arguments
             account.change_state(state, "test", "test:operator", at)
@@ -278,6 +301,7 @@ def _check_rows_equal_the_aggregates(ledger: Ledger, accounts: list[FundedAccoun
                 row.realized_pnl_minor,
                 row.unrealized_pnl_minor,
                 row.total_withdrawn_minor,
+                row.reserved_withdrawals_minor,
                 row.equity_minor,
             ) == (
                 account.starting_balance_minor,
@@ -286,6 +310,7 @@ def _check_rows_equal_the_aggregates(ledger: Ledger, accounts: list[FundedAccoun
                 account.realized_pnl_minor,
                 account.unrealized_pnl_minor,
                 account.total_withdrawn_minor,
+                account.reserved_withdrawals_minor,
                 account.equity_minor,
             )
             assert (row.activated_log_position, row.position, row.updated_at) == (

@@ -97,7 +97,7 @@ def apply(account: FundedAccount, model: Model, operation: tuple[Any, ...], at: 
         try:
             account.record_withdrawal(amount, f"w-{int(at.timestamp())}", at)
         except LedgerRefusal as refusal:
-            assert refusal.code is ResultCode.INSUFFICIENT_FUNDS
+            assert refusal.code is ResultCode.EXCEEDS_WITHDRAWABLE
             assert amount > withdrawable
             event("withdrawal refused")
             return

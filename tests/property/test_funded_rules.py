@@ -52,27 +52,59 @@ def test_withdrawable_rounds_down_to_the_minor_unit(profit_minor: int, withdrawa
     assert withdrawable_minor(Fraction(4, 5), starting + profit_minor, starting, 0) == withdrawable
 
 
-@given(split=splits, current=amounts, starting=non_negative, withdrawn=non_negative)
-@example(split=Fraction(4, 5), current=usd(160_000), starting=usd(100_000), withdrawn=0)
-def test_withdrawable_is_the_formula_rounded_down_and_never_negative(
-    split: Fraction, current: int, starting: int, withdrawn: int
+@given(
+    split=splits,
+    current=amounts,
+    starting=non_negative,
+    withdrawn=non_negative,
+    reserved=non_negative,
+)
+@example(split=Fraction(4, 5), current=usd(160_000), starting=usd(100_000), withdrawn=0, reserved=0)
+def test_withdrawable_is_the_share_of_the_profit_less_what_was_taken_rounded_down(
+    split: Fraction, current: int, starting: int, withdrawn: int, reserved: int
 ) -> None:
-    result = withdrawable_minor(split, current, starting, withdrawn)
-    profit = current - starting - withdrawn
+    result = withdrawable_minor(split, current, starting, withdrawn, reserved)
+    # The profit made is counted before withdrawals left the account.
+    profit = current + withdrawn - starting
     # Integer-only oracle: floor(numerator * profit / denominator), 0 without profit.
-    expected = split.numerator * profit // split.denominator if profit > 0 else 0
+    share = split.numerator * profit // split.denominator if profit > 0 else 0
     assert type(result) is int
-    assert result == expected
-    assert result >= 0
-    if profit > 0:
-        assert result <= split * profit < result + 1
+    assert result == max(0, share - withdrawn - reserved)
+
+
+def test_a_withdrawal_is_counted_once_not_twice() -> None:
+    """$60k profit at 80 %: $48k in all, whether taken at once or in parts."""
+    split, starting = Fraction(4, 5), usd(100_000)
+    assert withdrawable_minor(split, usd(150_000), starting, usd(10_000)) == usd(38_000)
+    assert withdrawable_minor(split, usd(112_000), starting, usd(48_000)) == 0
+    # A request waiting for approval holds its amount.
+    assert withdrawable_minor(split, usd(160_000), starting, 0, usd(40_000)) == usd(8_000)
+
+
+@given(
+    split=splits,
+    profit=st.integers(min_value=0, max_value=usd(10_000_000)),
+    parts=st.lists(st.integers(min_value=1, max_value=100), min_size=1, max_size=20),
+)
+def test_withdrawing_in_any_parts_never_passes_the_share_of_the_profit(
+    split: Fraction, profit: int, parts: list[int]
+) -> None:
+    starting = usd(100_000)
+    current, withdrawn = starting + profit, 0
+    for percent in parts:
+        amount = withdrawable_minor(split, current, starting, withdrawn) * percent // 100
+        current, withdrawn = current - amount, withdrawn + amount
+    assert withdrawn <= split * profit
+    # Taking everything left brings the total to the share, to the minor unit.
+    rest = withdrawable_minor(split, current, starting, withdrawn)
+    assert withdrawn + rest == split.numerator * profit // split.denominator
 
 
 @given(split=splits, current=amounts, starting=non_negative, withdrawn=non_negative)
-def test_withdrawable_is_zero_when_current_is_at_most_starting_plus_withdrawn(
+def test_withdrawable_is_zero_without_profit(
     split: Fraction, current: int, starting: int, withdrawn: int
 ) -> None:
-    assume(current <= starting + withdrawn)
+    assume(current + withdrawn <= starting)
     assert withdrawable_minor(split, current, starting, withdrawn) == 0
 
 
@@ -92,12 +124,10 @@ def test_withdrawable_never_falls_when_current_rises(
 
 
 @given(split=splits, current=amounts, starting=non_negative, withdrawn=non_negative)
-def test_withdrawable_never_exceeds_the_profit(
+def test_withdrawable_never_exceeds_what_the_account_holds_above_its_start(
     split: Fraction, current: int, starting: int, withdrawn: int
 ) -> None:
-    assert withdrawable_minor(split, current, starting, withdrawn) <= max(
-        0, current - starting - withdrawn
-    )
+    assert withdrawable_minor(split, current, starting, withdrawn) <= max(0, current - starting)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +151,7 @@ def test_withdrawable_refuses_floats_and_out_of_range_inputs(
 
 
 def test_a_whole_number_split_is_accepted() -> None:
-    assert withdrawable_minor(1, 300, 100, 50) == 150
+    assert withdrawable_minor(1, 300, 100, 50) == 200
     assert withdrawable_minor(0, 300, 100, 50) == 0
 
 

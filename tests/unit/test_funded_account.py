@@ -21,7 +21,7 @@ from domain.funded_account import (
     funded_account_id_for,
 )
 from domain.funded_account_states import ALLOWED_TRANSITIONS, FundedAccountState
-from domain.funded_rules import RuleBand
+from domain.funded_rules import WITHDRAWAL_MINIMUM_MINOR, RuleBand
 from domain.positions import PositionSide, position_pnl_minor
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIERS, TierName
@@ -426,15 +426,15 @@ def test_a_withdrawal_lowers_balance_equity_and_peak_alike() -> None:
     assert account.current_balance_minor == account.equity_minor == GEN_START + 70_000
     assert account.peak_balance_minor == GEN_START + 70_000
     assert account.rule_status().drawdown.value == 0
-    # SOURCES.md B's formula on a balance already net of withdrawals (see funded_rules).
-    assert account.withdrawable_minor() == (70_000 - 30_000) * 4 // 5
+    # The share of the profit made ($1,000 at 4/5) less what was taken: counted once.
+    assert account.withdrawable_minor() == 100_000 * 4 // 5 - 30_000
 
 
 def test_more_than_the_withdrawable_amount_is_refused() -> None:
     account = profitable()
     with pytest.raises(LedgerRefusal) as refused:
         account.record_withdrawal(80_001, "w1", later(10))
-    assert refused.value.code is ResultCode.INSUFFICIENT_FUNDS
+    assert refused.value.code is ResultCode.EXCEEDS_WITHDRAWABLE
     assert refused.value.details["withdrawable_minor"] == 80_000
     account.record_withdrawal(80_000, "w1", later(11))
 
@@ -464,11 +464,71 @@ def test_a_suspended_account_pays_out_nothing() -> None:
     assert refused.value.code is ResultCode.ACCOUNT_NOT_ACTIVE
 
 
+def test_a_reservation_holds_its_amount_until_paid_or_released() -> None:
+    account = profitable()
+    account.reserve_withdrawal(50_000, "w1", later(10))
+    assert account.reserved_withdrawals_minor == 50_000
+    assert account.withdrawable_minor() == 30_000
+    with pytest.raises(LedgerRefusal) as refused:
+        account.reserve_withdrawal(30_001, "w2", later(11))
+    assert refused.value.code is ResultCode.EXCEEDS_WITHDRAWABLE
+    account.reserve_withdrawal(30_000, "w2", later(11))
+    assert account.withdrawable_minor() == 0
+    # Paid: the reservation becomes part of what was withdrawn, the total stays.
+    account.record_withdrawal(50_000, "w1", later(12))
+    assert (account.total_withdrawn_minor, account.reserved_withdrawals_minor) == (50_000, 30_000)
+    assert account.withdrawable_minor() == 0
+    # Given back: the amount is withdrawable again.
+    account.release_withdrawal("w2", later(13))
+    account.release_withdrawal("w2", later(14))
+    assert account.withdrawable_minor() == 30_000
+    assert [type(e).__name__ for e in account.collect_events()][-5:] == [
+        "WithdrawalReserved",
+        "WithdrawalReserved",
+        "WithdrawalReleased",
+        "WithdrawalRecorded",
+        "WithdrawalReleased",
+    ]
+
+
+def test_reserving_the_same_withdrawal_twice_holds_it_once() -> None:
+    account = profitable()
+    account.reserve_withdrawal(20_000, "w1", later(10))
+    account.reserve_withdrawal(20_000, "w1", later(11))
+    assert account.reserved_withdrawals_minor == 20_000
+    with pytest.raises(LedgerRefusal) as refused:
+        account.reserve_withdrawal(30_000, "w1", later(12))
+    assert refused.value.code is ResultCode.IDEMPOTENCY_KEY_REUSED
+
+
+def test_a_request_is_refused_in_the_order_the_source_gives() -> None:
+    account = profitable()
+    account.open_position("p1", "ACME", LONG, 1, 10_000, later(5))
+    with pytest.raises(LedgerRefusal) as refused:
+        account.reserve_withdrawal(1, "w1", later(10))
+    assert refused.value.code is ResultCode.OPEN_POSITIONS
+    account.close_position("p1", 10_000, 0, later(6))
+    with pytest.raises(LedgerRefusal) as refused:
+        account.reserve_withdrawal(WITHDRAWAL_MINIMUM_MINOR - 1, "w1", later(10))
+    assert refused.value.code is ResultCode.BELOW_MINIMUM
+    account.reserve_withdrawal(WITHDRAWAL_MINIMUM_MINOR, "w1", later(10))
+    account.change_state(FundedAccountState.SUSPENDED, "review", "admin-1", later(11))
+    with pytest.raises(LedgerRefusal) as refused:
+        account.reserve_withdrawal(WITHDRAWAL_MINIMUM_MINOR, "w2", later(12))
+    assert refused.value.code is ResultCode.ACCOUNT_NOT_ACTIVE
+    # A reserved withdrawal paid out is a fact, whatever the state now.
+    account.record_withdrawal(WITHDRAWAL_MINIMUM_MINOR, "w1", later(13))
+    assert account.total_withdrawn_minor == WITHDRAWAL_MINIMUM_MINOR
+
+
 # Replay ------------------------------------------------------------------------------------
 
 
 def busy_account() -> FundedAccount:
     account = profitable()
+    account.reserve_withdrawal(10_000, "w2", later(19))
+    account.reserve_withdrawal(10_000, "w3", later(19))
+    account.release_withdrawal("w3", later(19))
     account.open_position("p1", "ACME", LONG, 3, 10_000, later(20))
     account.open_position("p2", "BOLT", SHORT, 2, 20_000, later(21))
     account.mark_to_market({"ACME": 9_000, "BOLT": 25_000}, later(22))

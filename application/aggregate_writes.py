@@ -1,0 +1,40 @@
+"""One write of ledger commands together with the new events of process aggregates.
+
+Funded accounts, withdrawals (and later closures and forks) change their
+aggregates and move money in the same transaction through the writer's
+`AggregateChanges`. Every use case does the same thing with the receipt, so
+it is here once: recorded, stale (read again and decide again), or a command
+refused (raise its refusal, nothing was written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from eventsourcing.domain import Aggregate
+
+from application.writer import AggregateChanges, ChangesOutcome, LedgerWriter, WriteReceipt
+from domain.commands import Command
+from domain.result_codes import LedgerRefusal, ResultCode
+
+
+def write_with_aggregates(
+    writer: LedgerWriter, commands: Sequence[Command], *aggregates: Aggregate
+) -> WriteReceipt | None:
+    """Record the aggregates' new events with the commands, all or nothing.
+
+    None: another request recorded one of the aggregates first; the caller
+    reads it again and decides again. A refused command raises its
+    `LedgerRefusal` (the first refusal that is not a linked failure).
+    """
+    receipt = writer.execute(list(commands), AggregateChanges.collect(*aggregates))
+    if receipt.changes is ChangesOutcome.RECORDED:
+        return receipt
+    if receipt.changes is ChangesOutcome.STALE:
+        return None
+    refused = next(
+        result
+        for result in receipt.results
+        if not result.succeeded and result.code is not ResultCode.LINKED_EVENT_FAILED
+    )
+    raise LedgerRefusal(refused.code, refused.message, **refused.details)

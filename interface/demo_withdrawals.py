@@ -1,0 +1,93 @@
+"""The demo's withdrawals: a Gen account of the demo user with $4,000 of
+profit and no open position, one small withdrawal paid out through the
+configured gateway (the sandbox by default) and one large one waiting for an
+admin in `GET /v1/admin/withdrawals?status=pending`.
+
+Loading again finds the account and both withdrawals by their keys and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Final
+from uuid import UUID
+
+from application.funded_accounts import ActivationRequest, FundedAccountsService
+from application.simulated_broker import SimulatedBroker
+from application.withdrawals import WithdrawalRequest, WithdrawalsService
+from domain.positions import PositionSide
+from domain.tiers import TierName
+
+DEMO_ACTOR: Final[str] = "demo"
+PAYOUTS_ASSESSMENT_ID: Final[str] = "demo-assessment-payouts"
+PAYOUTS_OWNER_ID: Final[str] = "user-01"
+TRADE_SYMBOL: Final[str] = "PAYO"
+COMPLETED_AT: Final = datetime(2026, 1, 15, tzinfo=UTC)
+# 400 units bought at $1.00 and sold at $11.00: $4,000 profit, $3,200 withdrawable.
+QUANTITY: Final[int] = 400
+ENTRY_MINOR: Final[int] = 100
+EXIT_MINOR: Final[int] = 1_100
+SMALL_MINOR: Final[int] = 250_00
+LARGE_MINOR: Final[int] = 1_500_00
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalsDemoSummary:
+    funded_account_id: UUID
+    paid_withdrawal_id: UUID
+    pending_withdrawal_id: UUID
+    paid_status: str
+    pending_status: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"withdrawals: {self.paid_withdrawal_id} 250.00 {self.paid_status}, "
+            f"{self.pending_withdrawal_id} 1500.00 {self.pending_status} "
+            f"(funded account {self.funded_account_id})"
+        ]
+
+
+def load_withdrawals_demo(
+    funded_accounts: FundedAccountsService,
+    withdrawals: WithdrawalsService,
+    broker: SimulatedBroker,
+) -> WithdrawalsDemoSummary:
+    activation = funded_accounts.activate(
+        ActivationRequest(
+            assessment_id=PAYOUTS_ASSESSMENT_ID,
+            owner_id=PAYOUTS_OWNER_ID,
+            tier=TierName.GEN,
+            profit_split=Fraction(4, 5),
+            completed_at=COMPLETED_AT,
+        ),
+        actor=DEMO_ACTOR,
+    )
+    account_id = activation.account.id
+    if activation.created:
+        broker.set_price(TRADE_SYMBOL, bid_minor=ENTRY_MINOR, ask_minor=ENTRY_MINOR)
+        opened = funded_accounts.open_position(
+            account_id,
+            TRADE_SYMBOL,
+            PositionSide.LONG,
+            QUANTITY,
+            client_order_id=f"{PAYOUTS_ASSESSMENT_ID}-0",
+        )
+        broker.set_price(TRADE_SYMBOL, bid_minor=EXIT_MINOR, ask_minor=EXIT_MINOR)
+        funded_accounts.close_position(account_id, opened.position_id)
+    small = withdrawals.request(
+        WithdrawalRequest(account_id, SMALL_MINOR, "demo-withdrawal-small", DEMO_ACTOR)
+    ).withdrawal
+    paid = withdrawals.pay_out(small.id)
+    large = withdrawals.request(
+        WithdrawalRequest(account_id, LARGE_MINOR, "demo-withdrawal-large", DEMO_ACTOR)
+    ).withdrawal
+    return WithdrawalsDemoSummary(
+        funded_account_id=account_id,
+        paid_withdrawal_id=paid.id,
+        pending_withdrawal_id=large.id,
+        paid_status=paid.status.value,
+        pending_status=large.status.value,
+    )
