@@ -95,6 +95,7 @@ def test_an_account_shows_its_figures_positions_rule_status_and_withdrawable(
         "unrealized_pnl": "80.00",
         "equity": "10180.00",
         "total_withdrawn": "0.00",
+        "reserved_for_withdrawals": "0.00",
     }
     [acme] = body["positions"]
     assert {
