@@ -311,6 +311,11 @@ class Broker(Protocol):
         """The account's open positions, oldest first, priced now. `UnknownAccount`."""
         ...
 
+    def cancel_open_orders(self, account_id: UUID) -> int:
+        """Cancel every order of the account not yet filled; how many were
+        cancelled (0 when none rest). `UnknownAccount`."""
+        ...
+
     def equity(self, account_id: UUID) -> AccountEquity:
         """Cash, unrealized P&L and equity now. `UnknownAccount`."""
         ...

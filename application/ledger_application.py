@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
 from application.ports import LedgerRecorder, require_ledger_recorder
 from application.transcoder import OrjsonTranscoder
 from domain.account import Account
+from domain.closure import Closure
 from domain.funded_account import FundedAccount
 from domain.transfer import Transfer
 from domain.withdrawal import Withdrawal
@@ -91,6 +92,13 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, FundedAccount) else None
+
+    def load_closure(self, closure_id: UUID) -> Closure | None:
+        try:
+            aggregate: Aggregate = self.repository.get(closure_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, Closure) else None
 
     def load_withdrawal(self, withdrawal_id: UUID) -> Withdrawal | None:
         try:

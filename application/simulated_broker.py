@@ -277,6 +277,13 @@ class SimulatedBroker:
             account = self._account(account_id)
             return tuple(self._priced(self._positions[pid]) for pid in account.open_position_ids)
 
+    def cancel_open_orders(self, account_id: UUID) -> int:
+        """Orders fill at once here, so none ever rests: nothing to cancel."""
+        self._answer_after_faults(account_id)
+        with self._lock:
+            self._account(account_id)
+        return 0
+
     def equity(self, account_id: UUID) -> AccountEquity:
         self._answer_after_faults(account_id)
         with self._lock:

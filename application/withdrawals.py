@@ -75,6 +75,9 @@ class WithdrawalRequest:
     # The client's key for this request: the same key finds the same withdrawal.
     request_key: str
     actor: str
+    # A closure's tranche: from an account pending closure, no minimum, and
+    # approved at once whatever the amount (the closure is the approval).
+    closure_tranche: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,9 @@ class WithdrawalsService:
                 return WithdrawalOutcome(existing, created=False, position=None)
             account = self._require_funded_account(request.funded_account_id)
             now = self._clock.now()
-            account.reserve_withdrawal(request.amount_minor, str(withdrawal_id), now)
+            account.reserve_withdrawal(
+                request.amount_minor, str(withdrawal_id), now, closing=request.closure_tranche
+            )
             clearing = platform_account(AccountKind.PAYOUTS_CLEARING)
             hold = create_transfer(
                 idempotency_key=f"hold-{withdrawal_id}",
@@ -163,7 +168,8 @@ class WithdrawalsService:
                 amount_minor=request.amount_minor,
                 currency=TIER_CURRENCY,
                 hold_transfer_id=hold.transfer_id,
-                approval_required=request.amount_minor >= WITHDRAWAL_APPROVAL_THRESHOLD_MINOR,
+                approval_required=not request.closure_tranche
+                and request.amount_minor >= WITHDRAWAL_APPROVAL_THRESHOLD_MINOR,
                 requested_at=now,
                 actor=request.actor,
             )

@@ -479,11 +479,15 @@ class FundedAccount(Aggregate):
 
     # Withdrawals ---------------------------------------------------------------------
 
-    def reserve_withdrawal(self, amount_minor: int, withdrawal_id: str, at: datetime) -> None:
+    def reserve_withdrawal(
+        self, amount_minor: int, withdrawal_id: str, at: datetime, *, closing: bool = False
+    ) -> None:
         """Hold an amount for a requested withdrawal, so that requests can never
         together pass what is withdrawable. SOURCES.md B's checks, each with its
         own code, in this order: the account is active, holds no open
         position, the amount is at least the minimum and at most withdrawable.
+        A closure's tranche (`closing`) is paid from an account pending
+        closure and pays out the last cent, so it has no minimum.
         Reserving the same id with the same amount again records nothing."""
         _require_name("withdrawal_id", withdrawal_id)
         require_valid_minor(amount_minor)
@@ -496,14 +500,16 @@ class FundedAccount(Aggregate):
                 f"withdrawal {withdrawal_id} was reserved with another amount",
                 withdrawal_id=withdrawal_id,
             )
-        self._require_state(FundedAccountState.ACTIVE)
+        self._require_state(
+            FundedAccountState.PENDING_CLOSURE if closing else FundedAccountState.ACTIVE
+        )
         if self._positions:
             raise LedgerRefusal(
                 ResultCode.OPEN_POSITIONS,
                 f"close the account's {len(self._positions)} open positions before withdrawing",
                 open_positions=len(self._positions),
             )
-        if amount_minor < WITHDRAWAL_MINIMUM_MINOR:
+        if amount_minor < WITHDRAWAL_MINIMUM_MINOR and not closing:
             raise LedgerRefusal(
                 ResultCode.BELOW_MINIMUM,
                 f"a withdrawal is at least {WITHDRAWAL_MINIMUM_MINOR} minor units",

@@ -75,6 +75,7 @@ class ResultCode(StrEnum):
     WITHDRAWAL_NOT_FOUND = "withdrawal_not_found"
     # Approve or reject a withdrawal that is no longer waiting for an admin.
     WITHDRAWAL_NOT_PENDING = "withdrawal_not_pending"
+    CLOSURE_NOT_FOUND = "closure_not_found"
     # The payment processor could not be reached (the payout is retried).
     PAYOUT_UNAVAILABLE = "payout_unavailable"
     # The broker refused the order (its reason in the details), has no price

@@ -38,6 +38,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.field_checks import exponential_backoff, require_aware, require_text
 from domain.identifiers import require_idempotency_key
 from domain.result_codes import LedgerRefusal, ResultCode
 
@@ -83,12 +84,7 @@ def payout_idempotency_key(withdrawal_id: UUID) -> str:
 
 def payout_retry_delay(failed_attempts: int) -> timedelta:
     """Exponential backoff: 5 s after the first failure, doubling, capped."""
-    if failed_attempts < 1:
-        raise ValueError("failed_attempts starts at 1")
-    # Past 2**20 the cap has long been reached; bounding the exponent keeps the
-    # arithmetic small.
-    delay: timedelta = PAYOUT_RETRY_BASE * 2 ** min(failed_attempts - 1, 20)
-    return min(delay, PAYOUT_RETRY_MAX_DELAY)
+    return exponential_backoff(failed_attempts, PAYOUT_RETRY_BASE, PAYOUT_RETRY_MAX_DELAY)
 
 
 class Withdrawal(Aggregate):
@@ -114,14 +110,14 @@ class Withdrawal(Aggregate):
         withdrawal = cls(
             id=withdrawal_id,
             funded_account_id=str(funded_account_id),
-            owner_id=_require_text("owner_id", owner_id, ACTOR_LENGTH_MAX),
+            owner_id=require_text("owner_id", owner_id, ACTOR_LENGTH_MAX),
             ledger_account_id=str(ledger_account_id),
             amount_minor=amount_minor,
             currency=currency,
             hold_transfer_id=str(hold_transfer_id),
             approval_required=approval_required,
-            requested_at=_require_aware("requested_at", requested_at),
-            actor=_require_text("actor", actor, ACTOR_LENGTH_MAX),
+            requested_at=require_aware("requested_at", requested_at),
+            actor=require_text("actor", actor, ACTOR_LENGTH_MAX),
         )
         if not approval_required:
             withdrawal._approved(at=requested_at, actor=SERVICE_ACTOR, automatic=True)
@@ -205,8 +201,8 @@ class Withdrawal(Aggregate):
     def approve(self, actor: str, at: datetime) -> None:
         self._require_pending("approve")
         self._approved(
-            at=_require_aware("at", at),
-            actor=_require_text("actor", actor, ACTOR_LENGTH_MAX),
+            at=require_aware("at", at),
+            actor=require_text("actor", actor, ACTOR_LENGTH_MAX),
             automatic=False,
         )
 
@@ -222,9 +218,9 @@ class Withdrawal(Aggregate):
     def reject(self, reason: str, actor: str, at: datetime) -> None:
         self._require_pending("reject")
         self._rejected(
-            at=_require_aware("at", at),
-            actor=_require_text("actor", actor, ACTOR_LENGTH_MAX),
-            reason=_require_text("reason", reason, REASON_LENGTH_MAX),
+            at=require_aware("at", at),
+            actor=require_text("actor", actor, ACTOR_LENGTH_MAX),
+            reason=require_text("reason", reason, REASON_LENGTH_MAX),
         )
 
     @event("Rejected")
@@ -240,7 +236,7 @@ class Withdrawal(Aggregate):
         the next attempt is due after the backoff, or, past the retry window,
         a person looks at it."""
         self._require_status(WithdrawalStatus.APPROVED, "retry its payout")
-        at = _require_aware("at", at)
+        at = require_aware("at", at)
         attempts = self.payout_failed_attempts + 1
         next_at = at + payout_retry_delay(attempts)
         gives_up = next_at > self._retries_from(at) + PAYOUT_RETRY_WINDOW
@@ -280,7 +276,7 @@ class Withdrawal(Aggregate):
                 to_state=self.status.value,
             )
         self._payout_retries_resumed(
-            at=_require_aware("at", at), actor=_require_text("actor", actor, ACTOR_LENGTH_MAX)
+            at=require_aware("at", at), actor=require_text("actor", actor, ACTOR_LENGTH_MAX)
         )
 
     @event("PayoutRetriesResumed")
@@ -305,9 +301,9 @@ class Withdrawal(Aggregate):
                 return
             self._require_status(WithdrawalStatus.APPROVED, "record a payout")
         self._paid_out(
-            at=_require_aware("at", at),
-            payout_id=_require_text("payout_id", payout_id, ACTOR_LENGTH_MAX),
-            gateway=_require_text("gateway", gateway, ACTOR_LENGTH_MAX),
+            at=require_aware("at", at),
+            payout_id=require_text("payout_id", payout_id, ACTOR_LENGTH_MAX),
+            gateway=require_text("gateway", gateway, ACTOR_LENGTH_MAX),
         )
 
     @event("PaidOut")
@@ -326,8 +322,8 @@ class Withdrawal(Aggregate):
             self._require_status(WithdrawalStatus.PAID_OUT, "complete")
         self._require_same_payout(payout_id)
         self._completed(
-            at=_require_aware("at", at),
-            actor=_require_text("actor", actor, ACTOR_LENGTH_MAX),
+            at=require_aware("at", at),
+            actor=require_text("actor", actor, ACTOR_LENGTH_MAX),
             payout_id=payout_id,
         )
 
@@ -346,9 +342,9 @@ class Withdrawal(Aggregate):
         if payout_id is not None:
             self._require_same_payout(payout_id)
         self._failed(
-            at=_require_aware("at", at),
-            actor=_require_text("actor", actor, ACTOR_LENGTH_MAX),
-            code=_require_text("code", code, ACTOR_LENGTH_MAX),
+            at=require_aware("at", at),
+            actor=require_text("actor", actor, ACTOR_LENGTH_MAX),
+            code=require_text("code", code, ACTOR_LENGTH_MAX),
             message=(message or code)[:REASON_LENGTH_MAX],
             payout_id=payout_id or self.payout_id,
         )
@@ -397,15 +393,3 @@ class Withdrawal(Aggregate):
                 f"the withdrawal was paid out as {self.payout_id}, not {payout_id}",
                 payout_id=self.payout_id,
             )
-
-
-def _require_text(name: str, value: object, length_max: int) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= length_max or value != value.strip():
-        raise ValueError(f"{name} must be 1 to {length_max} characters, without outer spaces")
-    return value
-
-
-def _require_aware(name: str, at: datetime) -> datetime:
-    if not isinstance(at, datetime) or at.tzinfo is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime")
-    return at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from eventsourcing.persistence import InfrastructureFactory
@@ -13,9 +13,11 @@ from psycopg_pool import ConnectionPool
 
 from application.broker import Broker
 from application.clock import SystemClock
+from application.closures import ClosuresService
 from application.funded_accounts import FundedAccountsService
 from application.ledger_application import LedgerApplication
 from application.ledger_service import LedgerService
+from application.notifications import Mailer
 from application.payouts import PayoutGateway
 from application.ports import Clock
 from application.simulated_broker import SimulatedBroker
@@ -23,8 +25,17 @@ from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
 from interface import database
 from interface.api_keys import ApiKeyStore
+from interface.closure_progress import RedisClosureProgress
+from interface.closure_worker import closure_worker
+from interface.email.outbox_mailer import (
+    FolderTransport,
+    MailTransport,
+    OutboxMailer,
+    SmtpTransport,
+)
+from interface.leased_worker import DueWorker
 from interface.metrics import WriterMetrics
-from interface.payout_worker import PayoutWorker
+from interface.payout_worker import payout_worker
 from interface.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.payouts.stripe_gateway import StripePayoutGateway
 from interface.postgres_recorder import HashChainedPostgresRecorder
@@ -35,6 +46,9 @@ from projections.registry import all_views
 from projections.runner import ProjectionRunner
 
 log = structlog.get_logger(__name__)
+
+# Where closure emails go without SMTP_URL, inside LEDGER_DATA_DIR.
+OUTBOX_FOLDER: Final[str] = "outbox"
 
 
 def _hash_chained_recorder(factory: InfrastructureFactory[Any]) -> HashChainedPostgresRecorder:
@@ -90,7 +104,10 @@ class Ledger:
     rules_monitor: RulesMonitor
     withdrawals: WithdrawalsService
     # Pays out approved withdrawals (started by `ledger serve`, like the monitor).
-    payout_worker: PayoutWorker
+    payout_worker: DueWorker
+    closures: ClosuresService
+    # Advances account closures whose work is due (started by `ledger serve`).
+    closure_worker: DueWorker
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
@@ -102,6 +119,7 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.closure_worker.stop()
         self.payout_worker.stop()
         self.rules_monitor.stop()
         self.writer.stop()
@@ -119,12 +137,16 @@ def build_ledger(
     start_projections: bool = True,
     start_rules_monitor: bool = False,
     start_payout_worker: bool = False,
+    start_closure_worker: bool = False,
     payout_gateway: PayoutGateway | None = None,
+    mailer: Mailer | None = None,
+    broker: Broker | None = None,
 ) -> Ledger:
     """The running parts of a service process. Background workers (the rules
     monitor, the payout worker) start only when asked: `ledger serve` asks,
     tests run their passes themselves. `payout_gateway` replaces the one the
-    settings choose (Stripe with STRIPE_API_KEY, the sandbox without)."""
+    settings choose (Stripe with STRIPE_API_KEY, the sandbox without); `mailer`
+    and `broker` likewise replace the outbox mailer and the simulated broker."""
     tune_garbage_collector()
     database_url = resolve_database_url(settings)
     applied = database.upgrade(database_url)
@@ -155,7 +177,7 @@ def build_ledger(
         writer.start()
     # The embedded default: a deterministic market that tests, the demo and an
     # admin (PUT /v1/admin/simulated-market/{symbol}) set prices in.
-    broker = SimulatedBroker(clock)
+    broker = broker or SimulatedBroker(clock)
     funded_accounts = FundedAccountsService(app, writer, broker, clock)
     rules_monitor = RulesMonitor(database_url, funded_accounts, settings.rules_monitor_interval_s)
     if start_rules_monitor and start_writer and settings.rules_monitor_in_process:
@@ -163,11 +185,22 @@ def build_ledger(
     withdrawals = WithdrawalsService(
         app, writer, payout_gateway or build_payout_gateway(settings, clock), clock
     )
-    payout_worker = PayoutWorker(
-        database_url, withdrawals, clock, settings.payout_worker_interval_s
-    )
+    payouts = payout_worker(database_url, withdrawals, clock, settings.payout_worker_interval_s)
     if start_payout_worker and start_writer and settings.payout_worker_in_process:
-        payout_worker.start()
+        payouts.start()
+    closures = ClosuresService(
+        app,
+        writer,
+        funded_accounts,
+        withdrawals,
+        broker,
+        mailer or build_mailer(settings, pool),
+        clock,
+        RedisClosureProgress(settings.redis_url) if settings.redis_url else None,
+    )
+    closing = closure_worker(database_url, closures, clock, settings.closure_worker_interval_s)
+    if start_closure_worker and start_writer and settings.closure_worker_in_process:
+        closing.start()
     return Ledger(
         settings=settings,
         database_url=database_url,
@@ -180,7 +213,9 @@ def build_ledger(
         funded_accounts=funded_accounts,
         rules_monitor=rules_monitor,
         withdrawals=withdrawals,
-        payout_worker=payout_worker,
+        payout_worker=payouts,
+        closures=closures,
+        closure_worker=closing,
         clock=clock,
         writer_metrics=writer_metrics,
         projections=projections,
@@ -195,6 +230,17 @@ def build_payout_gateway(settings: Settings, clock: Clock) -> PayoutGateway:
         return StripePayoutGateway(settings.stripe_api_key, settings.stripe_api_base)
     log.warning("payout_gateway_sandbox", reason="STRIPE_API_KEY is not set")
     return SandboxPayoutGateway(clock)
+
+
+def build_mailer(settings: Settings, pool: ConnectionPool) -> Mailer:
+    """Closure emails through SMTP_URL, or into LEDGER_DATA_DIR/outbox as .eml
+    files; either way each message id is sent once (the email_outbox table)."""
+    transport: MailTransport = (
+        SmtpTransport(settings.smtp_url)
+        if settings.smtp_url
+        else FolderTransport(settings.data_dir / OUTBOX_FOLDER)
+    )
+    return OutboxMailer(pool, transport, sender=settings.mail_sender)
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:

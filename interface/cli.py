@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from interface.cli_audit import audit_app
+from interface.cli_closures import closures_app
 from interface.cli_context import command_settings
 from interface.cli_projections import projections_app
 
@@ -18,6 +19,7 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
+app.add_typer(closures_app, name="closures")
 
 
 @app.command()
@@ -34,11 +36,14 @@ def serve(
     from interface.api_keys import Role
     from interface.bootstrap import build_ledger
     from interface.demo import DEMO_USER_OWNER, load_demo
+    from interface.demo_closures import load_closure_demo
     from interface.demo_funded_accounts import load_funded_demo
     from interface.demo_withdrawals import load_withdrawals_demo
 
     settings = command_settings()
-    ledger = build_ledger(settings, start_rules_monitor=True, start_payout_worker=True)
+    ledger = build_ledger(
+        settings, start_rules_monitor=True, start_payout_worker=True, start_closure_worker=True
+    )
     if demo:
         summary = load_demo(ledger.service)
         for line in summary.lines():
@@ -50,6 +55,9 @@ def serve(
                 ledger.funded_accounts, ledger.withdrawals, ledger.broker
             )
             for line in withdrawals_demo.lines():
+                typer.echo(f"demo: {line}")
+            closure_demo = load_closure_demo(ledger.funded_accounts, ledger.closures, ledger.broker)
+            for line in closure_demo.lines():
                 typer.echo(f"demo: {line}")
         _, admin_key = ledger.api_keys.create(Role.ADMIN, label="demo admin")
         _, user_key = ledger.api_keys.create(Role.USER, owner_id=DEMO_USER_OWNER, label="demo user")

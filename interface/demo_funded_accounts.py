@@ -142,6 +142,41 @@ def load_funded_demo(service: FundedAccountsService, broker: SimulatedBroker) ->
     return summary
 
 
+def activate_after_one_trade(
+    service: FundedAccountsService,
+    broker: SimulatedBroker,
+    *,
+    assessment_id: str,
+    owner_id: str,
+    symbol: str,
+    quantity: int,
+    entry_minor: int,
+    exit_minor: int,
+) -> UUID:
+    """A Gen account (4/5 split) that bought `quantity` of `symbol` and sold
+    it all, once: only when this call activated it (loading again trades
+    nothing more). Its id."""
+    activation = service.activate(
+        ActivationRequest(
+            assessment_id=assessment_id,
+            owner_id=owner_id,
+            tier=TierName.GEN,
+            profit_split=Fraction(4, 5),
+            completed_at=COMPLETED_AT,
+        ),
+        actor=DEMO_ACTOR,
+    )
+    account_id = activation.account.id
+    if activation.created:
+        broker.set_price(symbol, bid_minor=entry_minor, ask_minor=entry_minor)
+        opened = service.open_position(
+            account_id, symbol, PositionSide.LONG, quantity, client_order_id=f"{assessment_id}-0"
+        )
+        broker.set_price(symbol, bid_minor=exit_minor, ask_minor=exit_minor)
+        service.close_position(account_id, opened.position_id)
+    return account_id
+
+
 def _trade(
     service: FundedAccountsService,
     broker: SimulatedBroker,

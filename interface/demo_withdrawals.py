@@ -10,22 +10,17 @@ changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from fractions import Fraction
 from typing import Final
 from uuid import UUID
 
-from application.funded_accounts import ActivationRequest, FundedAccountsService
+from application.funded_accounts import FundedAccountsService
 from application.simulated_broker import SimulatedBroker
 from application.withdrawals import WithdrawalRequest, WithdrawalsService
-from domain.positions import PositionSide
-from domain.tiers import TierName
+from interface.demo_funded_accounts import DEMO_ACTOR, activate_after_one_trade
 
-DEMO_ACTOR: Final[str] = "demo"
 PAYOUTS_ASSESSMENT_ID: Final[str] = "demo-assessment-payouts"
 PAYOUTS_OWNER_ID: Final[str] = "user-01"
 TRADE_SYMBOL: Final[str] = "PAYO"
-COMPLETED_AT: Final = datetime(2026, 1, 15, tzinfo=UTC)
 # 400 units bought at $1.00 and sold at $11.00: $4,000 profit, $3,200 withdrawable.
 QUANTITY: Final[int] = 400
 ENTRY_MINOR: Final[int] = 100
@@ -55,28 +50,16 @@ def load_withdrawals_demo(
     withdrawals: WithdrawalsService,
     broker: SimulatedBroker,
 ) -> WithdrawalsDemoSummary:
-    activation = funded_accounts.activate(
-        ActivationRequest(
-            assessment_id=PAYOUTS_ASSESSMENT_ID,
-            owner_id=PAYOUTS_OWNER_ID,
-            tier=TierName.GEN,
-            profit_split=Fraction(4, 5),
-            completed_at=COMPLETED_AT,
-        ),
-        actor=DEMO_ACTOR,
+    account_id = activate_after_one_trade(
+        funded_accounts,
+        broker,
+        assessment_id=PAYOUTS_ASSESSMENT_ID,
+        owner_id=PAYOUTS_OWNER_ID,
+        symbol=TRADE_SYMBOL,
+        quantity=QUANTITY,
+        entry_minor=ENTRY_MINOR,
+        exit_minor=EXIT_MINOR,
     )
-    account_id = activation.account.id
-    if activation.created:
-        broker.set_price(TRADE_SYMBOL, bid_minor=ENTRY_MINOR, ask_minor=ENTRY_MINOR)
-        opened = funded_accounts.open_position(
-            account_id,
-            TRADE_SYMBOL,
-            PositionSide.LONG,
-            QUANTITY,
-            client_order_id=f"{PAYOUTS_ASSESSMENT_ID}-0",
-        )
-        broker.set_price(TRADE_SYMBOL, bid_minor=EXIT_MINOR, ask_minor=EXIT_MINOR)
-        funded_accounts.close_position(account_id, opened.position_id)
     small = withdrawals.request(
         WithdrawalRequest(account_id, SMALL_MINOR, "demo-withdrawal-small", DEMO_ACTOR)
     ).withdrawal

@@ -1,21 +1,26 @@
 """A background loop that runs its passes in one process at a time.
 
-The rules monitor, the payout worker (and the closure worker) share this
-shape: every few seconds, or at once when woken, take a lease, do the due
-work, let the lease go. The lease is a PostgreSQL advisory lock held on a
-connection of the pass's own, so a process killed mid-pass frees it with its
-connection and another process carries on at its next pass. A pass that
-fails is logged; the next one tries again.
+The rules monitor, the payout worker and the closure worker share this shape
+(the last two as a `DueWorker`, below): every few seconds, or at once when
+woken, take a lease, do the due work, let the lease go. The lease is a
+PostgreSQL advisory lock held on a connection of the pass's own, so a process
+killed mid-pass frees it with its connection and another process carries on
+at its next pass. A pass that fails is logged; the next one tries again.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
+from uuid import UUID
 
 import psycopg
 import structlog
+
+from domain.result_codes import LedgerRefusal
 
 log = structlog.get_logger(__name__)
 
@@ -104,3 +109,131 @@ class LeasedLoop(Generic[PassResult]):
                 continue
             if result is not None and self._report is not None:
                 self._report(result)
+
+
+# Due work, one item at a time ------------------------------------------------------
+
+# Items named by wake-ups waiting for the next pass; past this a wake-up only
+# wakes (the due-work query still finds the rest).
+HINTS_MAX: Final[int] = 10_000
+
+
+@dataclass
+class DuePass:
+    """What one pass of a `DueWorker` did."""
+
+    leased: bool = True
+    attempted: int = 0
+    # What each item's handler answered ("completed", "retrying", ...), counted.
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: dict[UUID, str] = field(default_factory=dict)
+
+
+class DueWorker:
+    """A leased loop over the items a query says are due: each pass handles
+    the items named by `wake` first (the query reads a view that may not show
+    them yet), then every due item, each once, up to a bound. Each item's
+    failure is isolated: logged, counted, and the pass goes on. The handler
+    reads the item's aggregate and decides on that, so a view a moment behind
+    never makes it act twice."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        database_url: str,
+        lock_key: int,
+        interval_s: float,
+        find_due: Callable[[Connection, int], list[UUID]],
+        handle: Callable[[UUID], str],
+        per_query: int,
+        per_pass_max: int,
+    ) -> None:
+        self._find_due = find_due
+        self._handle = handle
+        self._per_query = per_query
+        self._per_pass_max = per_pass_max
+        self._hints: dict[UUID, None] = {}
+        self._hints_lock = threading.Lock()
+        self._loop = LeasedLoop(
+            name=name,
+            database_url=database_url,
+            lock_key=lock_key,
+            interval_s=interval_s,
+            work=self._pass,
+            report=self._report,
+        )
+
+    def run_once(self) -> DuePass:
+        done = self._loop.run_once()
+        return DuePass(leased=False) if done is None else done
+
+    def wake(self, item_id: UUID | None = None) -> None:
+        """Run a pass now; the item named first, whether the view shows it or not."""
+        if item_id is not None:
+            with self._hints_lock:
+                if len(self._hints) < HINTS_MAX:
+                    self._hints[item_id] = None
+        self._loop.wake()
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        self._loop.stop(timeout_s)
+
+    @property
+    def is_running(self) -> bool:
+        return self._loop.is_running
+
+    def _pass(self, connection: Connection, stopping: threading.Event) -> DuePass:
+        done = DuePass()
+        with self._hints_lock:
+            hinted, self._hints = list(self._hints), {}
+        tried: set[UUID] = set()
+        for item_id in hinted:
+            tried.add(item_id)
+            self._handle_one(item_id, done)
+        while not stopping.is_set() and done.attempted < self._per_pass_max:
+            due = [
+                item_id
+                for item_id in self._find_due(connection, self._per_query + len(tried))
+                if item_id not in tried
+            ]
+            if not due:
+                break
+            for item_id in due[: self._per_query]:
+                tried.add(item_id)
+                self._handle_one(item_id, done)
+        return done
+
+    def _handle_one(self, item_id: UUID, done: DuePass) -> None:
+        done.attempted += 1
+        try:
+            outcome = self._handle(item_id)
+        except LedgerRefusal as refusal:
+            done.errors[item_id] = refusal.code.value
+            log.warning(
+                "due_work_failed",
+                worker=self._loop.name,
+                item_id=str(item_id),
+                code=refusal.code.value,
+                message=refusal.message,
+            )
+            return
+        except Exception as error:
+            # One item's fault never stops the others'.
+            done.errors[item_id] = type(error).__name__
+            log.exception("due_work_failed", worker=self._loop.name, item_id=str(item_id))
+            return
+        done.outcomes[outcome] += 1
+
+    def _report(self, done: DuePass) -> None:
+        if done.attempted:
+            log.info(
+                "due_work_pass",
+                worker=self._loop.name,
+                attempted=done.attempted,
+                errors=len(done.errors),
+                **{f"outcome_{name}": count for name, count in sorted(done.outcomes.items())},
+            )

@@ -81,6 +81,24 @@ class Settings(BaseSettings):
     rules_monitor_interval_s: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="LEDGER_RULES_MONITOR_INTERVAL_S"
     )
+    # Closure emails: through this SMTP server (smtp://[user:password@]host[:port]
+    # [?starttls=true] or smtps://...), or without it written to
+    # LEDGER_DATA_DIR/outbox as .eml files; from this sender.
+    smtp_url: str | None = Field(default=None, validation_alias="SMTP_URL")
+    mail_sender: str = Field(
+        default="Ledger <no-reply@ledger.local>",
+        min_length=3,
+        max_length=254,
+        validation_alias="LEDGER_MAIL_SENDER",
+    )
+    # Run the closure worker inside `ledger serve` (one process at a time
+    # advances closures, under a lease), and how often it looks for due work.
+    closure_worker_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_CLOSURE_WORKER_IN_PROCESS"
+    )
+    closure_worker_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias="LEDGER_CLOSURE_WORKER_INTERVAL_S"
+    )
     # Run the payout worker inside `ledger serve` (one process at a time pays
     # out, under a lease), and how often it looks for due payouts when not
     # woken by an approval.

@@ -15,6 +15,7 @@ from uuid import UUID
 import orjson
 
 from domain.account import Account
+from domain.closure import Closure
 from domain.funded_account import FundedAccount
 from domain.transfer import Transfer
 from domain.withdrawal import Withdrawal
@@ -64,6 +65,23 @@ FUNDED_LATER_TOPICS: Final[frozenset[str]] = frozenset(
         FUNDED_WITHDRAWAL_RELEASED,
         FUNDED_BAND_CHANGED,
     }
+)
+
+CLOSURE_INITIATED: Final[str] = _topic(Closure.Initiated)  # type: ignore[attr-defined]
+# A closure's events after its `Initiated`.
+CLOSURE_LATER_TOPICS: Final[frozenset[str]] = frozenset(
+    _topic(getattr(Closure, name))
+    for name in (
+        "PhaseEntered",
+        "Waiting",
+        "AttemptFailed",
+        "MarkedStuck",
+        "Resumed",
+        "TrancheRequested",
+        "TrancheSettled",
+        "ClosedOut",
+        "EmailSent",
+    )
 )
 
 WITHDRAWAL_REQUESTED: Final[str] = _withdrawal_topic("Requested")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from projections.accounts_directory import AccountsDirectoryView
 from projections.balances import BalancesView
+from projections.closures import ClosuresView
 from projections.funded_accounts import FundedAccountsView
 from projections.journal import JournalView
 from projections.view import View
@@ -18,6 +19,7 @@ def all_views() -> list[View]:
         JournalView(),
         FundedAccountsView(),
         WithdrawalsView(),
+        ClosuresView(),
     ]
 
 

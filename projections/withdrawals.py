@@ -20,13 +20,14 @@ from typing import Any, Final
 from uuid import UUID
 
 from domain.withdrawal import WithdrawalStatus
+from projections.aggregate_rows import AggregateRows, RowsPage
 from projections.events import (
     WITHDRAWAL_LATER_TOPICS,
     WITHDRAWAL_REQUESTED,
     LoggedEvent,
     parse_time,
 )
-from projections.view import Cursor, copy_rows
+from projections.view import Cursor
 
 NAME: Final[str] = "withdrawals"
 # Withdrawals remembered between pages; past this memory is dropped and
@@ -196,8 +197,16 @@ class WithdrawalsView:
     tables: tuple[str, ...] = ("view_withdrawals",)
 
     def __init__(self) -> None:
-        self._rows: dict[UUID, WithdrawalRow] = {}
-        self._complete = False
+        self._rows = AggregateRows(
+            table="view_withdrawals",
+            columns=_COLUMNS,
+            first_topic=WITHDRAWAL_REQUESTED,
+            later_topics=WITHDRAWAL_LATER_TOPICS,
+            created=_requested,
+            apply=_apply,
+            from_columns=WithdrawalRow,
+            remembered_max=REMEMBERED_WITHDRAWALS_MAX,
+        )
 
     def create_tables(self, cursor: Cursor) -> None:
         cursor.execute(
@@ -231,73 +240,13 @@ class WithdrawalsView:
         )
 
     def forget(self, *, starts_empty: bool) -> None:
-        self._rows = {}
-        self._complete = starts_empty
+        self._rows.forget(starts_empty=starts_empty)
 
     def digest_order(self, table: str) -> str:
         return "withdrawal_id"
 
-    def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> _WithdrawalsPage:
-        if cursor is not None and len(self._rows) > REMEMBERED_WITHDRAWALS_MAX:
-            self.forget(starts_empty=False)
-        self._remember(cursor, events)
-        rows = self._rows
-        requested: set[UUID] = set()
-        touched: dict[UUID, None] = {}
-        for event in events:
-            if event.topic == WITHDRAWAL_REQUESTED:
-                rows[event.originator_id] = _requested(event)
-                requested.add(event.originator_id)
-            elif event.topic in WITHDRAWAL_LATER_TOPICS:
-                row = rows.get(event.originator_id)
-                if row is None:
-                    raise LookupError(
-                        f"withdrawal {event.originator_id} has an event at position "
-                        f"{event.position} but was never requested"
-                    )
-                _apply(row, event)
-            else:
-                continue
-            touched[event.originator_id] = None
-        return _WithdrawalsPage(
-            replaced=[withdrawal_id for withdrawal_id in touched if withdrawal_id not in requested],
-            rows=[rows[withdrawal_id].row() for withdrawal_id in touched],
-        )
-
-    def _remember(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> None:
-        if self._complete:
-            return
-        if cursor is None:
-            raise ValueError("only a view that replays from empty prepares without a cursor")
-        missing = list(
-            {
-                event.originator_id: None
-                for event in events
-                if event.topic in WITHDRAWAL_LATER_TOPICS and event.originator_id not in self._rows
-            }
-        )
-        if not missing:
-            return
-        cursor.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM view_withdrawals"  # noqa: S608
-            " WHERE withdrawal_id = ANY(%s)",
-            (missing,),
-        )
-        for row in cursor.fetchall():
-            self._rows[row[0]] = WithdrawalRow(*row)
-
-
-@dataclass(frozen=True, slots=True)
-class _WithdrawalsPage:
-    replaced: list[UUID]
-    rows: list[tuple[Any, ...]]
-
-    def write(self, cursor: Cursor) -> None:
-        if self.replaced:
-            cursor.execute(
-                "DELETE FROM view_withdrawals WHERE withdrawal_id = ANY(%s)", (self.replaced,)
-            )
-        copy_rows(cursor, "view_withdrawals", _COLUMNS, self.rows)
+    def prepare(self, cursor: Cursor | None, events: Sequence[LoggedEvent]) -> RowsPage:
+        return self._rows.prepare(cursor, events)
 
 
 # Queries ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from interface.api import (
     routes_accounts,
     routes_audit,
+    routes_closures,
     routes_funded_accounts,
     routes_health,
     routes_journal,
@@ -45,7 +46,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         closes = ledger is None or owns_ledger
         app.state.ledger = ledger or build_ledger(
-            settings or Settings(), start_rules_monitor=True, start_payout_worker=True
+            settings or Settings(),
+            start_rules_monitor=True,
+            start_payout_worker=True,
+            start_closure_worker=True,
         )
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
@@ -76,6 +80,7 @@ def create_app(
     app.include_router(routes_funded_accounts.router)
     app.include_router(routes_trading.router)
     app.include_router(routes_withdrawals.router)
+    app.include_router(routes_closures.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_metrics.router)
     return app

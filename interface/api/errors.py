@@ -28,6 +28,7 @@ _NOT_FOUND: Final = frozenset(
         ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
         ResultCode.POSITION_NOT_FOUND,
         ResultCode.WITHDRAWAL_NOT_FOUND,
+        ResultCode.CLOSURE_NOT_FOUND,
     }
 )
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -32,6 +33,7 @@ ALICE_PROFIT_MINOR = 1_000_000
 # From $1,000.00 a withdrawal waits for an admin; under it, it is approved at once.
 PENDING_WITHDRAWAL = "1000.00"
 APPROVED_WITHDRAWAL = "100.00"
+CLOSURE_BODY = {"recipient_name": "Alice", "recipient_email": "alice@example.com"}
 
 
 @dataclass
@@ -67,6 +69,38 @@ class World:
         assert response.status_code == 201, response.text
         made: str = response.json()["id"]
         return made
+
+    def funded_account(self) -> str:
+        """A new funded account of alice's, activated by the platform; its id."""
+        response = self.client.post(
+            "/v1/funded-accounts",
+            json={
+                "assessment_id": f"matrix-{uuid.uuid4()}",
+                "assessment_status": "passed",
+                "owner_id": OWNER,
+                "tier": "Gen",
+                "profit_split": "4/5",
+                "completed_at": "2025-12-31T00:00:00Z",
+            },
+            headers=self.as_platform(),
+        )
+        assert response.status_code == 201, response.text
+        made: str = response.json()["id"]
+        return made
+
+    def closure(self) -> tuple[str, str]:
+        """A new funded account of alice's whose closure the platform started
+        (it stays initiated: no closure worker runs here); (its id, the
+        closure's id)."""
+        funded_account_id = self.funded_account()
+        response = self.client.post(
+            f"/v1/accounts/{funded_account_id}/closure",
+            json=CLOSURE_BODY,
+            headers=self.as_platform(),
+        )
+        assert response.status_code == 202, response.text
+        closure_id: str = response.json()["id"]
+        return funded_account_id, closure_id
 
     def transfer(self, *, pending: bool = False) -> str:
         """A transfer out of alice's account, made by the platform."""
@@ -131,6 +165,16 @@ def _transfer_body(world: World) -> dict[str, Any]:
         "amount": "1.00",
         "currency": "USD",
     }
+
+
+def _closure_events(world: World, headers: dict[str, str]) -> httpx.Response:
+    """The live progress stream of a closure in progress: only its status is
+    read, then the stream is closed (it would run until the closure completes)."""
+    funded_account_id, _ = world.closure()
+    path = f"/v1/accounts/{funded_account_id}/closure/events"
+    with world.client.stream("GET", path, headers=headers) as response:
+        opened: httpx.Response = response
+    return opened
 
 
 # (method, route path) -> (how to call it, expected status per caller)
@@ -477,6 +521,69 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
         # checks: test_withdrawals_api).
         lambda w, h: w.client.post("/v1/webhooks/stripe", content=b"{}", headers=h),
         dict.fromkeys(CALLERS, 503),
+    ),
+    ("POST", "/v1/accounts/{account_id}/closure"): (
+        # A new funded account for each caller: each allowed caller starts a closure.
+        lambda w, h: w.client.post(
+            f"/v1/accounts/{w.funded_account()}/closure", json=CLOSURE_BODY, headers=h
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 202,
+            "admin": 202,
+            "auditor": 403,
+            "service": 202,
+        },
+    ),
+    ("GET", "/v1/accounts/{account_id}/closure"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.closure()[0]}/closure", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/accounts/{account_id}/closure/events"): (
+        _closure_events,
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/closures"): (
+        # A user lists their own closures; the others everyone's.
+        lambda w, h: w.client.get("/v1/closures", params={"status": "stuck"}, headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 200,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/closures/{closure_id}/resume"): (
+        # A closure that is not stuck: the admin is let through and told there
+        # is nothing to resume (409); everyone else is refused first.
+        lambda w, h: w.client.post(
+            f"/v1/closures/{w.closure()[1]}/resume", json={"dry_run": True}, headers=h
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 409,
+            "auditor": 403,
+            "service": 403,
+        },
     ),
     ("GET", "/v1/market/quotes/{symbol}"): (
         lambda w, h: w.client.get(f"/v1/market/quotes/{MATRIX_SYMBOL}", headers=h),
