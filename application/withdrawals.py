@@ -32,6 +32,7 @@ from uuid import UUID
 
 import structlog
 
+from application.aggregate_locks import AggregateLocks
 from application.aggregate_writes import write_with_aggregates
 from application.funded_accounts import WRITE_ATTEMPTS_MAX, platform_account
 from application.ledger_application import LedgerApplication
@@ -106,6 +107,9 @@ class WithdrawalsService:
         self._writer = writer
         self._gateway = gateway
         self._clock = clock
+        # Requests on one funded account queue here rather than race (see
+        # application/aggregate_locks.py).
+        self._account_locks = AggregateLocks()
 
     @property
     def gateway_name(self) -> str:
@@ -133,6 +137,10 @@ class WithdrawalsService:
         write. Refused (nothing written) unless the account is active, holds no
         position, and the amount is from the minimum to the withdrawable."""
         withdrawal_id = withdrawal_id_for(request.funded_account_id, request.request_key)
+        with self._account_locks.hold(request.funded_account_id):
+            return self._request(request, withdrawal_id)
+
+    def _request(self, request: WithdrawalRequest, withdrawal_id: UUID) -> WithdrawalOutcome:
         for _ in range(WRITE_ATTEMPTS_MAX):
             existing = self.withdrawal(withdrawal_id)
             if existing is not None:
