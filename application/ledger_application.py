@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -19,10 +19,13 @@ from application.ports import LedgerRecorder, require_ledger_recorder
 from application.transcoder import OrjsonTranscoder
 from domain.account import Account
 from domain.closure import Closure
+from domain.fork import Fork
 from domain.funded_account import FundedAccount
+from domain.merge import Merge
 from domain.transfer import Transfer
 from domain.withdrawal import Withdrawal
 
+A = TypeVar("A", bound=Aggregate)
 RecorderFactory = Callable[[InfrastructureFactory[Any]], ApplicationRecorder]
 
 # An account (or a funded account, marked to market over and over) is touched
@@ -94,18 +97,24 @@ class LedgerApplication(Application[UUID]):
         return aggregate if isinstance(aggregate, FundedAccount) else None
 
     def load_closure(self, closure_id: UUID) -> Closure | None:
-        try:
-            aggregate: Aggregate = self.repository.get(closure_id)
-        except AggregateNotFoundError:
-            return None
-        return aggregate if isinstance(aggregate, Closure) else None
+        return self._load(closure_id, Closure)
+
+    def load_fork(self, fork_id: UUID) -> Fork | None:
+        return self._load(fork_id, Fork)
+
+    def load_merge(self, merge_id: UUID) -> Merge | None:
+        return self._load(merge_id, Merge)
 
     def load_withdrawal(self, withdrawal_id: UUID) -> Withdrawal | None:
+        return self._load(withdrawal_id, Withdrawal)
+
+    def _load(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        """A process aggregate (short histories: no snapshots), if it is one of `kind`."""
         try:
-            aggregate: Aggregate = self.repository.get(withdrawal_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
-        return aggregate if isinstance(aggregate, Withdrawal) else None
+        return aggregate if isinstance(aggregate, kind) else None
 
     def catch_up(self, aggregates: Sequence[Aggregate]) -> None:
         """Bring cached aggregates up to their stored version by applying only

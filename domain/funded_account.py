@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Final
@@ -606,6 +606,97 @@ class FundedAccount(Aggregate):
         self.current_balance_minor -= amount_minor
         # Money the trader took out is not a loss: the peak goes down with it.
         self.peak_balance_minor -= amount_minor
+
+    # Capital moved by forks and merges --------------------------------------------------
+
+    @property
+    def last_fork_attempt_at(self) -> datetime | None:
+        attempted: datetime | None = self.__dict__.get("_last_fork_attempt_at")
+        return attempted
+
+    @property
+    def parent_id(self) -> UUID | None:
+        parent: str | None = self.__dict__.get("_parent_id")
+        return None if parent is None else UUID(parent)
+
+    def record_fork_attempt(self, fork_id: UUID, at: datetime, cooldown: timedelta) -> None:
+        """At most one fork attempt per `cooldown` (SOURCES.md C: 24 hours)."""
+        at = _require_aware("at", at)
+        last = self.last_fork_attempt_at
+        if last is not None and at < last + cooldown:
+            raise LedgerRefusal(
+                ResultCode.FORK_COOLDOWN,
+                f"the account's last fork attempt was at {last.isoformat()}; the next may "
+                f"start at {(last + cooldown).isoformat()}",
+                ends_at=(last + cooldown).isoformat(),
+            )
+        self._fork_attempted(fork_id=str(fork_id), at=at)
+
+    @event("ForkAttempted")
+    def _fork_attempted(self, fork_id: str, at: datetime) -> None:
+        self._last_fork_attempt_at = at
+
+    def link_to_parent(self, parent_id: UUID, process_id: UUID, at: datetime) -> None:
+        """A child made by a fork names its parent (once, at its start)."""
+        if self.parent_id is not None:
+            raise ValueError("the account has a parent already")
+        self._linked_to_parent(
+            parent_id=str(parent_id), process_id=str(process_id), at=_require_aware("at", at)
+        )
+
+    @event("LinkedToParent")
+    def _linked_to_parent(self, parent_id: str, process_id: str, at: datetime) -> None:
+        self._parent_id = parent_id
+
+    def move_capital_out(
+        self, amount_minor: int, to_account_id: UUID, process_id: UUID, at: datetime
+    ) -> None:
+        """Capital leaves for another funded account (a fork's child, a merge's
+        target): the balance and the peak fall with it (it is not a loss); it
+        cannot take what withdrawals hold."""
+        require_valid_minor(amount_minor)
+        available = self.current_balance_minor - self.reserved_withdrawals_minor
+        if amount_minor > available:
+            raise LedgerRefusal(
+                ResultCode.INSUFFICIENT_CAPITAL,
+                f"at most {available} minor units can move out of the account",
+                amount_minor=amount_minor,
+                available_minor=available,
+            )
+        self._capital_moved_out(
+            amount_minor=amount_minor,
+            to_account_id=str(to_account_id),
+            process_id=str(process_id),
+            at=_require_aware("at", at),
+        )
+
+    @event("CapitalMovedOut")
+    def _capital_moved_out(
+        self, amount_minor: int, to_account_id: str, process_id: str, at: datetime
+    ) -> None:
+        self.current_balance_minor -= amount_minor
+        self.peak_balance_minor -= amount_minor
+
+    def move_capital_in(
+        self, amount_minor: int, from_account_id: UUID, process_id: UUID, at: datetime
+    ) -> None:
+        """Capital arrives from another funded account (a merge): it is capital,
+        not profit, so the starting balance rises with the balance and the peak."""
+        require_valid_minor(amount_minor)
+        self._capital_moved_in(
+            amount_minor=amount_minor,
+            from_account_id=str(from_account_id),
+            process_id=str(process_id),
+            at=_require_aware("at", at),
+        )
+
+    @event("CapitalMovedIn")
+    def _capital_moved_in(
+        self, amount_minor: int, from_account_id: str, process_id: str, at: datetime
+    ) -> None:
+        self.current_balance_minor += amount_minor
+        self.peak_balance_minor += amount_minor
+        self.starting_balance_minor += amount_minor
 
     # Rules ---------------------------------------------------------------------------
 

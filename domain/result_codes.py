@@ -76,6 +76,14 @@ class ResultCode(StrEnum):
     # Approve or reject a withdrawal that is no longer waiting for an admin.
     WITHDRAWAL_NOT_PENDING = "withdrawal_not_pending"
     CLOSURE_NOT_FOUND = "closure_not_found"
+    # Forks and merges (SOURCES.md C).
+    FORK_NOT_FOUND = "fork_not_found"
+    FORK_NOT_ALLOWED = "fork_not_allowed"
+    FORK_COOLDOWN = "fork_cooldown"
+    FORK_CAPACITY_REACHED = "fork_capacity_reached"
+    INSUFFICIENT_CAPITAL = "insufficient_capital"
+    MERGE_NOT_FOUND = "merge_not_found"
+    MERGE_TARGET_INVALID = "merge_target_invalid"
     # The payment processor could not be reached (the payout is retried).
     PAYOUT_UNAVAILABLE = "payout_unavailable"
     # The broker refused the order (its reason in the details), has no price

@@ -54,13 +54,12 @@ from projections.events import (
     ACCOUNT_OPENED,
     ACCOUNT_POSTINGS_APPLIED,
     ACCOUNT_STATE_CHANGED,
-    FUNDED_ACTIVATED,
-    FUNDED_LATER_TOPICS,
     TRANSFER_PENDING_EXPIRED,
     TRANSFER_PENDING_POSTED,
     TRANSFER_PENDING_VOIDED,
     TRANSFER_RECORDED,
     TRANSFER_REVERSED,
+    VERSIONED_AGGREGATES,
 )
 from projections.rebuild import LIVE_SCHEMA, replay_into_schema
 from projections.registry import all_views
@@ -114,10 +113,15 @@ _TRANSFER_PENDING_POSTED: Final[bytes] = TRANSFER_PENDING_POSTED.encode()
 _TRANSFER_PENDING_VOIDED: Final[bytes] = TRANSFER_PENDING_VOIDED.encode()
 _TRANSFER_PENDING_EXPIRED: Final[bytes] = TRANSFER_PENDING_EXPIRED.encode()
 _TRANSFER_REVERSED: Final[bytes] = TRANSFER_REVERSED.encode()
-_FUNDED_ACTIVATED: Final[bytes] = FUNDED_ACTIVATED.encode()
-# A funded account's events after its activation: their money is checked
-# through the ledger transfers recorded with them; here, their order.
-_FUNDED_LATER: Final[tuple[bytes, ...]] = tuple(topic.encode() for topic in FUNDED_LATER_TOPICS)
+# Funded accounts and the processes (withdrawals, closures, forks, merges):
+# their money is checked through the ledger transfers recorded with them;
+# here, the order of their versions. First topic -> the topics after it.
+_SEQUENCE_FIRSTS: Final[tuple[bytes, ...]] = tuple(
+    first.encode() for first, _ in VERSIONED_AGGREGATES
+)
+_SEQUENCE_LATERS: Final[tuple[bytes, ...]] = tuple(
+    topic.encode() for _, later in VERSIONED_AGGREGATES for topic in later
+)
 _FIGURES: Final = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 # Indexes into an account's or a derivation's figures (as in `Totals`).
 _DEBITS_PENDING, _DEBITS_POSTED, _CREDITS_PENDING, _CREDITS_POSTED = 0, 1, 2, 3
@@ -320,7 +324,8 @@ class _LogCheck:
         # Open hold (transfer id, 16 bytes) -> its postings.
         self.holds: dict[bytes, list[dict[str, Any]]] = {}
         # Funded account id (16 bytes) -> its last version seen.
-        self.funded_accounts: dict[bytes, int] = {}
+        # Each funded account's or process's last version seen.
+        self.sequences: dict[bytes, int] = {}
         # (originator id, version, position) whose earlier versions are asked of the database.
         self.to_look_up: list[tuple[bytes, int, int]] = []
         self._handlers: dict[bytes, Callable[[int, bytes, int, bytes], None]] = {
@@ -332,8 +337,8 @@ class _LogCheck:
             _TRANSFER_PENDING_VOIDED: self._on_hold_released,
             _TRANSFER_PENDING_EXPIRED: self._on_hold_released,
             _TRANSFER_REVERSED: self._on_reversed,
-            _FUNDED_ACTIVATED: self._on_funded_activated,
-            **dict.fromkeys(_FUNDED_LATER, self._on_funded_event),
+            **dict.fromkeys(_SEQUENCE_FIRSTS, self._on_sequence_started),
+            **dict.fromkeys(_SEQUENCE_LATERS, self._on_sequence_event),
         }
 
     def add(self, kind: FindingKind, position: int | None, message: str) -> None:
@@ -443,28 +448,28 @@ class _LogCheck:
         # came before is asked of the database (check_earlier_versions).
         self.to_look_up.append((originator, version, position))
 
-    def _on_funded_activated(
+    def _on_sequence_started(
         self, position: int, originator: bytes, version: int, state: bytes
     ) -> None:
-        if version != 1 or originator in self.funded_accounts:
+        if version != 1 or originator in self.sequences:
             self._bad_version(position, originator, version, "1, once")
-        self.funded_accounts.setdefault(originator, version)
+        self.sequences.setdefault(originator, version)
 
-    def _on_funded_event(
+    def _on_sequence_event(
         self, position: int, originator: bytes, version: int, state: bytes
     ) -> None:
-        last = self.funded_accounts.get(originator)
+        last = self.sequences.get(originator)
         if last is None:
             self.add(
                 FindingKind.VERSION_SEQUENCE,
                 position,
-                f"event at position {position} is version {version} of funded account "
-                f"{_uuid(originator)}, which was never activated before it",
+                f"event at position {position} is version {version} of "
+                f"{_uuid(originator)}, whose first event never came before it",
             )
             return
         if version != last + 1:
             self._bad_version(position, originator, version, str(last + 1))
-        self.funded_accounts[originator] = version
+        self.sequences[originator] = version
 
     def _next_account_version(
         self, position: int, originator: bytes, version: int

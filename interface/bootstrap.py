@@ -14,9 +14,11 @@ from psycopg_pool import ConnectionPool
 from application.broker import Broker
 from application.clock import SystemClock
 from application.closures import ClosuresService
+from application.forks import ForksService
 from application.funded_accounts import FundedAccountsService
 from application.ledger_application import LedgerApplication
 from application.ledger_service import LedgerService
+from application.merges import MergesService
 from application.notifications import Mailer
 from application.payouts import PayoutGateway
 from application.ports import Clock
@@ -33,7 +35,9 @@ from interface.email.outbox_mailer import (
     OutboxMailer,
     SmtpTransport,
 )
-from interface.leased_worker import DueWorker
+from interface.fork_load import ViewedForkLoad
+from interface.fork_scanner import ForkScan, fork_scanner
+from interface.leased_worker import DueWorker, LeasedLoop
 from interface.metrics import WriterMetrics
 from interface.payout_worker import payout_worker
 from interface.payouts.sandbox_gateway import SandboxPayoutGateway
@@ -108,6 +112,11 @@ class Ledger:
     closures: ClosuresService
     # Advances account closures whose work is due (started by `ledger serve`).
     closure_worker: DueWorker
+    forks: ForksService
+    merges: MergesService
+    # Proposes forks past thresholds and executes waiting ones (started by
+    # `ledger serve`).
+    fork_scanner: LeasedLoop[ForkScan]
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
@@ -119,6 +128,7 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.fork_scanner.stop()
         self.closure_worker.stop()
         self.payout_worker.stop()
         self.rules_monitor.stop()
@@ -138,6 +148,7 @@ def build_ledger(
     start_rules_monitor: bool = False,
     start_payout_worker: bool = False,
     start_closure_worker: bool = False,
+    start_fork_scanner: bool = False,
     payout_gateway: PayoutGateway | None = None,
     mailer: Mailer | None = None,
     broker: Broker | None = None,
@@ -201,6 +212,10 @@ def build_ledger(
     closing = closure_worker(database_url, closures, clock, settings.closure_worker_interval_s)
     if start_closure_worker and start_writer and settings.closure_worker_in_process:
         closing.start()
+    fork_service = ForksService(app, writer, clock, ViewedForkLoad(pool, writer, projections))
+    scanner = fork_scanner(database_url, fork_service, settings.fork_scan_interval_s)
+    if start_fork_scanner and start_writer and settings.fork_scanner_in_process:
+        scanner.start()
     return Ledger(
         settings=settings,
         database_url=database_url,
@@ -216,6 +231,9 @@ def build_ledger(
         payout_worker=payouts,
         closures=closures,
         closure_worker=closing,
+        forks=fork_service,
+        merges=MergesService(app, writer, clock),
+        fork_scanner=scanner,
         clock=clock,
         writer_metrics=writer_metrics,
         projections=projections,

@@ -10,6 +10,7 @@ import typer
 from interface.cli_audit import audit_app
 from interface.cli_closures import closures_app
 from interface.cli_context import command_settings
+from interface.cli_forks import forks_app
 from interface.cli_projections import projections_app
 
 app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
@@ -20,6 +21,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
 app.add_typer(closures_app, name="closures")
+app.add_typer(forks_app, name="forks")
 
 
 @app.command()
@@ -42,7 +44,11 @@ def serve(
 
     settings = command_settings()
     ledger = build_ledger(
-        settings, start_rules_monitor=True, start_payout_worker=True, start_closure_worker=True
+        settings,
+        start_rules_monitor=True,
+        start_payout_worker=True,
+        start_closure_worker=True,
+        start_fork_scanner=True,
     )
     if demo:
         summary = load_demo(ledger.service)

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     closure_worker_interval_s: float = Field(
         default=30.0, gt=0, le=3600, validation_alias="LEDGER_CLOSURE_WORKER_INTERVAL_S"
     )
+    # Run the fork scanner inside `ledger serve` (one process at a time, under a
+    # lease): it proposes forks past thresholds and executes waiting ones.
+    fork_scanner_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_FORK_SCANNER_IN_PROCESS"
+    )
+    fork_scan_interval_s: float = Field(
+        default=300.0, gt=0, le=86_400, validation_alias="LEDGER_FORK_SCAN_INTERVAL_S"
+    )
     # Run the payout worker inside `ledger serve` (one process at a time pays
     # out, under a lease), and how often it looks for due payouts when not
     # woken by an approval.

@@ -16,7 +16,9 @@ import orjson
 
 from domain.account import Account
 from domain.closure import Closure
+from domain.fork import Fork
 from domain.funded_account import FundedAccount
+from domain.merge import Merge
 from domain.transfer import Transfer
 from domain.withdrawal import Withdrawal
 
@@ -52,6 +54,10 @@ FUNDED_WITHDRAWAL_RECORDED: Final[str] = _funded_topic("WithdrawalRecorded")
 FUNDED_WITHDRAWAL_RESERVED: Final[str] = _funded_topic("WithdrawalReserved")
 FUNDED_WITHDRAWAL_RELEASED: Final[str] = _funded_topic("WithdrawalReleased")
 FUNDED_BAND_CHANGED: Final[str] = _funded_topic("BandChanged")
+FUNDED_CAPITAL_MOVED_OUT: Final[str] = _funded_topic("CapitalMovedOut")
+FUNDED_CAPITAL_MOVED_IN: Final[str] = _funded_topic("CapitalMovedIn")
+FUNDED_FORK_ATTEMPTED: Final[str] = _funded_topic("ForkAttempted")
+FUNDED_LINKED_TO_PARENT: Final[str] = _funded_topic("LinkedToParent")
 
 # A funded account's events after its `Activated`, in no particular order.
 FUNDED_LATER_TOPICS: Final[frozenset[str]] = frozenset(
@@ -64,6 +70,10 @@ FUNDED_LATER_TOPICS: Final[frozenset[str]] = frozenset(
         FUNDED_WITHDRAWAL_RESERVED,
         FUNDED_WITHDRAWAL_RELEASED,
         FUNDED_BAND_CHANGED,
+        FUNDED_CAPITAL_MOVED_OUT,
+        FUNDED_CAPITAL_MOVED_IN,
+        FUNDED_FORK_ATTEMPTED,
+        FUNDED_LINKED_TO_PARENT,
     }
 )
 
@@ -84,6 +94,16 @@ CLOSURE_LATER_TOPICS: Final[frozenset[str]] = frozenset(
     )
 )
 
+FORK_PROPOSED: Final[str] = _topic(Fork.Proposed)  # type: ignore[attr-defined]
+FORK_LATER_TOPICS: Final[frozenset[str]] = frozenset(
+    _topic(getattr(Fork, name)) for name in ("Approved", "Executing", "Completed", "RolledBack")
+)
+
+MERGE_PROPOSED: Final[str] = _topic(Merge.Proposed)  # type: ignore[attr-defined]
+MERGE_LATER_TOPICS: Final[frozenset[str]] = frozenset(
+    _topic(getattr(Merge, name)) for name in ("Approved", "Executing", "Completed", "RolledBack")
+)
+
 WITHDRAWAL_REQUESTED: Final[str] = _withdrawal_topic("Requested")
 # A withdrawal's events after its `Requested`.
 WITHDRAWAL_LATER_TOPICS: Final[frozenset[str]] = frozenset(
@@ -97,6 +117,17 @@ WITHDRAWAL_LATER_TOPICS: Final[frozenset[str]] = frozenset(
         "Completed",
         "Failed",
     )
+)
+
+# Aggregates checked only for the order of their versions by `audit verify`
+# (their money is checked through the transfers recorded with them): the
+# first event's topic, and the topics that may follow it.
+VERSIONED_AGGREGATES: Final[tuple[tuple[str, frozenset[str]], ...]] = (
+    (FUNDED_ACTIVATED, FUNDED_LATER_TOPICS),
+    (WITHDRAWAL_REQUESTED, WITHDRAWAL_LATER_TOPICS),
+    (CLOSURE_INITIATED, CLOSURE_LATER_TOPICS),
+    (FORK_PROPOSED, FORK_LATER_TOPICS),
+    (MERGE_PROPOSED, MERGE_LATER_TOPICS),
 )
 
 # A log position is a PostgreSQL bigint: no position is larger.

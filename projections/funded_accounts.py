@@ -50,6 +50,8 @@ from domain.tiers import TIERS, Tier, TierName
 from projections.events import (
     FUNDED_ACTIVATED,
     FUNDED_BAND_CHANGED,
+    FUNDED_CAPITAL_MOVED_IN,
+    FUNDED_CAPITAL_MOVED_OUT,
     FUNDED_LATER_TOPICS,
     FUNDED_MARKED_TO_MARKET,
     FUNDED_POSITION_CLOSED,
@@ -293,14 +295,21 @@ def _apply(account: _Account, event: LoggedEvent) -> None:
         account.reserved_withdrawals_minor -= data["amount_minor"]
     elif topic == FUNDED_BAND_CHANGED:
         account.band = data["to_band"]
+    elif topic == FUNDED_CAPITAL_MOVED_OUT:
+        account.current_balance_minor -= data["amount_minor"]
+        account.peak_balance_minor -= data["amount_minor"]
+    elif topic == FUNDED_CAPITAL_MOVED_IN:
+        account.current_balance_minor += data["amount_minor"]
+        account.peak_balance_minor += data["amount_minor"]
+        account.starting_balance_minor += data["amount_minor"]
     account.updated_at = event.recorded_at
     account.position = event.position
 
 
 class FundedAccountsView:
     name = NAME
-    # 2: reserved withdrawals.
-    version = 2
+    # 2: reserved withdrawals. 3: capital moved by forks and merges.
+    version = 3
     tables: tuple[str, ...] = ("view_funded_accounts", "view_funded_positions")
 
     def __init__(self) -> None:
@@ -553,3 +562,21 @@ def accounts_to_watch(cursor: Cursor, *, after: UUID | None, limit: int) -> list
 
 
 _UUID_MIN: Final = UUID(int=0)
+
+
+def fork_candidates(
+    cursor: Cursor, thresholds: dict[str, int], *, after_position: int, limit: int
+) -> list[FundedAccountRow]:
+    """Active accounts whose balance has reached their tier's fork threshold
+    (`thresholds`: tier name -> threshold, for the tiers that fork), in
+    activation order after a log position."""
+    if not thresholds:
+        return []
+    cursor.execute(
+        f"{_SELECT_ACCOUNTS} WHERE state = 'active' AND activated_log_position > %s"
+        " AND current_balance_minor >= (CASE tier "
+        + " ".join("WHEN %s THEN %s" for _ in thresholds)
+        + " END) ORDER BY activated_log_position LIMIT %s",
+        (after_position, *[value for pair in thresholds.items() for value in pair], limit),
+    )
+    return [FundedAccountRow(*row) for row in cursor.fetchall()]

@@ -6,7 +6,10 @@ from __future__ import annotations
 from projections.accounts_directory import AccountsDirectoryView
 from projections.balances import BalancesView
 from projections.closures import ClosuresView
+from projections.daily_values import DailyValuesView
+from projections.forks import ForksView
 from projections.funded_accounts import FundedAccountsView
+from projections.hierarchy import HierarchyView
 from projections.journal import JournalView
 from projections.view import View
 from projections.withdrawals import WithdrawalsView
@@ -20,6 +23,9 @@ def all_views() -> list[View]:
         FundedAccountsView(),
         WithdrawalsView(),
         ClosuresView(),
+        ForksView(),
+        DailyValuesView(),
+        HierarchyView(),
     ]
 
 

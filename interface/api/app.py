@@ -11,8 +11,10 @@ from interface.api import (
     routes_accounts,
     routes_audit,
     routes_closures,
+    routes_forks,
     routes_funded_accounts,
     routes_health,
+    routes_hierarchy,
     routes_journal,
     routes_metrics,
     routes_trading,
@@ -50,6 +52,7 @@ def create_app(
             start_rules_monitor=True,
             start_payout_worker=True,
             start_closure_worker=True,
+            start_fork_scanner=True,
         )
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
@@ -81,6 +84,8 @@ def create_app(
     app.include_router(routes_trading.router)
     app.include_router(routes_withdrawals.router)
     app.include_router(routes_closures.router)
+    app.include_router(routes_forks.router)
+    app.include_router(routes_hierarchy.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_metrics.router)
     return app

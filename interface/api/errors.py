@@ -29,6 +29,8 @@ _NOT_FOUND: Final = frozenset(
         ResultCode.POSITION_NOT_FOUND,
         ResultCode.WITHDRAWAL_NOT_FOUND,
         ResultCode.CLOSURE_NOT_FOUND,
+        ResultCode.FORK_NOT_FOUND,
+        ResultCode.MERGE_NOT_FOUND,
     }
 )
 
@@ -63,6 +65,9 @@ _CONFLICT: Final = frozenset(
         ResultCode.OPEN_POSITIONS,
         ResultCode.EXCEEDS_WITHDRAWABLE,
         ResultCode.WITHDRAWAL_NOT_PENDING,
+        ResultCode.FORK_COOLDOWN,
+        ResultCode.FORK_CAPACITY_REACHED,
+        ResultCode.INSUFFICIENT_CAPITAL,
     }
 )
 

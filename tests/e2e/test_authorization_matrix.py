@@ -27,6 +27,16 @@ CALLERS = ("anonymous", "other_user", "owner", "admin", "auditor", "service")
 # Priced at $1 on the simulated broker: a one-unit position is far inside every limit.
 MATRIX_SYMBOL = "MTRX"
 OWNER, OTHER = "alice", "mallory"
+# Reads of alice's funded account: her own and every platform role may; another
+# user gets 404, as if it did not exist.
+READ_OWN_FUNDED = {
+    "anonymous": 401,
+    "other_user": 404,
+    "owner": 200,
+    "admin": 200,
+    "auditor": 200,
+    "service": 200,
+}
 # Alice's funded account closed a trade this much up: 4/5 of it ($8,000.00) is
 # withdrawable, enough for a $1,000.00 withdrawal per caller in any one test.
 ALICE_PROFIT_MINOR = 1_000_000
@@ -34,6 +44,9 @@ ALICE_PROFIT_MINOR = 1_000_000
 PENDING_WITHDRAWAL = "1000.00"
 APPROVED_WITHDRAWAL = "100.00"
 CLOSURE_BODY = {"recipient_name": "Alice", "recipient_email": "alice@example.com"}
+# A Gen account ($10,000) this much up holds $120,000: past its fork threshold
+# ($100,000) with enough to keep its own minimum, so a fork of it completes.
+FORK_READY_PROFIT_MINOR = 11_000_000
 
 
 @dataclass
@@ -43,6 +56,7 @@ class World:
     cash: str
     alice_account: str
     alice_funded_account: str
+    ledger: Ledger
 
     def as_platform(self) -> dict[str, str]:
         return self.headers["service"]
@@ -102,6 +116,42 @@ class World:
         closure_id: str = response.json()["id"]
         return funded_account_id, closure_id
 
+    def fork_candidate(self) -> str:
+        """A new funded account of alice's at $120,000, ready to fork; its id."""
+        return str(profitable_funded_account(self.ledger, OWNER, FORK_READY_PROFIT_MINOR))
+
+    def fork(self) -> str:
+        """A completed fork of a new account of alice's, proposed by the platform;
+        its id."""
+        response = self.client.post(
+            "/v1/forks",
+            json={"funded_account_id": self.fork_candidate()},
+            headers=self.as_platform(),
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["status"] == "completed", response.text
+        made: str = response.json()["id"]
+        return made
+
+    def merge_body(self, trigger: str = "manual") -> dict[str, Any]:
+        """A whole merge of a new funded account of alice's into a new account."""
+        return {
+            "source_id": self.funded_account(),
+            "target_kind": "new_account",
+            "trigger": trigger,
+            "reason": "matrix",
+        }
+
+    def merge(self, trigger: str = "manual") -> str:
+        """A merge proposed by the platform; its id. A manual one completes at
+        once; an underperformance one waits for an admin."""
+        response = self.client.post(
+            "/v1/merges", json=self.merge_body(trigger), headers=self.as_platform()
+        )
+        assert response.status_code == 201, response.text
+        made: str = response.json()["id"]
+        return made
+
     def transfer(self, *, pending: bool = False) -> str:
         """A transfer out of alice's account, made by the platform."""
         body: dict[str, Any] = {
@@ -151,7 +201,7 @@ def world(ledger: Ledger) -> Iterator[World]:
         alice_funded = str(profitable_funded_account(ledger, OWNER, ALICE_PROFIT_MINOR))
         assert isinstance(ledger.broker, SimulatedBroker)
         ledger.broker.set_price(MATRIX_SYMBOL, bid_minor=100, ask_minor=100)
-        yield World(client, headers, cash, alice, alice_funded)
+        yield World(client, headers, cash, alice, alice_funded, ledger)
 
 
 Request = Callable[[World, dict[str, str]], Any]
@@ -581,6 +631,128 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "other_user": 403,
             "owner": 403,
             "admin": 409,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("GET", "/v1/forks/opportunities"): (
+        # Every owner's accounts past a threshold: the operators' view.
+        lambda w, h: w.client.get("/v1/forks/opportunities", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/forks"): (
+        # An account ready to fork for each caller: each allowed caller forks it.
+        lambda w, h: w.client.post(
+            "/v1/forks", json={"funded_account_id": w.fork_candidate()}, headers=h
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 201,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("GET", "/v1/accounts/{account_id}/hierarchy"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.alice_funded_account}/hierarchy", headers=h),
+        READ_OWN_FUNDED,
+    ),
+    ("GET", "/v1/accounts/{account_id}/lineage"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.alice_funded_account}/lineage", headers=h),
+        READ_OWN_FUNDED,
+    ),
+    ("GET", "/v1/accounts/{account_id}/performance"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.alice_funded_account}/performance", headers=h),
+        READ_OWN_FUNDED,
+    ),
+    ("GET", "/v1/accounts/{account_id}/performance/chart"): (
+        lambda w, h: w.client.get(
+            f"/v1/accounts/{w.alice_funded_account}/performance/chart", headers=h
+        ),
+        READ_OWN_FUNDED,
+    ),
+    ("POST", "/v1/performance/compare"): (
+        lambda w, h: w.client.post(
+            "/v1/performance/compare",
+            json={"account_ids": [w.alice_funded_account], "period": "1m"},
+            headers=h,
+        ),
+        READ_OWN_FUNDED,
+    ),
+    ("GET", "/v1/merges/opportunities"): (
+        lambda w, h: w.client.get("/v1/merges/opportunities", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("GET", "/v1/forks/{fork_id}"): (
+        lambda w, h: w.client.get(f"/v1/forks/{w.fork()}", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/forks/{fork_id}/approve"): (
+        # A completed fork: the admin is let through and told there is nothing
+        # to approve (409); everyone else is refused first.
+        lambda w, h: w.client.post(f"/v1/forks/{w.fork()}/approve", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 409,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/merges"): (
+        # A new funded account for each caller: each allowed caller merges it.
+        lambda w, h: w.client.post("/v1/merges", json=w.merge_body(), headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 201,
+            "auditor": 403,
+            "service": 201,
+        },
+    ),
+    ("GET", "/v1/merges/{merge_id}"): (
+        lambda w, h: w.client.get(f"/v1/merges/{w.merge()}", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 404,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
+    ("POST", "/v1/merges/{merge_id}/approve"): (
+        # An underperformance merge waiting for an admin, for each caller.
+        lambda w, h: w.client.post(f"/v1/merges/{w.merge('underperformance')}/approve", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
             "auditor": 403,
             "service": 403,
         },

@@ -1,0 +1,304 @@
+"""Forks' use cases: propose, approve, execute (or roll back).
+
+SOURCES.md C; the rules, the confidence score and the amounts are in
+domain/fork.py. Execution is two writes through the writer:
+
+    start      Fork.Executing, the parent FORKING
+    execute    the child funded account (Activated, LinkedToParent), its
+               ledger account opened, the capital moved from the parent's
+               ledger account in one balanced transfer, the parent's
+               CapitalMovedOut and its return to ACTIVE, Fork.Completed
+
+The second is all or nothing, so a failure leaves no child and moves no
+money; the fork is then rolled back (the parent ACTIVE again, the reason
+recorded). A process killed between the two finds the fork EXECUTING and
+executes it again: the child's ids come from the fork's, so a second try
+finds what the first made instead of making it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+from uuid import UUID
+
+import structlog
+
+from application.aggregate_writes import write_with_aggregates
+from application.funded_accounts import FUNDED_SCOPE, WRITE_ATTEMPTS_MAX
+from application.ledger_application import LedgerApplication
+from application.ports import Clock
+from application.writer import LedgerWriter
+from domain.commands import create_transfer, open_account
+from domain.fork import (
+    FORK_COOLDOWN,
+    FORKS_EXECUTING_MAX,
+    Fork,
+    ForkStatus,
+    child_assessment_id,
+    fork_confidence,
+    fork_plan,
+)
+from domain.funded_account import FundedAccount, funded_account_id_for
+from domain.funded_account_states import FundedAccountState
+from domain.funded_rules import drawdown
+from domain.result_codes import LedgerRefusal, ResultCode
+from domain.tiers import TIER_CURRENCY, TIERS
+from domain.transfer import Posting, Side
+
+log = structlog.get_logger(__name__)
+
+FORK_ACTOR_PREFIX: Final[str] = "fork"
+
+
+class ForkLoad(Protocol):
+    """How many forks are executing now, across every process."""
+
+    def forks_executing(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ForkOutcome:
+    fork: Fork
+    child: FundedAccount | None = None
+
+
+class ForksService:
+    def __init__(
+        self, app: LedgerApplication, writer: LedgerWriter, clock: Clock, load: ForkLoad
+    ) -> None:
+        self._app = app
+        self._writer = writer
+        self._clock = clock
+        self._load = load
+
+    def fork(self, fork_id: UUID) -> Fork | None:
+        return self._app.load_fork(fork_id)
+
+    def require_fork(self, fork_id: UUID) -> Fork:
+        fork = self.fork(fork_id)
+        if fork is None:
+            raise LedgerRefusal(
+                ResultCode.FORK_NOT_FOUND, f"no fork {fork_id}", fork_id=str(fork_id)
+            )
+        return fork
+
+    def forks_executing(self) -> int:
+        return self._load.forks_executing()
+
+    def propose(self, funded_account_id: UUID, actor: str) -> ForkOutcome:
+        """Propose a fork of an account over its tier's threshold (once per 24
+        hours); approved by itself at 70 % confidence, then executed at once."""
+        for _ in range(WRITE_ATTEMPTS_MAX):
+            account = self._require_account(funded_account_id)
+            if account.state is not FundedAccountState.ACTIVE:
+                raise LedgerRefusal(
+                    ResultCode.ACCOUNT_NOT_ACTIVE,
+                    f"a {account.state.value} funded account does not fork",
+                    state=account.state.value,
+                )
+            limits = TIERS[account.tier.name]
+            now = self._clock.now()
+            confidence = fork_confidence(
+                balance_minor=account.current_balance_minor,
+                threshold_minor=limits.fork_threshold_minor or 0,
+                drawdown=drawdown(account.peak_balance_minor, account.equity_minor),
+                drawdown_limit=limits.drawdown_limit,
+                forks_executing=self._load.forks_executing(),
+            )
+            fork = Fork.propose(
+                parent_id=account.id,
+                parent_tier=account.tier.name,
+                balance_minor=account.current_balance_minor,
+                confidence=confidence,
+                at=now,
+                actor=actor,
+            )
+            account.record_fork_attempt(fork.id, now, FORK_COOLDOWN)
+            if write_with_aggregates(self._writer, [], account, fork) is not None:
+                log.info(
+                    "fork_proposed",
+                    fork_id=str(fork.id),
+                    parent_id=str(account.id),
+                    confidence=float(confidence.score),
+                    status=fork.status.value,
+                    actor=actor,
+                )
+                if fork.status is ForkStatus.APPROVED:
+                    try:
+                        return self.execute(fork.id)
+                    except LedgerRefusal as refusal:
+                        if refusal.code is not ResultCode.FORK_CAPACITY_REACHED:
+                            raise
+                        # Approved; the next scan executes it once a slot is free.
+                return ForkOutcome(fork)
+        raise _contended(funded_account_id)
+
+    def approve(self, fork_id: UUID, actor: str) -> ForkOutcome:
+        """An admin's approval of a fork below the confidence bar; executed at once."""
+        self._change(fork_id, lambda fork: fork.approve(actor, self._clock.now()))
+        return self.execute(fork_id)
+
+    def execute(self, fork_id: UUID) -> ForkOutcome:
+        fork = self.require_fork(fork_id)
+        if fork.status is ForkStatus.APPROVED and (
+            self._load.forks_executing() >= FORKS_EXECUTING_MAX
+        ):
+            raise LedgerRefusal(
+                ResultCode.FORK_CAPACITY_REACHED,
+                f"{FORKS_EXECUTING_MAX} forks are executing; this one stays approved "
+                "and is executed by the next scan",
+                fork_id=str(fork_id),
+            )
+        try:
+            if fork.status is ForkStatus.APPROVED:
+                fork = self._start(fork)
+            if fork.status is not ForkStatus.EXECUTING:
+                child = (
+                    self._app.load_funded_account(UUID(fork.child_id)) if fork.child_id else None
+                )
+                return ForkOutcome(fork, child)
+            return self._move_capital(fork)
+        except LedgerRefusal as refusal:
+            if refusal.code is ResultCode.CONCURRENT_CHANGE:
+                raise
+            # The parent cannot fork now (it is no longer active, it would
+            # keep too little): rolled back, nothing moved.
+            return ForkOutcome(self._roll_back(fork.id, refusal.message))
+
+    # Inside -------------------------------------------------------------------------
+
+    def _start(self, fork: Fork) -> Fork:
+        for _ in range(WRITE_ATTEMPTS_MAX):
+            fork = self.require_fork(fork.id)
+            if fork.status is not ForkStatus.APPROVED:
+                return fork
+            parent = self._require_account(fork.parent_id)
+            now = self._clock.now()
+            fork.start(now)
+            parent.change_state(FundedAccountState.FORKING, f"fork {fork.id}", _actor(fork.id), now)
+            if write_with_aggregates(self._writer, [], parent, fork) is not None:
+                return fork
+        raise _contended(fork.id)
+
+    def _move_capital(self, fork: Fork) -> ForkOutcome:
+        plan = fork_plan(fork.parent_tier)
+        assert plan is not None, "a fork was proposed for a tier that forks"
+        for _ in range(WRITE_ATTEMPTS_MAX):
+            fork = self.require_fork(fork.id)
+            if fork.status is not ForkStatus.EXECUTING:
+                return ForkOutcome(fork)
+            parent = self._require_account(fork.parent_id)
+            available = parent.current_balance_minor - parent.reserved_withdrawals_minor
+            if available < plan.executable_from_minor:
+                raise LedgerRefusal(
+                    ResultCode.INSUFFICIENT_CAPITAL,
+                    f"the parent would keep less than its tier's minimum: it holds "
+                    f"{available} minor units, a fork needs {plan.executable_from_minor}",
+                    available_minor=available,
+                    needed_minor=plan.executable_from_minor,
+                )
+            now = self._clock.now()
+            assessment = child_assessment_id(fork.id)
+            child_id = funded_account_id_for(assessment)
+            child_ledger = open_account(
+                idempotency_key=f"account-{child_id}",
+                scope=FUNDED_SCOPE,
+                currency=TIER_CURRENCY,
+                owner_id=parent.owner_id,
+                metadata={"funded_account_id": str(child_id), "tier": fork.child_tier.value},
+            )
+            child = FundedAccount.activate(
+                assessment_id=assessment,
+                owner_id=parent.owner_id,
+                tier=fork.child_tier,
+                profit_split=parent.profit_split,
+                completed_at=now,
+                ledger_account_id=child_ledger.account_id,
+                activated_at=now,
+                actor=_actor(fork.id),
+                starting_balance_minor=fork.amount_minor,
+            )
+            child.link_to_parent(parent.id, fork.id, now)
+            capital = create_transfer(
+                idempotency_key=f"fork-capital-{fork.id}",
+                scope=FUNDED_SCOPE,
+                postings=(
+                    Posting(parent.ledger_account_id, Side.DEBIT, fork.amount_minor, TIER_CURRENCY),
+                    Posting(child_ledger.account_id, Side.CREDIT, fork.amount_minor, TIER_CURRENCY),
+                ),
+                metadata={
+                    "fork_id": str(fork.id),
+                    "parent_funded_account_id": str(parent.id),
+                    "child_funded_account_id": str(child_id),
+                    "purpose": "fork",
+                },
+            )
+            parent.move_capital_out(fork.amount_minor, child_id, fork.id, now)
+            parent.change_state(
+                FundedAccountState.ACTIVE, f"fork {fork.id} completed", _actor(fork.id), now
+            )
+            fork.complete(child_id, now)
+            receipt = write_with_aggregates(
+                self._writer, [child_ledger, capital], parent, child, fork
+            )
+            if receipt is not None:
+                log.info(
+                    "fork_completed",
+                    fork_id=str(fork.id),
+                    parent_id=str(parent.id),
+                    child_id=str(child_id),
+                    amount_minor=fork.amount_minor,
+                )
+                return ForkOutcome(fork, child)
+        raise _contended(fork.id)
+
+    def _roll_back(self, fork_id: UUID, reason: str) -> Fork:
+        for _ in range(WRITE_ATTEMPTS_MAX):
+            fork = self.require_fork(fork_id)
+            if fork.status not in (ForkStatus.APPROVED, ForkStatus.EXECUTING):
+                return fork
+            parent = self._require_account(fork.parent_id)
+            now = self._clock.now()
+            fork.roll_back(reason, now)
+            if parent.state is FundedAccountState.FORKING:
+                parent.change_state(
+                    FundedAccountState.ACTIVE, f"fork {fork.id} rolled back", _actor(fork.id), now
+                )
+            if write_with_aggregates(self._writer, [], parent, fork) is not None:
+                log.warning("fork_rolled_back", fork_id=str(fork.id), reason=reason)
+                return fork
+        raise _contended(fork_id)
+
+    def _change(self, fork_id: UUID, decide: Callable[[Fork], None]) -> Fork:
+        for _ in range(WRITE_ATTEMPTS_MAX):
+            fork = self.require_fork(fork_id)
+            decide(fork)
+            if not fork.pending_events:
+                return fork
+            if write_with_aggregates(self._writer, [], fork) is not None:
+                return fork
+        raise _contended(fork_id)
+
+    def _require_account(self, funded_account_id: UUID) -> FundedAccount:
+        account = self._app.load_funded_account(funded_account_id)
+        if account is None:
+            raise LedgerRefusal(
+                ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+                f"no funded account {funded_account_id}",
+                funded_account_id=str(funded_account_id),
+            )
+        return account
+
+
+def _actor(fork_id: UUID) -> str:
+    return f"{FORK_ACTOR_PREFIX}:{fork_id}"
+
+
+def _contended(aggregate_id: UUID) -> LedgerRefusal:
+    return LedgerRefusal(
+        ResultCode.CONCURRENT_CHANGE,
+        "the fork kept changing under this request; send it again",
+        id=str(aggregate_id),
+    )
