@@ -9,12 +9,16 @@ refused (raise its refusal, nothing was written).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from application.ledger_application import LedgerApplication
 from application.writer import AggregateChanges, ChangesOutcome, LedgerWriter, WriteReceipt
 from domain.commands import Command
+from domain.funded_account import FundedAccount
 from domain.result_codes import LedgerRefusal, ResultCode
 
 
@@ -38,3 +42,37 @@ def write_with_aggregates(
         if not result.succeeded and result.code is not ResultCode.LINKED_EVENT_FAILED
     )
     raise LedgerRefusal(refused.code, refused.message, **refused.details)
+
+
+A = TypeVar("A", bound=Aggregate)
+
+
+def change_alone(
+    writer: LedgerWriter,
+    load: Callable[[], A],
+    decide: Callable[[A], None],
+    contended: Callable[[], LedgerRefusal],
+    attempts_max: int,
+) -> A:
+    """Read a process aggregate, decide, record it alone; again if another
+    request recorded first. A decision that records nothing writes nothing.
+    Past `attempts_max` reads, `contended()` is raised."""
+    for _ in range(attempts_max):
+        aggregate = load()
+        decide(aggregate)
+        if not aggregate.pending_events:
+            return aggregate
+        if write_with_aggregates(writer, [], aggregate) is not None:
+            return aggregate
+    raise contended()
+
+
+def require_funded_account(app: LedgerApplication, funded_account_id: UUID) -> FundedAccount:
+    account = app.load_funded_account(funded_account_id)
+    if account is None:
+        raise LedgerRefusal(
+            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+            f"no funded account {funded_account_id}",
+            funded_account_id=str(funded_account_id),
+        )
+    return account

@@ -38,7 +38,7 @@ from uuid import UUID
 
 import structlog
 
-from application.aggregate_writes import write_with_aggregates
+from application.aggregate_writes import change_alone, write_with_aggregates
 from application.broker import Broker, BrokerError, UnknownAccount
 from application.funded_accounts import (
     WRITE_ATTEMPTS_MAX,
@@ -554,15 +554,20 @@ class ClosuresService:
     def _change(self, closure_id: UUID, decide: Callable[[Closure], None]) -> Closure:
         """Read, decide, record the closure alone; again if another process
         recorded first."""
-        for _ in range(WRITE_ATTEMPTS_MAX):
+        version = -1
+
+        def load() -> Closure:
+            nonlocal version
             closure = self.require_closure(closure_id)
-            decide(closure)
-            if not closure.pending_events:
-                return closure
-            if write_with_aggregates(self._writer, [], closure) is not None:
-                self._progress.closure_changed(closure)
-                return closure
-        raise _contended(closure_id)
+            version = closure.version
+            return closure
+
+        closure = change_alone(
+            self._writer, load, decide, lambda: _contended(closure_id), WRITE_ATTEMPTS_MAX
+        )
+        if closure.version != version:
+            self._progress.closure_changed(closure)
+        return closure
 
 
 class _NotYet(Exception):

@@ -25,7 +25,11 @@ from uuid import UUID
 
 import structlog
 
-from application.aggregate_writes import write_with_aggregates
+from application.aggregate_writes import (
+    change_alone,
+    require_funded_account,
+    write_with_aggregates,
+)
 from application.funded_accounts import FUNDED_SCOPE, WRITE_ATTEMPTS_MAX
 from application.ledger_application import LedgerApplication
 from application.ports import Clock
@@ -272,24 +276,16 @@ class ForksService:
         raise _contended(fork_id)
 
     def _change(self, fork_id: UUID, decide: Callable[[Fork], None]) -> Fork:
-        for _ in range(WRITE_ATTEMPTS_MAX):
-            fork = self.require_fork(fork_id)
-            decide(fork)
-            if not fork.pending_events:
-                return fork
-            if write_with_aggregates(self._writer, [], fork) is not None:
-                return fork
-        raise _contended(fork_id)
+        return change_alone(
+            self._writer,
+            lambda: self.require_fork(fork_id),
+            decide,
+            lambda: _contended(fork_id),
+            WRITE_ATTEMPTS_MAX,
+        )
 
     def _require_account(self, funded_account_id: UUID) -> FundedAccount:
-        account = self._app.load_funded_account(funded_account_id)
-        if account is None:
-            raise LedgerRefusal(
-                ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-                f"no funded account {funded_account_id}",
-                funded_account_id=str(funded_account_id),
-            )
-        return account
+        return require_funded_account(self._app, funded_account_id)
 
 
 def _actor(fork_id: UUID) -> str:

@@ -38,7 +38,7 @@ from uuid import UUID, uuid4, uuid5
 
 import structlog
 
-from application.aggregate_writes import write_with_aggregates
+from application.aggregate_writes import require_funded_account, write_with_aggregates
 from application.broker import (
     Broker,
     BrokerError,
@@ -154,14 +154,7 @@ class FundedAccountsService:
         return self._app.load_funded_account(funded_account_id)
 
     def require_funded_account(self, funded_account_id: UUID) -> FundedAccount:
-        account = self.funded_account(funded_account_id)
-        if account is None:
-            raise LedgerRefusal(
-                ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-                f"no funded account {funded_account_id}",
-                funded_account_id=str(funded_account_id),
-            )
-        return account
+        return require_funded_account(self._app, funded_account_id)
 
     # Activation ---------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from uuid import UUID
 
 import structlog
 
-from application.aggregate_writes import write_with_aggregates
+from application.aggregate_writes import require_funded_account, write_with_aggregates
 from application.funded_accounts import FUNDED_SCOPE, WRITE_ATTEMPTS_MAX
 from application.ledger_application import LedgerApplication
 from application.ports import Clock
@@ -298,14 +298,7 @@ class MergesService:
         raise _contended(merge_id)
 
     def _require_account(self, funded_account_id: UUID) -> FundedAccount:
-        account = self._app.load_funded_account(funded_account_id)
-        if account is None:
-            raise LedgerRefusal(
-                ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-                f"no funded account {funded_account_id}",
-                funded_account_id=str(funded_account_id),
-            )
-        return account
+        return require_funded_account(self._app, funded_account_id)
 
 
 def _require_no_positions(source: FundedAccount) -> None:

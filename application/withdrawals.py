@@ -33,7 +33,11 @@ from uuid import UUID
 import structlog
 
 from application.aggregate_locks import AggregateLocks
-from application.aggregate_writes import write_with_aggregates
+from application.aggregate_writes import (
+    change_alone,
+    require_funded_account,
+    write_with_aggregates,
+)
 from application.funded_accounts import WRITE_ATTEMPTS_MAX, platform_account
 from application.ledger_application import LedgerApplication
 from application.payouts import (
@@ -387,24 +391,16 @@ class WithdrawalsService:
     def _change(self, withdrawal_id: UUID, decide: Callable[[Withdrawal], None]) -> Withdrawal:
         """Read, decide, record the withdrawal alone; again if another request
         recorded first. A decision that records nothing writes nothing."""
-        for _ in range(WRITE_ATTEMPTS_MAX):
-            withdrawal = self.require_withdrawal(withdrawal_id)
-            decide(withdrawal)
-            if not withdrawal.pending_events:
-                return withdrawal
-            if write_with_aggregates(self._writer, [], withdrawal) is not None:
-                return withdrawal
-        raise _contended(withdrawal_id)
+        return change_alone(
+            self._writer,
+            lambda: self.require_withdrawal(withdrawal_id),
+            decide,
+            lambda: _contended(withdrawal_id),
+            WRITE_ATTEMPTS_MAX,
+        )
 
     def _require_funded_account(self, funded_account_id: UUID) -> FundedAccount:
-        account = self._app.load_funded_account(funded_account_id)
-        if account is None:
-            raise LedgerRefusal(
-                ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-                f"no funded account {funded_account_id}",
-                funded_account_id=str(funded_account_id),
-            )
-        return account
+        return require_funded_account(self._app, funded_account_id)
 
 
 def _require_same_request(existing: Withdrawal, request: WithdrawalRequest) -> None:
