@@ -9,8 +9,7 @@ asks for the same message again and the mailer sends it only once.
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final, Protocol
@@ -103,25 +102,3 @@ class Mailer(Protocol):
         sent once, ever). Raises MailDeliveryFailed when it could not be sent
         now; the caller retries later."""
         ...
-
-
-@dataclass
-class InMemoryMailer:
-    """A Mailer for tests of the closure process: keeps what it sent, and
-    fails while `failing` is set, as a mail server that is down would."""
-
-    sent: list[ClosureEmail] = field(default_factory=list)
-    failing: bool = False
-    attempts: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def send(self, email: ClosureEmail) -> bool:
-        with self._lock:
-            if any(sent.message_id == email.message_id for sent in self.sent):
-                return False
-            attempts = self.attempts.get(email.message_id, 0) + 1
-            self.attempts[email.message_id] = attempts
-            if self.failing:
-                raise MailDeliveryFailed(email.message_id, attempts, "mail server unavailable")
-            self.sent.append(email)
-            return True

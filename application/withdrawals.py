@@ -115,10 +115,6 @@ class WithdrawalsService:
         # application/aggregate_locks.py).
         self._account_locks = AggregateLocks()
 
-    @property
-    def gateway_name(self) -> str:
-        return self._gateway.name
-
     # Reading ------------------------------------------------------------------------
 
     def withdrawal(self, withdrawal_id: UUID) -> Withdrawal | None:
