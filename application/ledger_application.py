@@ -22,6 +22,7 @@ from domain.closure import Closure
 from domain.fork import Fork
 from domain.funded_account import FundedAccount
 from domain.merge import Merge
+from domain.reconciliation import ReconciliationRun
 from domain.transfer import Transfer
 from domain.withdrawal import Withdrawal
 
@@ -107,6 +108,9 @@ class LedgerApplication(Application[UUID]):
 
     def load_withdrawal(self, withdrawal_id: UUID) -> Withdrawal | None:
         return self._load(withdrawal_id, Withdrawal)
+
+    def load_reconciliation_run(self, run_id: UUID) -> ReconciliationRun | None:
+        return self._load(run_id, ReconciliationRun)
 
     def _load(self, aggregate_id: UUID, kind: type[A]) -> A | None:
         """A process aggregate (short histories: no snapshots), if it is one of `kind`."""

@@ -84,6 +84,13 @@ class ResultCode(StrEnum):
     INSUFFICIENT_CAPITAL = "insufficient_capital"
     MERGE_NOT_FOUND = "merge_not_found"
     MERGE_TARGET_INVALID = "merge_target_invalid"
+    # Reconciliation (SOURCES.md D).
+    RECONCILIATION_RUN_NOT_FOUND = "reconciliation_run_not_found"
+    RECONCILIATION_EXCEPTION_NOT_FOUND = "reconciliation_exception_not_found"
+    # Resolve an exception that was corrected or resolved already.
+    RECONCILIATION_EXCEPTION_CLOSED = "reconciliation_exception_closed"
+    # A run of the same type is under way (the schedule's lease holds it).
+    RECONCILIATION_RUNNING = "reconciliation_running"
     # The payment processor could not be reached (the payout is retried).
     PAYOUT_UNAVAILABLE = "payout_unavailable"
     # The broker refused the order (its reason in the details), has no price

@@ -31,6 +31,8 @@ _NOT_FOUND: Final = frozenset(
         ResultCode.CLOSURE_NOT_FOUND,
         ResultCode.FORK_NOT_FOUND,
         ResultCode.MERGE_NOT_FOUND,
+        ResultCode.RECONCILIATION_RUN_NOT_FOUND,
+        ResultCode.RECONCILIATION_EXCEPTION_NOT_FOUND,
     }
 )
 
@@ -68,6 +70,8 @@ _CONFLICT: Final = frozenset(
         ResultCode.FORK_COOLDOWN,
         ResultCode.FORK_CAPACITY_REACHED,
         ResultCode.INSUFFICIENT_CAPITAL,
+        ResultCode.RECONCILIATION_EXCEPTION_CLOSED,
+        ResultCode.RECONCILIATION_RUNNING,
     }
 )
 
