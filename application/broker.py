@@ -213,11 +213,16 @@ class BrokerPosition:
 @dataclass(frozen=True, slots=True)
 class AccountEquity:
     """The account as the broker sees it at `at`: cash (funded + realized P&L),
-    the open positions' unrealized P&L, and their sum."""
+    the open positions' unrealized P&L, and their sum.
+
+    `realized_pnl_minor` is the P&L realized since the account was opened at
+    the broker, as brokers report it: reconciliation compares it with the
+    realized P&L the ledger booked for the account's closes."""
 
     account_id: UUID
     currency: str
     cash_minor: int
+    realized_pnl_minor: int
     unrealized_pnl_minor: int
     equity_minor: int
     open_positions: int

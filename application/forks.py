@@ -44,7 +44,7 @@ from domain.fork import (
     fork_confidence,
     fork_plan,
 )
-from domain.funded_account import FundedAccount, funded_account_id_for
+from domain.funded_account import FundedAccount, fork_capital_transfer_key, funded_account_id_for
 from domain.funded_account_states import FundedAccountState
 from domain.funded_rules import drawdown
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -226,7 +226,7 @@ class ForksService:
             )
             child.link_to_parent(parent.id, fork.id, now)
             capital = create_transfer(
-                idempotency_key=f"fork-capital-{fork.id}",
+                idempotency_key=fork_capital_transfer_key(fork.id),
                 scope=FUNDED_SCOPE,
                 postings=(
                     Posting(parent.ledger_account_id, Side.DEBIT, fork.amount_minor, TIER_CURRENCY),

@@ -64,6 +64,7 @@ from domain.funded_account import (
     FundedRefusalReason,
     OpenPosition,
     funded_account_id_for,
+    funding_transfer_key,
 )
 from domain.funded_account_states import ALLOWED_TRANSITIONS, FundedAccountState
 from domain.funded_rules import RISK_PER_TRADE_LIMIT, AccountRuleStatus, RuleBand
@@ -190,7 +191,7 @@ class FundedAccountsService:
                 starting_balance_minor=request.starting_balance_minor,
             )
             capital = create_transfer(
-                idempotency_key=f"funding-{funded_account_id}",
+                idempotency_key=funding_transfer_key(funded_account_id),
                 scope=FUNDED_SCOPE,
                 postings=(
                     Posting(

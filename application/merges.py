@@ -23,7 +23,7 @@ from application.ports import Clock
 from application.writer import LedgerWriter
 from domain.account import AccountState
 from domain.commands import Command, change_account_state, create_transfer, open_account
-from domain.funded_account import FundedAccount, funded_account_id_for
+from domain.funded_account import FundedAccount, funded_account_id_for, merge_capital_transfer_key
 from domain.funded_account_states import FundedAccountState
 from domain.merge import (
     Merge,
@@ -207,7 +207,7 @@ class MergesService:
             source.move_capital_out(amount, target.id, merge.id, now)
             commands.append(
                 create_transfer(
-                    idempotency_key=f"merge-capital-{merge.id}",
+                    idempotency_key=merge_capital_transfer_key(merge.id),
                     scope=FUNDED_SCOPE,
                     postings=(
                         Posting(source.ledger_account_id, Side.DEBIT, amount, TIER_CURRENCY),

@@ -100,6 +100,8 @@ class _Position:
 @dataclass(slots=True)
 class _Account:
     cash_minor: int
+    # Realized since the account was opened here; cash = funded + this.
+    realized_pnl_minor: int = 0
     open_position_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered
     orders: dict[str, _Order] = field(default_factory=dict)
 
@@ -294,6 +296,7 @@ class SimulatedBroker:
                 account_id=account_id,
                 currency=self.currency,
                 cash_minor=account.cash_minor,
+                realized_pnl_minor=account.realized_pnl_minor,
                 unrealized_pnl_minor=unrealized,
                 equity_minor=account.cash_minor + unrealized,
                 open_positions=len(positions),
@@ -369,6 +372,7 @@ class SimulatedBroker:
             at=self._clock.now(),
         )
         account.cash_minor += pnl
+        account.realized_pnl_minor += pnl
         del account.open_position_ids[position.position_id]
         position.closed_by = client_order_id
         account.orders[client_order_id] = _Order(("close", position.position_id), fill)

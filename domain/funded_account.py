@@ -68,6 +68,22 @@ FUNDED_ACCOUNT_NAMESPACE: Final = UUID("5d2b7c1e-8f4a-4e9b-b3c6-1a7d9e2f4c80")
 NAME_LENGTH_MAX: Final[int] = 128
 
 
+def funding_transfer_key(funded_account_id: UUID) -> str:
+    """The idempotency key of the transfer that funds an activated account
+    (reconciliation finds the transfer by it)."""
+    return f"funding-{funded_account_id}"
+
+
+def fork_capital_transfer_key(fork_id: UUID) -> str:
+    """The idempotency key of the transfer a fork moves capital with."""
+    return f"fork-capital-{fork_id}"
+
+
+def merge_capital_transfer_key(merge_id: UUID) -> str:
+    """The idempotency key of the transfer a merge moves capital with."""
+    return f"merge-capital-{merge_id}"
+
+
 def funded_account_id_for(assessment_id: str) -> UUID:
     """The one funded account an assessment can fund."""
     return uuid5(FUNDED_ACCOUNT_NAMESPACE, _require_name("assessment_id", assessment_id))

@@ -220,6 +220,7 @@ class BrokerContract:
             account_id=s.account_id,
             currency=equity.currency,
             cash_minor=START_CASH_MINOR,
+            realized_pnl_minor=0,
             unrealized_pnl_minor=(9_500 - 10_010) * 10,
             equity_minor=START_CASH_MINOR - 5_100,
             open_positions=1,

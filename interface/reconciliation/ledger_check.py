@@ -1,0 +1,93 @@
+"""The ledger against its own arithmetic, from the stored events alone.
+
+SOURCES.md D. The same single pass over `ledger_events` as `ledger audit
+verify` (`verify_ledger` without the views): the hash chain and the order of
+positions and versions, every transfer balancing per currency, debits equal
+to credits per currency, and each account's totals equal to the sums of the
+postings made to it. Nothing here reads a view, so a view that went wrong
+cannot hide a fault in the log (the projections check compares the views).
+
+Each finding becomes a discrepancy named by what it is about ("transfer
+<id>", "account <id>", "event at position 7", "currency USD"): words that
+stay the same from run to run, so an open exception is recognised again
+rather than raised twice. Findings about the same thing are one discrepancy,
+their messages joined and the largest amount kept. None is corrected by the
+service: a broken log is for a person to look into.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
+from interface.audit_verify import Finding, FindingKind, verify_ledger
+
+LEDGER_CHECK: Final[str] = "ledger"
+MEASURE: Final[str] = "posted debits vs credits, minor units, all currencies"
+# Said of a finding that names nothing narrower (every log finding names
+# something; this keeps a future one from failing the whole check).
+WHOLE_LOG_SUBJECT: Final[str] = "the log"
+
+# What the audit finds, as the kinds reconciliation severities are set for.
+DISCREPANCY_KINDS: Final[dict[FindingKind, DiscrepancyKind]] = {
+    FindingKind.HASH_CHAIN: DiscrepancyKind.HASH_CHAIN,
+    FindingKind.POSITION_ORDER: DiscrepancyKind.EVENT_ORDER,
+    FindingKind.VERSION_SEQUENCE: DiscrepancyKind.EVENT_ORDER,
+    FindingKind.UNKNOWN_EVENT: DiscrepancyKind.EVENT_ORDER,
+    FindingKind.TRANSFER_LIFECYCLE: DiscrepancyKind.EVENT_ORDER,
+    # A posting that is not a positive amount on a side cannot balance.
+    FindingKind.UNBALANCED_TRANSFER: DiscrepancyKind.UNBALANCED_TRANSFER,
+    FindingKind.INVALID_POSTING: DiscrepancyKind.UNBALANCED_TRANSFER,
+    FindingKind.UNBALANCED_TOTALS: DiscrepancyKind.UNBALANCED_TOTALS,
+    FindingKind.ACCOUNT_TOTALS: DiscrepancyKind.ACCOUNT_TOTALS,
+}
+
+
+class LedgerConsistencyCheck:
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+
+    @property
+    def name(self) -> str:
+        return LEDGER_CHECK
+
+    def run(self) -> CheckResult:
+        report = verify_ledger(self._database_url, check_views=False)
+        discrepancies = discrepancies_of(report.findings)
+        return CheckResult(
+            LEDGER_CHECK,
+            CheckStatus.FAILED if discrepancies or report.findings_dropped else CheckStatus.PASSED,
+            MEASURE,
+            expected=sum(report.posted_debits_minor.values()),
+            actual=sum(report.posted_credits_minor.values()),
+            discrepancies=discrepancies,
+            elapsed_s=report.elapsed_s,
+        )
+
+    def correct(self, discrepancy: Discrepancy) -> str:
+        raise ValueError(
+            f"the ledger check corrects nothing ({discrepancy.fingerprint}): "
+            "a fault in the log is for a person to look into"
+        )
+
+
+def discrepancies_of(findings: list[Finding]) -> tuple[Discrepancy, ...]:
+    """One discrepancy per (kind, subject), in the order first found."""
+    grouped: dict[tuple[DiscrepancyKind, str], list[Finding]] = {}
+    for finding in findings:
+        kind = DISCREPANCY_KINDS[finding.kind]
+        grouped.setdefault((kind, finding.subject or WHOLE_LOG_SUBJECT), []).append(finding)
+    return tuple(_discrepancy(kind, subject, same) for (kind, subject), same in grouped.items())
+
+
+def _discrepancy(kind: DiscrepancyKind, subject: str, findings: list[Finding]) -> Discrepancy:
+    largest = max(findings, key=lambda finding: abs(finding.amount_minor))
+    currencies = {finding.currency for finding in findings if finding.currency is not None}
+    return Discrepancy(
+        kind,
+        subject,
+        "; ".join(finding.message for finding in findings),
+        amount_minor=largest.amount_minor,
+        # The amount is in the currency it was found in; several say none.
+        currency=largest.currency if len(currencies) == 1 else None,
+    )

@@ -1,0 +1,223 @@
+"""The ledger and projections reconciliation checks on real PostgreSQL: both
+pass on a sound ledger; a forged unbalanced transfer fails the ledger check;
+a deleted view row fails the projections check, and its correction rebuilds
+the view while the live runner keeps running.
+
+Tampering goes around the writer the way an attacker with the database's
+superuser would (`SET session_replication_role = replica` for the log's
+refuse-update triggers), as in test_audit_verify.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+
+from domain.event_chain import GENESIS_HASH, chained_hash
+from domain.reconciliation import CheckStatus, DiscrepancyKind, Severity
+from interface.bootstrap import Ledger
+from interface.demo import load_demo
+from interface.reconciliation.ledger_check import LEDGER_CHECK, LedgerConsistencyCheck
+from interface.reconciliation.projections_check import PROJECTIONS_CHECK, ProjectionsCheck
+from projections.balances import NAME as BALANCES
+from projections.events import TRANSFER_RECORDED
+from projections.registry import view_names
+
+DEMO_TRANSFERS = 60
+WAIT_S = 60.0
+FORGED_DEBIT_MINOR = 25_000
+FORGED_CREDIT_MINOR = 20_000
+
+
+def _load(ledger: Ledger) -> None:
+    load_demo(ledger.service, transfers=DEMO_TRANSFERS)
+    _caught_up(ledger, ledger.writer.last_position)
+
+
+def _caught_up(ledger: Ledger, position: int) -> None:
+    assert ledger.projections is not None
+    assert ledger.projections.wait_for(position, view_names(), WAIT_S)
+
+
+def _append_with_chain(
+    database_url: str, originator_id: UUID, version: int, topic: str, body: dict[str, Any]
+) -> int:
+    """Append an event whose hash follows the chain (a forger who knows the
+    scheme): only the ledger's own rules can catch it."""
+    state = orjson.dumps(body)
+    with psycopg.connect(database_url) as connection:
+        connection.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")
+        row = connection.execute(
+            "SELECT event_hash FROM ledger_events ORDER BY notification_id DESC LIMIT 1"
+        ).fetchone()
+        previous = bytes(row[0]) if row else GENESIS_HASH
+        inserted = connection.execute(
+            "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
+            " event_hash) VALUES (%s, %s, %s, %s, %s) RETURNING notification_id",
+            (
+                originator_id,
+                version,
+                topic,
+                state,
+                chained_hash(previous, originator_id, version, topic, state),
+            ),
+        ).fetchone()
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def _forge_unbalanced_transfer(database_url: str, transfer_id: UUID) -> int:
+    with psycopg.connect(database_url) as connection:
+        debit_account, credit_account = (
+            str(row[0])
+            for row in connection.execute(
+                "SELECT account_id FROM view_balances WHERE currency = 'USD' "
+                "ORDER BY account_id LIMIT 2"
+            ).fetchall()
+        )
+    time = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
+    return _append_with_chain(
+        database_url,
+        transfer_id,
+        1,
+        TRANSFER_RECORDED,
+        {
+            "timestamp": time,
+            "originator_topic": "domain.transfer:Transfer",
+            "postings": [
+                {
+                    "account_id": debit_account,
+                    "side": "debit",
+                    "amount_minor": FORGED_DEBIT_MINOR,
+                    "currency": "USD",
+                },
+                {
+                    "account_id": credit_account,
+                    "side": "credit",
+                    "amount_minor": FORGED_CREDIT_MINOR,
+                    "currency": "USD",
+                },
+            ],
+            "pending": False,
+            "expires_at": None,
+            "reverses_transfer_id": None,
+            "metadata": {},
+            "fingerprint": "forged",
+            "recorded_at": time,
+        },
+    )
+
+
+def test_both_checks_pass_on_a_sound_ledger(ledger: Ledger, database_url: str) -> None:
+    _load(ledger)
+    ledger_result = LedgerConsistencyCheck(database_url).run()
+    assert ledger_result.name == LEDGER_CHECK
+    assert ledger_result.status is CheckStatus.PASSED, ledger_result.discrepancies
+    assert ledger_result.discrepancies == ()
+    assert ledger_result.expected == ledger_result.actual > 0
+    projections_result = ProjectionsCheck(database_url).run()
+    assert projections_result.name == PROJECTIONS_CHECK
+    assert projections_result.status is CheckStatus.PASSED, projections_result.discrepancies
+    assert projections_result.expected == projections_result.actual == len(view_names())
+
+
+def test_a_forged_unbalanced_transfer_fails_the_ledger_check_but_not_the_views(
+    ledger: Ledger, database_url: str
+) -> None:
+    _load(ledger)
+    before = LedgerConsistencyCheck(database_url).run()
+    transfer_id = uuid.uuid4()
+    position = _forge_unbalanced_transfer(database_url, transfer_id)
+    imbalance = FORGED_DEBIT_MINOR - FORGED_CREDIT_MINOR
+
+    result = LedgerConsistencyCheck(database_url).run()
+    assert result.status is CheckStatus.FAILED
+    assert result.expected == before.expected + FORGED_DEBIT_MINOR
+    assert result.actual == before.actual + FORGED_CREDIT_MINOR
+    assert result.difference == -imbalance
+    kinds = {discrepancy.kind for discrepancy in result.discrepancies}
+    # The chain was forged correctly: only the money rules catch it.
+    assert DiscrepancyKind.HASH_CHAIN not in kinds
+    (unbalanced,) = [
+        discrepancy
+        for discrepancy in result.discrepancies
+        if discrepancy.kind is DiscrepancyKind.UNBALANCED_TRANSFER
+    ]
+    assert unbalanced.subject == f"transfer {transfer_id}"
+    assert unbalanced.amount_minor == imbalance
+    assert unbalanced.currency == "USD"
+    assert unbalanced.severity is Severity.CRITICAL
+    assert unbalanced.correction is None
+    assert str(position) in unbalanced.message
+    # Debits exceed credits over all USD, and the two accounts' own events
+    # never moved that money, so their totals disagree with their postings.
+    assert {
+        discrepancy.subject
+        for discrepancy in result.discrepancies
+        if discrepancy.kind is DiscrepancyKind.UNBALANCED_TOTALS
+    } == {"currency USD"}
+    assert sum(1 for d in result.discrepancies if d.kind is DiscrepancyKind.ACCOUNT_TOTALS) == 2
+    assert all(d.severity is Severity.CRITICAL for d in result.discrepancies)
+    # The same fault is the same fingerprint in a later run.
+    again = LedgerConsistencyCheck(database_url).run()
+    assert [d.fingerprint for d in again.discrepancies] == [
+        d.fingerprint for d in result.discrepancies
+    ]
+
+    # The views follow the log faithfully, forged event and all: a fresh
+    # replay derives exactly what the live runner did, so they agree. Finding
+    # a bad log is the ledger check's work, not the projections check's.
+    _caught_up(ledger, position)
+    views = ProjectionsCheck(database_url).run()
+    assert views.status is CheckStatus.PASSED, views.discrepancies
+    assert views.actual == views.expected
+
+
+def test_a_deleted_view_row_is_rebuilt_while_the_live_runner_runs(
+    ledger: Ledger, database_url: str
+) -> None:
+    _load(ledger)
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "DELETE FROM view_balances WHERE account_id = "
+            "(SELECT account_id FROM view_balances ORDER BY account_id LIMIT 1) "
+            "RETURNING account_id"
+        ).fetchone()
+    assert row is not None
+    deleted_account = str(row[0])
+    check = ProjectionsCheck(database_url)
+
+    result = check.run()
+    assert result.status is CheckStatus.FAILED
+    assert (result.expected, result.actual) == (len(view_names()), len(view_names()) - 1)
+    (discrepancy,) = result.discrepancies
+    assert discrepancy.kind is DiscrepancyKind.VIEW_DIFFERS
+    assert discrepancy.subject == f"view {BALANCES}"
+    assert discrepancy.severity is Severity.LOW
+    assert discrepancy.correction == f"rebuild:{BALANCES}"
+    assert "view_balances" in discrepancy.message
+    assert "view_balance_history" not in discrepancy.message
+    assert deleted_account in discrepancy.message
+
+    # The live runner keeps running through the rebuild and the swap.
+    assert ledger.projections is not None and ledger.projections.is_running
+    action = check.correct(discrepancy)
+    assert action.startswith(f"rebuilt view {BALANCES} from the log (shadow replay")
+    assert str(ledger.writer.last_position) in action
+
+    # The runner goes on keeping the rebuilt view up with new transfers.
+    load_demo(ledger.service, transfers=DEMO_TRANSFERS, seed=8)
+    _caught_up(ledger, ledger.writer.last_position)
+    with psycopg.connect(database_url) as connection:
+        restored = connection.execute(
+            "SELECT count(*) FROM view_balances WHERE account_id = %s", (deleted_account,)
+        ).fetchone()
+    assert restored == (1,)
+    again = check.run()
+    assert again.status is CheckStatus.PASSED, again.discrepancies
+    assert again.actual == again.expected == len(view_names())
+    assert LedgerConsistencyCheck(database_url).run().status is CheckStatus.PASSED
