@@ -22,6 +22,7 @@ from application.merges import MergesService
 from application.notifications import Mailer
 from application.payouts import PayoutGateway
 from application.ports import Clock
+from application.reconciliation import ReconciliationService
 from application.simulated_broker import SimulatedBroker
 from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
@@ -44,6 +45,10 @@ from interface.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.payouts.stripe_gateway import StripePayoutGateway
 from interface.postgres_recorder import HashChainedPostgresRecorder
 from interface.rate_limits import InMemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter
+from interface.reconciliation.background_runs import BackgroundRuns
+from interface.reconciliation.checks import reconciliation_checks
+from interface.reconciliation.open_exceptions import ViewedOpenExceptions
+from interface.reconciliation.schedule import SchedulePass, reconciliation_schedule
 from interface.rules_monitor import RulesMonitor
 from interface.settings import Settings
 from projections.registry import all_views
@@ -117,6 +122,13 @@ class Ledger:
     # Proposes forks past thresholds and executes waiting ones (started by
     # `ledger serve`).
     fork_scanner: LeasedLoop[ForkScan]
+    # Where withdrawals are paid out (and what reconciliation lists payouts of).
+    payout_gateway: PayoutGateway
+    reconciliation: ReconciliationService
+    # Runs asked for through the API, carried out in the background.
+    reconciliation_runs: BackgroundRuns
+    # Hourly and daily runs (started by `ledger serve`).
+    reconciliation_schedule: LeasedLoop[SchedulePass]
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
@@ -128,6 +140,8 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.reconciliation_schedule.stop()
+        self.reconciliation_runs.close()
         self.fork_scanner.stop()
         self.closure_worker.stop()
         self.payout_worker.stop()
@@ -149,6 +163,7 @@ def build_ledger(
     start_payout_worker: bool = False,
     start_closure_worker: bool = False,
     start_fork_scanner: bool = False,
+    start_reconciliation_schedule: bool = False,
     payout_gateway: PayoutGateway | None = None,
     mailer: Mailer | None = None,
     broker: Broker | None = None,
@@ -182,6 +197,7 @@ def build_ledger(
     projections = ProjectionRunner(database_url, all_views())
     writer_metrics.track_projections(projections, writer)
     writer_metrics.track_withdrawals(pool)
+    writer_metrics.track_reconciliation(pool)
     if start_projections and settings.projections_in_process:
         projections.start()
     if start_writer:
@@ -193,9 +209,8 @@ def build_ledger(
     rules_monitor = RulesMonitor(database_url, funded_accounts, settings.rules_monitor_interval_s)
     if start_rules_monitor and start_writer and settings.rules_monitor_in_process:
         rules_monitor.start()
-    withdrawals = WithdrawalsService(
-        app, writer, payout_gateway or build_payout_gateway(settings, clock), clock
-    )
+    payout_gateway = payout_gateway or build_payout_gateway(settings, clock)
+    withdrawals = WithdrawalsService(app, writer, payout_gateway, clock)
     payouts = payout_worker(database_url, withdrawals, clock, settings.payout_worker_interval_s)
     if start_payout_worker and start_writer and settings.payout_worker_in_process:
         payouts.start()
@@ -216,6 +231,22 @@ def build_ledger(
     scanner = fork_scanner(database_url, fork_service, settings.fork_scan_interval_s)
     if start_fork_scanner and start_writer and settings.fork_scanner_in_process:
         scanner.start()
+    reconciliation = ReconciliationService(
+        app,
+        writer,
+        clock,
+        reconciliation_checks(database_url, payout_gateway, broker),
+        ViewedOpenExceptions(pool, writer, projections),
+    )
+    schedule = reconciliation_schedule(
+        database_url, reconciliation, clock, settings.reconciliation_schedule_poll_s
+    )
+    if (
+        start_reconciliation_schedule
+        and start_writer
+        and settings.reconciliation_schedule_in_process
+    ):
+        schedule.start()
     return Ledger(
         settings=settings,
         database_url=database_url,
@@ -234,6 +265,10 @@ def build_ledger(
         forks=fork_service,
         merges=MergesService(app, writer, clock),
         fork_scanner=scanner,
+        payout_gateway=payout_gateway,
+        reconciliation=reconciliation,
+        reconciliation_runs=BackgroundRuns(reconciliation),
+        reconciliation_schedule=schedule,
         clock=clock,
         writer_metrics=writer_metrics,
         projections=projections,

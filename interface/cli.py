@@ -12,6 +12,7 @@ from interface.cli_closures import closures_app
 from interface.cli_context import command_settings
 from interface.cli_forks import forks_app
 from interface.cli_projections import projections_app
+from interface.cli_reconcile import reconcile_app
 
 app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -22,6 +23,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
 app.add_typer(closures_app, name="closures")
 app.add_typer(forks_app, name="forks")
+app.add_typer(reconcile_app, name="reconcile")
 
 
 @app.command()
@@ -49,6 +51,7 @@ def serve(
         start_payout_worker=True,
         start_closure_worker=True,
         start_fork_scanner=True,
+        start_reconciliation_schedule=True,
     )
     if demo:
         summary = load_demo(ledger.service)
@@ -186,7 +189,9 @@ def bench(
     context: typer.Context,
     only: Annotated[
         str,
-        typer.Option(help="all (the writer, then HTTP), writer, http or projections"),
+        typer.Option(
+            help="all (the writer, then HTTP), writer, http, projections or reconciliation"
+        ),
     ] = "all",
 ) -> None:
     """Measure the writer against the naive eventsourcing baseline, side by side,
@@ -203,9 +208,18 @@ def bench(
     --http-server-workers 1,2, --http-phases transfers,reads,
     --http-idempotency-header, --http-client raw|httpx, --http-profile (py-spy),
     --http-output-dir DIR. Projections: --events N, --accounts N,
-    --baseline-events N, --chunk-size N, --profile-views."""
+    --baseline-events N, --chunk-size N, --profile-views.
+    `--only reconciliation` (never part of all either): one full reconciliation
+    run over the demo data set and a log of 1,000,000 events, time per check,
+    events/s and peak memory; --events N, --demo-transfers N, --accounts N,
+    --chunk-size N, --skip-audit-reference."""
     from benchmarks.http_benchmark import BENCHMARKS, run_selected
 
+    if only == "reconciliation":
+        from benchmarks import reconciliation_benchmark
+
+        command_settings()
+        raise typer.Exit(reconciliation_benchmark.main(list(context.args)))
     if only not in BENCHMARKS:
         raise typer.BadParameter(f"--only is one of {', '.join(BENCHMARKS)}")
     command_settings()

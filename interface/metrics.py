@@ -132,6 +132,11 @@ class WriterMetrics:
         """Also expose withdrawals by status, read from their view when scraped."""
         self.registry.register(WithdrawalsCollector(pool))
 
+    def track_reconciliation(self, pool: ConnectionPool) -> None:
+        """Also expose reconciliation runs, checks and exceptions, read from
+        the reconciliation view when scraped."""
+        self.registry.register(ReconciliationCollector(pool))
+
     def track_projections(self, runner: ProjectionRunner, writer: LedgerWriter) -> None:
         """Also expose each view's position and lag behind this process's
         writes, read when scraped."""
@@ -265,6 +270,90 @@ class WithdrawalsCollector(Collector):
         yield count
         yield amount
         yield attention
+
+
+class ReconciliationCollector(Collector):
+    """SOURCES.md D's metrics, from the reconciliation view at scrape time:
+    runs by type and status, checks passed and failed by check, unresolved
+    exceptions by severity, the latest run's discrepancy (|actual - expected|)
+    by check, and the latest completed run's duration by type."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        runs = GaugeMetricFamily(
+            "ledger_reconciliation_runs",
+            "Reconciliation runs by type and status.",
+            labels=("run_type", "status"),
+        )
+        checks = GaugeMetricFamily(
+            "ledger_reconciliation_checks",
+            "Check results over every run, by check and status (passed, failed, errored, skipped).",
+            labels=("check", "status"),
+        )
+        unresolved = GaugeMetricFamily(
+            "ledger_reconciliation_unresolved_exceptions",
+            "Open reconciliation exceptions by severity.",
+            labels=("severity",),
+        )
+        discrepancy = GaugeMetricFamily(
+            "ledger_reconciliation_discrepancy",
+            "The latest run's |actual - expected| by check, in the check's measure "
+            "(minor units for money checks).",
+            labels=("check",),
+        )
+        duration = GaugeMetricFamily(
+            "ledger_reconciliation_run_duration_seconds",
+            "How long the latest completed run of each type took.",
+            labels=("run_type",),
+        )
+        try:
+            with self._pool.connection() as connection:
+                run_rows = connection.execute(
+                    "SELECT run_type, status, count(*) FROM view_reconciliation_runs"
+                    " GROUP BY run_type, status ORDER BY run_type, status"
+                ).fetchall()
+                check_rows = connection.execute(
+                    "SELECT name, status, count(*) FROM view_reconciliation_checks"
+                    " GROUP BY name, status ORDER BY name, status"
+                ).fetchall()
+                severity_rows = connection.execute(
+                    "SELECT severity, count(*) FROM view_reconciliation_exceptions"
+                    " WHERE status = 'open' GROUP BY severity"
+                ).fetchall()
+                latest_rows = connection.execute(
+                    "SELECT c.name, abs(c.difference) FROM view_reconciliation_checks AS c"
+                    " WHERE c.run_id = (SELECT run_id FROM view_reconciliation_runs"
+                    " ORDER BY started_log_position DESC LIMIT 1) ORDER BY c.name"
+                ).fetchall()
+                duration_rows = connection.execute(
+                    "SELECT DISTINCT ON (run_type) run_type,"
+                    " extract(epoch FROM completed_at - started_at)"
+                    " FROM view_reconciliation_runs WHERE completed_at IS NOT NULL"
+                    " ORDER BY run_type, started_log_position DESC"
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            # No projection runner has made the view yet: nothing to report.
+            run_rows = check_rows = severity_rows = latest_rows = duration_rows = []
+        for run_type, status, number in run_rows:
+            runs.add_metric((run_type, status), number)
+        for name, status, number in check_rows:
+            checks.add_metric((name, status), number)
+        by_severity = dict.fromkeys(("low", "medium", "high", "critical"), 0)
+        for severity, number in severity_rows:
+            by_severity[severity] = number
+        for severity, number in by_severity.items():
+            unresolved.add_metric((severity,), number)
+        for name, difference in latest_rows:
+            discrepancy.add_metric((name,), difference)
+        for run_type, seconds in duration_rows:
+            duration.add_metric((run_type,), float(seconds))
+        yield runs
+        yield checks
+        yield unresolved
+        yield discrepancy
+        yield duration
 
 
 def render(*registries: CollectorRegistry) -> bytes:

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     fork_scan_interval_s: float = Field(
         default=300.0, gt=0, le=86_400, validation_alias="LEDGER_FORK_SCAN_INTERVAL_S"
     )
+    # Run the reconciliation schedule inside `ledger serve` (hourly, and daily
+    # at 02:00 UTC; one process at a time, under a lease), and how often it
+    # looks whether a slot is due.
+    reconciliation_schedule_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_RECONCILIATION_SCHEDULE_IN_PROCESS"
+    )
+    reconciliation_schedule_poll_s: float = Field(
+        default=60.0, gt=0, le=3_600, validation_alias="LEDGER_RECONCILIATION_SCHEDULE_POLL_S"
+    )
     # Run the payout worker inside `ledger serve` (one process at a time pays
     # out, under a lease), and how often it looks for due payouts when not
     # woken by an approval.

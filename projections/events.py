@@ -19,6 +19,7 @@ from domain.closure import Closure
 from domain.fork import Fork
 from domain.funded_account import FundedAccount
 from domain.merge import Merge
+from domain.reconciliation import ReconciliationRun
 from domain.transfer import Transfer
 from domain.withdrawal import Withdrawal
 
@@ -119,6 +120,22 @@ WITHDRAWAL_LATER_TOPICS: Final[frozenset[str]] = frozenset(
     )
 )
 
+RECONCILIATION_STARTED: Final[str] = _topic(ReconciliationRun.Started)  # type: ignore[attr-defined]
+RECONCILIATION_CHECK_RECORDED: Final[str] = _topic(ReconciliationRun.CheckRecorded)  # type: ignore[attr-defined]
+RECONCILIATION_EXCEPTION_RAISED: Final[str] = _topic(ReconciliationRun.ExceptionRaised)  # type: ignore[attr-defined]
+RECONCILIATION_EXCEPTION_CORRECTED: Final[str] = _topic(ReconciliationRun.ExceptionCorrected)  # type: ignore[attr-defined]
+RECONCILIATION_EXCEPTION_RESOLVED: Final[str] = _topic(ReconciliationRun.ExceptionResolved)  # type: ignore[attr-defined]
+RECONCILIATION_COMPLETED: Final[str] = _topic(ReconciliationRun.Completed)  # type: ignore[attr-defined]
+RECONCILIATION_LATER_TOPICS: Final[frozenset[str]] = frozenset(
+    {
+        RECONCILIATION_CHECK_RECORDED,
+        RECONCILIATION_EXCEPTION_RAISED,
+        RECONCILIATION_EXCEPTION_CORRECTED,
+        RECONCILIATION_EXCEPTION_RESOLVED,
+        RECONCILIATION_COMPLETED,
+    }
+)
+
 # Aggregates checked only for the order of their versions by `audit verify`
 # (their money is checked through the transfers recorded with them): the
 # first event's topic, and the topics that may follow it.
@@ -128,6 +145,7 @@ VERSIONED_AGGREGATES: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     (CLOSURE_INITIATED, CLOSURE_LATER_TOPICS),
     (FORK_PROPOSED, FORK_LATER_TOPICS),
     (MERGE_PROPOSED, MERGE_LATER_TOPICS),
+    (RECONCILIATION_STARTED, RECONCILIATION_LATER_TOPICS),
 )
 
 # A log position is a PostgreSQL bigint: no position is larger.

@@ -11,6 +11,7 @@ from projections.forks import ForksView
 from projections.funded_accounts import FundedAccountsView
 from projections.hierarchy import HierarchyView
 from projections.journal import JournalView
+from projections.reconciliation import ReconciliationView
 from projections.view import View
 from projections.withdrawals import WithdrawalsView
 
@@ -26,6 +27,7 @@ def all_views() -> list[View]:
         ForksView(),
         DailyValuesView(),
         HierarchyView(),
+        ReconciliationView(),
     ]
 
 

@@ -17,6 +17,7 @@ from interface.api import (
     routes_hierarchy,
     routes_journal,
     routes_metrics,
+    routes_reconciliation,
     routes_trading,
     routes_transfers,
     routes_withdrawals,
@@ -53,6 +54,7 @@ def create_app(
             start_payout_worker=True,
             start_closure_worker=True,
             start_fork_scanner=True,
+            start_reconciliation_schedule=True,
         )
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
@@ -86,6 +88,7 @@ def create_app(
     app.include_router(routes_closures.router)
     app.include_router(routes_forks.router)
     app.include_router(routes_hierarchy.router)
+    app.include_router(routes_reconciliation.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_metrics.router)
     return app

@@ -7,6 +7,7 @@ answer 403; no key, a revoked one or a malformed one answers 401.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from application.simulated_broker import SimulatedBroker
+from domain.reconciliation import RunType
 from interface.api.app import create_app
 from interface.api_keys import Role
 from interface.bootstrap import Ledger
@@ -37,6 +39,16 @@ READ_OWN_FUNDED = {
     "auditor": 200,
     "service": 200,
 }
+OPERATORS_ONLY = {
+    "anonymous": 401,
+    "other_user": 403,
+    "owner": 403,
+    "admin": 200,
+    "auditor": 200,
+    "service": 200,
+}
+# How long a test waits for a reconciliation run asked for through the API.
+RECONCILIATION_WAIT_S = 120.0
 # Alice's funded account closed a trade this much up: 4/5 of it ($8,000.00) is
 # withdrawable, enough for a $1,000.00 withdrawal per caller in any one test.
 ALICE_PROFIT_MINOR = 1_000_000
@@ -119,6 +131,23 @@ class World:
     def fork_candidate(self) -> str:
         """A new funded account of alice's at $120,000, ready to fork; its id."""
         return str(profitable_funded_account(self.ledger, OWNER, FORK_READY_PROFIT_MINOR))
+
+    def reconciliation_report(self) -> str:
+        """A completed manual reconciliation run; its id."""
+        run = self.ledger.reconciliation.run(RunType.MANUAL, "matrix")
+        return str(run.id)
+
+    def start_reconciliation(self, headers: dict[str, str]) -> httpx.Response:
+        """Ask for a run, and wait for it to be carried out (one runs at a
+        time per server), so the next caller may start one too."""
+        response: httpx.Response = self.client.post(
+            "/v1/reconciliation/runs", json={}, headers=headers
+        )
+        deadline = time.monotonic() + RECONCILIATION_WAIT_S
+        while self.ledger.reconciliation_runs.running is not None:
+            assert time.monotonic() < deadline, "the run did not complete"
+            time.sleep(0.05)
+        return response
 
     def fork(self) -> str:
         """A completed fork of a new account of alice's, proposed by the platform;
@@ -686,6 +715,50 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             headers=h,
         ),
         READ_OWN_FUNDED,
+    ),
+    ("GET", "/v1/reconciliation/reports"): (
+        lambda w, h: w.client.get("/v1/reconciliation/reports", headers=h),
+        OPERATORS_ONLY,
+    ),
+    ("GET", "/v1/reconciliation/reports/{run_id}"): (
+        lambda w, h: w.client.get(
+            f"/v1/reconciliation/reports/{w.reconciliation_report()}", headers=h
+        ),
+        OPERATORS_ONLY,
+    ),
+    ("GET", "/v1/reconciliation/exceptions"): (
+        lambda w, h: w.client.get(
+            "/v1/reconciliation/exceptions", params={"resolved": "false"}, headers=h
+        ),
+        OPERATORS_ONLY,
+    ),
+    ("POST", "/v1/reconciliation/runs"): (
+        lambda w, h: w.start_reconciliation(h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 202,
+            "auditor": 202,
+            "service": 202,
+        },
+    ),
+    ("POST", "/v1/reconciliation/exceptions/{exception_id}/resolve"): (
+        # No such exception: the admin is let through and told so (404);
+        # everyone else is refused first.
+        lambda w, h: w.client.post(
+            f"/v1/reconciliation/exceptions/{uuid.uuid4()}/resolve",
+            json={"resolved_by": "Ada Admin", "note": "checked with the bank"},
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 404,
+            "auditor": 403,
+            "service": 403,
+        },
     ),
     ("GET", "/v1/merges/opportunities"): (
         lambda w, h: w.client.get("/v1/merges/opportunities", headers=h),

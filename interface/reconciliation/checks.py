@@ -1,0 +1,34 @@
+"""The checks a reconciliation run makes, in the order it makes them (SOURCES.md D).
+
+The ledger's own arithmetic first (nothing else means anything if it is
+wrong), then the views against a replay, then each outside record against
+the ledger: the payment processor, the broker, the funding side's deposits,
+the withdrawals' holds.
+"""
+
+from __future__ import annotations
+
+from application.broker import Broker
+from application.payouts import PayoutGateway
+from application.reconciliation import ReconciliationCheck
+from interface.reconciliation.broker_check import BROKER_CHECK, BrokerCheck
+from interface.reconciliation.deposits_check import DepositsCheck
+from interface.reconciliation.ledger_check import LedgerConsistencyCheck
+from interface.reconciliation.payouts_check import PAYOUTS_CHECK, PayoutsCheck
+from interface.reconciliation.projections_check import ProjectionsCheck
+from interface.reconciliation.withdrawals_check import WithdrawalsCheck
+
+__all__ = ["BROKER_CHECK", "PAYOUTS_CHECK", "reconciliation_checks"]
+
+
+def reconciliation_checks(
+    database_url: str, payout_gateway: PayoutGateway, broker: Broker
+) -> list[ReconciliationCheck]:
+    return [
+        LedgerConsistencyCheck(database_url),
+        ProjectionsCheck(database_url),
+        PayoutsCheck(database_url, payout_gateway),
+        BrokerCheck(database_url, broker),
+        DepositsCheck(database_url),
+        WithdrawalsCheck(database_url),
+    ]
