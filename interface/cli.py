@@ -35,14 +35,11 @@ def serve(
     """Run the HTTP API with its writer (and the embedded PostgreSQL if no URL is set)."""
     import uvicorn
 
-    from application.simulated_broker import SimulatedBroker
     from interface.api.app import create_app
     from interface.api_keys import Role
     from interface.bootstrap import build_ledger
-    from interface.demo import DEMO_USER_OWNER, load_demo
-    from interface.demo_closures import load_closure_demo
-    from interface.demo_funded_accounts import load_funded_demo
-    from interface.demo_withdrawals import load_withdrawals_demo
+    from interface.demo import DEMO_USER_OWNER
+    from interface.demo_data_set import load_demo_data_set
 
     settings = command_settings()
     ledger = build_ledger(
@@ -54,20 +51,10 @@ def serve(
         start_reconciliation_schedule=True,
     )
     if demo:
-        summary = load_demo(ledger.service)
-        for line in summary.lines():
+        demo_data_set = load_demo_data_set(ledger)
+        summary = demo_data_set.summary
+        for line in demo_data_set.lines:
             typer.echo(f"demo: {line}")
-        if isinstance(ledger.broker, SimulatedBroker):
-            for line in load_funded_demo(ledger.funded_accounts, ledger.broker).lines():
-                typer.echo(f"demo: {line}")
-            withdrawals_demo = load_withdrawals_demo(
-                ledger.funded_accounts, ledger.withdrawals, ledger.broker
-            )
-            for line in withdrawals_demo.lines():
-                typer.echo(f"demo: {line}")
-            closure_demo = load_closure_demo(ledger.funded_accounts, ledger.closures, ledger.broker)
-            for line in closure_demo.lines():
-                typer.echo(f"demo: {line}")
         _, admin_key = ledger.api_keys.create(Role.ADMIN, label="demo admin")
         _, user_key = ledger.api_keys.create(Role.USER, owner_id=DEMO_USER_OWNER, label="demo user")
         typer.echo(f"demo admin key: {admin_key}")

@@ -14,14 +14,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from uuid import UUID
 
-import orjson
 import psycopg
 import pytest
 
 from application.simulated_broker import SimulatedBroker
-from domain.event_chain import GENESIS_HASH, chained_hash
 from interface.audit_verify import FindingKind, ViewStatus, verify_ledger
 from interface.bootstrap import Ledger
 from interface.demo import load_demo
@@ -34,6 +31,7 @@ from projections.events import (
     TRANSFER_REVERSED,
 )
 from projections.registry import view_names
+from tests.support.forged_events import append_with_chain
 
 SMALL_DEMO_TRANSFERS = 400
 WAIT_S = 60.0
@@ -78,33 +76,6 @@ def _position_of(database_url: str, topic: str, nth: int = 0) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _append_with_chain(
-    database_url: str, originator_id: UUID, version: int, topic: str, body: dict[str, Any]
-) -> int:
-    """Append an event whose hash follows the chain correctly (a forger who
-    knows the scheme): only the ledger's own rules can catch it."""
-    state = orjson.dumps(body)
-    with psycopg.connect(database_url) as connection:
-        connection.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")
-        row = connection.execute(
-            "SELECT event_hash FROM ledger_events ORDER BY notification_id DESC LIMIT 1"
-        ).fetchone()
-        previous = bytes(row[0]) if row else GENESIS_HASH
-        inserted = connection.execute(
-            "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
-            " event_hash) VALUES (%s, %s, %s, %s, %s) RETURNING notification_id",
-            (
-                originator_id,
-                version,
-                topic,
-                state,
-                chained_hash(previous, originator_id, version, topic, state),
-            ),
-        ).fetchone()
-    assert inserted is not None
-    return int(inserted[0])
 
 
 def _hash_chain_positions(database_url: str) -> list[int]:
@@ -244,7 +215,7 @@ def test_an_unbalanced_transfer_with_a_valid_chain_is_found_by_the_money_check(
             ).fetchall()
         ]
     time = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
-    position = _append_with_chain(
+    position = append_with_chain(
         database_url,
         uuid.uuid4(),
         1,
@@ -298,7 +269,7 @@ def test_a_skipped_version_with_a_valid_chain_is_found(ledger: Ledger, database_
     assert row is not None
     account_id, version = row
     time = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
-    position = _append_with_chain(
+    position = append_with_chain(
         database_url,
         account_id,
         version + 2,
@@ -332,7 +303,7 @@ def test_a_funded_account_event_out_of_sequence_is_found(ledger: Ledger, databas
     assert row is not None
     funded_account_id, version = row
     time = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
-    position = _append_with_chain(
+    position = append_with_chain(
         database_url,
         funded_account_id,
         version + 2,

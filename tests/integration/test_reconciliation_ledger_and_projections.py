@@ -11,21 +11,18 @@ refuse-update triggers), as in test_audit_verify.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 from uuid import UUID
 
-import orjson
 import psycopg
 
-from domain.event_chain import GENESIS_HASH, chained_hash
 from domain.reconciliation import CheckStatus, DiscrepancyKind, Severity
 from interface.bootstrap import Ledger
 from interface.demo import load_demo
 from interface.reconciliation.ledger_check import LEDGER_CHECK, LedgerConsistencyCheck
 from interface.reconciliation.projections_check import PROJECTIONS_CHECK, ProjectionsCheck
 from projections.balances import NAME as BALANCES
-from projections.events import TRANSFER_RECORDED
 from projections.registry import view_names
+from tests.support.forged_events import forge_unbalanced_transfer
 
 DEMO_TRANSFERS = 60
 WAIT_S = 60.0
@@ -43,33 +40,6 @@ def _caught_up(ledger: Ledger, position: int) -> None:
     assert ledger.projections.wait_for(position, view_names(), WAIT_S)
 
 
-def _append_with_chain(
-    database_url: str, originator_id: UUID, version: int, topic: str, body: dict[str, Any]
-) -> int:
-    """Append an event whose hash follows the chain (a forger who knows the
-    scheme): only the ledger's own rules can catch it."""
-    state = orjson.dumps(body)
-    with psycopg.connect(database_url) as connection:
-        connection.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")
-        row = connection.execute(
-            "SELECT event_hash FROM ledger_events ORDER BY notification_id DESC LIMIT 1"
-        ).fetchone()
-        previous = bytes(row[0]) if row else GENESIS_HASH
-        inserted = connection.execute(
-            "INSERT INTO ledger_events (originator_id, originator_version, topic, state,"
-            " event_hash) VALUES (%s, %s, %s, %s, %s) RETURNING notification_id",
-            (
-                originator_id,
-                version,
-                topic,
-                state,
-                chained_hash(previous, originator_id, version, topic, state),
-            ),
-        ).fetchone()
-    assert inserted is not None
-    return int(inserted[0])
-
-
 def _forge_unbalanced_transfer(database_url: str, transfer_id: UUID) -> int:
     with psycopg.connect(database_url) as connection:
         debit_account, credit_account = (
@@ -79,36 +49,13 @@ def _forge_unbalanced_transfer(database_url: str, transfer_id: UUID) -> int:
                 "ORDER BY account_id LIMIT 2"
             ).fetchall()
         )
-    time = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
-    return _append_with_chain(
+    return forge_unbalanced_transfer(
         database_url,
         transfer_id,
-        1,
-        TRANSFER_RECORDED,
-        {
-            "timestamp": time,
-            "originator_topic": "domain.transfer:Transfer",
-            "postings": [
-                {
-                    "account_id": debit_account,
-                    "side": "debit",
-                    "amount_minor": FORGED_DEBIT_MINOR,
-                    "currency": "USD",
-                },
-                {
-                    "account_id": credit_account,
-                    "side": "credit",
-                    "amount_minor": FORGED_CREDIT_MINOR,
-                    "currency": "USD",
-                },
-            ],
-            "pending": False,
-            "expires_at": None,
-            "reverses_transfer_id": None,
-            "metadata": {},
-            "fingerprint": "forged",
-            "recorded_at": time,
-        },
+        debit_account,
+        credit_account,
+        FORGED_DEBIT_MINOR,
+        FORGED_CREDIT_MINOR,
     )
 
 
