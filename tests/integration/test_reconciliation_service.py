@@ -9,6 +9,8 @@ carried between runs, resolution, the schedule, the view and the metrics.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -16,7 +18,7 @@ from uuid import UUID
 import pytest
 
 from application.clock import SettableClock
-from application.reconciliation import ReconciliationService
+from application.reconciliation import ReconciliationCheck, ReconciliationService
 from domain.reconciliation import (
     CheckResult,
     CheckStatus,
@@ -29,6 +31,7 @@ from domain.reconciliation import (
 from domain.result_codes import LedgerRefusal, ResultCode
 from interface.bootstrap import Ledger
 from interface.metrics import render
+from interface.reconciliation.background_runs import BackgroundRuns
 from interface.reconciliation.open_exceptions import ViewedOpenExceptions
 from interface.reconciliation.schedule import SCHEDULE_ACTOR, run_due
 from projections import reconciliation
@@ -36,6 +39,7 @@ from projections.rebuild import rebuild_in_place
 from projections.registry import view_named
 from tests.support.ledgers import EPOCH
 
+RUN_WAIT_S = 30.0
 STALE_VIEW = Discrepancy(
     DiscrepancyKind.VIEW_DIFFERS, "view balances", "one row differs", correction="rebuild"
 )
@@ -74,7 +78,7 @@ class ScriptedCheck:
         return f"rebuilt {discrepancy.subject}"
 
 
-def _service(ledger: Ledger, *checks: ScriptedCheck) -> ReconciliationService:
+def _service(ledger: Ledger, *checks: ReconciliationCheck) -> ReconciliationService:
     return ReconciliationService(
         ledger.app,
         ledger.writer,
@@ -161,6 +165,49 @@ def test_a_fault_still_open_is_named_by_the_next_run_until_resolved(ledger: Ledg
     (fresh,) = _exceptions(ledger, third.id)
     assert fresh.fingerprint == LOST_PAYOUT.fingerprint
     assert fresh.exception_id != raised.exception_id
+
+
+@dataclass
+class BlockingCheck:
+    """Runs until the test lets it finish."""
+
+    name: str
+    started: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> CheckResult:
+        self.started.set()
+        assert self.release.wait(RUN_WAIT_S)
+        return CheckResult(self.name, CheckStatus.PASSED, "rows", 0, 0)
+
+    def correct(self, discrepancy: Discrepancy) -> str:
+        raise ValueError("nothing to correct")
+
+
+def test_one_background_run_at_a_time_and_the_next_once_it_completed(ledger: Ledger) -> None:
+    blocking = BlockingCheck("ledger")
+    runs = BackgroundRuns(_service(ledger, blocking))
+    try:
+        first = runs.start(RunType.MANUAL, "tester")
+        assert first.status is RunStatus.RUNNING
+        assert blocking.started.wait(RUN_WAIT_S)
+        with pytest.raises(LedgerRefusal) as refused:
+            runs.start(RunType.MANUAL, "tester")
+        assert refused.value.code is ResultCode.RECONCILIATION_RUNNING
+        assert refused.value.details["run_id"] == str(first.id)
+        blocking.release.set()
+        deadline = time.monotonic() + RUN_WAIT_S
+        while runs.running is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert ledger.reconciliation.run_of(first.id).status is RunStatus.PASSED  # type: ignore[union-attr]
+        blocking.started.clear()
+        second = runs.start(RunType.MANUAL, "tester")
+        assert second.id != first.id
+        assert blocking.started.wait(RUN_WAIT_S)
+    finally:
+        blocking.release.set()
+        runs.close()
 
 
 def test_resolving_an_exception_no_run_raised_is_not_found(ledger: Ledger) -> None:
