@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
 from application.ports import LedgerRecorder, require_ledger_recorder
 from application.transcoder import OrjsonTranscoder
 from domain.account import Account
+from domain.account_guard import AccountGuard
 from domain.closure import Closure
 from domain.fork import Fork
 from domain.funded_account import FundedAccount
@@ -108,6 +109,9 @@ class LedgerApplication(Application[UUID]):
 
     def load_withdrawal(self, withdrawal_id: UUID) -> Withdrawal | None:
         return self._load(withdrawal_id, Withdrawal)
+
+    def load_account_guard(self, guard_id: UUID) -> AccountGuard | None:
+        return self._load(guard_id, AccountGuard)
 
     def load_reconciliation_run(self, run_id: UUID) -> ReconciliationRun | None:
         return self._load(run_id, ReconciliationRun)

@@ -119,6 +119,9 @@ class DiscrepancyKind(StrEnum):
     WITHDRAWAL_AMOUNT_DIFFERS = "withdrawal_amount_differs"
     HOLD_NOT_RELEASED = "hold_not_released"
     ORPHAN_HOLD = "orphan_hold"
+    # The broker sync's divergences still open (slippage, partial fill,
+    # missing, extra), fed from the account guards' events.
+    SYNC_DIVERGENCE = "sync_divergence"
     # A check that could not run, and the count of exceptions left out.
     CHECK_ERROR = "check_error"
     MORE_DISCREPANCIES = "more_discrepancies"
@@ -153,6 +156,7 @@ BASE_SEVERITIES: Final[dict[DiscrepancyKind, Severity]] = {
     DiscrepancyKind.WITHDRAWAL_AMOUNT_DIFFERS: Severity.HIGH,
     DiscrepancyKind.HOLD_NOT_RELEASED: Severity.MEDIUM,
     DiscrepancyKind.ORPHAN_HOLD: Severity.MEDIUM,
+    DiscrepancyKind.SYNC_DIVERGENCE: Severity.MEDIUM,
     DiscrepancyKind.CHECK_ERROR: Severity.HIGH,
     DiscrepancyKind.MORE_DISCREPANCIES: Severity.HIGH,
 }

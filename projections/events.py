@@ -15,6 +15,7 @@ from uuid import UUID
 import orjson
 
 from domain.account import Account
+from domain.account_guard import AccountGuard
 from domain.closure import Closure
 from domain.fork import Fork
 from domain.funded_account import FundedAccount
@@ -136,6 +137,23 @@ RECONCILIATION_LATER_TOPICS: Final[frozenset[str]] = frozenset(
     }
 )
 
+GUARD_STARTED: Final[str] = _topic(AccountGuard.Started)  # type: ignore[attr-defined]
+# A guard's events after its `Started`.
+GUARD_LATER_TOPICS: Final[frozenset[str]] = frozenset(
+    _topic(getattr(AccountGuard, name))
+    for name in (
+        "PeakEquityRaised",
+        "DrawdownWarned",
+        "LiquidationScheduled",
+        "DrawdownRecovered",
+        "Liquidated",
+        "PositionMarkedForClosing",
+        "CloseRecorded",
+        "DivergenceFound",
+        "DivergenceCleared",
+    )
+)
+
 # Aggregates checked only for the order of their versions by `audit verify`
 # (their money is checked through the transfers recorded with them): the
 # first event's topic, and the topics that may follow it.
@@ -146,6 +164,7 @@ VERSIONED_AGGREGATES: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     (FORK_PROPOSED, FORK_LATER_TOPICS),
     (MERGE_PROPOSED, MERGE_LATER_TOPICS),
     (RECONCILIATION_STARTED, RECONCILIATION_LATER_TOPICS),
+    (GUARD_STARTED, GUARD_LATER_TOPICS),
 )
 
 # A log position is a PostgreSQL bigint: no position is larger.
