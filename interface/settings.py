@@ -107,6 +107,22 @@ class Settings(BaseSettings):
     fork_scan_interval_s: float = Field(
         default=300.0, gt=0, le=86_400, validation_alias="LEDGER_FORK_SCAN_INTERVAL_S"
     )
+    # Run the broker sync and the guards inside `ledger serve` (one process at
+    # a time, under a lease): every account's positions and equity fetched
+    # from the broker, divergences recorded, drawdown and market guards
+    # decided, due liquidations carried out.
+    guards_in_process: bool = Field(default=True, validation_alias="LEDGER_GUARDS_IN_PROCESS")
+    broker_sync_interval_s: float = Field(
+        default=10.0, gt=0, le=3_600, validation_alias="LEDGER_BROKER_SYNC_INTERVAL_S"
+    )
+    # Accounts synced at once (each a broker call or two).
+    broker_sync_concurrency: int = Field(
+        default=8, ge=1, le=64, validation_alias="LEDGER_BROKER_SYNC_CONCURRENCY"
+    )
+    # Between the liquidation warning and the liquidation.
+    liquidation_grace_s: float = Field(
+        default=900.0, ge=0, le=86_400, validation_alias="LEDGER_LIQUIDATION_GRACE_S"
+    )
     # Run the reconciliation schedule inside `ledger serve` (hourly, and daily
     # at 02:00 UTC; one process at a time, under a lease), and how often it
     # looks whether a slot is due.

@@ -349,6 +349,11 @@ class FundedAccountsView:
             "CREATE INDEX IF NOT EXISTS view_funded_accounts_owner_idx"
             " ON view_funded_accounts (owner_id, activated_log_position)"
         )
+        # A position named alone (a manual close) is found by its id.
+        cursor.execute(
+            "CREATE INDEX IF NOT EXISTS view_funded_positions_position_idx"
+            " ON view_funded_positions (position_id)"
+        )
 
     def forget(self, *, starts_empty: bool) -> None:
         self._accounts = {}
@@ -546,6 +551,18 @@ def funded_account_page(
     return [FundedAccountRow(*row) for row in cursor.fetchall()]
 
 
+def account_of_open_position(cursor: Cursor, position_id: str) -> UUID | None:
+    """The funded account holding an open position with this id (None: no
+    open position has it). Ids are the broker's, one account's each."""
+    cursor.execute(
+        "SELECT funded_account_id FROM view_funded_positions WHERE position_id = %s"
+        " ORDER BY funded_account_id LIMIT 1",
+        (position_id,),
+    )
+    found = cursor.fetchone()
+    return None if found is None else UUID(str(found[0]))
+
+
 def accounts_to_watch(cursor: Cursor, *, after: UUID | None, limit: int) -> list[UUID]:
     """Accounts the rules monitor marks, in id order after `after`, at most
     `limit`: those holding open positions (their equity moves with prices) and
@@ -562,6 +579,21 @@ def accounts_to_watch(cursor: Cursor, *, after: UUID | None, limit: int) -> list
 
 
 _UUID_MIN: Final = UUID(int=0)
+
+
+def accounts_to_sync(cursor: Cursor, *, after: UUID | None, limit: int) -> list[UUID]:
+    """Accounts the broker sync looks at, in id order after `after`, at most
+    `limit`: those trading or held (active, suspended), and any other holding
+    open positions (safe, winding down: the broker still holds them)."""
+    cursor.execute(
+        "SELECT funded_account_id FROM ("
+        " SELECT DISTINCT funded_account_id FROM view_funded_positions"
+        " UNION SELECT funded_account_id FROM view_funded_accounts"
+        " WHERE state IN ('active', 'suspended')) AS synced"
+        " WHERE funded_account_id > %s ORDER BY funded_account_id LIMIT %s",
+        (after or _UUID_MIN, limit),
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 def fork_candidates(
