@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Final
 
 import structlog
@@ -12,10 +13,12 @@ from eventsourcing.postgres import PostgresFactory
 from psycopg_pool import ConnectionPool
 
 from application.broker import Broker
+from application.broker_sync import BrokerSyncService
 from application.clock import SystemClock
 from application.closures import ClosuresService
 from application.forks import ForksService
 from application.funded_accounts import FundedAccountsService
+from application.guards import GuardsService
 from application.ledger_application import LedgerApplication
 from application.ledger_service import LedgerService
 from application.merges import MergesService
@@ -28,6 +31,7 @@ from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
 from interface import database
 from interface.api_keys import ApiKeyStore
+from interface.broker_sync_status import PostgresSyncStatusStore
 from interface.closure_progress import RedisClosureProgress
 from interface.closure_worker import closure_worker
 from interface.email.outbox_mailer import (
@@ -38,6 +42,8 @@ from interface.email.outbox_mailer import (
 )
 from interface.fork_load import ViewedForkLoad
 from interface.fork_scanner import ForkScan, fork_scanner
+from interface.guard_notifier import GUARD_NOTIFICATIONS_FOLDER, FileGuardNotifier
+from interface.guard_worker import GuardWorker
 from interface.leased_worker import DueWorker, LeasedLoop
 from interface.metrics import WriterMetrics
 from interface.payout_worker import payout_worker
@@ -122,6 +128,12 @@ class Ledger:
     # Proposes forks past thresholds and executes waiting ones (started by
     # `ledger serve`).
     fork_scanner: LeasedLoop[ForkScan]
+    # The drawdown and market guards, and closing positions (SOURCES.md E).
+    guards: GuardsService
+    # Fetches each account's positions and equity from the broker (SOURCES.md E).
+    broker_sync: BrokerSyncService
+    # Syncs every account, then runs its guards (started by `ledger serve`).
+    guard_worker: GuardWorker
     # Where withdrawals are paid out (and what reconciliation lists payouts of).
     payout_gateway: PayoutGateway
     reconciliation: ReconciliationService
@@ -140,6 +152,7 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.guard_worker.stop()
         self.reconciliation_schedule.stop()
         self.reconciliation_runs.close()
         self.fork_scanner.stop()
@@ -164,6 +177,7 @@ def build_ledger(
     start_closure_worker: bool = False,
     start_fork_scanner: bool = False,
     start_reconciliation_schedule: bool = False,
+    start_guard_worker: bool = False,
     payout_gateway: PayoutGateway | None = None,
     mailer: Mailer | None = None,
     broker: Broker | None = None,
@@ -231,6 +245,25 @@ def build_ledger(
     scanner = fork_scanner(database_url, fork_service, settings.fork_scan_interval_s)
     if start_fork_scanner and start_writer and settings.fork_scanner_in_process:
         scanner.start()
+    guards = GuardsService(
+        app,
+        writer,
+        funded_accounts,
+        broker,
+        clock,
+        timedelta(seconds=settings.liquidation_grace_s),
+        notifier=FileGuardNotifier(settings.data_dir / GUARD_NOTIFICATIONS_FOLDER),
+    )
+    broker_sync = BrokerSyncService(app, writer, broker, clock, PostgresSyncStatusStore(pool))
+    guard_worker = GuardWorker(
+        database_url=database_url,
+        sync=broker_sync,
+        after_sync=guards.guard_account,
+        interval_s=settings.broker_sync_interval_s,
+        concurrency=settings.broker_sync_concurrency,
+    )
+    if start_guard_worker and start_writer and settings.guards_in_process:
+        guard_worker.start()
     reconciliation = ReconciliationService(
         app,
         writer,
@@ -265,6 +298,9 @@ def build_ledger(
         forks=fork_service,
         merges=MergesService(app, writer, clock),
         fork_scanner=scanner,
+        guards=guards,
+        broker_sync=broker_sync,
+        guard_worker=guard_worker,
         payout_gateway=payout_gateway,
         reconciliation=reconciliation,
         reconciliation_runs=BackgroundRuns(reconciliation),

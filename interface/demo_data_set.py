@@ -1,6 +1,7 @@
 """The whole demo data set, as `ledger serve --demo` loads it: ledger accounts
 and transfers, then (with the simulated broker, whose market the demo sets)
-funded accounts trading, withdrawals and a closure. Loading it again finds
+funded accounts trading, withdrawals, a closure, and an account under each
+guard (a crash, a gap, a widening spread). Loading it again finds
 what the first load made. Reconciliation passes every check on it (tested)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from interface.bootstrap import Ledger
 from interface.demo import TRANSFERS, DemoSummary, load_demo
 from interface.demo_closures import load_closure_demo
 from interface.demo_funded_accounts import load_funded_demo
+from interface.demo_guards import load_guards_demo
 from interface.demo_withdrawals import load_withdrawals_demo
 
 
@@ -31,4 +33,7 @@ def load_demo_data_set(ledger: Ledger, *, transfers: int | None = None) -> DemoD
             ledger.funded_accounts, ledger.withdrawals, ledger.broker
         ).lines()
         lines += load_closure_demo(ledger.funded_accounts, ledger.closures, ledger.broker).lines()
+        lines += load_guards_demo(
+            ledger.funded_accounts, ledger.guards, ledger.broker, ledger.clock
+        ).lines()
     return DemoDataSet(summary, lines)

@@ -9,6 +9,7 @@ from projections.closures import ClosuresView
 from projections.daily_values import DailyValuesView
 from projections.forks import ForksView
 from projections.funded_accounts import FundedAccountsView
+from projections.guards import GuardsView
 from projections.hierarchy import HierarchyView
 from projections.journal import JournalView
 from projections.reconciliation import ReconciliationView
@@ -28,6 +29,7 @@ def all_views() -> list[View]:
         DailyValuesView(),
         HierarchyView(),
         ReconciliationView(),
+        GuardsView(),
     ]
 
 

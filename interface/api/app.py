@@ -13,6 +13,7 @@ from interface.api import (
     routes_closures,
     routes_forks,
     routes_funded_accounts,
+    routes_guards,
     routes_health,
     routes_hierarchy,
     routes_journal,
@@ -55,6 +56,7 @@ def create_app(
             start_closure_worker=True,
             start_fork_scanner=True,
             start_reconciliation_schedule=True,
+            start_guard_worker=True,
         )
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
@@ -89,6 +91,7 @@ def create_app(
     app.include_router(routes_forks.router)
     app.include_router(routes_hierarchy.router)
     app.include_router(routes_reconciliation.router)
+    app.include_router(routes_guards.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_metrics.router)
     return app

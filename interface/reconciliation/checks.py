@@ -3,7 +3,7 @@
 The ledger's own arithmetic first (nothing else means anything if it is
 wrong), then the views against a replay, then each outside record against
 the ledger: the payment processor, the broker, the funding side's deposits,
-the withdrawals' holds.
+the withdrawals' holds; last the broker sync's divergences still open.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from application.broker import Broker
 from application.payouts import PayoutGateway
 from application.reconciliation import ReconciliationCheck
 from interface.reconciliation.broker_check import BROKER_CHECK, BrokerCheck
+from interface.reconciliation.broker_sync_check import BrokerSyncCheck
 from interface.reconciliation.deposits_check import DepositsCheck
 from interface.reconciliation.ledger_check import LedgerConsistencyCheck
 from interface.reconciliation.payouts_check import PAYOUTS_CHECK, PayoutsCheck
@@ -31,4 +32,5 @@ def reconciliation_checks(
         BrokerCheck(database_url, broker),
         DepositsCheck(database_url),
         WithdrawalsCheck(database_url),
+        BrokerSyncCheck(database_url),
     ]

@@ -760,6 +760,34 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "service": 403,
         },
     ),
+    ("GET", "/v1/accounts/{account_id}/reconciliation"): (
+        lambda w, h: w.client.get(
+            f"/v1/accounts/{w.alice_funded_account}/reconciliation", headers=h
+        ),
+        READ_OWN_FUNDED,
+    ),
+    ("GET", "/v1/accounts/{account_id}/positions"): (
+        lambda w, h: w.client.get(f"/v1/accounts/{w.alice_funded_account}/positions", headers=h),
+        READ_OWN_FUNDED,
+    ),
+    ("GET", "/v1/guards"): (
+        lambda w, h: w.client.get("/v1/guards", headers=h),
+        OPERATORS_ONLY,
+    ),
+    ("POST", "/v1/positions/{position_id}/close"): (
+        # A position of alice's for each caller: each allowed caller closes it.
+        lambda w, h: w.client.post(
+            f"/v1/positions/{w.position()}/close", json={"reason": "matrix"}, headers=h
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 200,
+        },
+    ),
     ("GET", "/v1/merges/opportunities"): (
         lambda w, h: w.client.get("/v1/merges/opportunities", headers=h),
         {
