@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final
 from uuid import UUID
 
@@ -61,7 +62,7 @@ from projections.events import (
     TRANSFER_REVERSED,
     VERSIONED_AGGREGATES,
 )
-from projections.rebuild import LIVE_SCHEMA, replay_into_schema
+from projections.rebuild import LIVE_SCHEMA, replay_views_into_schema
 from projections.registry import all_views
 from projections.view import View
 
@@ -755,8 +756,7 @@ def _check_views(database_url: str, report: VerifyReport, progress: Progress | N
     with psycopg.connect(database_url, autocommit=True) as guard:
         # The scratch schemas are shared: one verify at a time.
         guard.execute("SELECT pg_advisory_lock(%s)", (VERIFY_LOCK_KEY,))
-        for view in all_views():
-            report.views.append(_check_view(database_url, view, report, progress))
+        report.views.extend(_check_all_views(database_url, report, progress))
         if all(check.status is not ViewStatus.DIFFERENT for check in report.views):
             # Kept when a view differs, for a look; the next verify replaces them.
             for schema in (VERIFY_SCHEMA, LIVE_COPY_SCHEMA):
@@ -765,66 +765,100 @@ def _check_views(database_url: str, report: VerifyReport, progress: Progress | N
                 )
 
 
-def _check_view(
-    database_url: str, view: View, report: VerifyReport, progress: Progress | None
-) -> ViewCheck:
-    """Digest the live view and its tracking position in one snapshot, replay
-    the log up to that position into a scratch schema, and compare."""
+def _check_all_views(
+    database_url: str, report: VerifyReport, progress: Progress | None
+) -> list[ViewCheck]:
+    """Digest every live view and its tracking position in one snapshot,
+    replay the log up to those positions into a scratch schema, and compare.
+
+    The runner moves its views together, so they have mostly reached one
+    position: the views at one position are replayed together, in one read
+    of the log (`replay_views_into_schema`), rather than each in its own."""
+    views = all_views()
+    checks: dict[str, ViewCheck] = {}
     with (
         psycopg.connect(database_url) as snapshot,
         psycopg.connect(database_url, autocommit=True) as reader,
     ):
         snapshot.isolation_level = IsolationLevel.REPEATABLE_READ
-        row = snapshot.execute(
-            "SELECT position, version FROM projection_tracking WHERE name = %s", (view.name,)
-        ).fetchone()
-        if row is None:
-            return ViewCheck(view.name, ViewStatus.NOT_BUILT, 0)
-        position, version = int(row[0]), int(row[1])
-        if version != view.version:
-            return ViewCheck(view.name, ViewStatus.OTHER_VERSION, position)
-        live = view_digest(snapshot, view, LIVE_SCHEMA)
+        tracked = {
+            str(name): (int(position), int(version))
+            for name, position, version in snapshot.execute(
+                "SELECT name, position, version FROM projection_tracking"
+            ).fetchall()
+        }
+        live: dict[str, dict[str, str]] = {}
+        by_position: dict[int, list[View]] = {}
+        for view in views:
+            found = tracked.get(view.name)
+            if found is None:
+                checks[view.name] = ViewCheck(view.name, ViewStatus.NOT_BUILT, 0)
+            elif found[1] != view.version:
+                checks[view.name] = ViewCheck(view.name, ViewStatus.OTHER_VERSION, found[0])
+            else:
+                live[view.name] = view_digest(snapshot, view, LIVE_SCHEMA)
+                by_position.setdefault(found[0], []).append(view)
         # The snapshot's transaction stays open (read only so far) while the
-        # replay runs on connections of its own.
-        replay_into_schema(
-            database_url,
-            view,
-            VERIFY_SCHEMA,
-            until=position,
-            progress=(
-                None
+        # replays run on connections of their own.
+        replayed: dict[str, dict[str, str]] = {}
+        for position, replaying in sorted(by_position.items()):
+            label = f"view:{','.join(view.name for view in replaying)}"
+            replay_views_into_schema(
+                database_url,
+                replaying,
+                VERIFY_SCHEMA,
+                until=position,
+                progress=None
                 if progress is None
-                else lambda reached: progress(f"view:{view.name}", reached, position)
-            ),
-        )
-        with reader.transaction():
-            replayed = view_digest(reader, view, VERIFY_SCHEMA)
-        differing = [table for table in view.tables if live[table] != replayed[table]]
+                else partial(_view_progress, progress, label, position),
+            )
+            with reader.transaction():
+                for view in replaying:
+                    replayed[view.name] = view_digest(reader, view, VERIFY_SCHEMA)
+        differing: dict[str, list[str]] = {}
+        for position, compared in by_position.items():
+            for view in compared:
+                tables = [
+                    table
+                    for table in view.tables
+                    if live[view.name][table] != replayed[view.name][table]
+                ]
+                if tables:
+                    differing[view.name] = tables
+                status = ViewStatus.DIFFERENT if tables else ViewStatus.EQUAL
+                checks[view.name] = ViewCheck(
+                    view.name, status, position, live[view.name], replayed[view.name]
+                )
         if not differing:
             snapshot.rollback()
-            return ViewCheck(view.name, ViewStatus.EQUAL, position, live, replayed)
-        _copy_live_tables(snapshot, differing)
+            return [checks[view.name] for view in views]
+        _copy_live_tables(snapshot, [table for tables in differing.values() for table in tables])
         snapshot.commit()
-        for table in differing:
-            only_replayed, only_live = differing_rows(
-                reader, table, VERIFY_SCHEMA, LIVE_COPY_SCHEMA, DIFFERING_ROWS_SHOWN
-            )
-            report.add(
-                Finding(
-                    FindingKind.VIEW_MISMATCH,
-                    None,
-                    f"view {view.name} table {table} at position {position} differs from a "
-                    f"fresh replay of the log: {len(only_live)} rows only in the live view, "
-                    f"{len(only_replayed)} only in the replay (at most {DIFFERING_ROWS_SHOWN} "
-                    "of each shown)",
-                    tuple(
-                        [f"live only:   {text}" for text in only_live]
-                        + [f"replay only: {text}" for text in only_replayed]
-                    ),
-                    subject=f"view {view.name}",
+        for name, tables in differing.items():
+            for table in tables:
+                only_replayed, only_live = differing_rows(
+                    reader, table, VERIFY_SCHEMA, LIVE_COPY_SCHEMA, DIFFERING_ROWS_SHOWN
                 )
-            )
-        return ViewCheck(view.name, ViewStatus.DIFFERENT, position, live, replayed)
+                report.add(
+                    Finding(
+                        FindingKind.VIEW_MISMATCH,
+                        None,
+                        f"view {name} table {table} at position {checks[name].position} "
+                        f"differs from a fresh replay of the log: {len(only_live)} rows only "
+                        f"in the live view, {len(only_replayed)} only in the replay (at most "
+                        f"{DIFFERING_ROWS_SHOWN} of each shown)",
+                        tuple(
+                            [f"live only:   {text}" for text in only_live]
+                            + [f"replay only: {text}" for text in only_replayed]
+                        ),
+                        subject=f"view {name}",
+                    )
+                )
+    return [checks[view.name] for view in views]
+
+
+def _view_progress(progress: Progress, label: str, position: int, reached: int) -> None:
+    progress(label, reached, position)
 
 
 def _copy_live_tables(snapshot: psycopg.Connection[Any], tables: Sequence[str]) -> None:

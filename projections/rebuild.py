@@ -230,38 +230,60 @@ def replay_into_schema(
     a set-based replay is made by it, unless `set_based` is False: then it
     replays through its Python handlers, so one derivation can check the
     other."""
+    return replay_views_into_schema(
+        database_url, [view], schema, until=until, progress=progress, set_based=set_based
+    )
+
+
+def replay_views_into_schema(
+    database_url: str,
+    views: Sequence[View],
+    schema: str,
+    *,
+    until: int | None = None,
+    progress: Progress | None = None,
+    set_based: bool = True,
+) -> int:
+    """`replay_into_schema` for several views at once: those with a set-based
+    replay each by it, the others together in one read of the log (the
+    log is read and decoded once however many views it feeds)."""
     if schema == LIVE_SCHEMA:
         raise ValueError("a replay into a schema never writes the live views")
     with schema_connection(database_url, schema) as connection:
         with connection.transaction(), connection.cursor() as cursor:
-            for table in reversed(view.tables):
-                cursor.execute(
-                    psycopg.sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
-                        psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table)
+            for view in views:
+                for table in reversed(view.tables):
+                    cursor.execute(
+                        psycopg.sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+                            psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table)
+                        )
                     )
-                )
-            view.create_tables(cursor)
-        view.forget(starts_empty=True)
-        set_based_replay = SET_BASED_REPLAYS.get(view.name) if set_based else None
-        if set_based_replay is not None:
+                view.create_tables(cursor)
+        paged: list[View] = []
+        position = 0
+        for view in views:
+            view.forget(starts_empty=True)
+            set_based_replay = SET_BASED_REPLAYS.get(view.name) if set_based else None
+            if set_based_replay is None:
+                paged.append(view)
+                continue
             with connection.transaction(), connection.cursor() as cursor:
                 position = set_based_replay(view, cursor, until=until)
             # Its rows came from SQL, not from its handlers: read back from now on.
             view.forget(starts_empty=False)
             if progress is not None:
                 progress(position)
-        else:
+        if paged:
 
             def write_page(events: Sequence[LoggedEvent], writes: Sequence[PageWrite]) -> None:
                 with connection.transaction(), connection.cursor() as cursor:
                     for page in writes:
                         page.write(cursor)
 
-            position = replay_pages(
-                database_url, [view], write_page, until=until, progress=progress
-            )
+            position = replay_pages(database_url, paged, write_page, until=until, progress=progress)
         with connection.transaction(), connection.cursor() as cursor:
-            view.create_indexes(cursor)
+            for view in views:
+                view.create_indexes(cursor)
         return position
 
 
