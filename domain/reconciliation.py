@@ -230,6 +230,28 @@ class CheckResult:
     def difference(self) -> int:
         return self.actual - self.expected
 
+    @classmethod
+    def compared(
+        cls,
+        name: str,
+        measure: str,
+        *,
+        expected: int,
+        actual: int,
+        discrepancies: Sequence[Discrepancy],
+        elapsed_s: float = 0.0,
+    ) -> CheckResult:
+        """A check that ran: failed when it found a discrepancy, else passed."""
+        return cls(
+            name,
+            CheckStatus.FAILED if discrepancies else CheckStatus.PASSED,
+            measure,
+            expected,
+            actual,
+            tuple(discrepancies),
+            elapsed_s=elapsed_s,
+        )
+
 
 def exception_id_for(run_id: UUID, check: str, index: int) -> UUID:
     return uuid5(RECONCILIATION_NAMESPACE, f"{run_id}/{check}/{index}")

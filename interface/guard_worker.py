@@ -28,7 +28,7 @@ import structlog
 from application.broker import AccountEquity
 from application.broker_sync import BrokerSyncService, SyncFailure
 from domain.result_codes import LedgerRefusal
-from interface.leased_worker import STOP_TIMEOUT_S, Connection, LeasedLoop
+from interface.leased_worker import Connection, LeasedLoop, OnLeasedLoop
 from projections.funded_accounts import accounts_to_sync
 
 log = structlog.get_logger(__name__)
@@ -86,7 +86,7 @@ class GuardPass:
             self.guard_errors[account_id] = outcome.guard_error
 
 
-class GuardWorker:
+class GuardWorker(OnLeasedLoop[GuardPass]):
     def __init__(
         self,
         *,
@@ -114,16 +114,6 @@ class GuardWorker:
         """One pass over every account to sync, if this process gets the lease."""
         done = self._loop.run_once()
         return GuardPass(leased=False) if done is None else done
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        self._loop.stop(timeout_s)
-
-    @property
-    def is_running(self) -> bool:
-        return self._loop.is_running
 
     def _sync_all(self, connection: Connection, stopping: threading.Event) -> GuardPass:
         done = GuardPass()

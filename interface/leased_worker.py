@@ -111,6 +111,23 @@ class LeasedLoop(Generic[PassResult]):
                 self._report(result)
 
 
+class OnLeasedLoop(Generic[PassResult]):
+    """A worker built on a `LeasedLoop` (`self._loop`): started, stopped and
+    watched through it; each worker says what a pass without the lease is."""
+
+    _loop: LeasedLoop[PassResult]
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        self._loop.stop(timeout_s)
+
+    @property
+    def is_running(self) -> bool:
+        return self._loop.is_running
+
+
 # Due work, one item at a time ------------------------------------------------------
 
 # Items named by wake-ups waiting for the next pass; past this a wake-up only
@@ -129,7 +146,7 @@ class DuePass:
     errors: dict[UUID, str] = field(default_factory=dict)
 
 
-class DueWorker:
+class DueWorker(OnLeasedLoop[DuePass]):
     """A leased loop over the items a query says are due: each pass handles
     the items named by `wake` first (the query reads a view that may not show
     them yet), then every due item, each once, up to a bound. Each item's
@@ -175,16 +192,6 @@ class DueWorker:
                 if len(self._hints) < HINTS_MAX:
                     self._hints[item_id] = None
         self._loop.wake()
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        self._loop.stop(timeout_s)
-
-    @property
-    def is_running(self) -> bool:
-        return self._loop.is_running
 
     def _pass(self, connection: Connection, stopping: threading.Event) -> DuePass:
         done = DuePass()

@@ -24,7 +24,7 @@ import structlog
 
 from application.funded_accounts import FundedAccountsService
 from domain.result_codes import LedgerRefusal
-from interface.leased_worker import STOP_TIMEOUT_S, Connection, LeasedLoop
+from interface.leased_worker import Connection, LeasedLoop, OnLeasedLoop
 from projections.funded_accounts import accounts_to_watch
 
 log = structlog.get_logger(__name__)
@@ -44,7 +44,7 @@ class MonitorPass:
     failures: dict[UUID, str] = field(default_factory=dict)
 
 
-class RulesMonitor:
+class RulesMonitor(OnLeasedLoop[MonitorPass]):
     def __init__(
         self, database_url: str, service: FundedAccountsService, interval_s: float
     ) -> None:
@@ -62,16 +62,6 @@ class RulesMonitor:
         """One pass over every watched account, if this process gets the lease."""
         done = self._loop.run_once()
         return MonitorPass(leased=False) if done is None else done
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        self._loop.stop(timeout_s)
-
-    @property
-    def is_running(self) -> bool:
-        return self._loop.is_running
 
     def _mark_all(self, connection: Connection, stopping: threading.Event) -> MonitorPass:
         done = MonitorPass()

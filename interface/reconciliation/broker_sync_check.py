@@ -26,7 +26,7 @@ from uuid import UUID
 import orjson
 
 from domain.account_guard import AccountGuard
-from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY
 from interface.reconciliation.withdrawal_records import snapshot_connection
 from projections.events import GUARD_STARTED
@@ -89,9 +89,8 @@ class BrokerSyncCheck:
             )
             divergences = open_divergences(rows)
         discrepancies = tuple(_discrepancy(divergence) for divergence in divergences)
-        return CheckResult(
+        return CheckResult.compared(
             BROKER_SYNC_CHECK,
-            CheckStatus.FAILED if discrepancies else CheckStatus.PASSED,
             MEASURE,
             expected=0,
             actual=len(discrepancies),

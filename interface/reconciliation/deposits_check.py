@@ -64,7 +64,7 @@ from domain.funded_account import (
 )
 from domain.identifiers import reversal_id_for, transfer_id_for
 from domain.merge import new_account_assessment_id
-from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import Side
 from projections.events import (
@@ -250,9 +250,8 @@ class DepositsCheck:
             records, transfers, set(move_transfer_ids), discrepancies
         )
         _compare_moves(records, transfers, discrepancies)
-        return CheckResult(
+        return CheckResult.compared(
             DEPOSITS_CHECK,
-            CheckStatus.FAILED if discrepancies else CheckStatus.PASSED,
             MEASURE,
             expected=expected,
             actual=actual,

@@ -61,7 +61,7 @@ from typing import Final
 from uuid import UUID
 
 from application.payouts import WITHDRAWAL_ID_METADATA_KEY, Payout, PayoutGateway, PayoutStatus
-from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.withdrawal import WithdrawalStatus
 from interface.reconciliation.withdrawal_records import (
     WithdrawalRecord,
@@ -123,9 +123,8 @@ class PayoutsCheck:
             *_payouts_compared(payouts.values(), withdrawals),
             *_missing_payouts(compared, payouts, head_before_listing),
         ]
-        return CheckResult(
+        return CheckResult.compared(
             PAYOUTS_CHECK,
-            CheckStatus.FAILED if discrepancies else CheckStatus.PASSED,
             MEASURE,
             expected=sum(
                 withdrawal.amount_minor

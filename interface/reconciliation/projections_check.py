@@ -22,7 +22,7 @@ from typing import Final
 
 import psycopg
 
-from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from interface.audit_verify import Finding, Progress, ViewCheck, ViewStatus, check_views
 from projections.rebuild import rebuild_with_shadow
 from projections.registry import view_named
@@ -60,9 +60,8 @@ class ProjectionsCheck:
             found = _discrepancy(view_check, findings_by_view.get(_subject(view_check.name), []))
             if found is not None:
                 discrepancies.append(found)
-        return CheckResult(
+        return CheckResult.compared(
             PROJECTIONS_CHECK,
-            CheckStatus.FAILED if discrepancies else CheckStatus.PASSED,
             MEASURE,
             expected=len(report.views),
             actual=sum(1 for view_check in report.views if view_check.status is ViewStatus.EQUAL),

@@ -52,7 +52,7 @@ import psycopg
 
 from application.funded_accounts import platform_account
 from domain.account import AccountKind
-from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import TransferStatus
 from domain.withdrawal import FINAL_STATUSES, WithdrawalStatus
@@ -157,9 +157,8 @@ class WithdrawalsCheck:
             if found is not None:
                 discrepancies.append(found)
         discrepancies.extend(_orphans(holds, {w.hold_transfer_id for w in withdrawals.values()}))
-        return CheckResult(
+        return CheckResult.compared(
             WITHDRAWALS_CHECK,
-            CheckStatus.FAILED if discrepancies else CheckStatus.PASSED,
             MEASURE,
             expected=expected,
             actual=actual,
