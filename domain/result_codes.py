@@ -89,7 +89,7 @@ class ResultCode(StrEnum):
     RECONCILIATION_EXCEPTION_NOT_FOUND = "reconciliation_exception_not_found"
     # Resolve an exception that was corrected or resolved already.
     RECONCILIATION_EXCEPTION_CLOSED = "reconciliation_exception_closed"
-    # A run of the same type is under way (the schedule's lease holds it).
+    # A run is under way on this server, or this scheduled slot ran already.
     RECONCILIATION_RUNNING = "reconciliation_running"
     # The payment processor could not be reached (the payout is retried).
     PAYOUT_UNAVAILABLE = "payout_unavailable"
