@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from application.ledger_application import LedgerApplication
+from application.event_log import LedgerApplication
 from application.writer import AggregateChanges, ChangesOutcome, LedgerWriter, WriteReceipt
 from domain.commands import Command
 from domain.funded_account import FundedAccount

@@ -24,9 +24,15 @@ from uuid import UUID
 import structlog
 
 from application.aggregate_writes import change_alone, require_funded_account
-from application.broker import AccountEquity, Broker, BrokerError, BrokerPosition, UnknownAccount
-from application.ledger_application import LedgerApplication
-from application.ports import Clock
+from application.event_log import LedgerApplication
+from application.ports.broker import (
+    AccountEquity,
+    Broker,
+    BrokerError,
+    BrokerPosition,
+    UnknownAccount,
+)
+from application.ports.event_store import Clock
 from application.writer import LedgerWriter
 from domain.account_guard import (
     AccountGuard,

@@ -39,20 +39,20 @@ from uuid import UUID
 import structlog
 
 from application.aggregate_writes import change_alone, write_with_aggregates
-from application.broker import Broker, BrokerError, UnknownAccount
+from application.event_log import LedgerApplication
 from application.funded_accounts import (
     WRITE_ATTEMPTS_MAX,
     FundedAccountsService,
     platform_account,
 )
-from application.ledger_application import LedgerApplication
-from application.notifications import (
+from application.ports.broker import Broker, BrokerError, UnknownAccount
+from application.ports.closure_mailer import (
     ClosureEmail,
     ClosureEmailKind,
     Mailer,
     closure_email_message_id,
 )
-from application.ports import Clock
+from application.ports.event_store import Clock
 from application.withdrawals import WithdrawalRequest, WithdrawalsService
 from application.writer import LedgerWriter
 from domain.account import AccountKind, AccountState

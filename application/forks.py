@@ -30,9 +30,9 @@ from application.aggregate_writes import (
     require_funded_account,
     write_with_aggregates,
 )
+from application.event_log import LedgerApplication
 from application.funded_accounts import FUNDED_SCOPE, WRITE_ATTEMPTS_MAX
-from application.ledger_application import LedgerApplication
-from application.ports import Clock
+from application.ports.event_store import Clock
 from application.writer import LedgerWriter
 from domain.commands import create_transfer, open_account
 from domain.fork import (

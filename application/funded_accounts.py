@@ -39,7 +39,8 @@ from uuid import UUID, uuid4, uuid5
 import structlog
 
 from application.aggregate_writes import require_funded_account, write_with_aggregates
-from application.broker import (
+from application.event_log import LedgerApplication
+from application.ports.broker import (
     Broker,
     BrokerError,
     BrokerRejected,
@@ -53,8 +54,7 @@ from application.broker import (
     entry_price_for,
     exit_price_for,
 )
-from application.ledger_application import LedgerApplication
-from application.ports import Clock
+from application.ports.event_store import Clock
 from application.writer import LedgerWriter, WriteReceipt
 from domain.account import AccountKind
 from domain.commands import Command, OpenAccount, create_transfer, open_account

@@ -49,15 +49,15 @@ from uuid import UUID
 import structlog
 
 from application.aggregate_writes import change_alone, require_funded_account
-from application.broker import AccountEquity, Broker, Quote
+from application.event_log import LedgerApplication
 from application.funded_accounts import FundedAccountsService
-from application.guard_notifications import (
+from application.ports.broker import AccountEquity, Broker, Quote
+from application.ports.event_store import Clock
+from application.ports.guard_notifier import (
     GuardNotificationFailed,
     GuardNotifier,
     notification_for,
 )
-from application.ledger_application import LedgerApplication
-from application.ports import Clock
 from application.writer import LedgerWriter
 from domain.account_guard import (
     ACTOR_LENGTH_MAX,

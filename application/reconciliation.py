@@ -32,8 +32,8 @@ from uuid import UUID, uuid4
 import structlog
 
 from application.aggregate_writes import change_alone, write_with_aggregates
-from application.ledger_application import LedgerApplication
-from application.ports import Clock
+from application.event_log import LedgerApplication
+from application.ports.event_store import Clock
 from application.writer import LedgerWriter
 from domain.reconciliation import (
     CheckResult,

@@ -38,9 +38,10 @@ from application.aggregate_writes import (
     require_funded_account,
     write_with_aggregates,
 )
+from application.event_log import LedgerApplication
 from application.funded_accounts import WRITE_ATTEMPTS_MAX, platform_account
-from application.ledger_application import LedgerApplication
-from application.payouts import (
+from application.ports.event_store import Clock
+from application.ports.payout_gateway import (
     WITHDRAWAL_ID_METADATA_KEY,
     Payout,
     PayoutGateway,
@@ -49,7 +50,6 @@ from application.payouts import (
     PayoutStatus,
     PayoutUnavailable,
 )
-from application.ports import Clock
 from application.writer import LedgerWriter
 from domain.account import AccountKind
 from domain.commands import PostPendingTransfer, VoidPendingTransfer, create_transfer

@@ -33,8 +33,8 @@ import structlog
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from application.ledger_application import LedgerApplication
-from application.ports import (
+from application.event_log import LedgerApplication
+from application.ports.event_store import (
     AppendEvents,
     Clock,
     IgnoreWriterBatches,

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from interface import database
+from interface.adapters.persistence import database
 
 BENCH_DATABASE_URL_VARIABLE: Final[str] = "LEDGER_BENCH_DATABASE_URL"
 DATA_DIR_DEFAULT: Final[Path] = Path(".bench")

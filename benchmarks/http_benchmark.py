@@ -157,7 +157,7 @@ def create_server_app() -> FastAPI:
     """For `uvicorn --factory --workers N`: each worker builds its own ledger
     (and writer) from the environment, as `ledger serve` does."""
     from interface.api.app import create_app
-    from interface.logging import configure_logging
+    from interface.observability.logging import configure_logging
     from interface.settings import Settings
 
     settings = Settings()
@@ -502,7 +502,7 @@ def postgres_main_pid(database_url: str) -> int | None:
 
 def _set_up(config: HttpBenchmarkConfig, database_url: str) -> tuple[tuple[str, ...], str]:
     """Accounts opened and funded through the writer, and a service key; then closed."""
-    from interface.api_keys import Role
+    from interface.adapters.persistence.api_keys import Role
     from interface.bootstrap import build_ledger
     from interface.settings import Settings
 

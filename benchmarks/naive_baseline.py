@@ -22,7 +22,7 @@ from eventsourcing.domain import Aggregate, event
 
 from benchmarks import databases
 from benchmarks.workload import FUNDING_MINOR, Workload, percentile
-from interface import database
+from interface.adapters.persistence import database
 
 PHASE: Final[str] = "measured"
 # The library saves in pipeline mode; keep each setup save far below the

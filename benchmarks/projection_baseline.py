@@ -29,10 +29,10 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresT
 from eventsourcing.projection import Projection, ProjectionRunner
 from psycopg.sql import SQL, Composed
 
-from application.ledger_application import LedgerApplication, RecorderFactory
+from application.event_log import LedgerApplication, RecorderFactory
 from domain.account import Account
-from interface import database
-from interface.postgres_recorder import HashChainedPostgresRecorder
+from interface.adapters.persistence import database
+from interface.adapters.persistence.postgres_recorder import HashChainedPostgresRecorder
 from projections.events import ACCOUNT_OPENED, ACCOUNT_POSTINGS_APPLIED
 
 PROJECTION_NAME: Final[str] = "baseline_balances"

@@ -468,7 +468,7 @@ def child_rebuild_view(database_url: str, name: str, profile: bool) -> ChildResu
 
 
 def child_verify(database_url: str, check_views: bool) -> ChildResult:
-    from interface.audit_verify import verify_ledger
+    from interface.audit.verify import verify_ledger
 
     def work() -> tuple[bool, int, list[str]]:
         report = verify_ledger(database_url, check_views=check_views)
@@ -510,7 +510,7 @@ def _phase(
 
 
 def _audit_available() -> bool:
-    return importlib.util.find_spec("interface.audit_verify") is not None
+    return importlib.util.find_spec("interface.audit.verify") is not None
 
 
 def _digests(database_url: str) -> dict[str, dict[str, str]]:
@@ -530,8 +530,8 @@ def check_balances_against_aggregates(
 ) -> None:
     """The balances view's totals for a sample of accounts, beside the totals
     of the account aggregates the writer keeps (loaded from the event store)."""
-    from application.ledger_application import LedgerApplication
-    from interface import database
+    from application.event_log import LedgerApplication
+    from interface.adapters.persistence import database
 
     with psycopg.connect(database_url) as connection:
         rows = connection.execute(
@@ -664,8 +664,8 @@ def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
         audits = ((VERIFY_LOG, False), (VERIFY_VIEWS, True)) if _audit_available() else ()
         _check(
             bool(audits),
-            "interface.audit_verify found",
-            "interface.audit_verify is missing: the audit was not measured",
+            "interface.audit.verify found",
+            "interface.audit.verify is missing: the audit was not measured",
             verification,
         )
         for name, check_views in audits:

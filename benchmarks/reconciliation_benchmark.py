@@ -45,7 +45,6 @@ from typing import Any, Final
 
 import psycopg
 
-from application.simulated_broker import SimulatedBroker
 from benchmarks import databases
 from benchmarks.arguments import config_from
 from benchmarks.projection_benchmark import (
@@ -69,9 +68,10 @@ from benchmarks.report import Verification
 from benchmarks.workload import Workload
 from benchmarks.writer_phases import BenchmarkFailed, open_and_fund_accounts
 from domain.reconciliation import ReconciliationRun, RunStatus, RunType
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger, build_ledger
-from interface.demo import TRANSFERS as DEMO_TRANSFERS_DEFAULT
-from interface.demo_data_set import load_demo_data_set
+from interface.demo.data_set import load_demo_data_set
+from interface.demo.ledger_transfers import TRANSFERS as DEMO_TRANSFERS_DEFAULT
 from interface.settings import Settings
 from projections import rebuild
 from projections import reconciliation as reconciliation_view

@@ -192,7 +192,7 @@ _SCAFFOLDING: Final[tuple[str, ...]] = (
     "(typer/",
     "(click/",
     "(ledger)",
-    "(interface/cli.py)",
+    "(interface/cli/main.py)",
     "(uvicorn/main.py)",
     "(uvicorn/_compat.py)",
     "(uvicorn/server.py)",

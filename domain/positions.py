@@ -1,6 +1,6 @@
 """A trading position's side and its profit or loss, exactly, in minor units.
 
-The same formula as the Broker port's (application/broker.py), kept here so
+The same formula as the Broker port's (application/ports/broker.py), kept here so
 the domain checks a closing fill's P&L without importing the application.
 """
 
@@ -10,7 +10,7 @@ from enum import StrEnum
 
 
 class PositionSide(StrEnum):
-    """Same values as `application.broker.Side`, so a fill's side converts by value."""
+    """Same values as `application.ports.broker.Side`, so a fill's side converts by value."""
 
     LONG = "long"
     SHORT = "short"

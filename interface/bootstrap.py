@@ -12,51 +12,59 @@ from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.postgres import PostgresFactory
 from psycopg_pool import ConnectionPool
 
-from application.broker import Broker
 from application.broker_sync import BrokerSyncService
 from application.clock import SystemClock
 from application.closures import ClosuresService
+from application.event_log import LedgerApplication
 from application.forks import ForksService
 from application.funded_accounts import FundedAccountsService
 from application.guards import GuardsService
-from application.ledger_application import LedgerApplication
-from application.ledger_service import LedgerService
+from application.ledger_use_cases import LedgerService
 from application.merges import MergesService
-from application.notifications import Mailer
-from application.payouts import PayoutGateway
-from application.ports import Clock
+from application.ports.broker import Broker
+from application.ports.closure_mailer import Mailer
+from application.ports.event_store import Clock
+from application.ports.payout_gateway import PayoutGateway
 from application.reconciliation import ReconciliationService
-from application.simulated_broker import SimulatedBroker
 from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
-from interface import database
-from interface.api_keys import ApiKeyStore
-from interface.broker_sync_status import PostgresSyncStatusStore
-from interface.closure_progress import RedisClosureProgress
-from interface.closure_worker import closure_worker
-from interface.email.outbox_mailer import (
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.email.outbox_mailer import (
     FolderTransport,
     MailTransport,
     OutboxMailer,
     SmtpTransport,
 )
-from interface.fork_load import ViewedForkLoad
-from interface.fork_scanner import ForkScan, fork_scanner
-from interface.guard_notifier import GUARD_NOTIFICATIONS_FOLDER, FileGuardNotifier
-from interface.guard_worker import GuardWorker
-from interface.leased_worker import DueWorker, LeasedLoop
-from interface.metrics import WriterMetrics
-from interface.payout_worker import payout_worker
-from interface.payouts.sandbox_gateway import SandboxPayoutGateway
-from interface.payouts.stripe_gateway import StripePayoutGateway
-from interface.postgres_recorder import HashChainedPostgresRecorder
-from interface.rate_limits import InMemoryRateLimiter, RateLimit, RateLimiter, RedisRateLimiter
+from interface.adapters.notifications.closure_progress import RedisClosureProgress
+from interface.adapters.notifications.guard_notification_files import (
+    GUARD_NOTIFICATIONS_FOLDER,
+    FileGuardNotifier,
+)
+from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
+from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
+from interface.adapters.persistence import database
+from interface.adapters.persistence.api_keys import ApiKeyStore
+from interface.adapters.persistence.broker_sync_status import PostgresSyncStatusStore
+from interface.adapters.persistence.fork_load import ViewedForkLoad
+from interface.adapters.persistence.postgres_recorder import HashChainedPostgresRecorder
+from interface.adapters.rate_limits import (
+    InMemoryRateLimiter,
+    RateLimit,
+    RateLimiter,
+    RedisRateLimiter,
+)
+from interface.observability.metrics import WriterMetrics
 from interface.reconciliation.background_runs import BackgroundRuns
 from interface.reconciliation.checks import reconciliation_checks
 from interface.reconciliation.open_exceptions import ViewedOpenExceptions
 from interface.reconciliation.schedule import SchedulePass, reconciliation_schedule
-from interface.rules_monitor import RulesMonitor
 from interface.settings import Settings
+from interface.workers.closure_worker import closure_worker
+from interface.workers.fork_scanner import ForkScan, fork_scanner
+from interface.workers.guard_worker import GuardWorker
+from interface.workers.leased_worker import DueWorker, LeasedLoop
+from interface.workers.payout_worker import payout_worker
+from interface.workers.rules_monitor import RulesMonitor
 from projections.registry import all_views
 from projections.runner import ProjectionRunner
 

@@ -7,29 +7,27 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from interface.api import (
-    routes_accounts,
-    routes_audit,
-    routes_closures,
-    routes_forks,
-    routes_funded_accounts,
-    routes_guards,
-    routes_health,
-    routes_hierarchy,
-    routes_journal,
-    routes_metrics,
-    routes_reconciliation,
-    routes_trading,
-    routes_transfers,
-    routes_withdrawals,
-)
-from interface.api.authentication import AuthenticationMiddleware
 from interface.api.errors import install_error_handlers
-from interface.api.idempotency import install_idempotency
-from interface.api.rate_limiting import RATE_LIMITER_STATE_KEY, RateLimitMiddleware
-from interface.api.request_context import RequestContextMiddleware
+from interface.api.middleware.authentication import AuthenticationMiddleware
+from interface.api.middleware.idempotency import install_idempotency
+from interface.api.middleware.rate_limiting import RATE_LIMITER_STATE_KEY, RateLimitMiddleware
+from interface.api.middleware.request_context import RequestContextMiddleware
+from interface.api.routes import accounts as routes_accounts
+from interface.api.routes import audit as routes_audit
+from interface.api.routes import closures as routes_closures
+from interface.api.routes import forks as routes_forks
+from interface.api.routes import funded_accounts as routes_funded_accounts
+from interface.api.routes import guards as routes_guards
+from interface.api.routes import health as routes_health
+from interface.api.routes import hierarchy as routes_hierarchy
+from interface.api.routes import journal as routes_journal
+from interface.api.routes import metrics as routes_metrics
+from interface.api.routes import reconciliation as routes_reconciliation
+from interface.api.routes import trading as routes_trading
+from interface.api.routes import transfers as routes_transfers
+from interface.api.routes import withdrawals as routes_withdrawals
 from interface.bootstrap import Ledger, build_ledger, build_rate_limiter
-from interface.metrics import HttpMetrics
+from interface.observability.metrics import HttpMetrics
 from interface.settings import Settings
 
 DESCRIPTION = """

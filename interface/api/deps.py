@@ -15,10 +15,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from application.ledger_service import LedgerService
-from interface.api.authentication import PRINCIPAL_STATE_KEY
+from application.ledger_use_cases import LedgerService
+from interface.adapters.persistence.api_keys import ApiKeyStore, Principal, Role
 from interface.api.errors import ApiError
-from interface.api_keys import ApiKeyStore, Principal, Role
+from interface.api.middleware.authentication import PRINCIPAL_STATE_KEY
 from interface.bootstrap import Ledger
 
 _bearer = HTTPBearer(

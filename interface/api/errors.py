@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from application.writer import WriterConflict, WriterOverloaded, WriterStopped
 from domain.result_codes import LedgerRefusal, ResultCode
+from interface.api.request_ids import REQUEST_ID_HEADER, request_id_of
 
 log = structlog.get_logger(__name__)
 
@@ -214,9 +215,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        # Imported here: the request context imports this module's neighbours.
-        from interface.api.request_context import REQUEST_ID_HEADER, request_id_of
-
         # A 500 is a bug: log everything, tell the client nothing internal.
         log.exception("unhandled_error", error_type=type(error).__name__)
         # This answer is sent outside the request context middleware: it

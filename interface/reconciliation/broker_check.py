@@ -49,7 +49,7 @@ from uuid import UUID
 import orjson
 import psycopg
 
-from application.broker import Broker, BrokerError, BrokerPosition, UnknownAccount
+from application.ports.broker import Broker, BrokerError, BrokerPosition, UnknownAccount
 from domain.funded_account_states import FundedAccountState
 from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY

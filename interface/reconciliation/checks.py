@@ -8,8 +8,8 @@ the withdrawals' holds; last the broker sync's divergences still open.
 
 from __future__ import annotations
 
-from application.broker import Broker
-from application.payouts import PayoutGateway
+from application.ports.broker import Broker
+from application.ports.payout_gateway import PayoutGateway
 from application.reconciliation import ReconciliationCheck
 from interface.reconciliation.broker_check import BROKER_CHECK, BrokerCheck
 from interface.reconciliation.broker_sync_check import BrokerSyncCheck

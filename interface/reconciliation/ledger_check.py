@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Final
 
 from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
-from interface.audit_verify import Finding, FindingKind, verify_ledger
+from interface.audit.verify import Finding, FindingKind, verify_ledger
 
 LEDGER_CHECK: Final[str] = "ledger"
 MEASURE: Final[str] = "posted debits vs credits, minor units, all currencies"

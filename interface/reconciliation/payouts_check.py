@@ -60,7 +60,12 @@ from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
-from application.payouts import WITHDRAWAL_ID_METADATA_KEY, Payout, PayoutGateway, PayoutStatus
+from application.ports.payout_gateway import (
+    WITHDRAWAL_ID_METADATA_KEY,
+    Payout,
+    PayoutGateway,
+    PayoutStatus,
+)
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.withdrawal import WithdrawalStatus
 from interface.reconciliation.withdrawal_records import (

@@ -23,7 +23,7 @@ from typing import Final
 import psycopg
 
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
-from interface.audit_verify import Finding, Progress, ViewCheck, ViewStatus, check_views
+from interface.audit.verify import Finding, Progress, ViewCheck, ViewStatus, check_views
 from projections.rebuild import rebuild_with_shadow
 from projections.registry import view_named
 

@@ -1,6 +1,6 @@
 """When reconciliation runs by itself: every hour, and daily at 02:00 UTC.
 
-SOURCES.md D. A pass of the schedule (under a lease, interface/leased_worker.py,
+SOURCES.md D. A pass of the schedule (under a lease, interface/workers/leased_worker.py,
 so one process at a time) runs the latest slot of each type that has no run
 yet. A slot's run id is derived from the slot, so a slot runs once however
 many processes look at it, and a process that was down runs the latest
@@ -19,11 +19,11 @@ from uuid import UUID, uuid5
 
 import structlog
 
-from application.ports import Clock
+from application.ports.event_store import Clock
 from application.reconciliation import ReconciliationService
 from domain.reconciliation import ReconciliationRun, RunType
 from domain.result_codes import LedgerRefusal, ResultCode
-from interface.leased_worker import Connection, LeasedLoop
+from interface.workers.leased_worker import Connection, LeasedLoop
 
 log = structlog.get_logger(__name__)
 

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 from starlette.types import Receive, Scope, Send
 
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api.idempotency import KEY_LENGTH_MAX
-from interface.api_keys import Role
+from interface.api.middleware.idempotency import KEY_LENGTH_MAX
 from interface.bootstrap import Ledger
 from interface.settings import Settings
 from tests.support.api_keys import bearer, install_known_key

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.service_process import ServiceProcess, start_service

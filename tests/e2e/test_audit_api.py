@@ -10,11 +10,11 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api_keys import Role
-from interface.audit_export import EXPORT_LIMIT_MAX, MEDIA_TYPE
+from interface.audit.export import EXPORT_LIMIT_MAX, MEDIA_TYPE
 from interface.bootstrap import Ledger
-from interface.demo import DEMO_USER_OWNER, load_demo
+from interface.demo.ledger_transfers import DEMO_USER_OWNER, load_demo
 from tests.support.api_keys import bearer
 
 DEMO_TRANSFERS = 300

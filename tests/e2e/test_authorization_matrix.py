@@ -17,10 +17,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from application.simulated_broker import SimulatedBroker
 from domain.reconciliation import RunType
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.withdrawals import profitable_funded_account

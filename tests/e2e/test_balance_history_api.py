@@ -9,8 +9,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from interface.adapters.persistence.api_keys import Role
 from interface.api.consistency import POSITION_HEADER
-from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from projections.registry import all_views
 from projections.runner import ProjectionRunner

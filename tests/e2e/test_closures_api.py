@@ -24,9 +24,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from application.broker import Side
 from application.clock import SettableClock
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import Side
 from domain.closure import (
     SETTLEMENT_CHECK_INTERVAL,
     SETTLEMENT_TIMEOUT_BUSINESS_DAYS,
@@ -35,9 +34,10 @@ from domain.closure import (
     ClosurePhase,
     add_business_days,
 )
-from interface.api_keys import Role
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
+from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import OUTBOX_FOLDER, Ledger, build_ledger
-from interface.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.settings import Settings
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from application.clock import SettableClock
 from domain.fork import FORK_COOLDOWN, child_assessment_id
 from domain.funded_account import funded_account_id_for
-from interface.api_keys import Role
+from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from interface.api_keys import Role
+from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.funded_accounts import activate_funded_account

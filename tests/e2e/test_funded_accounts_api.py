@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from application.simulated_broker import SimulatedBroker
 from domain.positions import PositionSide
 from domain.tiers import TierName
-from interface.api_keys import Role
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.funded_accounts import activate_funded_account

@@ -8,12 +8,12 @@ from uuid import UUID, uuid4
 
 from fastapi.testclient import TestClient
 
-from application.broker import Side
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import Side
 from domain.tiers import TierName
-from interface.api_keys import Role
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import Ledger
-from interface.demo_guards import CRASH_ASSESSMENT_ID, GUARDS_OWNER_ID, load_guards_demo
+from interface.demo.guards import CRASH_ASSESSMENT_ID, GUARDS_OWNER_ID, load_guards_demo
 from tests.support.api_keys import bearer
 from tests.support.funded_accounts import activate_funded_account
 from tests.support.http_api import assert_error

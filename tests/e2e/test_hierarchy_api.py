@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from application.clock import SettableClock
-from application.simulated_broker import SimulatedBroker
 from domain.positions import PositionSide
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error

@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from application.writer import WriterOverloaded
-from interface.api import idempotency
+from interface.adapters.persistence.api_keys import Role
+from interface.adapters.persistence.idempotency_records import Claim, IdempotencyStore
 from interface.api.app import create_app
-from interface.api_keys import Role
+from interface.api.middleware import idempotency
 from interface.bootstrap import Ledger
-from interface.idempotency_records import Claim, IdempotencyStore
 from tests.support.api_keys import bearer
 from tests.support.http_api import (
     assert_error,

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error, open_account, post_transfer, transfer_body

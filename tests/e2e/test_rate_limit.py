@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api_keys import Role
 from interface.bootstrap import Ledger
 from interface.settings import Settings
 from tests.support.api_keys import bearer

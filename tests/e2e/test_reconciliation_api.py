@@ -12,8 +12,8 @@ from typing import Any, Final
 
 from fastapi.testclient import TestClient
 
-from application.broker import Side
-from interface.api_keys import Role
+from application.ports.broker import Side
+from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api.request_context import RequestContextMiddleware
-from interface.api_keys import Role
+from interface.api.middleware.request_context import RequestContextMiddleware
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error

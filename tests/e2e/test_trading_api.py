@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from application.funded_accounts import ActivationRequest
 from domain.tiers import TierName
-from interface.api_keys import Role
+from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error

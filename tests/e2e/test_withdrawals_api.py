@@ -20,12 +20,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from application.clock import SettableClock
+from interface.adapters.payouts.sandbox_gateway import PAYOUT_ID_PREFIX, SandboxPayoutGateway
+from interface.adapters.persistence.api_keys import Role
 from interface.api.app import create_app
-from interface.api_keys import Role
 from interface.bootstrap import Ledger, build_ledger
-from interface.leased_worker import DuePass
-from interface.payouts.sandbox_gateway import PAYOUT_ID_PREFIX, SandboxPayoutGateway
 from interface.settings import Settings
+from interface.workers.leased_worker import DuePass
 from tests.support.api_keys import bearer
 from tests.support.fake_stripe import payout_event, signed_webhook, stripe_payout_object
 from tests.support.http_api import assert_error

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from domain.event_chain import chained_hash
-from interface.audit_export import ExportFilter, export_lines
+from interface.audit.export import ExportFilter, export_lines
 from interface.bootstrap import Ledger
-from interface.demo import load_demo
+from interface.demo.ledger_transfers import load_demo
 from projections.events import TRANSFER_RECORDED
 
 DEMO_TRANSFERS = 600
@@ -155,7 +155,7 @@ def test_the_cli_writes_json_lines_to_a_file(
         [
             sys.executable,
             "-c",
-            "from interface.cli import main; main()",
+            "from interface.cli.main import main; main()",
             *("audit", "export", "--output", str(output), "--from", "2000-01-01T00:00:00"),
         ],
         env=os.environ | {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "WARNING"},

@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from application.simulated_broker import SimulatedBroker
-from interface.audit_verify import FindingKind, ViewStatus, verify_ledger
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.audit.verify import FindingKind, ViewStatus, verify_ledger
 from interface.bootstrap import Ledger
-from interface.demo import load_demo
-from interface.demo_funded_accounts import load_funded_demo
+from interface.demo.funded_accounts import load_funded_demo
+from interface.demo.ledger_transfers import load_demo
 from projections.events import (
     ACCOUNT_POSTINGS_APPLIED,
     FUNDED_ACTIVATED,
@@ -41,7 +41,7 @@ CLI_TIMEOUT_S = 60.0
 def _ledger_cli(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     """`ledger ...` as its own process (its logging set up as in production)."""
     return subprocess.run(
-        [sys.executable, "-c", "from interface.cli import main; main()", *arguments],
+        [sys.executable, "-c", "from interface.cli.main import main; main()", *arguments],
         env=os.environ | {"LEDGER_DATABASE_URL": database_url, "LEDGER_LOG_LEVEL": "WARNING"},
         capture_output=True,
         text=True,

@@ -16,17 +16,21 @@ from uuid import UUID
 import pytest
 
 from application.aggregate_writes import write_with_aggregates
-from application.broker import AccountEquity, BrokerTimeout, Side, UnknownAccount
 from application.broker_sync import SyncFailure
 from application.clock import SettableClock
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import AccountEquity, BrokerTimeout, Side, UnknownAccount
 from domain.account_guard import AccountGuard, DivergenceKind, guard_id_for
 from domain.funded_account_states import FundedAccountState
 from domain.positions import PositionSide
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.persistence.broker_sync_status import (
+    RETRY_BACKOFF_BASE,
+    SyncStatus,
+    read_sync_status,
+)
 from interface.bootstrap import Ledger, build_ledger
-from interface.broker_sync_status import RETRY_BACKOFF_BASE, SyncStatus, read_sync_status
-from interface.guard_worker import GUARD_WORKER_LOCK_KEY, GuardPass, GuardWorker
 from interface.settings import Settings
+from interface.workers.guard_worker import GUARD_WORKER_LOCK_KEY, GuardPass, GuardWorker
 from tests.support.funded_accounts import activate_funded_account
 
 CATCH_UP_TIMEOUT_S: Final[float] = 30.0

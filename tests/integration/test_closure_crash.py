@@ -17,9 +17,9 @@ from application.clock import SettableClock
 from application.closures import ClosureRequest
 from application.withdrawals import PayoutUpdate
 from domain.closure import Closure, ClosurePhase
+from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
+from interface.adapters.payouts.stripe_objects import payout_from_stripe
 from interface.bootstrap import OUTBOX_FOLDER, Ledger, build_ledger
-from interface.payouts.stripe_gateway import StripePayoutGateway
-from interface.payouts.stripe_objects import payout_from_stripe
 from interface.settings import Settings
 from tests.support.fake_stripe import API_KEY, FakeStripe
 from tests.support.withdrawals import profitable_funded_account

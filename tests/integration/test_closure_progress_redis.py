@@ -15,8 +15,11 @@ import redis
 from application.clock import SettableClock
 from application.closures import ClosureRequest
 from domain.closure import closure_id_for
+from interface.adapters.notifications.closure_progress import (
+    CHANNEL_PREFIX_DEFAULT,
+    closure_channel,
+)
 from interface.bootstrap import Ledger, build_ledger
-from interface.closure_progress import CHANNEL_PREFIX_DEFAULT, closure_channel
 from interface.settings import Settings
 from tests.support.withdrawals import profitable_funded_account
 
@@ -42,7 +45,7 @@ def test_each_recorded_change_is_published_on_the_closures_channel(
     ledger = redis_ledger
     funded_id = profitable_funded_account(ledger, f"trader-{uuid.uuid4()}", 2_000_00)
     client = redis.Redis.from_url(REDIS_URL)
-    subscriber = client.pubsub()  # type: ignore[no-untyped-call]
+    subscriber = client.pubsub()
     assert ledger.closures.closure_of(funded_id) is None
     channel = closure_channel(CHANNEL_PREFIX_DEFAULT, closure_id_for(funded_id))
     subscriber.subscribe(channel)

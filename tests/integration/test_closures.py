@@ -12,10 +12,9 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from application.broker import Side
 from application.clock import SettableClock
 from application.closures import ClosureRequest
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import Side
 from domain.account import AccountState
 from domain.closure import (
     TRANCHE_INTERVAL,
@@ -27,8 +26,9 @@ from domain.closure import (
 from domain.funded_account_states import FundedAccountState
 from domain.positions import PositionSide
 from domain.result_codes import LedgerRefusal, ResultCode
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.bootstrap import OUTBOX_FOLDER, Ledger, build_ledger
-from interface.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.settings import Settings
 from projections.closures import stuck_closures
 from tests.support.withdrawals import profitable_funded_account

@@ -14,8 +14,8 @@ from uuid import UUID
 import pytest
 
 from application.closures import ClosureRequest
-from application.simulated_broker import SimulatedBroker
 from domain.closure import ClosurePhase
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import build_ledger
 from interface.settings import Settings
 from tests.support.ledgers import EPOCH
@@ -37,7 +37,7 @@ def environment(settings: Settings) -> dict[str, str]:
 def _run(environment: dict[str, str], *arguments: str) -> tuple[int, str]:
     """The real command, in a process of its own (as an operator runs it)."""
     completed = subprocess.run(
-        [sys.executable, "-c", "from interface.cli import main; main()", *arguments],
+        [sys.executable, "-c", "from interface.cli.main import main; main()", *arguments],
         cwd=REPOSITORY,
         env={**os.environ, **environment},
         capture_output=True,

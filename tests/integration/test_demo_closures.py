@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from application.simulated_broker import SimulatedBroker
 from domain.closure import ClosurePhase
 from domain.funded_account_states import FundedAccountState
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
-from interface.demo_closures import load_closure_demo
+from interface.demo.closures import load_closure_demo
 
 
 def test_the_demo_starts_one_closure_and_loads_again_unchanged(ledger: Ledger) -> None:

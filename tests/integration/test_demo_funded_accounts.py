@@ -3,12 +3,12 @@ changes nothing."""
 
 from __future__ import annotations
 
-from application.simulated_broker import SimulatedBroker
 from domain.funded_account_states import FundedAccountState
 from domain.funded_rules import RuleBand
 from domain.tiers import TierName
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
-from interface.demo_funded_accounts import DEMO_FUNDED_ACCOUNTS, load_funded_demo
+from interface.demo.funded_accounts import DEMO_FUNDED_ACCOUNTS, load_funded_demo
 
 
 def test_the_demo_has_every_tier_and_every_band_and_loads_again_unchanged(

@@ -3,10 +3,10 @@ admin, and a reload that changes nothing."""
 
 from __future__ import annotations
 
-from application.simulated_broker import SimulatedBroker
 from domain.withdrawal import WithdrawalStatus
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
-from interface.demo_withdrawals import LARGE_MINOR, SMALL_MINOR, load_withdrawals_demo
+from interface.demo.withdrawals import LARGE_MINOR, SMALL_MINOR, load_withdrawals_demo
 
 
 def test_the_demo_pays_one_withdrawal_and_leaves_one_for_an_admin(ledger: Ledger) -> None:

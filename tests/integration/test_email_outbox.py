@@ -21,13 +21,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from psycopg_pool import ConnectionPool
 
-from application.notifications import (
+from application.ports.closure_mailer import (
     ClosureEmail,
     ClosureEmailKind,
     MailDeliveryFailed,
     closure_email_message_id,
 )
-from interface.email import FolderTransport, OutboxMailer, SmtpTransport
+from interface.adapters.email import FolderTransport, OutboxMailer, SmtpTransport
 from tests.support.logs import captured_logs, events_named
 
 SENDER = "Ledger <no-reply@ledger.local>"

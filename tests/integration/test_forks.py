@@ -11,7 +11,6 @@ import pytest
 
 from application.clock import SettableClock
 from application.forks import ForksService
-from application.simulated_broker import SimulatedBroker
 from domain.fork import (
     AUTO_APPROVAL_CONFIDENCE,
     FORK_COOLDOWN,
@@ -24,6 +23,7 @@ from domain.funded_account_states import FundedAccountState
 from domain.positions import PositionSide
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TierName
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 from tests.support.withdrawals import profitable_funded_account
 

@@ -58,7 +58,7 @@ def service(settings: Settings) -> Iterator[Ledger]:
 def _run(environment: dict[str, str], *arguments: str) -> tuple[int, str]:
     """The real command, in a process of its own (as an operator runs it)."""
     completed = subprocess.run(
-        [sys.executable, "-c", "from interface.cli import main; main()", *arguments],
+        [sys.executable, "-c", "from interface.cli.main import main; main()", *arguments],
         cwd=REPOSITORY,
         env={**os.environ, **environment},
         capture_output=True,

@@ -16,7 +16,6 @@ from application.funded_accounts import (
     FundedAccountsService,
     platform_account,
 )
-from application.simulated_broker import SimulatedBroker
 from domain.account import AccountKind
 from domain.commands import open_account
 from domain.funded_account import FundedAccount, funded_account_id_for
@@ -25,6 +24,7 @@ from domain.funded_rules import RuleBand
 from domain.positions import PositionSide
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIERS, TierName
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 
 COMPLETED_AT = datetime(2025, 12, 20, tzinfo=UTC)

@@ -14,25 +14,28 @@ from uuid import UUID
 
 import pytest
 
-from application.broker import BrokerUnavailable
 from application.clock import SettableClock
-from application.guard_notifications import (
+from application.guards import GUARDS_ACTOR, GuardOutcome, GuardsService
+from application.ports.broker import BrokerUnavailable
+from application.ports.guard_notifier import (
     GuardNotification,
     GuardNotificationFailed,
     GuardNotificationKind,
     NotifiedPosition,
 )
-from application.guards import GUARDS_ACTOR, GuardOutcome, GuardsService
-from application.price_path import PricePath, PriceStep
-from application.simulated_broker import SimulatedBroker
 from domain.account_guard import DrawdownLevel, guard_id_for
 from domain.funded_account_states import FundedAccountState
 from domain.funded_rules import RuleBand
 from domain.positions import PositionSide
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TierName
+from interface.adapters.broker.price_path import PricePath, PriceStep
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.notifications.guard_notification_files import (
+    GUARD_NOTIFICATIONS_FOLDER,
+    FileGuardNotifier,
+)
 from interface.bootstrap import Ledger
-from interface.guard_notifier import GUARD_NOTIFICATIONS_FOLDER, FileGuardNotifier
 from tests.support.funded_accounts import activate_funded_account
 
 CRASH_SYMBOL: Final[str] = "CRASH"

@@ -9,12 +9,12 @@ from uuid import UUID
 
 import psycopg
 
-from application.broker import Side
 from application.clock import SettableClock
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import Side
 from domain.account_guard import DrawdownLevel
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
-from interface.demo_guards import (
+from interface.demo.guards import (
     CRASH_ASSESSMENT_ID,
     CRASH_POSITIONS,
     GAP_ASSESSMENT_ID,

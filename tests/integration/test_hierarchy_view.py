@@ -19,10 +19,10 @@ import psycopg
 import pytest
 
 from application.clock import SettableClock
-from application.simulated_broker import SimulatedBroker
 from domain.funded_account_states import FundedAccountState
 from domain.positions import PositionSide
 from domain.tiers import TierName
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger, build_ledger
 from interface.settings import Settings
 from projections import funded_accounts, hierarchy

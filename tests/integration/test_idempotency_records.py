@@ -8,15 +8,15 @@ import uuid
 import psycopg
 import pytest
 
-from interface.api_keys import Role
-from interface.bootstrap import Ledger
-from interface.idempotency_records import (
+from interface.adapters.persistence.api_keys import Role
+from interface.adapters.persistence.idempotency_records import (
     SWEEP_BATCH_SIZE_MAX,
     Claim,
     IdempotencyStore,
     Pending,
     StoredResponse,
 )
+from interface.bootstrap import Ledger
 
 ANSWER = StoredResponse(201, ((b"content-type", b"application/json"),), b'{"id":"1"}')
 

@@ -10,14 +10,14 @@ import pytest
 
 from application.clock import SettableClock
 from application.merges import MergeRequest
-from application.simulated_broker import SimulatedBroker
 from domain.account import AccountState
 from domain.funded_account_states import FundedAccountState
 from domain.merge import MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
 from domain.positions import PositionSide
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TierName
-from interface.audit_verify import verify_ledger
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.audit.verify import verify_ledger
 from interface.bootstrap import Ledger
 from projections.registry import view_names
 from tests.support.withdrawals import profitable_funded_account

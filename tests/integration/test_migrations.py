@@ -12,7 +12,7 @@ import pytest
 
 from application.clock import SettableClock
 from domain.result_codes import ResultCode
-from interface import database
+from interface.adapters.persistence import database
 from interface.bootstrap import build_ledger
 from interface.settings import Settings
 from tests.support.ledgers import EPOCH, platform_account, transfer, user_account

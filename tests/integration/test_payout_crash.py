@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from application.clock import SettableClock
-from application.payouts import PayoutStatus
+from application.ports.payout_gateway import PayoutStatus
 from application.withdrawals import PayoutUpdate, WithdrawalRequest
 from domain.withdrawal import WithdrawalStatus, payout_idempotency_key
+from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
+from interface.adapters.payouts.stripe_objects import payout_from_stripe
 from interface.bootstrap import build_ledger
-from interface.payouts.stripe_gateway import StripePayoutGateway
-from interface.payouts.stripe_objects import payout_from_stripe
 from interface.settings import Settings
 from tests.support.fake_stripe import API_KEY, FakeStripe
 from tests.support.withdrawals import profitable_funded_account

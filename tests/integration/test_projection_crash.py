@@ -15,9 +15,9 @@ from pathlib import Path
 
 import psycopg
 
-from interface.audit_verify import verify_ledger
+from interface.audit.verify import verify_ledger
 from interface.bootstrap import build_ledger
-from interface.demo import load_demo
+from interface.demo.ledger_transfers import load_demo
 from interface.settings import Settings
 from projections.digest import view_digest
 from projections.rebuild import LIVE_SCHEMA
@@ -41,7 +41,7 @@ def _ledger_command(database_url: str, data_dir: Path, *arguments: str) -> subpr
         "LEDGER_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
-        [sys.executable, "-c", "from interface.cli import main; main()", *arguments],
+        [sys.executable, "-c", "from interface.cli.main import main; main()", *arguments],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

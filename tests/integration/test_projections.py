@@ -13,9 +13,9 @@ import pytest
 
 from domain.account import AccountState
 from domain.commands import change_account_state
-from interface.account_summaries import account_summaries
-from interface.audit_verify import verify_ledger
+from interface.audit.verify import verify_ledger
 from interface.bootstrap import Ledger
+from projections.account_summaries import account_summaries
 from projections.accounts_directory import AccountsDirectoryView
 from projections.balances import BalancesView, balance_as_of
 from projections.rebuild import rebuild_all_in_place, rebuild_in_place, rebuild_with_shadow

@@ -9,11 +9,10 @@ from datetime import timedelta
 from typing import Final
 from uuid import UUID, uuid4
 
-from application.broker import BrokerUnavailable, Side, UnknownAccount
 from application.clock import SettableClock
 from application.funded_accounts import FUNDED_SCOPE, platform_account
 from application.merges import MergeRequest
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import BrokerUnavailable, Side, UnknownAccount
 from domain.account import AccountKind
 from domain.commands import Command, ReverseTransfer, create_transfer, open_account
 from domain.merge import MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
@@ -22,6 +21,7 @@ from domain.reconciliation import CheckResult, CheckStatus, DiscrepancyKind, Sev
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
 from domain.transfer import Posting
 from domain.transfer import Side as PostingSide
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 from interface.reconciliation.broker_check import BROKER_CHECK, BrokerCheck
 from interface.reconciliation.deposits_check import (

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from application.broker import Side
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import Side
 from domain.reconciliation import CheckStatus, DiscrepancyKind, RunType, Severity
 from domain.tiers import TierName
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 from interface.reconciliation.broker_sync_check import (
     BROKER_SYNC_CHECK,

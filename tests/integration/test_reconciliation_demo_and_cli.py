@@ -22,7 +22,7 @@ import psycopg
 
 from domain.reconciliation import CheckStatus, RunStatus, RunType
 from interface.bootstrap import Ledger
-from interface.demo_data_set import load_demo_data_set
+from interface.demo.data_set import load_demo_data_set
 from interface.settings import Settings
 from projections import reconciliation
 from tests.support.forged_events import forge_unbalanced_transfer
@@ -44,7 +44,13 @@ CHECKS: Final = [
 def _reconcile(settings: Settings, *arguments: str) -> tuple[int, str, str]:
     """The real command, in a process of its own (as an operator runs it)."""
     completed = subprocess.run(
-        [sys.executable, "-c", "from interface.cli import main; main()", "reconcile", *arguments],
+        [
+            sys.executable,
+            "-c",
+            "from interface.cli.main import main; main()",
+            "reconcile",
+            *arguments,
+        ],
         cwd=REPOSITORY,
         env={
             **os.environ,

@@ -17,7 +17,7 @@ import psycopg
 
 from domain.reconciliation import CheckStatus, DiscrepancyKind, Severity
 from interface.bootstrap import Ledger
-from interface.demo import load_demo
+from interface.demo.ledger_transfers import load_demo
 from interface.reconciliation.ledger_check import LEDGER_CHECK, LedgerConsistencyCheck
 from interface.reconciliation.projections_check import PROJECTIONS_CHECK, ProjectionsCheck
 from projections.balances import NAME as BALANCES

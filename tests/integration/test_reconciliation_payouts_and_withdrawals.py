@@ -19,7 +19,7 @@ import pytest
 from application.aggregate_writes import write_with_aggregates
 from application.clock import SettableClock
 from application.funded_accounts import platform_account
-from application.payouts import Payout, PayoutGateway, PayoutRequest, PayoutStatus
+from application.ports.payout_gateway import Payout, PayoutGateway, PayoutRequest, PayoutStatus
 from application.reconciliation import ReconciliationCheck
 from application.withdrawals import WithdrawalRequest
 from domain.account import AccountKind
@@ -28,9 +28,9 @@ from domain.reconciliation import CheckResult, CheckStatus, DiscrepancyKind, Sev
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import Posting, Side
 from domain.withdrawal import WithdrawalStatus, payout_idempotency_key
+from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
+from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
 from interface.bootstrap import Ledger, build_ledger
-from interface.payouts.sandbox_gateway import SandboxPayoutGateway
-from interface.payouts.stripe_gateway import StripePayoutGateway
 from interface.reconciliation.payouts_check import PAYOUTS_CHECK, PayoutsCheck
 from interface.reconciliation.withdrawals_check import WITHDRAWALS_CHECK, WithdrawalsCheck
 from interface.settings import Settings

@@ -30,7 +30,7 @@ from domain.reconciliation import (
 )
 from domain.result_codes import LedgerRefusal, ResultCode
 from interface.bootstrap import Ledger
-from interface.metrics import render
+from interface.observability.metrics import render
 from interface.reconciliation.background_runs import BackgroundRuns
 from interface.reconciliation.open_exceptions import ViewedOpenExceptions
 from interface.reconciliation.schedule import SCHEDULE_ACTOR, run_due

@@ -12,13 +12,13 @@ from uuid import UUID, uuid4
 import psycopg
 
 from application.funded_accounts import ActivationRequest
-from application.simulated_broker import SimulatedBroker
 from domain.funded_account_states import FundedAccountState
 from domain.funded_rules import RuleBand
 from domain.positions import PositionSide
 from domain.tiers import TierName
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
-from interface.rules_monitor import RULES_MONITOR_LOCK_KEY, RulesMonitor
+from interface.workers.rules_monitor import RULES_MONITOR_LOCK_KEY, RulesMonitor
 
 CATCH_UP_TIMEOUT_S = 30.0
 BACKGROUND_TIMEOUT_S = 30.0

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from application.payouts import (
+from application.ports.payout_gateway import (
     IDEMPOTENCY_KEY_REUSED,
     PAYOUT_NOT_FOUND,
     PayoutGateway,
@@ -18,7 +18,7 @@ from application.payouts import (
     PayoutStatus,
     PayoutUnavailable,
 )
-from interface.payouts.stripe_gateway import StripePayoutGateway
+from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
 from tests.support.fake_stripe import FakeStripe
 
 # Short, so that the timeout test costs a second and a dead fake fails fast.

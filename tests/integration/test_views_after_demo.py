@@ -9,10 +9,10 @@ from datetime import timedelta
 import psycopg
 
 from application.clock import SettableClock
-from application.simulated_broker import SimulatedBroker
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
-from interface.demo import EXPIRING_HOLD_TIMEOUT_S, load_demo
-from interface.demo_funded_accounts import load_funded_demo
+from interface.demo.funded_accounts import load_funded_demo
+from interface.demo.ledger_transfers import EXPIRING_HOLD_TIMEOUT_S, load_demo
 from projections.digest import view_digest
 from projections.rebuild import LIVE_SCHEMA, rebuild_in_place, rebuild_with_shadow
 from projections.registry import all_views, view_names

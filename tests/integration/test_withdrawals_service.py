@@ -12,14 +12,14 @@ import pytest
 
 from application.clock import SettableClock
 from application.funded_accounts import platform_account
-from application.payouts import Payout, PayoutStatus
+from application.ports.payout_gateway import Payout, PayoutStatus
 from application.withdrawals import PayoutUpdate, WithdrawalRequest
 from domain.account import AccountKind
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.transfer import TransferStatus
 from domain.withdrawal import PAYOUT_RETRY_WINDOW, WithdrawalStatus
+from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.bootstrap import Ledger, build_ledger
-from interface.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.settings import Settings
 from tests.support.withdrawals import profitable_funded_account
 

@@ -11,7 +11,7 @@ from uuid import UUID
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from application.broker import Side, realized_pnl_minor
+from application.ports.broker import Side, realized_pnl_minor
 from domain.funded_account import (
     FundedAccount,
     FundedAccountRefusal,

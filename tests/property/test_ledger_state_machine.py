@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 )
 
 from application.clock import SettableClock
-from application.ledger_application import LedgerApplication
+from application.event_log import LedgerApplication
 from application.writer import LedgerWriter, WriterLimits
 from domain.account import Account, AccountKind, AccountState, Totals
 from domain.commands import (
@@ -115,7 +115,7 @@ def in_memory_backend() -> Backend:
 
 def _views_equal_a_fresh_replay(ledger: Ledger) -> None:
     """The live views, caught up, equal views rebuilt from scratch (digests)."""
-    from interface.audit_verify import verify_ledger
+    from interface.audit.verify import verify_ledger
     from projections.registry import view_names
 
     assert ledger.projections is not None

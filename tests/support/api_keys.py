@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
-from interface.api_keys import ApiKeyStore, Role, digest_of
+from interface.adapters.persistence.api_keys import ApiKeyStore, Role, digest_of
 
 
 def create_api_key(database_url: str, role: Role, owner_id: str | None = None) -> str:

@@ -19,11 +19,11 @@ import psycopg
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from application.in_memory_recorder import InMemoryLedgerRecorder
-from application.ledger_application import LedgerApplication
+from application.event_log import LedgerApplication
 from domain.account import Account, Totals
 from domain.event_chain import GENESIS_HASH, chained_hash
 from domain.transfer import Posting, Side, Transfer, TransferStatus
+from tests.support.in_memory_recorder import InMemoryLedgerRecorder
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,13 @@ from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
-from application.broker import UnknownAccount
 from application.clock import SettableClock
-from application.notifications import ClosureEmail, Mailer
-from application.payouts import Payout, PayoutRequest
-from application.simulated_broker import SimulatedBroker
+from application.ports.broker import UnknownAccount
+from application.ports.closure_mailer import ClosureEmail, Mailer
+from application.ports.payout_gateway import Payout, PayoutRequest
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
 from interface.bootstrap import build_ledger, build_mailer
-from interface.payouts.stripe_gateway import StripePayoutGateway
 from interface.settings import Settings
 from tests.support.fake_stripe import API_KEY
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from interface import database
+from interface.adapters.persistence import database
 
 TEMPLATE_NAME = "ledger_test_template"
 

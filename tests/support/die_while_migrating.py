@@ -1,7 +1,7 @@
 """Run as `python -m tests.support.die_while_migrating URL`.
 
 Starts bringing the database's schema up to date exactly as the service does
-at start (`interface.database.upgrade`) and is killed (SIGKILL) in the middle
+at start (`interface.adapters.persistence.database.upgrade`) and is killed (SIGKILL) in the middle
 of applying the migrations: what the OOM killer, a `kill -9` or a lost
 machine does to a service that is starting.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from yoyo.backends.base import DatabaseBackend
 
-from interface import database
+from interface.adapters.persistence import database
 
 
 def _die(*_args: Any, **_kwargs: Any) -> None:

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from uuid import UUID, uuid4
 
+from application.event_log import LedgerApplication
 from application.funded_accounts import ActivationRequest
-from application.ledger_application import LedgerApplication
 from domain.funded_account import FundedAccount
 from domain.tiers import TierName
 from interface.bootstrap import Ledger

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from application.clock import SettableClock
-from application.in_memory_recorder import InMemoryLedgerRecorder
-from application.ledger_application import LedgerApplication
+from application.event_log import LedgerApplication
 from application.writer import LedgerWriter, WriterLimits
 from domain.account import Account, AccountKind
 from domain.commands import Command, CreateTransfer, OpenAccount, create_transfer, open_account
 from domain.ledger_batch import CommandResult
 from domain.transfer import Posting, Side, Transfer
+from tests.support.in_memory_recorder import InMemoryLedgerRecorder
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 

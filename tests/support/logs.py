@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from interface.logging import configure_logging
+from interface.observability.logging import configure_logging
 
 
 @contextmanager

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from uuid import UUID
 
-from application.payouts import Payout, PayoutRequest
+from application.ports.payout_gateway import Payout, PayoutRequest
+from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
 from interface.bootstrap import build_ledger
-from interface.payouts.stripe_gateway import StripePayoutGateway
 from interface.settings import Settings
 from tests.support.fake_stripe import API_KEY
 

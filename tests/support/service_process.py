@@ -16,7 +16,7 @@ from typing import IO
 
 import httpx
 
-from interface.api_keys import Role
+from interface.adapters.persistence.api_keys import Role
 from tests.support.api_keys import create_api_key
 
 LEDGER_SCRIPT = Path(sys.executable).with_name("ledger")

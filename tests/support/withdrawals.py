@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Final
 from uuid import UUID
 
-from application.simulated_broker import SimulatedBroker
 from domain.positions import PositionSide
 from domain.tiers import TierName
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 from tests.support.funded_accounts import activate_funded_account
 

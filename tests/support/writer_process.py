@@ -50,7 +50,7 @@ class WriterPlan:
 def run_writer_process(plan: WriterPlan, ready: Any, start: Any, results: Any) -> None:
     """Entry point of a child process (multiprocessing 'spawn')."""
     from interface.bootstrap import build_ledger
-    from interface.logging import configure_logging
+    from interface.observability.logging import configure_logging
     from interface.settings import Settings
 
     configure_logging("WARNING")

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from application.broker import (
+from application.clock import SettableClock
+from application.ports.broker import (
     AccountEquity,
     Broker,
     BrokerError,
@@ -29,8 +30,7 @@ from application.broker import (
     UnknownAccount,
     UnknownSymbol,
 )
-from application.clock import SettableClock
-from application.simulated_broker import SimulatedBroker
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from tests.support.ledgers import EPOCH
 
 START_CASH_MINOR = 10_000_000  # $100,000.00

@@ -1,4 +1,4 @@
-"""Performance charts (interface/charts.py): PNG and SVG bytes from daily values."""
+"""Performance charts (interface/api/charts.py): PNG and SVG bytes from daily values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 
 from domain.performance import DailyValue, combine_series
-from interface.charts import (
+from interface.api.charts import (
     DEFAULT_HEIGHT_PX,
     DEFAULT_WIDTH_PX,
     MAX_POINTS_PER_SERIES,

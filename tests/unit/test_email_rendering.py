@@ -8,13 +8,13 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from application.notifications import (
+from application.ports.closure_mailer import (
     MESSAGE_ID_PATTERN,
     ClosureEmail,
     ClosureEmailKind,
     closure_email_message_id,
 )
-from interface.email.rendering import format_date, format_money, render_closure_email
+from interface.adapters.email.rendering import format_date, format_money, render_closure_email
 
 ACCOUNT_ID = UUID("0b9f6a52-3c1e-4d7a-9f58-2e4c1d7b8a90")
 STARTED_AT = datetime(2025, 11, 3, 9, 30, tzinfo=UTC)

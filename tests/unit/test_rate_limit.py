@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio
 
-from interface.rate_limits import (
+from application.ports.rate_limiter import take_token
+from interface.adapters.rate_limits import (
     InMemoryRateLimiter,
     RateDecision,
     RateLimit,
     RateLimiter,
     RedisRateLimiter,
 )
-from interface.rate_limits.port import take_token
 from tests.support.logs import captured_logs, events_named
 
 REDIS_URL = os.environ.get("REDIS_URL")

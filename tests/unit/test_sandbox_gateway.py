@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from application.clock import SettableClock
-from application.payouts import (
+from application.ports.payout_gateway import (
     IDEMPOTENCY_KEY_REUSED,
     PAYOUT_NOT_FOUND,
     PayoutGateway,
@@ -17,7 +17,7 @@ from application.payouts import (
     PayoutStatus,
     PayoutUnavailable,
 )
-from interface.payouts.sandbox_gateway import FAULTS_QUEUED_MAX, SandboxPayoutGateway
+from interface.adapters.payouts.sandbox_gateway import FAULTS_QUEUED_MAX, SandboxPayoutGateway
 from tests.support.logs import captured_logs, events_named
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,7 +13,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from application.broker import (
+from application.clock import SettableClock
+from application.ports.broker import (
     BrokerRejected,
     BrokerTimeout,
     BrokerUnavailable,
@@ -21,9 +22,17 @@ from application.broker import (
     Side,
     UnknownSymbol,
 )
-from application.clock import SettableClock
-from application.price_path import PRICE_MINOR_MAX, VOLUME_DEFAULT, PricePath, PriceStep
-from application.simulated_broker import FAULTS_QUEUED_MAX, QUANTITY_MAX, SimulatedBroker
+from interface.adapters.broker.price_path import (
+    PRICE_MINOR_MAX,
+    VOLUME_DEFAULT,
+    PricePath,
+    PriceStep,
+)
+from interface.adapters.broker.simulated_broker import (
+    FAULTS_QUEUED_MAX,
+    QUANTITY_MAX,
+    SimulatedBroker,
+)
 from tests.support.ledgers import EPOCH
 
 MINUTE = timedelta(minutes=1)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from application.payouts import PayoutStatus
-from interface.payouts.stripe_webhooks import (
+from application.ports.payout_gateway import PayoutStatus
+from interface.adapters.payouts.stripe_webhooks import (
     WEBHOOK_TOLERANCE_S,
     WebhookRejected,
     WebhookRejection,

@@ -14,8 +14,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from application.clock import SettableClock
-from application.in_memory_recorder import InMemoryLedgerRecorder
-from application.ledger_application import LedgerApplication
+from application.event_log import LedgerApplication
 from application.writer import (
     AggregateChanges,
     LedgerWriter,
@@ -29,6 +28,7 @@ from domain.commands import Command, PostPendingTransfer
 from domain.event_chain import GENESIS_HASH, chained_hash
 from domain.result_codes import ResultCode
 from domain.transfer import TransferStatus
+from tests.support.in_memory_recorder import InMemoryLedgerRecorder
 from tests.support.ledgers import (
     EPOCH,
     LedgerHarness,

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from application.clock import SettableClock
-from application.in_memory_recorder import InMemoryLedgerRecorder
-from application.ledger_application import LedgerApplication
-from application.ports import WriterObserver
+from application.event_log import LedgerApplication
+from application.ports.event_store import WriterObserver
 from application.writer import LedgerWriter
 from domain.commands import Command
 from domain.ledger_batch import CommandResult
 from domain.result_codes import ResultCode
+from tests.support.in_memory_recorder import InMemoryLedgerRecorder
 from tests.support.ledgers import EPOCH, LedgerHarness, platform_account, transfer, user_account
 
 

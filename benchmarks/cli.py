@@ -1,0 +1,59 @@
+"""`ledger bench`: the benchmarks' command, added to the `ledger` CLI as a plugin.
+
+The product finds it through the `ledger.commands` entry point group
+(pyproject.toml), so the product never imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from benchmarks import reconciliation_benchmark
+from benchmarks.http_benchmark import BENCHMARKS, run_selected
+from interface.cli.context import command_settings
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ledger bench` to the `ledger` command line."""
+    app.command(
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(bench)
+
+
+def bench(
+    context: typer.Context,
+    only: Annotated[
+        str,
+        typer.Option(
+            help="all (the writer, then HTTP), writer, http, projections or reconciliation"
+        ),
+    ] = "all",
+) -> None:
+    """Measure the writer against the naive eventsourcing baseline, side by side,
+    then the HTTP API under 64 concurrent clients against a `ledger serve` process.
+    `--only projections` (never part of all): rebuilding every view and the audit
+    over a log of 1,000,000 events, in events/s and peak memory, beside the
+    library's own per-event ProjectionRunner.
+
+    Options pass through. Both: --quick, --json, --seed N, --data-dir DIR,
+    --database-url URL. Writer: --accounts N, --history-transfers N,
+    --measured-transfers N, --baseline-transfers N, --prebuilt-transfers N,
+    --client-threads N, --chunk-size N, --profile-writer. HTTP:
+    --http-duration-s S, --http-warmup-s S, --http-clients N, --http-accounts N,
+    --http-server-workers 1,2, --http-phases transfers,reads,
+    --http-idempotency-header, --http-client raw|httpx, --http-profile (py-spy),
+    --http-output-dir DIR. Projections: --events N, --accounts N,
+    --baseline-events N, --chunk-size N, --profile-views.
+    `--only reconciliation` (never part of all either): one full reconciliation
+    run over the demo data set and a log of 1,000,000 events, time per check,
+    events/s and peak memory; --events N, --demo-transfers N, --accounts N,
+    --chunk-size N, --skip-audit-reference."""
+    if only == "reconciliation":
+        command_settings()
+        raise typer.Exit(reconciliation_benchmark.main(list(context.args)))
+    if only not in BENCHMARKS:
+        raise typer.BadParameter(f"--only is one of {', '.join(BENCHMARKS)}")
+    command_settings()
+    raise typer.Exit(run_selected(only, list(context.args)))

@@ -1,0 +1,1 @@
+"""Notifications other than email: guard messages and live closure progress."""

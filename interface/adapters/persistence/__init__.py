@@ -1,0 +1,1 @@
+"""PostgreSQL: the event recorder, the schema, and the interface's own tables."""

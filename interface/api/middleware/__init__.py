@@ -1,0 +1,1 @@
+"""ASGI middleware of the HTTP API: request context, authentication, rate limits, idempotency."""

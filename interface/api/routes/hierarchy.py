@@ -1,0 +1,417 @@
+"""The account hierarchy, capital lineage and performance attribution.
+
+`{account_id}` is a funded account's id. The tree comes from the hierarchy
+view joined with the funded accounts view (both caught up first); lineage
+follows the capital flows both ways. Performance is worked out on reading
+from the daily values view (domain/performance.py holds every definition):
+the account's own figures and, when it has children, its subtree's, weighted
+by capital. A user sees their own accounts only (forks keep the owner, so a
+tree is one owner's); another owner's answers 404.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime
+from typing import Annotated, Final, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.money import format_amount
+from domain.performance import (
+    PERIODS,
+    DailyValue,
+    PerformanceMetrics,
+    carry_forward,
+    combine_series,
+    metrics,
+    period_start,
+)
+from domain.result_codes import LedgerRefusal, ResultCode
+from domain.tiers import TIER_CURRENCY
+from interface.adapters.persistence.api_keys import Principal
+from interface.api.charts import equity_chart
+from interface.api.consistency import views_caught_up
+from interface.api.deps import LedgerDep, Reader
+from interface.api.responses import ERROR_RESPONSES
+from interface.bootstrap import Ledger
+from projections import daily_values, funded_accounts, hierarchy
+from projections.daily_values import ClosedPnls
+from projections.hierarchy import HierarchyNode
+from projections.view import Cursor
+
+router = APIRouter(tags=["hierarchy and performance"])
+
+VIEWS: Final[tuple[str, ...]] = (
+    hierarchy.NAME,
+    funded_accounts.NAME,
+    daily_values.NAME,
+)
+COMPARE_ACCOUNTS_MAX: Final[int] = 10
+Period = Literal["1m", "3m", "6m", "1y", "2y", "ytd", "all"]
+assert set(PERIODS) == {"1m", "3m", "6m", "1y", "2y", "ytd", "all"}
+
+
+class TierTotalsResponse(BaseModel):
+    accounts: int
+    balance: str
+
+
+class SubtreeTotalsResponse(BaseModel):
+    accounts: int
+    balance: str = Field(description="The subtree's consolidated balance.")
+    by_tier: dict[str, TierTotalsResponse]
+
+
+class NodeResponse(BaseModel):
+    funded_account_id: UUID
+    parent_id: UUID | None
+    depth: int
+    tier: str
+    state: str | None
+    balance: str | None
+    totals: SubtreeTotalsResponse
+    children: list[NodeResponse]
+
+    @classmethod
+    def of(cls, node: HierarchyNode) -> NodeResponse:
+        return cls(
+            funded_account_id=node.funded_account_id,
+            parent_id=node.parent_id,
+            depth=node.depth,
+            tier=node.tier,
+            state=node.state,
+            balance=None if node.balance_minor is None else _money(node.balance_minor),
+            totals=SubtreeTotalsResponse(
+                accounts=node.totals.accounts,
+                balance=_money(node.totals.balance_minor),
+                by_tier={
+                    tier: TierTotalsResponse(
+                        accounts=totals.accounts, balance=_money(totals.balance_minor)
+                    )
+                    for tier, totals in node.totals.by_tier.items()
+                },
+            ),
+            children=[cls.of(child) for child in node.children],
+        )
+
+
+class HierarchyResponse(BaseModel):
+    account_id: UUID
+    root_id: UUID
+    truncated: bool = Field(description="Past the node bound: accounts may be missing.")
+    tree: NodeResponse = Field(description="The whole tree the account is part of.")
+
+
+class FlowResponse(BaseModel):
+    from_account_id: UUID
+    to_account_id: UUID
+    amount: str
+    kind: str = Field(description="fork or merge")
+    process_id: UUID
+    at: datetime
+    hops: int = Field(description="1: into (out of) the account itself; 2: one step further")
+
+
+class LineageResponse(BaseModel):
+    account_id: UUID
+    ancestors: list[UUID] = Field(description="Parent first, root last.")
+    capital_in: list[FlowResponse] = Field(description="Where the account's capital came from.")
+    capital_out: list[FlowResponse] = Field(description="Where its capital went.")
+    truncated: bool
+
+
+class MetricsResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    days: int
+    start_day: date
+    end_day: date
+    start_value: str
+    end_value: str
+    net_flow: str = Field(description="Money in (+) or out (-) that is not performance.")
+    total_return: float | None = Field(description="Time-weighted; 0.05 is 5 %.")
+    annualised_return: float | None
+    volatility: float | None = Field(description="Annualised, from daily returns (365 a year).")
+    max_drawdown: float | None
+    var_95: float | None = Field(description="Historical daily VaR at 95 %, a loss fraction.")
+    sharpe: float | None = Field(description="Risk-free 2 %.")
+    sortino: float | None
+    calmar: float | None
+    closed_trades: int
+    win_rate: float | None
+    profit_factor: float | None
+
+    @classmethod
+    def of(cls, figures: PerformanceMetrics) -> MetricsResponse:
+        return cls(
+            days=figures.days,
+            start_day=figures.start_day,
+            end_day=figures.end_day,
+            start_value=_money(figures.start_value_minor),
+            end_value=_money(figures.end_value_minor),
+            net_flow=_money(figures.net_flow_minor),
+            total_return=figures.total_return,
+            annualised_return=figures.annualised_return,
+            volatility=figures.volatility,
+            max_drawdown=figures.max_drawdown,
+            var_95=figures.var_95,
+            sharpe=figures.sharpe,
+            sortino=figures.sortino,
+            calmar=figures.calmar,
+            closed_trades=figures.closed_trades,
+            win_rate=figures.win_rate,
+            profit_factor=figures.profit_factor,
+        )
+
+
+class PerformanceResponse(BaseModel):
+    account_id: UUID
+    period: str
+    currency: str
+    account: MetricsResponse
+    subtree: MetricsResponse | None = Field(
+        description="The account and its descendants, weighted by capital; null without any."
+    )
+    subtree_accounts: int
+
+
+class CompareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_ids: list[UUID] = Field(min_length=1, max_length=COMPARE_ACCOUNTS_MAX)
+    period: Period = "1y"
+
+
+class CompareResponse(BaseModel):
+    period: str
+    items: list[PerformanceResponse]
+
+
+def _money(minor: int) -> str:
+    return format_amount(minor, TIER_CURRENCY)
+
+
+def _require_visible(ledger: Ledger, principal: Principal, account_id: UUID) -> None:
+    account = ledger.funded_accounts.funded_account(account_id)
+    if account is None or not principal.may_see_owner(account.owner_id):
+        raise LedgerRefusal(
+            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+            f"funded account {account_id} does not exist",
+            funded_account_id=str(account_id),
+        )
+
+
+def _series(
+    cursor: Cursor, account_ids: list[UUID], start: date, end: date
+) -> dict[UUID, list[DailyValue]]:
+    """Each account's daily values from `start` to `end`: the value carried
+    in at `start`, every day with events, carried forward to `end`."""
+    rows = daily_values.daily_values(cursor, account_ids, start, end)
+    carried = daily_values.values_carried_in(cursor, account_ids, start)
+    series: dict[UUID, list[DailyValue]] = {}
+    for account_id in account_ids:
+        values = []
+        before = carried.get(account_id)
+        if before is not None and (not rows[account_id] or rows[account_id][0].day > start):
+            values.append(DailyValue(start, before.close_equity_minor))
+        values += [
+            DailyValue(row.day, row.close_equity_minor, row.flow_minor) for row in rows[account_id]
+        ]
+        if values and values[-1].day < end:
+            values.append(DailyValue(end, values[-1].value_minor))
+        series[account_id] = carry_forward(values)
+    return series
+
+
+def _with_trades(figures: PerformanceMetrics, trades: list[ClosedPnls]) -> PerformanceMetrics:
+    """Win rate and profit factor from the view's per-day trade counts."""
+    closed = sum(t.trades_closed for t in trades)
+    wins = sum(t.wins for t in trades)
+    gross_profit = sum(t.gross_profit_minor for t in trades)
+    gross_loss = sum(t.gross_loss_minor for t in trades)
+    return dataclasses.replace(
+        figures,
+        closed_trades=closed,
+        win_rate=wins / closed if closed else None,
+        profit_factor=gross_profit / gross_loss if gross_loss else None,
+    )
+
+
+def _performance(ledger: Ledger, account_id: UUID, period: str) -> PerformanceResponse:
+    end = ledger.clock.now().date()
+    start = period_start(end, period)
+    with ledger.pool.connection() as connection, connection.cursor() as cursor:
+        tree = hierarchy.subtree(cursor, account_id)
+        members = _members(tree) if tree is not None else [account_id]
+        series = _series(cursor, members, start, end)
+        trades = daily_values.closed_pnls(cursor, members, start, end)
+    own = series[account_id]
+    if not own:
+        raise LedgerRefusal(
+            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+            f"funded account {account_id} has no daily values in the period",
+            funded_account_id=str(account_id),
+        )
+    account_figures = _with_trades(metrics(own), [trades[account_id]])
+    subtree_figures = None
+    if len(members) > 1:
+        combined = combine_series(values for values in series.values() if values)
+        subtree_figures = MetricsResponse.of(_with_trades(metrics(combined), list(trades.values())))
+    return PerformanceResponse(
+        account_id=account_id,
+        period=period,
+        currency=TIER_CURRENCY,
+        account=MetricsResponse.of(account_figures),
+        subtree=subtree_figures,
+        subtree_accounts=len(members),
+    )
+
+
+def _members(node: HierarchyNode) -> list[UUID]:
+    found = [node.funded_account_id]
+    for child in node.children:
+        found += _members(child)
+    return found
+
+
+# Routes ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/accounts/{account_id}/hierarchy",
+    response_model=HierarchyResponse,
+    responses=ERROR_RESPONSES,
+)
+def hierarchy_route(account_id: UUID, ledger: LedgerDep, principal: Reader) -> HierarchyResponse:
+    """The whole tree the account is part of: each node's tier, state and
+    balance, and every subtree's consolidated totals."""
+    _require_visible(ledger, principal, account_id)
+    views_caught_up(ledger, VIEWS, None)
+    with ledger.pool.connection() as connection, connection.cursor() as cursor:
+        tree = hierarchy.tree_of(cursor, account_id)
+    if tree is None:
+        raise LedgerRefusal(
+            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+            f"funded account {account_id} is not in the hierarchy yet",
+            funded_account_id=str(account_id),
+        )
+    return HierarchyResponse(
+        account_id=account_id,
+        root_id=tree.funded_account_id,
+        truncated=tree.truncated,
+        tree=NodeResponse.of(tree),
+    )
+
+
+@router.get(
+    "/v1/accounts/{account_id}/lineage", response_model=LineageResponse, responses=ERROR_RESPONSES
+)
+def lineage_route(account_id: UUID, ledger: LedgerDep, principal: Reader) -> LineageResponse:
+    """Where the account's capital came from (its ancestors, the flows into it
+    and into its sources) and where it went (the flows out, onwards)."""
+    _require_visible(ledger, principal, account_id)
+    views_caught_up(ledger, VIEWS, None)
+    with ledger.pool.connection() as connection, connection.cursor() as cursor:
+        found = hierarchy.lineage(cursor, account_id)
+    if found is None:
+        raise LedgerRefusal(
+            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+            f"funded account {account_id} is not in the hierarchy yet",
+            funded_account_id=str(account_id),
+        )
+
+    def flow(item: hierarchy.CapitalFlow) -> FlowResponse:
+        return FlowResponse(
+            from_account_id=item.from_account_id,
+            to_account_id=item.to_account_id,
+            amount=_money(item.amount_minor),
+            kind=item.kind,
+            process_id=item.process_id,
+            at=item.at,
+            hops=item.hops,
+        )
+
+    return LineageResponse(
+        account_id=account_id,
+        ancestors=[ancestor.funded_account_id for ancestor in found.sources.ancestors],
+        capital_in=[flow(item) for item in found.sources.flows],
+        capital_out=[flow(item) for item in found.destinations.flows],
+        truncated=found.truncated,
+    )
+
+
+@router.get(
+    "/v1/accounts/{account_id}/performance",
+    response_model=PerformanceResponse,
+    responses=ERROR_RESPONSES,
+)
+def performance_route(
+    account_id: UUID, ledger: LedgerDep, principal: Reader, period: Period = "1y"
+) -> PerformanceResponse:
+    """Total and annualised return, volatility, max drawdown, VaR 95 %, Sharpe,
+    Sortino, Calmar, win rate and profit factor over the period, for the
+    account and (weighted by capital) its subtree."""
+    _require_visible(ledger, principal, account_id)
+    views_caught_up(ledger, VIEWS, None)
+    return _performance(ledger, account_id, period)
+
+
+@router.post("/v1/performance/compare", response_model=CompareResponse, responses=ERROR_RESPONSES)
+def compare_route(body: CompareRequest, ledger: LedgerDep, principal: Reader) -> CompareResponse:
+    """The same figures for up to 10 accounts side by side."""
+    for account_id in body.account_ids:
+        _require_visible(ledger, principal, account_id)
+    views_caught_up(ledger, VIEWS, None)
+    return CompareResponse(
+        period=body.period,
+        items=[_performance(ledger, account_id, body.period) for account_id in body.account_ids],
+    )
+
+
+@router.get(
+    "/v1/accounts/{account_id}/performance/chart",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The equity curve (and drawdown) as PNG or SVG",
+            "content": {
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "image/svg+xml": {"schema": {"type": "string"}},
+            },
+        },
+        **{status: ERROR_RESPONSES[status] for status in (401, 403, 404, 422, 429)},
+    },
+)
+def chart_route(
+    account_id: UUID,
+    ledger: LedgerDep,
+    principal: Reader,
+    period: Period = "1y",
+    image_format: Annotated[Literal["png", "svg"], Query(alias="format")] = "svg",
+    scope: Literal["account", "subtree"] = "account",
+) -> Response:
+    """An equity chart: the account's curve, or (scope=subtree) each account
+    of its subtree and their capital-weighted total."""
+    _require_visible(ledger, principal, account_id)
+    views_caught_up(ledger, VIEWS, None)
+    end = ledger.clock.now().date()
+    start = period_start(end, period)
+    with ledger.pool.connection() as connection, connection.cursor() as cursor:
+        tree = hierarchy.subtree(cursor, account_id) if scope == "subtree" else None
+        members = _members(tree) if tree is not None else [account_id]
+        series = _series(cursor, members, start, end)
+    drawn = {str(member)[:8]: values for member, values in series.items() if values}
+    if not drawn:
+        raise LedgerRefusal(
+            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+            f"funded account {account_id} has no daily values in the period",
+            funded_account_id=str(account_id),
+        )
+    if len(drawn) > 1:
+        drawn["subtree"] = combine_series(drawn.values())
+    image = equity_chart(drawn, f"Equity of {str(account_id)[:8]} ({period})", image_format)
+    media_type = "image/png" if image_format == "png" else "image/svg+xml"
+    return Response(content=image, media_type=media_type)

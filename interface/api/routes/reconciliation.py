@@ -1,0 +1,338 @@
+"""Reconciliation: reports, exceptions, starting a run, resolving an exception.
+
+SOURCES.md D. Reports and exceptions are read from the reconciliation view
+(caught up to the caller's writes first, as every view read is); a run is
+started here and carried out in the background (it reads the whole log),
+so the answer is 202 with the run's report as it stands, `running`. Reads
+are for operators (admins, auditors, the platform's services); starting a
+run too; resolving an exception is for admins, with the name of the person
+and a note saying what they found and did.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+from domain.reconciliation import (
+    ACTOR_LENGTH_MAX,
+    NOTE_LENGTH_MAX,
+    CheckStatus,
+    DiscrepancyKind,
+    ExceptionStatus,
+    RunStatus,
+    RunType,
+    Severity,
+)
+from domain.result_codes import LedgerRefusal, ResultCode
+from interface.api.consistency import MinPosition, tell_position, views_caught_up
+from interface.api.deps import Admin, LedgerDep, Operator
+from interface.api.query_types import POSITION_MAX
+from interface.api.responses import ERROR_RESPONSES
+from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN
+from interface.bootstrap import Ledger
+from projections import reconciliation
+from projections.account_listing import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+)
+from projections.reconciliation import CheckRow, ExceptionRow, RunRow
+
+router = APIRouter(tags=["reconciliation"])
+
+CURSOR_LENGTH_MAX: Final[int] = 64
+VIEWS: Final = (reconciliation.NAME,)
+
+
+class CheckResponse(BaseModel):
+    name: str
+    status: CheckStatus
+    passed: bool
+    measure: str = Field(description="What expected and actual count: minor units, or rows.")
+    expected: int = Field(description="The ledger's side.")
+    actual: int = Field(description="The other record's side.")
+    difference: int = Field(description="actual - expected.")
+    discrepancies_found: int
+    already_open: dict[str, UUID] = Field(
+        description="Discrepancies an earlier run raised and nobody has closed: "
+        "fingerprint -> the open exception (not raised again)."
+    )
+    reason: str | None = Field(description="Why the check errored or was skipped.")
+    elapsed_ms: int
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, row: CheckRow) -> CheckResponse:
+        return cls(
+            name=row.name,
+            status=CheckStatus(row.status),
+            passed=row.status == CheckStatus.PASSED.value,
+            measure=row.measure,
+            expected=row.expected,
+            actual=row.actual,
+            difference=row.difference,
+            discrepancies_found=row.discrepancies_found,
+            already_open={key: UUID(value) for key, value in row.already_open.items()},
+            reason=row.reason,
+            elapsed_ms=row.elapsed_ms,
+            recorded_at=row.recorded_at,
+        )
+
+
+class ExceptionResponse(BaseModel):
+    id: UUID
+    run_id: UUID
+    check: str
+    kind: DiscrepancyKind
+    severity: Severity
+    subject: str
+    message: str
+    amount_minor: int = Field(description="The money involved, in minor units; 0 when none.")
+    currency: str | None
+    expected: str | None
+    actual: str | None
+    fingerprint: str = Field(description="kind:subject; the same fault in a later run.")
+    correction: str | None = Field(description="The safe fix the service may apply itself.")
+    status: ExceptionStatus
+    resolved: bool
+    raised_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None = Field(description="The person who resolved it, or the service.")
+    closing_note: str | None = Field(description="Their note, or the correction made.")
+    position: int = Field(description="The log position of its last change.")
+
+    @classmethod
+    def of(cls, row: ExceptionRow) -> ExceptionResponse:
+        return cls(
+            id=row.exception_id,
+            run_id=row.run_id,
+            check=row.check_name,
+            kind=DiscrepancyKind(row.kind),
+            severity=Severity(row.severity),
+            subject=row.subject,
+            message=row.message,
+            amount_minor=row.amount_minor,
+            currency=row.currency,
+            expected=row.expected,
+            actual=row.actual,
+            fingerprint=row.fingerprint,
+            correction=row.correction,
+            status=ExceptionStatus(row.status),
+            resolved=row.status != ExceptionStatus.OPEN.value,
+            raised_at=row.raised_at,
+            closed_at=row.closed_at,
+            closed_by=row.closed_by,
+            closing_note=row.closing_note,
+            position=row.position,
+        )
+
+
+class ReportSummaryResponse(BaseModel):
+    id: UUID
+    type: RunType
+    status: RunStatus
+    started_at: datetime
+    started_by: str
+    completed_at: datetime | None
+    checks_passed: int
+    checks_failed: int
+    exceptions_raised: int
+
+    @classmethod
+    def of(cls, row: RunRow) -> ReportSummaryResponse:
+        return cls(
+            id=row.run_id,
+            type=RunType(row.run_type),
+            status=RunStatus(row.status),
+            started_at=row.started_at,
+            started_by=row.started_by,
+            completed_at=row.completed_at,
+            checks_passed=row.checks_passed,
+            checks_failed=row.checks_failed,
+            exceptions_raised=row.exceptions_raised,
+        )
+
+
+class ReportResponse(ReportSummaryResponse):
+    checks: list[CheckResponse]
+    exceptions: list[ExceptionResponse]
+
+
+class ReportPageResponse(BaseModel):
+    items: list[ReportSummaryResponse]
+    next_cursor: str | None
+
+
+class ExceptionPageResponse(BaseModel):
+    items: list[ExceptionResponse]
+    next_cursor: str | None
+
+
+class StartRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: RunType = Field(
+        default=RunType.MANUAL,
+        description="manual (the default); hourly or daily to run a scheduled kind by hand.",
+    )
+
+
+class ResolveExceptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolved_by: Annotated[str, Strict()] = Field(
+        min_length=1,
+        max_length=ACTOR_LENGTH_MAX,
+        pattern=PLAIN_TEXT_PATTERN,
+        description="The name of the person who looked into it.",
+    )
+    note: Annotated[str, Strict()] = Field(
+        min_length=1,
+        max_length=NOTE_LENGTH_MAX,
+        pattern=PLAIN_TEXT_PATTERN,
+        description="What they found and what they did.",
+    )
+
+
+def _cursor_position(cursor: str | None) -> int:
+    position = decode_cursor(cursor)
+    if position > POSITION_MAX:
+        raise InvalidCursor
+    return position
+
+
+def _report(ledger: Ledger, run_id: UUID, min_position: int | None) -> ReportResponse:
+    views_caught_up(ledger, VIEWS, min_position)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        row = reconciliation.run_by_id(reading, run_id)
+        if row is None:
+            raise LedgerRefusal(
+                ResultCode.RECONCILIATION_RUN_NOT_FOUND,
+                f"no reconciliation run {run_id}",
+                run_id=str(run_id),
+            )
+        checks = reconciliation.checks_of(reading, run_id)
+        exceptions = reconciliation.exceptions_of(reading, run_id)
+    summary = ReportSummaryResponse.of(row)
+    return ReportResponse(
+        **summary.model_dump(),
+        checks=[CheckResponse.of(check) for check in checks],
+        exceptions=[ExceptionResponse.of(exception) for exception in exceptions],
+    )
+
+
+@router.get(
+    "/v1/reconciliation/reports", response_model=ReportPageResponse, responses=ERROR_RESPONSES
+)
+def list_reports_route(
+    ledger: LedgerDep,
+    _: Operator,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    min_position: MinPosition = None,
+) -> ReportPageResponse:
+    """Reconciliation reports, newest first."""
+    before = _cursor_position(cursor) if cursor is not None else None
+    views_caught_up(ledger, VIEWS, min_position)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        rows = reconciliation.run_page(reading, before_position=before, limit=limit + 1)
+    page, more = rows[:limit], len(rows) > limit
+    return ReportPageResponse(
+        items=[ReportSummaryResponse.of(row) for row in page],
+        next_cursor=encode_cursor(page[-1].started_log_position) if more else None,
+    )
+
+
+@router.get(
+    "/v1/reconciliation/reports/{run_id}",
+    response_model=ReportResponse,
+    responses=ERROR_RESPONSES,
+)
+def get_report_route(
+    run_id: UUID, ledger: LedgerDep, _: Operator, min_position: MinPosition = None
+) -> ReportResponse:
+    """One report: each check's result and the exceptions the run raised."""
+    return _report(ledger, run_id, min_position)
+
+
+@router.get(
+    "/v1/reconciliation/exceptions",
+    response_model=ExceptionPageResponse,
+    responses=ERROR_RESPONSES,
+)
+def list_exceptions_route(
+    ledger: LedgerDep,
+    _: Operator,
+    severity: Severity | None = None,
+    resolved: bool | None = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    min_position: MinPosition = None,
+) -> ExceptionPageResponse:
+    """Exceptions of every run, oldest first: `resolved=false` is the queue
+    waiting for a person (corrected ones count as resolved)."""
+    after = _cursor_position(cursor)
+    views_caught_up(ledger, VIEWS, min_position)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        rows = reconciliation.exception_page(
+            reading, severity=severity, resolved=resolved, after_position=after, limit=limit + 1
+        )
+    page, more = rows[:limit], len(rows) > limit
+    return ExceptionPageResponse(
+        items=[ExceptionResponse.of(row) for row in page],
+        next_cursor=encode_cursor(page[-1].raised_log_position) if more else None,
+    )
+
+
+@router.post(
+    "/v1/reconciliation/runs",
+    response_model=ReportResponse,
+    status_code=202,
+    responses=ERROR_RESPONSES,
+)
+def start_run_route(
+    ledger: LedgerDep,
+    principal: Operator,
+    response: Response,
+    request: StartRunRequest | None = None,
+) -> ReportResponse:
+    """Start a run; it is carried out in the background. Read its report
+    (`Location`) until its status is passed or failed. One at a time per
+    server: 409 `reconciliation_running` names the one under way."""
+    run_type = RunType.MANUAL if request is None else request.type
+    run = ledger.reconciliation_runs.start(run_type, principal.actor)
+    response.headers["Location"] = f"/v1/reconciliation/reports/{run.id}"
+    position = ledger.writer.last_position
+    tell_position(response, position)
+    return _report(ledger, run.id, position)
+
+
+@router.post(
+    "/v1/reconciliation/exceptions/{exception_id}/resolve",
+    response_model=ExceptionResponse,
+    responses=ERROR_RESPONSES,
+)
+def resolve_exception_route(
+    exception_id: UUID,
+    request: ResolveExceptionRequest,
+    ledger: LedgerDep,
+    _: Admin,
+    response: Response,
+) -> ExceptionResponse:
+    """Close an open exception with the name of the person and a note.
+    Closed already: 409 `reconciliation_exception_closed`."""
+    ledger.reconciliation.resolve(exception_id, request.resolved_by, request.note)
+    position = ledger.writer.last_position
+    tell_position(response, position)
+    views_caught_up(ledger, VIEWS, position)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        row = reconciliation.exception_by_id(reading, exception_id)
+    assert row is not None
+    return ExceptionResponse.of(row)

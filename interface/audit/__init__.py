@@ -1,0 +1,1 @@
+"""Audit: the history exported for auditors and verified from the stored events alone."""

@@ -1,0 +1,154 @@
+"""`ledger audit export` and `ledger audit verify`: for an auditor with
+database access, without starting the service (no writer, no projections).
+
+`verify` exits 1 when it finds anything, 0 when the ledger is sound, so a
+scheduled job or CI can run it; its report names the first bad event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Annotated, Any
+from uuid import UUID
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interface.audit.export import ExportFilter, export_lines
+from interface.audit.verify import Finding, VerifyReport, verify_ledger
+from interface.cli.context import migrated_database_url
+
+audit_app = typer.Typer(help="Audit: export the event history, verify the ledger.")
+
+# Findings printed in full; the rest are counted (all are in the report).
+FINDINGS_SHOWN_MAX = 50
+# Progress lines printed per phase (the log, each view's replay), about.
+PROGRESS_LINES_MAX = 20
+
+
+def _time(text: str | None, option: str) -> datetime | None:
+    """ISO 8601; a time without an offset is taken as UTC."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be an ISO 8601 time: {text!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@audit_app.command("export")
+def export(
+    account: Annotated[
+        UUID | None,
+        typer.Option(help="Only this account's events and those of transfers posting to it"),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="Recorded at or after (ISO 8601; UTC if no offset)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="Recorded before (ISO 8601; UTC if no offset)")
+    ] = None,
+    after: Annotated[int, typer.Option(min=0, help="Only events after this log position")] = 0,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
+    with_state: Annotated[
+        bool, typer.Option(help="Add each event's stored body verbatim, to recheck its hash")
+    ] = False,
+) -> None:
+    """Stream the event history as JSON Lines, one event per line, in log order."""
+    export_filter = ExportFilter(
+        account_id=account,
+        since=_time(since, "--from"),
+        until=_time(until, "--to"),
+        after=after,
+    )
+    url = migrated_database_url()
+    with psycopg.connect(url, autocommit=True) as connection, _opened(output) as sink:
+
+        def connections() -> contextlib.nullcontext[psycopg.Connection[Any]]:
+            return contextlib.nullcontext(connection)
+
+        for chunk in export_lines(connections, export_filter, with_state=with_state):
+            sink.write(chunk)
+
+
+@contextlib.contextmanager
+def _opened(output: Path | None) -> Iterator[IO[bytes]]:
+    if output is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with output.open("wb") as file:
+        yield file
+
+
+@audit_app.command("verify")
+def verify(
+    skip_views: Annotated[
+        bool, typer.Option("--skip-views", help="Check the log only, not the views")
+    ] = False,
+) -> None:
+    """Check the hash chain, versions, balances and every account's totals from
+    the events alone, then each view against a fresh replay. Exit 1 on any finding."""
+    console = Console(stderr=True)
+    url = migrated_database_url()
+    # Per phase, the position last printed: about PROGRESS_LINES_MAX lines each.
+    reported: dict[str, int] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        step = max(total // PROGRESS_LINES_MAX, 1)
+        if done >= reported.get(phase, 0) + step or done == total:
+            reported[phase] = done
+            console.print(f"[dim]{phase}: position {done:,} of {total:,}[/dim]")
+
+    report = verify_ledger(url, check_views=not skip_views, progress=progress)
+    print_report(Console(), report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def print_report(console: Console, report: VerifyReport) -> None:
+    console.print(
+        f"checked {report.events_checked:,} events (log head {report.head_position:,}) in "
+        f"{report.log_elapsed_s:.2f} s ({report.events_per_s:,.0f} events/s); "
+        f"total {report.elapsed_s:.2f} s"
+    )
+    if report.views:
+        views = Table("view", "status", "position", "digest (live)", "digest (replayed)")
+        for check in report.views:
+            views.add_row(
+                check.name,
+                check.status.value,
+                f"{check.position:,}",
+                _digests(check.live_digests),
+                _digests(check.replayed_digests),
+            )
+        console.print(views)
+    if report.ok:
+        console.print("[green]OK[/green]: no findings")
+        return
+    first = report.first_bad_event
+    if first is not None:
+        console.print(f"[red]first bad event: position {first.position}[/red]: {first.message}")
+    total = len(report.findings) + report.findings_dropped
+    console.print(f"[red]{total} finding(s)[/red]")
+    for finding in report.findings[:FINDINGS_SHOWN_MAX]:
+        _print_finding(console, finding)
+    if total > FINDINGS_SHOWN_MAX:
+        console.print(f"... and {total - FINDINGS_SHOWN_MAX} more")
+
+
+def _print_finding(console: Console, finding: Finding) -> None:
+    where = f"position {finding.position}" if finding.position is not None else "-"
+    console.print(f"[bold]{finding.kind.value}[/bold] ({where}): {finding.message}", markup=True)
+    for line in finding.details:
+        console.print(f"    {line}", markup=False, highlight=False)
+
+
+def _digests(digests: dict[str, str]) -> str:
+    return "\n".join(f"{table}: {digest[:16]}" for table, digest in digests.items())

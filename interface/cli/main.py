@@ -1,0 +1,187 @@
+"""The `ledger` command line: serve, db upgrade, demo, bench."""
+
+from __future__ import annotations
+
+import time
+from importlib.metadata import entry_points
+from typing import Annotated, Final
+
+import typer
+
+from interface.cli.audit import audit_app
+from interface.cli.closures import closures_app
+from interface.cli.context import command_settings
+from interface.cli.forks import forks_app
+from interface.cli.projections import projections_app
+from interface.cli.reconcile import reconcile_app
+
+app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(projections_app, name="projections")
+app.add_typer(closures_app, name="closures")
+app.add_typer(forks_app, name="forks")
+app.add_typer(reconcile_app, name="reconcile")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    demo: Annotated[bool, typer.Option(help="Load the demo data set first")] = False,
+) -> None:
+    """Run the HTTP API with its writer (and the embedded PostgreSQL if no URL is set)."""
+    import uvicorn
+
+    from interface.adapters.persistence.api_keys import Role
+    from interface.api.app import create_app
+    from interface.bootstrap import build_ledger
+    from interface.demo.data_set import load_demo_data_set
+    from interface.demo.ledger_transfers import DEMO_USER_OWNER
+
+    settings = command_settings()
+    ledger = build_ledger(
+        settings,
+        start_rules_monitor=True,
+        start_payout_worker=True,
+        start_closure_worker=True,
+        start_fork_scanner=True,
+        start_reconciliation_schedule=True,
+        start_guard_worker=True,
+    )
+    if demo:
+        demo_data_set = load_demo_data_set(ledger)
+        summary = demo_data_set.summary
+        for line in demo_data_set.lines:
+            typer.echo(f"demo: {line}")
+        _, admin_key = ledger.api_keys.create(Role.ADMIN, label="demo admin")
+        _, user_key = ledger.api_keys.create(Role.USER, owner_id=DEMO_USER_OWNER, label="demo user")
+        typer.echo(f"demo admin key: {admin_key}")
+        typer.echo(f"demo user key ({DEMO_USER_OWNER}): {user_key}")
+        typer.echo(
+            f"try: curl -H 'Authorization: Bearer {user_key}' "
+            f"http://{host or settings.host}:{port or settings.port}"
+            f"/v1/accounts/{summary.user_account_ids[0]}"
+        )
+    listen_host, listen_port = host or settings.host, port or settings.port
+    typer.echo(f"API docs: http://{listen_host}:{listen_port}/docs")
+    # The app's lifespan closes the ledger on shutdown, SIGTERM included.
+    uvicorn.run(
+        create_app(settings, ledger=ledger, owns_ledger=True),
+        host=listen_host,
+        port=listen_port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration not yet applied."""
+    from interface.adapters.persistence import database
+    from interface.bootstrap import resolve_database_url
+
+    settings = command_settings()
+    applied = database.upgrade(resolve_database_url(settings))
+    typer.echo("applied: " + ", ".join(applied) if applied else "schema is current")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="user, admin, auditor or service")],
+    owner: Annotated[str | None, typer.Option(help="The owner a user key acts for")] = None,
+    label: Annotated[str, typer.Option(help="A note to recognise the key by")] = "",
+) -> None:
+    """Make a key and print it once; only its digest is stored."""
+    from interface.adapters.persistence.api_keys import Role
+    from interface.bootstrap import build_ledger
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise typer.BadParameter("role must be user, admin, auditor or service") from None
+    ledger = build_ledger(command_settings(), start_writer=False, start_projections=False)
+    try:
+        key_id, raw_key = ledger.api_keys.create(chosen, owner_id=owner, label=label)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    finally:
+        ledger.close()
+    typer.echo(f"key id: {key_id}")
+    typer.echo(f"key:    {raw_key}")
+    typer.echo("Store the key now: it cannot be shown again.")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    import uuid
+
+    from interface.bootstrap import build_ledger
+
+    ledger = build_ledger(command_settings(), start_writer=False, start_projections=False)
+    try:
+        revoked = ledger.api_keys.revoke(uuid.UUID(key_id))
+    finally:
+        ledger.close()
+    typer.echo("revoked" if revoked else "no such active key")
+    raise typer.Exit(0 if revoked else 1)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key with its role, owner and state (never the key itself)."""
+    from interface.bootstrap import build_ledger
+
+    ledger = build_ledger(command_settings(), start_writer=False, start_projections=False)
+    try:
+        for record in ledger.api_keys.list():
+            state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
+            typer.echo(
+                f"{record.key_id}  {record.key_prefix}...  {record.role.value:8}  "
+                f"{record.owner_id or '-':16}  {state:18}  {record.label}"
+            )
+    finally:
+        ledger.close()
+
+
+@app.command()
+def demo(
+    transfers: Annotated[int, typer.Option(min=100, max=1_000_000)] = 10_000,
+) -> None:
+    """Load the demo data set (idempotent: a second run changes nothing) and summarise it."""
+    from interface.bootstrap import build_ledger
+    from interface.demo.ledger_transfers import EXPIRING_HOLD_TIMEOUT_S, load_demo
+
+    settings = command_settings()
+    ledger = build_ledger(settings)
+    try:
+        summary = load_demo(ledger.service, transfers=transfers)
+        # Let the expiry sweep release the short holds before summarising.
+        time.sleep(EXPIRING_HOLD_TIMEOUT_S + 2 * ledger.writer.limits.expiry_sweep_interval_s)
+        for line in summary.lines():
+            typer.echo(line)
+        typer.echo(
+            f"holds expired by the sweep: {ledger.writer.statistics.pending_transfers_expired}"
+        )
+    finally:
+        ledger.close()
+
+
+# Commands shipped beside the product rather than in it (`ledger bench`, from
+# the benchmarks package) register through this entry point group, so nothing
+# in the product imports them (an import-linter contract holds it).
+PLUGIN_COMMANDS_GROUP: Final[str] = "ledger.commands"
+
+
+def _add_plugin_commands() -> None:
+    for entry_point in entry_points(group=PLUGIN_COMMANDS_GROUP):
+        entry_point.load()(app)
+
+
+def main() -> None:
+    _add_plugin_commands()
+    app()

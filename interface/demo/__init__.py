@@ -1,0 +1,1 @@
+"""The demo data set that `ledger serve --demo` loads."""

@@ -1,0 +1,190 @@
+"""The demo data set: platform accounts, 50 users and 10,000 transfers.
+
+Every command carries a deterministic idempotency key, so loading the demo
+again into the same database changes nothing (every result is `exists`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from application.ledger_use_cases import LedgerService
+from domain.account import AccountKind
+from domain.commands import (
+    Command,
+    CreateTransfer,
+    OpenAccount,
+    PostPendingTransfer,
+    ReverseTransfer,
+    VoidPendingTransfer,
+    create_transfer,
+    open_account,
+)
+from domain.transfer import Posting, Side
+
+USER_ACCOUNTS = 50
+# The owner whose demo key `make run` prints.
+DEMO_USER_OWNER = "user-01"
+TRANSFERS = 10_000
+# Holds that expire on their own within the demo's run.
+EXPIRING_HOLD_TIMEOUT_S = 2
+CHUNK_SIZE = 1_000
+
+
+@dataclass
+class DemoSummary:
+    accounts: int = 0
+    results: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    user_account_ids: list[UUID] = field(default_factory=list)
+    platform_account_ids: dict[str, UUID] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        rows = [
+            f"accounts: {self.accounts} ({len(self.platform_account_ids)} platform, "
+            f"{len(self.user_account_ids)} user)",
+            "transfers by kind: "
+            + ", ".join(f"{kind} {count}" for kind, count in sorted(self.kinds.items())),
+            "results: "
+            + ", ".join(f"{code} {count}" for code, count in sorted(self.results.items())),
+            f"loaded in {self.elapsed_s:.2f} s",
+        ]
+        return rows
+
+
+def _platform_accounts() -> list[OpenAccount]:
+    return [
+        open_account(
+            idempotency_key=f"demo-platform-{kind.value}",
+            currency="USD",
+            owner_id="platform",
+            kind=kind,
+        )
+        for kind in (
+            AccountKind.CASH,
+            AccountKind.FUNDING,
+            AccountKind.FEES,
+            AccountKind.PAYOUTS_CLEARING,
+            AccountKind.EQUITY,
+        )
+    ]
+
+
+def _user_accounts() -> list[OpenAccount]:
+    return [
+        open_account(
+            idempotency_key=f"demo-user-{number:02d}",
+            currency="USD",
+            owner_id=f"user-{number:02d}",
+            debits_must_not_exceed_credits=True,
+            metadata={"display_name": f"Demo trader {number:02d}"},
+        )
+        for number in range(1, USER_ACCOUNTS + 1)
+    ]
+
+
+def _two_leg(
+    key: str, debit: UUID, credit: UUID, amount_minor: int, **options: object
+) -> CreateTransfer:
+    return create_transfer(
+        idempotency_key=key,
+        postings=(
+            Posting(debit, Side.DEBIT, amount_minor, "USD"),
+            Posting(credit, Side.CREDIT, amount_minor, "USD"),
+        ),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _transfer_plan(
+    rng: random.Random, cash: UUID, fees: UUID, users: list[UUID], count: int
+) -> list[tuple[str, list[Command]]]:
+    """(kind, commands) pairs; commands of one pair run in one batch, in order."""
+    plan: list[tuple[str, list[Command]]] = [
+        ("deposit", [_two_leg(f"demo-deposit-{index}", cash, user, 5_000_000)])
+        for index, user in enumerate(users)
+    ]
+    number = len(plan)
+    while number < count:
+        number += 1
+        key = f"demo-{number}"
+        payer, payee = rng.sample(users, 2)
+        roll = rng.random()
+        amount = rng.randint(100, 50_000)
+        if roll < 0.55:
+            plan.append(("payment", [_two_leg(key, payer, payee, amount)]))
+        elif roll < 0.70:
+            fee = max(1, amount // 100)
+            plan.append(
+                (
+                    "payment_with_fee",
+                    [
+                        create_transfer(
+                            idempotency_key=key,
+                            postings=(
+                                Posting(payer, Side.DEBIT, amount + fee, "USD"),
+                                Posting(payee, Side.CREDIT, amount, "USD"),
+                                Posting(fees, Side.CREDIT, fee, "USD"),
+                            ),
+                        )
+                    ],
+                )
+            )
+        elif roll < 0.80:
+            hold = _two_leg(key, payer, payee, amount, pending=True, timeout_s=3600)
+            plan.append(("hold_posted", [hold, PostPendingTransfer(hold.transfer_id)]))
+        elif roll < 0.86:
+            hold = _two_leg(key, payer, payee, amount, pending=True, timeout_s=3600)
+            partial = PostPendingTransfer(hold.transfer_id, amount // 2)
+            plan.append(("hold_partially_posted", [hold, partial]))
+        elif roll < 0.92:
+            hold = _two_leg(key, payer, payee, amount, pending=True, timeout_s=3600)
+            plan.append(("hold_voided", [hold, VoidPendingTransfer(hold.transfer_id)]))
+        elif roll < 0.96:
+            hold = _two_leg(
+                key, payer, payee, amount, pending=True, timeout_s=EXPIRING_HOLD_TIMEOUT_S
+            )
+            plan.append(("hold_expiring", [hold]))
+        else:
+            original = _two_leg(key, payer, payee, amount)
+            plan.append(("reversed", [original, ReverseTransfer(original.transfer_id)]))
+    return plan
+
+
+def load_demo(service: LedgerService, transfers: int = TRANSFERS, seed: int = 7) -> DemoSummary:
+    started = time.perf_counter()
+    summary = DemoSummary()
+    platform, users = _platform_accounts(), _user_accounts()
+    for result in service.execute([*platform, *users]).results:
+        summary.results[result.code.value] += 1
+    summary.accounts = len(platform) + len(users)
+    summary.platform_account_ids = {command.kind.value: command.account_id for command in platform}
+    summary.user_account_ids = [command.account_id for command in users]
+    plan = _transfer_plan(
+        random.Random(seed),  # noqa: S311 - demo data, not secrets
+        summary.platform_account_ids["cash"],
+        summary.platform_account_ids["fees"],
+        summary.user_account_ids,
+        transfers,
+    )
+    chunk: list[Command] = []
+    for kind, commands in plan:
+        summary.kinds[kind] += 1
+        if len(chunk) + len(commands) > CHUNK_SIZE:
+            _run(service, chunk, summary)
+            chunk = []
+        chunk.extend(commands)
+    if chunk:
+        _run(service, chunk, summary)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def _run(service: LedgerService, commands: list[Command], summary: DemoSummary) -> None:
+    for result in service.execute(commands).results:
+        summary.results[result.code.value] += 1

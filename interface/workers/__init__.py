@@ -1,0 +1,1 @@
+"""Background workers: each runs its passes under a lease, one process at a time."""
