@@ -1,39 +1,57 @@
 # Two commands on a fresh machine: `make run` and `make test`.
+# Dependencies come from the lock files in requirements/ (made by
+# `make lock` from pyproject.toml); `make run` installs the runtime set only.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint typecheck unit bench demo clean
+.PHONY: run test test-fast lint typecheck bench demo lock clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUNTIME_STAMP): $(BIN)/python requirements/runtime.txt pyproject.toml
+	$(BIN)/pip install --quiet -r requirements/runtime.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(RUNTIME_STAMP)
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements/dev.txt
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	touch $(DEV_STAMP)
+
+run: $(RUNTIME_STAMP)
 	$(BIN)/ledger serve --demo
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
 	$(BIN)/pytest
 
-unit: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(BIN)/pytest tests/unit tests/property
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/ledger bench
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/ledger demo
+
+# Re-resolve the lock files after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --no-header --quiet \
+		-o requirements/runtime.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header --quiet \
+		-o requirements/dev.txt
 
 clean:
 	rm -rf $(VENV) .ledger .pytest_cache .mypy_cache .ruff_cache .hypothesis
