@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +14,15 @@ from tests.support.ledgers import EPOCH
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = databases.server_url(tmp_path_factory.mktemp("embedded-postgres"))
+def postgres_server_url() -> Iterator[str]:
+    # Not under pytest's numbered temporary folders: pytest reuses and prunes
+    # those across concurrent runs, and embedded-postgres kills any server
+    # whose data folder path a new server claims. A folder of its own, named
+    # uniquely, keeps parallel runs (and xdist workers) from ending each other.
+    work_dir = Path(tempfile.mkdtemp(prefix="ledger-test-postgres-"))
+    url = databases.server_url(work_dir)
     databases.prepare_template(url)
-    return url
+    yield url
 
 
 @pytest.fixture
