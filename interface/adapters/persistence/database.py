@@ -18,7 +18,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
-MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parent.parent / "migrations"
+# The repository root: this module sits in interface/adapters/persistence/.
+MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parents[3] / "migrations"
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
