@@ -4,13 +4,14 @@ Funded accounts, withdrawals (and later closures and forks) change their
 aggregates and move money in the same transaction through the writer's
 `AggregateChanges`. Every use case does the same thing with the receipt, so
 it is here once: recorded, stale (read again and decide again), or a command
-refused (raise its refusal, nothing was written).
+refused (raise its refusal, nothing was written). The loop around it, read,
+decide, write and again while stale, is here once too (`retry_while_stale`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -20,6 +21,13 @@ from application.writer import AggregateChanges, ChangesOutcome, LedgerWriter, W
 from domain.commands import Command
 from domain.funded_account import FundedAccount
 from domain.result_codes import LedgerRefusal, ResultCode
+
+# Reads and decisions again after another request recorded first; past this
+# the caller gets `concurrent_change` (409) and may retry.
+WRITE_ATTEMPTS_MAX: Final[int] = 8
+
+A = TypeVar("A", bound=Aggregate)
+R = TypeVar("R")
 
 
 def write_with_aggregates(
@@ -44,7 +52,18 @@ def write_with_aggregates(
     raise LedgerRefusal(refused.code, refused.message, **refused.details)
 
 
-A = TypeVar("A", bound=Aggregate)
+def retry_while_stale(attempt: Callable[[], R | None], contended: Callable[[], LedgerRefusal]) -> R:
+    """Read, decide, write, and again while another request recorded first.
+
+    `attempt` reads what it changes, decides, writes (`write_with_aggregates`)
+    and answers the outcome; None when the write was stale, so it reads and
+    decides again. Past `WRITE_ATTEMPTS_MAX` attempts, `contended()` is raised.
+    """
+    for _ in range(WRITE_ATTEMPTS_MAX):
+        outcome = attempt()
+        if outcome is not None:
+            return outcome
+    raise contended()
 
 
 def change_alone(
@@ -52,19 +71,20 @@ def change_alone(
     load: Callable[[], A],
     decide: Callable[[A], None],
     contended: Callable[[], LedgerRefusal],
-    attempts_max: int,
 ) -> A:
-    """Read a process aggregate, decide, record it alone; again if another
-    request recorded first. A decision that records nothing writes nothing.
-    Past `attempts_max` reads, `contended()` is raised."""
-    for _ in range(attempts_max):
+    """Read a process aggregate, decide, record it alone (`retry_while_stale`).
+    A decision that records nothing writes nothing."""
+
+    def attempt() -> A | None:
         aggregate = load()
         decide(aggregate)
         if not aggregate.pending_events:
             return aggregate
-        if write_with_aggregates(writer, [], aggregate) is not None:
-            return aggregate
-    raise contended()
+        if write_with_aggregates(writer, [], aggregate) is None:
+            return None
+        return aggregate
+
+    return retry_while_stale(attempt, contended)
 
 
 def require_funded_account(app: LedgerApplication, funded_account_id: UUID) -> FundedAccount:

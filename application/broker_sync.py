@@ -47,8 +47,6 @@ from domain.tiers import TIER_CURRENCY
 
 log = structlog.get_logger(__name__)
 
-# Reads of the guard before giving up when other writers keep recording it first.
-GUARD_WRITE_ATTEMPTS_MAX: Final[int] = 8
 # The stored error of a failed sync is cut to this many characters.
 SYNC_ERROR_LENGTH_MAX: Final[int] = 500
 
@@ -127,7 +125,6 @@ class BrokerSyncService:
             lambda: self._load_or_start_guard(account, at),
             lambda guard: _record_sync(guard, equity.equity_minor, divergences, at),
             lambda: _contended(funded_account_id),
-            GUARD_WRITE_ATTEMPTS_MAX,
         )
         snapshot = SyncSnapshot(
             funded_account_id=funded_account_id,

@@ -38,13 +38,9 @@ from uuid import UUID
 
 import structlog
 
-from application.aggregate_writes import change_alone, write_with_aggregates
+from application.aggregate_writes import change_alone, retry_while_stale, write_with_aggregates
 from application.event_log import LedgerApplication
-from application.funded_accounts import (
-    WRITE_ATTEMPTS_MAX,
-    FundedAccountsService,
-    platform_account,
-)
+from application.funded_accounts import FundedAccountsService, platform_account
 from application.ports.broker import Broker, BrokerError, UnknownAccount
 from application.ports.closure_mailer import (
     ClosureEmail,
@@ -171,7 +167,8 @@ class ClosuresService:
         """Start closing the account: PENDING_CLOSURE and `Initiated` in one
         write, answered at once; the worker does the rest. Again: the same
         closure."""
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> ClosureOutcome | None:
             existing = self.closure_of(request.funded_account_id)
             if existing is not None:
                 return ClosureOutcome(existing, created=False, position=None)
@@ -200,17 +197,21 @@ class ClosuresService:
                 now,
             )
             receipt = write_with_aggregates(self._writer, [], account, closure)
-            if receipt is not None:
-                self._progress.closure_changed(closure)
-                log.info(
-                    "closure_initiated",
-                    closure_id=str(closure.id),
-                    funded_account_id=str(account.id),
-                    confirmation_number=closure.confirmation_number,
-                    actor=request.actor,
-                )
-                return ClosureOutcome(closure, created=True, position=receipt.position)
-        raise _contended(closure_id_for(request.funded_account_id))
+            if receipt is None:
+                return None
+            self._progress.closure_changed(closure)
+            log.info(
+                "closure_initiated",
+                closure_id=str(closure.id),
+                funded_account_id=str(account.id),
+                confirmation_number=closure.confirmation_number,
+                actor=request.actor,
+            )
+            return ClosureOutcome(closure, created=True, position=receipt.position)
+
+        return retry_while_stale(
+            attempt, lambda: _contended(closure_id_for(request.funded_account_id))
+        )
 
     # Advancing ----------------------------------------------------------------------
 
@@ -432,7 +433,8 @@ class ClosuresService:
         one write, or nothing."""
         if self._broker_positions(closure.funded_account_id):
             raise _NotYet("the broker still reports open positions")
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> Closure | None:
             fresh = self.require_closure(closure.id)
             account = self._funded_accounts.require_funded_account(closure.funded_account_id)
             if account.positions or account.reserved_withdrawals_minor:
@@ -481,15 +483,17 @@ class ClosuresService:
                 FundedAccountState.CLOSED, reason, f"closure:{closure.confirmation_number}", now
             )
             fresh.closed_out(balance, now)
-            if write_with_aggregates(self._writer, commands, account, fresh) is not None:
-                self._progress.closure_changed(fresh)
-                log.info(
-                    "closure_closed_out",
-                    closure_id=str(closure.id),
-                    capital_returned_minor=balance,
-                )
-                return fresh
-        raise _contended(closure.id)
+            if write_with_aggregates(self._writer, commands, account, fresh) is None:
+                return None
+            self._progress.closure_changed(fresh)
+            log.info(
+                "closure_closed_out",
+                closure_id=str(closure.id),
+                capital_returned_minor=balance,
+            )
+            return fresh
+
+        return retry_while_stale(attempt, lambda: _contended(closure.id))
 
     # Operators ----------------------------------------------------------------------
 
@@ -562,9 +566,7 @@ class ClosuresService:
             version = closure.version
             return closure
 
-        closure = change_alone(
-            self._writer, load, decide, lambda: _contended(closure_id), WRITE_ATTEMPTS_MAX
-        )
+        closure = change_alone(self._writer, load, decide, lambda: _contended(closure_id))
         if closure.version != version:
             self._progress.closure_changed(closure)
         return closure

@@ -28,10 +28,11 @@ import structlog
 from application.aggregate_writes import (
     change_alone,
     require_funded_account,
+    retry_while_stale,
     write_with_aggregates,
 )
 from application.event_log import LedgerApplication
-from application.funded_accounts import FUNDED_SCOPE, WRITE_ATTEMPTS_MAX
+from application.funded_accounts import FUNDED_SCOPE
 from application.ports.event_store import Clock
 from application.writer import LedgerWriter
 from domain.commands import create_transfer, open_account
@@ -94,7 +95,8 @@ class ForksService:
     def propose(self, funded_account_id: UUID, actor: str) -> ForkOutcome:
         """Propose a fork of an account over its tier's threshold (once per 24
         hours); approved by itself at 70 % confidence, then executed at once."""
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> ForkOutcome | None:
             account = self._require_account(funded_account_id)
             if account.state is not FundedAccountState.ACTIVE:
                 raise LedgerRefusal(
@@ -120,24 +122,26 @@ class ForksService:
                 actor=actor,
             )
             account.record_fork_attempt(fork.id, now, FORK_COOLDOWN)
-            if write_with_aggregates(self._writer, [], account, fork) is not None:
-                log.info(
-                    "fork_proposed",
-                    fork_id=str(fork.id),
-                    parent_id=str(account.id),
-                    confidence=float(confidence.score),
-                    status=fork.status.value,
-                    actor=actor,
-                )
-                if fork.status is ForkStatus.APPROVED:
-                    try:
-                        return self.execute(fork.id)
-                    except LedgerRefusal as refusal:
-                        if refusal.code is not ResultCode.FORK_CAPACITY_REACHED:
-                            raise
-                        # Approved; the next scan executes it once a slot is free.
-                return ForkOutcome(fork)
-        raise _contended(funded_account_id)
+            if write_with_aggregates(self._writer, [], account, fork) is None:
+                return None
+            log.info(
+                "fork_proposed",
+                fork_id=str(fork.id),
+                parent_id=str(account.id),
+                confidence=float(confidence.score),
+                status=fork.status.value,
+                actor=actor,
+            )
+            if fork.status is ForkStatus.APPROVED:
+                try:
+                    return self.execute(fork.id)
+                except LedgerRefusal as refusal:
+                    if refusal.code is not ResultCode.FORK_CAPACITY_REACHED:
+                        raise
+                    # Approved; the next scan executes it once a slot is free.
+            return ForkOutcome(fork)
+
+        return retry_while_stale(attempt, lambda: _contended(funded_account_id))
 
     def approve(self, fork_id: UUID, actor: str) -> ForkOutcome:
         """An admin's approval of a fork below the confidence bar; executed at once."""
@@ -157,13 +161,13 @@ class ForksService:
             )
         try:
             if fork.status is ForkStatus.APPROVED:
-                fork = self._start(fork)
+                fork = self._start(fork_id)
             if fork.status is not ForkStatus.EXECUTING:
                 child = (
                     self._app.load_funded_account(UUID(fork.child_id)) if fork.child_id else None
                 )
                 return ForkOutcome(fork, child)
-            return self._move_capital(fork)
+            return self._move_capital(fork_id)
         except LedgerRefusal as refusal:
             if refusal.code is ResultCode.CONCURRENT_CHANGE:
                 raise
@@ -173,24 +177,26 @@ class ForksService:
 
     # Inside -------------------------------------------------------------------------
 
-    def _start(self, fork: Fork) -> Fork:
-        for _ in range(WRITE_ATTEMPTS_MAX):
-            fork = self.require_fork(fork.id)
+    def _start(self, fork_id: UUID) -> Fork:
+        def attempt() -> Fork | None:
+            fork = self.require_fork(fork_id)
             if fork.status is not ForkStatus.APPROVED:
                 return fork
             parent = self._require_account(fork.parent_id)
             now = self._clock.now()
             fork.start(now)
             parent.change_state(FundedAccountState.FORKING, f"fork {fork.id}", _actor(fork.id), now)
-            if write_with_aggregates(self._writer, [], parent, fork) is not None:
-                return fork
-        raise _contended(fork.id)
+            if write_with_aggregates(self._writer, [], parent, fork) is None:
+                return None
+            return fork
 
-    def _move_capital(self, fork: Fork) -> ForkOutcome:
-        plan = fork_plan(fork.parent_tier)
-        assert plan is not None, "a fork was proposed for a tier that forks"
-        for _ in range(WRITE_ATTEMPTS_MAX):
-            fork = self.require_fork(fork.id)
+        return retry_while_stale(attempt, lambda: _contended(fork_id))
+
+    def _move_capital(self, fork_id: UUID) -> ForkOutcome:
+        def attempt() -> ForkOutcome | None:
+            fork = self.require_fork(fork_id)
+            plan = fork_plan(fork.parent_tier)
+            assert plan is not None, "a fork was proposed for a tier that forks"
             if fork.status is not ForkStatus.EXECUTING:
                 return ForkOutcome(fork)
             parent = self._require_account(fork.parent_id)
@@ -247,19 +253,21 @@ class ForksService:
             receipt = write_with_aggregates(
                 self._writer, [child_ledger, capital], parent, child, fork
             )
-            if receipt is not None:
-                log.info(
-                    "fork_completed",
-                    fork_id=str(fork.id),
-                    parent_id=str(parent.id),
-                    child_id=str(child_id),
-                    amount_minor=fork.amount_minor,
-                )
-                return ForkOutcome(fork, child)
-        raise _contended(fork.id)
+            if receipt is None:
+                return None
+            log.info(
+                "fork_completed",
+                fork_id=str(fork.id),
+                parent_id=str(parent.id),
+                child_id=str(child_id),
+                amount_minor=fork.amount_minor,
+            )
+            return ForkOutcome(fork, child)
+
+        return retry_while_stale(attempt, lambda: _contended(fork_id))
 
     def _roll_back(self, fork_id: UUID, reason: str) -> Fork:
-        for _ in range(WRITE_ATTEMPTS_MAX):
+        def attempt() -> Fork | None:
             fork = self.require_fork(fork_id)
             if fork.status not in (ForkStatus.APPROVED, ForkStatus.EXECUTING):
                 return fork
@@ -270,10 +278,12 @@ class ForksService:
                 parent.change_state(
                     FundedAccountState.ACTIVE, f"fork {fork.id} rolled back", _actor(fork.id), now
                 )
-            if write_with_aggregates(self._writer, [], parent, fork) is not None:
-                log.warning("fork_rolled_back", fork_id=str(fork.id), reason=reason)
-                return fork
-        raise _contended(fork_id)
+            if write_with_aggregates(self._writer, [], parent, fork) is None:
+                return None
+            log.warning("fork_rolled_back", fork_id=str(fork.id), reason=reason)
+            return fork
+
+        return retry_while_stale(attempt, lambda: _contended(fork_id))
 
     def _change(self, fork_id: UUID, decide: Callable[[Fork], None]) -> Fork:
         return change_alone(
@@ -281,7 +291,6 @@ class ForksService:
             lambda: self.require_fork(fork_id),
             decide,
             lambda: _contended(fork_id),
-            WRITE_ATTEMPTS_MAX,
         )
 
     def _require_account(self, funded_account_id: UUID) -> FundedAccount:

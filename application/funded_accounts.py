@@ -38,7 +38,11 @@ from uuid import UUID, uuid4, uuid5
 
 import structlog
 
-from application.aggregate_writes import require_funded_account, write_with_aggregates
+from application.aggregate_writes import (
+    require_funded_account,
+    retry_while_stale,
+    write_with_aggregates,
+)
 from application.event_log import LedgerApplication
 from application.ports.broker import (
     Broker,
@@ -79,9 +83,6 @@ log = structlog.get_logger(__name__)
 PLATFORM_OWNER: Final[str] = "platform"
 PLATFORM_SCOPE: Final[str] = "platform"
 FUNDED_SCOPE: Final[str] = "funded"
-# Reads and decisions again after another request recorded first; past this
-# the caller gets `concurrent_change` (409) and may retry.
-WRITE_ATTEMPTS_MAX: Final[int] = 8
 # The actor of what the service decides by itself (rule enforcement).
 RULES_ACTOR: Final[str] = "rules-monitor"
 
@@ -163,7 +164,8 @@ class FundedAccountsService:
         """Fund the account of a passed assessment, once; the same request again
         finds it. Ledger account, funding transfer and `Activated` are one write."""
         funded_account_id = funded_account_id_for(request.assessment_id)
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> Activation | None:
             existing = self.funded_account(funded_account_id)
             if existing is not None:
                 _require_same_activation(existing, request)
@@ -210,15 +212,17 @@ class FundedAccountsService:
                 metadata={"funded_account_id": str(funded_account_id), "purpose": "funding"},
             )
             receipt = self._write([funding, trader, capital], account)
-            if receipt is not None:
-                log.info(
-                    "funded_account_activated",
-                    funded_account_id=str(funded_account_id),
-                    tier=request.tier,
-                    actor=actor,
-                )
-                return Activation(account, created=True, position=receipt.position)
-        raise _contended(funded_account_id)
+            if receipt is None:
+                return None
+            log.info(
+                "funded_account_activated",
+                funded_account_id=str(funded_account_id),
+                tier=request.tier,
+                actor=actor,
+            )
+            return Activation(account, created=True, position=receipt.position)
+
+        return retry_while_stale(attempt, lambda: _contended(funded_account_id))
 
     # Positions ----------------------------------------------------------------------
 
@@ -249,7 +253,10 @@ class FundedAccountsService:
             ),
             account,
         )
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> PositionChange | None:
+            # The account as read before the broker's fill, then again after each stale write.
+            nonlocal account
             if any(held.position_id == fill.position_id for held in account.positions):
                 # A retry of an order already recorded: the broker replayed its fill.
                 return PositionChange(account, fill.position_id, fill, account.rule_status(), None)
@@ -268,19 +275,21 @@ class FundedAccountsService:
                 raise
             status = account.record_rule_status(self._clock.now())
             receipt = self._write([], account)
-            if receipt is not None:
-                log.info(
-                    "position_opened",
-                    funded_account_id=str(funded_account_id),
-                    position_id=fill.position_id,
-                    symbol=symbol,
-                    side=broker_side.value,
-                    quantity=quantity,
-                    price_minor=fill.price_minor,
-                )
-                return PositionChange(account, fill.position_id, fill, status, receipt.position)
-            account = self.require_funded_account(funded_account_id)
-        raise _contended(funded_account_id)
+            if receipt is None:
+                account = self.require_funded_account(funded_account_id)
+                return None
+            log.info(
+                "position_opened",
+                funded_account_id=str(funded_account_id),
+                position_id=fill.position_id,
+                symbol=symbol,
+                side=broker_side.value,
+                quantity=quantity,
+                price_minor=fill.price_minor,
+            )
+            return PositionChange(account, fill.position_id, fill, status, receipt.position)
+
+        return retry_while_stale(attempt, lambda: _contended(funded_account_id))
 
     def close_position(
         self, funded_account_id: UUID, position_id: str, *, enforce: bool = True
@@ -294,37 +303,43 @@ class FundedAccountsService:
         fill = self._call_broker(
             lambda: self._broker.close_position(position_id, order_id), account
         )
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> PositionChange | None:
+            # The account as read before the broker's fill, then again after each stale write.
+            nonlocal account
             if _open_position(account, position_id) is None:
                 # Another request recorded this close first (same fill: same order id).
                 return PositionChange(account, position_id, fill, account.rule_status(), None)
             account.close_position(position_id, fill.price_minor, fill.realized_pnl_minor, fill.at)
             status = account.record_rule_status(self._clock.now())
             receipt = self._write(_realized_pnl_commands(account, position_id, fill), account)
-            if receipt is not None:
-                log.info(
-                    "position_closed",
-                    funded_account_id=str(funded_account_id),
-                    position_id=position_id,
-                    price_minor=fill.price_minor,
-                    realized_pnl_minor=fill.realized_pnl_minor,
+            if receipt is None:
+                account = self.require_funded_account(funded_account_id)
+                return None
+            log.info(
+                "position_closed",
+                funded_account_id=str(funded_account_id),
+                position_id=position_id,
+                price_minor=fill.price_minor,
+                realized_pnl_minor=fill.realized_pnl_minor,
+            )
+            if enforce and status.band is RuleBand.VIOLATION:
+                # The account as the enforcement left it, at its last write.
+                check = self.enforce_rules(funded_account_id)
+                return PositionChange(
+                    check.account, position_id, fill, status, check.position or receipt.position
                 )
-                if enforce and status.band is RuleBand.VIOLATION:
-                    # The account as the enforcement left it, at its last write.
-                    check = self.enforce_rules(funded_account_id)
-                    return PositionChange(
-                        check.account, position_id, fill, status, check.position or receipt.position
-                    )
-                return PositionChange(account, position_id, fill, status, receipt.position)
-            account = self.require_funded_account(funded_account_id)
-        raise _contended(funded_account_id)
+            return PositionChange(account, position_id, fill, status, receipt.position)
+
+        return retry_while_stale(attempt, lambda: _contended(funded_account_id))
 
     # Marks and rules ----------------------------------------------------------------
 
     def mark_to_market(self, funded_account_id: UUID) -> RuleCheck:
         """Mark open positions at the broker's prices now (a long at the bid, a
         short at the ask), record the band if it moved, enforce a violation."""
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> RuleCheck | None:
             account = self.require_funded_account(funded_account_id)
             if account.state is FundedAccountState.CLOSED:
                 return RuleCheck(account, account.rule_status(), enforced=False, position=None)
@@ -335,12 +350,13 @@ class FundedAccountsService:
             if account.pending_events:
                 receipt = self._write([], account)
                 if receipt is None:
-                    continue
+                    return None
                 position = receipt.position
             if status.band is RuleBand.VIOLATION:
                 return self.enforce_rules(funded_account_id)
             return RuleCheck(account, status, enforced=False, position=position)
-        raise _contended(funded_account_id)
+
+        return retry_while_stale(attempt, lambda: _contended(funded_account_id))
 
     def enforce_rules(self, funded_account_id: UUID) -> RuleCheck:
         """On a VIOLATION: suspend trading, close every position, close the account
@@ -375,21 +391,23 @@ class FundedAccountsService:
     def change_state(
         self, funded_account_id: UUID, new_state: FundedAccountState, reason: str, actor: str
     ) -> FundedAccount:
-        for _ in range(WRITE_ATTEMPTS_MAX):
+        def attempt() -> FundedAccount | None:
             account = self.require_funded_account(funded_account_id)
             if account.state is new_state:
                 return account
             account.change_state(new_state, reason, actor, self._clock.now())
-            if self._write([], account) is not None:
-                log.info(
-                    "funded_account_state_changed",
-                    funded_account_id=str(funded_account_id),
-                    to_state=new_state.value,
-                    reason=reason,
-                    actor=actor,
-                )
-                return account
-        raise _contended(funded_account_id)
+            if self._write([], account) is None:
+                return None
+            log.info(
+                "funded_account_state_changed",
+                funded_account_id=str(funded_account_id),
+                to_state=new_state.value,
+                reason=reason,
+                actor=actor,
+            )
+            return account
+
+        return retry_while_stale(attempt, lambda: _contended(funded_account_id))
 
     # Inside -------------------------------------------------------------------------
 

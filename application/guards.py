@@ -76,9 +76,6 @@ from domain.result_codes import LedgerRefusal, ResultCode
 
 log = structlog.get_logger(__name__)
 
-# Reads and decisions again after another request recorded the guard first;
-# past this the caller gets `concurrent_change` and the next pass tries again.
-GUARD_WRITE_ATTEMPTS_MAX: Final[int] = 8
 # The actor of what the guards decide by themselves.
 GUARDS_ACTOR: Final[str] = "guards"
 # A failed close's error as kept on the guard and in the outcome.
@@ -499,7 +496,6 @@ class GuardsService:
             load,
             decide,
             lambda: _contended(funded_account_id),
-            GUARD_WRITE_ATTEMPTS_MAX,
         )
 
     def _quote(self, symbol: str, quotes: dict[str, Quote | None]) -> Quote | None:

@@ -16,9 +16,14 @@ from uuid import UUID
 
 import structlog
 
-from application.aggregate_writes import require_funded_account, write_with_aggregates
+from application.aggregate_writes import (
+    change_alone,
+    require_funded_account,
+    retry_while_stale,
+    write_with_aggregates,
+)
 from application.event_log import LedgerApplication
-from application.funded_accounts import FUNDED_SCOPE, WRITE_ATTEMPTS_MAX
+from application.funded_accounts import FUNDED_SCOPE
 from application.ports.event_store import Clock
 from application.writer import LedgerWriter
 from domain.account import AccountState
@@ -119,21 +124,22 @@ class MergesService:
         return merge
 
     def approve(self, merge_id: UUID, actor: str) -> Merge:
-        for _ in range(WRITE_ATTEMPTS_MAX):
-            merge = self.require_merge(merge_id)
-            merge.approve(actor, self._clock.now())
-            if write_with_aggregates(self._writer, [], merge) is not None:
-                return self.execute(merge_id)
-        raise _contended(merge_id)
+        change_alone(
+            self._writer,
+            lambda: self.require_merge(merge_id),
+            lambda merge: merge.approve(actor, self._clock.now()),
+            lambda: _contended(merge_id),
+        )
+        return self.execute(merge_id)
 
     def execute(self, merge_id: UUID) -> Merge:
         merge = self.require_merge(merge_id)
         try:
             if merge.status is MergeStatus.APPROVED:
-                merge = self._start(merge)
+                merge = self._start(merge_id)
             if merge.status is not MergeStatus.EXECUTING:
                 return merge
-            return self._move_capital(merge)
+            return self._move_capital(merge_id)
         except LedgerRefusal as refusal:
             if refusal.code is ResultCode.CONCURRENT_CHANGE:
                 raise
@@ -161,22 +167,24 @@ class MergesService:
             raise _invalid_target("the target is not a sibling of the account (same parent)")
         return target_id
 
-    def _start(self, merge: Merge) -> Merge:
-        for _ in range(WRITE_ATTEMPTS_MAX):
-            merge = self.require_merge(merge.id)
+    def _start(self, merge_id: UUID) -> Merge:
+        def attempt() -> Merge | None:
+            merge = self.require_merge(merge_id)
             if merge.status is not MergeStatus.APPROVED:
                 return merge
             source = self._require_account(merge.source_id)
             now = self._clock.now()
             merge.start(now)
             source.change_state(FundedAccountState.MERGING, f"merge {merge.id}", _actor(merge), now)
-            if write_with_aggregates(self._writer, [], source, merge) is not None:
-                return merge
-        raise _contended(merge.id)
+            if write_with_aggregates(self._writer, [], source, merge) is None:
+                return None
+            return merge
 
-    def _move_capital(self, merge: Merge) -> Merge:
-        for _ in range(WRITE_ATTEMPTS_MAX):
-            merge = self.require_merge(merge.id)
+        return retry_while_stale(attempt, lambda: _contended(merge_id))
+
+    def _move_capital(self, merge_id: UUID) -> Merge:
+        def attempt() -> Merge | None:
+            merge = self.require_merge(merge_id)
             if merge.status is not MergeStatus.EXECUTING:
                 return merge
             source = self._require_account(merge.source_id)
@@ -238,16 +246,18 @@ class MergesService:
             )
             merge.complete(target.id, amount, now)
             aggregates = [source, target, merge]
-            if write_with_aggregates(self._writer, commands, *aggregates) is not None:
-                log.info(
-                    "merge_completed",
-                    merge_id=str(merge.id),
-                    source_id=str(source.id),
-                    target_id=str(target.id),
-                    amount_minor=amount,
-                )
-                return merge
-        raise _contended(merge.id)
+            if write_with_aggregates(self._writer, commands, *aggregates) is None:
+                return None
+            log.info(
+                "merge_completed",
+                merge_id=str(merge.id),
+                source_id=str(source.id),
+                target_id=str(target.id),
+                amount_minor=amount,
+            )
+            return merge
+
+        return retry_while_stale(attempt, lambda: _contended(merge_id))
 
     def _new_account(
         self, merge: Merge, source: FundedAccount, amount_minor: int
@@ -281,7 +291,8 @@ class MergesService:
     def _give_up(self, merge_id: UUID, reason: str) -> Merge:
         """Roll back a merge that cannot be carried out (approved or executing):
         the source trades again, nothing moved."""
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> Merge | None:
             merge = self.require_merge(merge_id)
             if merge.status not in (MergeStatus.APPROVED, MergeStatus.EXECUTING):
                 return merge
@@ -292,10 +303,12 @@ class MergesService:
                 source.change_state(
                     FundedAccountState.ACTIVE, f"merge {merge.id} rolled back", _actor(merge), now
                 )
-            if write_with_aggregates(self._writer, [], source, merge) is not None:
-                log.warning("merge_rolled_back", merge_id=str(merge.id), reason=reason)
-                return merge
-        raise _contended(merge_id)
+            if write_with_aggregates(self._writer, [], source, merge) is None:
+                return None
+            log.warning("merge_rolled_back", merge_id=str(merge.id), reason=reason)
+            return merge
+
+        return retry_while_stale(attempt, lambda: _contended(merge_id))
 
     def _require_account(self, funded_account_id: UUID) -> FundedAccount:
         return require_funded_account(self._app, funded_account_id)

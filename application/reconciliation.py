@@ -48,7 +48,6 @@ from domain.result_codes import LedgerRefusal, ResultCode
 
 log = structlog.get_logger(__name__)
 
-WRITE_ATTEMPTS_MAX: Final[int] = 8
 # The measure an errored check reports (it compared nothing).
 NOTHING_COMPARED: Final[str] = "nothing compared"
 
@@ -238,7 +237,6 @@ class ReconciliationService:
                 "the reconciliation run kept changing under this request; send it again",
                 run_id=str(run_id),
             ),
-            WRITE_ATTEMPTS_MAX,
         )
 
 

@@ -36,10 +36,11 @@ from application.aggregate_locks import AggregateLocks
 from application.aggregate_writes import (
     change_alone,
     require_funded_account,
+    retry_while_stale,
     write_with_aggregates,
 )
 from application.event_log import LedgerApplication
-from application.funded_accounts import WRITE_ATTEMPTS_MAX, platform_account
+from application.funded_accounts import platform_account
 from application.ports.event_store import Clock
 from application.ports.payout_gateway import (
     WITHDRAWAL_ID_METADATA_KEY,
@@ -141,7 +142,7 @@ class WithdrawalsService:
             return self._request(request, withdrawal_id)
 
     def _request(self, request: WithdrawalRequest, withdrawal_id: UUID) -> WithdrawalOutcome:
-        for _ in range(WRITE_ATTEMPTS_MAX):
+        def attempt() -> WithdrawalOutcome | None:
             existing = self.withdrawal(withdrawal_id)
             if existing is not None:
                 _require_same_request(existing, request)
@@ -182,17 +183,19 @@ class WithdrawalsService:
                 actor=request.actor,
             )
             receipt = write_with_aggregates(self._writer, [clearing, hold], account, withdrawal)
-            if receipt is not None:
-                log.info(
-                    "withdrawal_requested",
-                    withdrawal_id=str(withdrawal_id),
-                    funded_account_id=str(account.id),
-                    amount_minor=request.amount_minor,
-                    status=withdrawal.status.value,
-                    actor=request.actor,
-                )
-                return WithdrawalOutcome(withdrawal, created=True, position=receipt.position)
-        raise _contended(withdrawal_id)
+            if receipt is None:
+                return None
+            log.info(
+                "withdrawal_requested",
+                withdrawal_id=str(withdrawal_id),
+                funded_account_id=str(account.id),
+                amount_minor=request.amount_minor,
+                status=withdrawal.status.value,
+                actor=request.actor,
+            )
+            return WithdrawalOutcome(withdrawal, created=True, position=receipt.position)
+
+        return retry_while_stale(attempt, lambda: _contended(withdrawal_id))
 
     # Admin decisions ----------------------------------------------------------------
 
@@ -363,7 +366,8 @@ class WithdrawalsService:
         and counts the amount as withdrawn; not paid voids the hold and gives
         the reservation back. `decide` records the step, or answers False when
         there is nothing left to do."""
-        for _ in range(WRITE_ATTEMPTS_MAX):
+
+        def attempt() -> Withdrawal | None:
             withdrawal = self.require_withdrawal(withdrawal_id)
             if not decide(withdrawal):
                 return withdrawal
@@ -380,9 +384,11 @@ class WithdrawalsService:
                 receipt = write_with_aggregates(
                     self._writer, [VoidPendingTransfer(hold)], withdrawal, account
                 )
-            if receipt is not None:
-                return withdrawal
-        raise _contended(withdrawal_id)
+            if receipt is None:
+                return None
+            return withdrawal
+
+        return retry_while_stale(attempt, lambda: _contended(withdrawal_id))
 
     def _change(self, withdrawal_id: UUID, decide: Callable[[Withdrawal], None]) -> Withdrawal:
         """Read, decide, record the withdrawal alone; again if another request
@@ -392,7 +398,6 @@ class WithdrawalsService:
             lambda: self.require_withdrawal(withdrawal_id),
             decide,
             lambda: _contended(withdrawal_id),
-            WRITE_ATTEMPTS_MAX,
         )
 
     def _require_funded_account(self, funded_account_id: UUID) -> FundedAccount:
