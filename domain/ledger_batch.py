@@ -453,9 +453,15 @@ class LedgerBatch:
         original = self._transfer(command.transfer_id)
         if original is None:
             raise LedgerRefusal(ResultCode.TRANSFER_NOT_FOUND, "no such transfer")
+        if original.reverses_transfer_id is not None:
+            raise LedgerRefusal(
+                ResultCode.REVERSAL_NOT_REVERSIBLE,
+                "a reversal cannot be reversed; post a new transfer instead",
+                reverses_transfer_id=original.reverses_transfer_id,
+            )
         state = self._transfer_state(original)
         if state.reversed_by is not None:
-            return CommandResult(ResultCode.EXISTS, state.reversed_by)
+            return self._reversed_already(state.reversed_by, command)
         if state.status is not TransferStatus.POSTED:
             raise LedgerRefusal(
                 ResultCode.TRANSFER_NOT_POSTED,
@@ -483,6 +489,18 @@ class LedgerBatch:
             _TransferChange(TransferStatus.POSTED, state.posted_postings, reversed_by=reversal_id),
         )
         return CommandResult(ResultCode.OK, reversal_id)
+
+    def _reversed_already(self, reversal_id: UUID, command: ReverseTransfer) -> CommandResult:
+        """The same request again (the same metadata) is a retry and finds the
+        reversal; other metadata asks for a second reversal, which is refused."""
+        reversal = self._transfer(reversal_id)
+        if reversal is None or reversal.metadata == command.metadata:
+            return CommandResult(ResultCode.EXISTS, reversal_id)
+        raise LedgerRefusal(
+            ResultCode.TRANSFER_ALREADY_REVERSED,
+            "this transfer was reversed already, with other metadata",
+            reversal_transfer_id=str(reversal_id),
+        )
 
     # Turning decisions into events -------------------------------------
 

@@ -43,7 +43,11 @@ class ResultCode(StrEnum):
 
     TRANSFER_NOT_FOUND = "transfer_not_found"
     TRANSFER_NOT_POSTED = "transfer_not_posted"
+    # Reversing a transfer again with other details than its reversal (the
+    # same details are a retry and answer `exists`).
     TRANSFER_ALREADY_REVERSED = "transfer_already_reversed"
+    # A reversal is not reversed: a client posts a new transfer instead.
+    REVERSAL_NOT_REVERSIBLE = "reversal_not_reversible"
     PENDING_TRANSFER_NOT_FOUND = "pending_transfer_not_found"
     PENDING_TRANSFER_NOT_PENDING = "pending_transfer_not_pending"
     PENDING_TRANSFER_ALREADY_POSTED = "pending_transfer_already_posted"

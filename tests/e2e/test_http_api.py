@@ -581,7 +581,7 @@ def test_reversing_a_posted_transfer_makes_one_reversal_and_asking_again_finds_i
         (accounts["alice"], "credit", "30.00"),
         (accounts["bob"], "debit", "30.00"),
     ]
-    again = client.post(f"/v1/transfers/{original['id']}/reverse")
+    again = client.post(f"/v1/transfers/{original['id']}/reverse", json={"metadata": {"r": "1"}})
     assert again.status_code == 200, again.text
     assert again.json()["id"] == reversal["id"]
     assert (

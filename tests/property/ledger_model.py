@@ -309,6 +309,8 @@ class LedgerModel:
         original = self.transfers.get(transfer_id)
         if original is None:
             return Expected.refused(ResultCode.TRANSFER_NOT_FOUND)
+        if original.reverses is not None:
+            return Expected.refused(ResultCode.REVERSAL_NOT_REVERSIBLE)
         if original.reversed_by is not None:
             return Expected.exists(original.reversed_by)
         if original.status is not TransferStatus.POSTED:

@@ -675,6 +675,52 @@ def test_reversing_a_transfer_twice_in_one_batch_reverses_it_once(ledger: Ledger
     assert balance(ledger, user) == 1_000
 
 
+def test_reversing_a_transfer_again_with_other_metadata_is_refused_as_already_reversed(
+    ledger: LedgerHarness,
+) -> None:
+    cash, user = funded_user(ledger, 1_000)
+    original = transfer(cash, user, 400)
+    ledger.run_one(original)
+    first = ledger.run_one(ReverseTransfer(original.transfer_id, {"reason": "refund"}))
+    events_before = ledger.events_written()
+    again = ledger.run_one(ReverseTransfer(original.transfer_id, {"reason": "chargeback"}))
+    assert again.code is ResultCode.TRANSFER_ALREADY_REVERSED
+    assert again.details == {"reversal_transfer_id": str(first.id)}
+    assert ledger.events_written() == events_before
+    retried = ledger.run_one(ReverseTransfer(original.transfer_id, {"reason": "refund"}))
+    assert (retried.code, retried.id) == (EXISTS, first.id)
+    assert balance(ledger, user) == 1_000
+
+
+def test_a_reversal_cannot_be_reversed(ledger: LedgerHarness) -> None:
+    cash, user = funded_user(ledger, 1_000)
+    original = transfer(cash, user, 400)
+    ledger.run_one(original)
+    reversal_id = ledger.run_one(ReverseTransfer(original.transfer_id)).id
+    assert reversal_id is not None
+    events_before = ledger.events_written()
+    result = ledger.run_one(ReverseTransfer(reversal_id))
+    assert result.code is ResultCode.REVERSAL_NOT_REVERSIBLE
+    assert result.details == {"reverses_transfer_id": str(original.transfer_id)}
+    assert ledger.events_written() == events_before
+    assert not ledger.has_transfer(reversal_id_for(reversal_id))
+    assert ledger.transfer(reversal_id).reversed_by_transfer_id is None
+    assert balance(ledger, user) == 1_000
+
+
+def test_a_reversal_made_earlier_in_the_same_batch_cannot_be_reversed(
+    ledger: LedgerHarness,
+) -> None:
+    cash, user = funded_user(ledger, 1_000)
+    original = transfer(cash, user, 400)
+    ledger.run_one(original)
+    reversal_id = reversal_id_for(original.transfer_id)
+    results = ledger.run(ReverseTransfer(original.transfer_id), ReverseTransfer(reversal_id))
+    assert [result.code for result in results] == [OK, ResultCode.REVERSAL_NOT_REVERSIBLE]
+    assert not ledger.has_transfer(reversal_id_for(reversal_id))
+    assert balance(ledger, user) == 1_000
+
+
 def test_reversing_part_of_a_posted_hold_reverses_what_was_posted(ledger: LedgerHarness) -> None:
     cash, user = funded_user(ledger, 1_000)
     command = hold(user, cash, 300)
@@ -717,17 +763,6 @@ def test_a_reversal_that_would_overdraw_an_account_is_refused(ledger: LedgerHarn
     assert result.code is ResultCode.INSUFFICIENT_FUNDS
     assert ledger.transfer(deposit.transfer_id).reversed_by_transfer_id is None
     assert balance(ledger, user) == 300
-
-
-def test_a_reversal_can_itself_be_reversed(ledger: LedgerHarness) -> None:
-    cash, user = funded_user(ledger, 1_000)
-    original = transfer(cash, user, 400)
-    ledger.run_one(original)
-    reversal = ledger.run_one(ReverseTransfer(original.transfer_id))
-    assert reversal.id is not None
-    again = ledger.run_one(ReverseTransfer(reversal.id))
-    assert (again.code, again.id) == (OK, reversal_id_for(reversal.id))
-    assert balance(ledger, user) == 1_400
 
 
 # Linked chains ------------------------------------------------------------------
