@@ -11,6 +11,7 @@ from projections.forks import ForksView
 from projections.funded_accounts import FundedAccountsView
 from projections.guards import GuardsView
 from projections.hierarchy import HierarchyView
+from projections.integration_events import IntegrationEventsView
 from projections.journal import JournalView
 from projections.reconciliation import ReconciliationView
 from projections.view import View
@@ -30,6 +31,7 @@ def all_views() -> list[View]:
         HierarchyView(),
         ReconciliationView(),
         GuardsView(),
+        IntegrationEventsView(),
     ]
 
 
