@@ -1,5 +1,5 @@
 """Broker sync: each funded account's positions and equity, fetched from the
-broker and matched to the ledger's (SOURCES.md E).
+broker and matched to the ledger's (docs/rules.md#position-sync-and-guards).
 
 A sync reads; what it finds that matters is recorded on the account's guard
 (`domain.account_guard.AccountGuard`): a divergence when first seen, its

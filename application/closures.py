@@ -1,7 +1,9 @@
 """Account closure's use cases: initiate, advance through the phases, resume.
 
-SOURCES.md A; the process and its timers are in domain/closure.py. This
-module does each phase's work against the outside world (the broker, the
+See docs/rules.md#account-closure; the process and its timers are in
+domain/closure.py.
+
+This module does each phase's work against the outside world (the broker, the
 withdrawals, the mailer) and records what happened:
 
     initiated     the starting email; then liquidating

@@ -1,7 +1,9 @@
 """Forks' use cases: propose, approve, execute (or roll back).
 
-SOURCES.md C; the rules, the confidence score and the amounts are in
-domain/fork.py. Execution is two writes through the writer:
+See docs/rules.md#tiers-forks-and-merges; the rules, the confidence score and
+the amounts are in domain/fork.py.
+
+Execution is two writes through the writer:
 
     start      Fork.Executing, the parent FORKING
     execute    the child funded account (Activated, LinkedToParent), its

@@ -1,12 +1,15 @@
 """Funded accounts' use cases: activation, positions through the broker, marks, rules.
 
-SOURCES.md B and C. Every change of a funded account goes through the writer
-together with the money it moves, as `AggregateChanges` beside a linked chain
-of ledger commands: activation opens the trader's ledger account, funds it
-from the platform's funding account and records `Activated` in one
-transaction; a close records `PositionClosed` and its realized P&L transfer
-against the platform's trading P&L account in one transaction. A failure
-half-way leaves neither the account nor the money.
+See docs/rules.md#funded-accounts-and-withdrawals and
+docs/rules.md#tiers-forks-and-merges.
+
+Every change of a funded account goes through the writer together with the
+money it moves, as `AggregateChanges` beside a linked chain of ledger commands:
+activation opens the trader's ledger account, funds it from the platform's
+funding account and records `Activated` in one transaction; a close records
+`PositionClosed` and its realized P&L transfer against the platform's trading
+P&L account in one transaction. A failure half-way leaves neither the account
+nor the money.
 
 Concurrency: an aggregate is read, changed and submitted with the version it
 was read at. If another request recorded first, the writer answers STALE and
@@ -16,10 +19,10 @@ order id, which the broker answers with the first fill).
 
 Rules: every change ends with `record_rule_status`, so a band change is
 recorded with the event that caused it. A VIOLATION suspends trading, closes
-every position and closes the account with the reason (SOURCES.md B: "a
-violation closes the account"); if the broker fails half-way the account stays
-SUSPENDED with the violation as its reason and `enforce_rules` (the rules
-monitor calls it) carries on from there.
+every position and closes the account with the reason
+(docs/rules.md#funded-accounts-and-withdrawals); if the broker fails half-way
+the account stays SUSPENDED with the violation as its reason and
+`enforce_rules` (the rules monitor calls it) carries on from there.
 
 Risk per trade: the tier allows a position of up to 20 % of capital (Gen) but
 the risk rule's limit is 5 % and a violation closes the account, so an order

@@ -1,4 +1,5 @@
-"""The drawdown and market guards, and closing positions (SOURCES.md E).
+"""The drawdown and market guards, and closing positions
+(docs/rules.md#position-sync-and-guards).
 
 One pass of `guard_account` runs after each broker sync of an account, with
 the equity the broker reported, in this order:
@@ -19,15 +20,16 @@ the equity the broker reported, in this order:
    what closed and what failed. A failed position keeps the liquidation due,
    so the next pass closes it.
 
-What a liquidation does to the account: it closes positions, nothing more.
-Each close records `PositionClosed`, its realized P&L transfer and the
-account's rule band (FundedAccountsService), without enforcing the rules
-inline (`enforce=False`, as closures do): enforcement would close the other
-positions in one loop that stops at the first broker error, which is the
-isolation this service promises. A band the realized losses push into
-VIOLATION is enforced by the rules monitor, which watches violating accounts
-that are not closed yet, on its next pass (SOURCES.md B: "a violation closes
-the account"). A closed account is not guarded: it holds nothing.
+What a liquidation does to the account: it closes positions, nothing more. Each
+close records `PositionClosed`, its realized P&L transfer and the account's
+rule band (FundedAccountsService), without enforcing the rules inline
+(`enforce=False`, as closures do): enforcement would close the other positions
+in one loop that stops at the first broker error, which is the isolation this
+service promises. A band the realized losses push into VIOLATION is enforced by
+the rules monitor, which watches violating accounts that are not closed yet, on
+its next pass (a violation closes the account:
+docs/rules.md#funded-accounts-and-withdrawals). A closed account is not
+guarded: it holds nothing.
 
 Closing is idempotent: the broker order carries a client order id derived
 from the position, and a position found closed already is answered with the

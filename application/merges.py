@@ -1,12 +1,13 @@
 """Merges' use cases: propose, approve, execute (or roll back).
 
-SOURCES.md C; the rules are in domain/merge.py. Like a fork, execution is
-two writes: `Executing` with the source MERGING, then, all or nothing, the
-capital's balanced transfer, the source's CapitalMovedOut (and, for a whole
-merge, its ledger account and funded account CLOSED), the target's
-CapitalMovedIn (or, for a new account, its activation under the source's
-parent), and `Completed`. A refusal in the second rolls the merge back: the
-source trades again, nothing moved.
+See docs/rules.md#tiers-forks-and-merges; the rules are in domain/merge.py.
+
+Like a fork, execution is two writes: `Executing` with the source MERGING,
+then, all or nothing, the capital's balanced transfer, the source's
+CapitalMovedOut (and, for a whole merge, its ledger account and funded account
+CLOSED), the target's CapitalMovedIn (or, for a new account, its activation
+under the source's parent), and `Completed`. A refusal in the second rolls the
+merge back: the source trades again, nothing moved.
 """
 
 from __future__ import annotations

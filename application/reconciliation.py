@@ -1,8 +1,10 @@
 """Reconciliation runs: run every check, record what it found, fix what is safe.
 
-SOURCES.md D. The checks themselves live in the interface (they read the
-event store, the payment processor and the broker); here is the order of a
-run and what is recorded, through the `ReconciliationCheck` port:
+See docs/rules.md#reconciliation.
+
+The checks themselves live in the interface (they read the event store, the
+payment processor and the broker); here is the order of a run and what is
+recorded, through the `ReconciliationCheck` port:
 
 1. The run starts (`Started`) and is recorded before any check runs, so a
    run that dies half-way is still seen (it stays `running`).

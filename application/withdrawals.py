@@ -1,8 +1,10 @@
 """Withdrawals' use cases: request, approve, reject, pay out, settle.
 
-SOURCES.md B. Each step writes the withdrawal's event together with the money
-and the funded account's figures it changes, in one transaction through the
-writer (`write_with_aggregates`):
+See docs/rules.md#funded-accounts-and-withdrawals.
+
+Each step writes the withdrawal's event together with the money and the funded
+account's figures it changes, in one transaction through the writer
+(`write_with_aggregates`):
 
     request    Withdrawal.Requested (+ Approved under $1,000)
                FundedAccount.WithdrawalReserved

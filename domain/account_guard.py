@@ -1,8 +1,10 @@
 """Guards of a funded account: broker sync, drawdown from peak equity, market.
 
-SOURCES.md E. Pure rules first (each threshold exact, edges documented),
-then the aggregate that records every guard decision with its inputs, so an
-auditor can replay why a warning was sent or a position closed.
+See docs/rules.md#position-sync-and-guards.
+
+Pure rules first (each threshold exact, edges documented), then the aggregate
+that records every guard decision with its inputs, so an auditor can replay why
+a warning was sent or a position closed.
 
 Numbers: money is integer minor units; ratios are exact Fractions.
 
@@ -14,7 +16,8 @@ recorded. Levels, edges exact:
     LIQUIDATE   drawdown >= 20 %            or  equity <  minimum
 
 The minimum equity is 80 % of the account's starting balance (a floor that
-holds however the peak moved; SOURCES.md E names a minimum without a value).
+holds however the peak moved; the requirement names a minimum without a value
+here: docs/rules.md#position-sync-and-guards).
 
 Market guard, for an open position and its symbol's quote now; a position
 fails when any holds:

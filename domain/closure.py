@@ -1,6 +1,6 @@
 """Account closure: a durable, multi-day process kept as an aggregate.
 
-SOURCES.md A. Phases in order:
+See docs/rules.md#account-closure. Phases in order:
 
     INITIATED -> LIQUIDATING -> SETTLING -> WITHDRAWING -> CLOSING -> COMPLETED
 
@@ -18,7 +18,7 @@ deadline it is marked stuck with the reason, visibly ("needs attention"),
 never dropped. An operator resumes a stuck closure: the phase gets a new
 deadline and is tried again at once.
 
-Timings (SOURCES.md A):
+Timings (docs/rules.md#account-closure):
     liquidating   positions must clear within 15 minutes
     settling      T+1 (the next business day), checked every 2 hours,
                   stuck after 3 business days

@@ -1,11 +1,13 @@
 """Forks: an account that outgrew its tier hands capital to a child of the next.
 
-SOURCES.md C. When a funded account's balance crosses its tier's fork
-threshold (Gen at $100,000 to a Rev child, Rev at $500,000 to a Com child;
-Com never forks) a fork is proposed. A fork is a process kept as an
-aggregate: PROPOSED, then APPROVED (by itself at a confidence of 70 % or
-more, otherwise by an admin), EXECUTING, and COMPLETED with its child, or
-ROLLED_BACK with the reason. Every step is an event with time and actor.
+See docs/rules.md#tiers-forks-and-merges.
+
+When a funded account's balance crosses its tier's fork threshold (Gen at
+$100,000 to a Rev child, Rev at $500,000 to a Com child; Com never forks) a
+fork is proposed. A fork is a process kept as an aggregate: PROPOSED, then
+APPROVED (by itself at a confidence of 70 % or more, otherwise by an admin),
+EXECUTING, and COMPLETED with its child, or ROLLED_BACK with the reason. Every
+step is an event with time and actor.
 
 How much moves. The child starts with exactly its tier's minimum capital
 (Rev $100,000, Com $500,000), all of it from the parent, in one balanced

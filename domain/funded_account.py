@@ -1,8 +1,9 @@
 """The funded account aggregate: a trader's account funded after a passed assessment.
 
-SOURCES.md B (figures, withdrawable, rules and bands) and C (tiers, states).
-Money is integer minor units of `domain.tiers.TIER_CURRENCY`; prices and
-quantities are ints, as in the Broker port; ratios are `Fraction`s.
+See docs/rules.md#funded-accounts-and-withdrawals (figures, withdrawable, rules
+and bands) and docs/rules.md#tiers-forks-and-merges (tiers, states). Money is
+integer minor units of `domain.tiers.TIER_CURRENCY`; prices and quantities are
+ints, as in the Broker port; ratios are `Fraction`s.
 
 Figures, all kept from events only:
     current balance    = starting + realized P&L - total withdrawn
@@ -16,14 +17,14 @@ Drawdown compares equity with the peak; risk per trade is the largest open
 position's value at its mark over the current balance (the capital the tier
 share is measured against, too).
 
-Creation. `FundedAccount.activate` validates and records one `Activated`
-event, and the account starts ACTIVE: SOURCES.md B says the account is
-activated with its starting balance, and one event makes activation all or
-nothing (a SAFE account waiting for a second "activate" event would be the
-half-way state B forbids). SAFE stays as the "figures kept, no new trading"
-state an account can be put into and taken out of. The id is derived from the
-assessment id (`funded_account_id_for`), so an assessment funds at most one
-account: a second activation finds the first.
+Creation. `FundedAccount.activate` validates and records one `Activated` event,
+and the account starts ACTIVE: the account is activated with its starting
+balance (docs/rules.md#funded-accounts-and-withdrawals), and one event makes
+activation all or nothing (a SAFE account waiting for a second "activate" event
+would be the half-way state activation must never leave). SAFE stays as the
+"figures kept, no new trading" state an account can be put into and taken out
+of. The id is derived from the assessment id (`funded_account_id_for`), so an
+assessment funds at most one account: a second activation finds the first.
 
 Profit split. Kept in events and state as the text of a normalised fraction
 (`str(Fraction)`: "4/5", "1"), exact and readable in the stored JSON; the
@@ -498,13 +499,14 @@ class FundedAccount(Aggregate):
     def reserve_withdrawal(
         self, amount_minor: int, withdrawal_id: str, at: datetime, *, closing: bool = False
     ) -> None:
-        """Hold an amount for a requested withdrawal, so that requests can never
-        together pass what is withdrawable. SOURCES.md B's checks, each with its
-        own code, in this order: the account is active, holds no open
-        position, the amount is at least the minimum and at most withdrawable.
-        A closure's tranche (`closing`) is paid from an account pending
-        closure and pays out the last cent, so it has no minimum.
-        Reserving the same id with the same amount again records nothing."""
+        """Hold an amount for a requested withdrawal, so that requests can
+        never together pass what is withdrawable. The checks of
+        docs/rules.md#funded-accounts-and-withdrawals, each with its own code,
+        in this order: the account is active, holds no open position, the
+        amount is at least the minimum and at most withdrawable. A closure's
+        tranche (`closing`) is paid from an account pending closure and pays
+        out the last cent, so it has no minimum. Reserving the same id with the
+        same amount again records nothing."""
         _require_name("withdrawal_id", withdrawal_id)
         require_valid_minor(amount_minor)
         reserved = self._reservations.get(withdrawal_id)
@@ -636,7 +638,8 @@ class FundedAccount(Aggregate):
         return None if parent is None else UUID(parent)
 
     def record_fork_attempt(self, fork_id: UUID, at: datetime, cooldown: timedelta) -> None:
-        """At most one fork attempt per `cooldown` (SOURCES.md C: 24 hours)."""
+        """At most one fork attempt per `cooldown` (24 hours,
+        docs/rules.md#tiers-forks-and-merges)."""
         at = _require_aware("at", at)
         last = self.last_fork_attempt_at
         if last is not None and at < last + cooldown:

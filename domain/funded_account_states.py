@@ -1,4 +1,5 @@
-"""A funded account's states and which may follow which (SOURCES.md C).
+"""A funded account's states and which may follow which
+(docs/rules.md#tiers-forks-and-merges).
 
 SAFE: figures kept, no new trading. FORKING and MERGING: capital moving to or
 from another account. PENDING_CLOSURE: the closure process is running.

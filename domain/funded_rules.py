@@ -1,8 +1,10 @@
 """Pure rules of a funded account: withdrawable profit, drawdown, risk, bands.
 
-SOURCES.md B. Money is integer minor units; every ratio is an exact
-`fractions.Fraction` (see domain/tiers.py for why Fraction). Floats are
-refused with TypeError wherever a ratio or an amount comes in.
+See docs/rules.md#funded-accounts-and-withdrawals.
+
+Money is integer minor units; every ratio is an exact `fractions.Fraction` (see
+domain/tiers.py for why Fraction). Floats are refused with TypeError wherever a
+ratio or an amount comes in.
 
 Rounding: `withdrawable_minor` is the only place a ratio becomes money, and it
 rounds down to the minor unit (floor; the amount is never negative, so this is
@@ -18,8 +20,8 @@ Bands, by the share of a rule's limit used (value / limit), edges exact:
     VIOLATION  share >  100 %
 
 So 80 % exactly is WARNING, 90 % exactly is DANGER and the limit itself (100 %)
-is still DANGER: SOURCES.md says "violation > 100 %". An account's overall
-band is the worst band of its rules.
+is still DANGER: a violation is over 100 %. An account's overall band is the
+worst band of its rules.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Final
 
 from domain.tiers import Tier
 
-# SOURCES.md B: "risk per trade = largest position / balance, limit 5 %".
+# Risk per trade = largest position / balance, limit 5 %
+# (docs/rules.md#funded-accounts-and-withdrawals).
 RISK_PER_TRADE_LIMIT: Final[Fraction] = Fraction(5, 100)
 
 WARNING_FROM: Final[Fraction] = Fraction(80, 100)
@@ -57,9 +60,9 @@ def _minor(name: str, value: object) -> int:
 
 # Withdrawals ----------------------------------------------------------------------
 
-# SOURCES.md B, in minor units of the tier currency (USD cents): a request is
-# at least $100; under $1,000 it is approved at once, from $1,000 an admin
-# approves or rejects it.
+# docs/rules.md#funded-accounts-and-withdrawals, in minor units of the tier
+# currency (USD cents): a request is at least $100; under $1,000 it is approved
+# at once, from $1,000 an admin approves or rejects it.
 WITHDRAWAL_MINIMUM_MINOR: Final[int] = 100_00
 WITHDRAWAL_APPROVAL_THRESHOLD_MINOR: Final[int] = 1_000_00
 
@@ -75,17 +78,18 @@ def withdrawable_minor(
     for: floor(split x (current + withdrawn - starting)) - withdrawn - reserved,
     never negative.
 
-    SOURCES.md B writes split x (current - starting - withdrawn) and gives one
-    example with nothing withdrawn: 80 % split, $160k current, $100k starting
-    -> $48k. Here a withdrawal leaves the account, so `current_minor` is net
-    of it, and the formula as written would count each withdrawal twice ($10k
-    out of that $48k would leave 0.8 x (150k - 100k - 10k) = $32k, $42k in
-    all). The source's formula is applied to the balance before withdrawals
-    (current + withdrawn), and what was withdrawn comes off the share, not off
-    the profit: with nothing withdrawn it is exactly the source's example, and
-    the sum of all withdrawals never passes split x profit ($48k, then $38k
-    after taking $10k). `reserved_minor` is what requested withdrawals hold,
-    so two requests can never together pass the share.
+    The requirement writes split x (current - starting - withdrawn) and gives
+    one example with nothing withdrawn: 80 % split, $160k current, $100k
+    starting -> $48k. Here a withdrawal leaves the account, so `current_minor`
+    is net of it, and the formula as written would count each withdrawal twice
+    ($10k out of that $48k would leave 0.8 x (150k - 100k - 10k) = $32k, $42k
+    in all). The requirement's formula is applied to the balance before
+    withdrawals (current + withdrawn), and what was withdrawn comes off the
+    share, not off the profit: with nothing withdrawn it is exactly the
+    source's example, and the sum of all withdrawals never passes split x
+    profit ($48k, then $38k after taking $10k). `reserved_minor` is what
+    requested withdrawals hold, so two requests can never together pass the
+    share.
     """
     share = _ratio("split", split)
     if not 0 <= share <= 1:

@@ -1,10 +1,12 @@
 """Merges (consolidation): capital of one funded account moves into another.
 
-SOURCES.md C. A merge goes into the source's parent, into a sibling (same
-parent), or into a new account that takes the source's place under its
-parent; whole (the source is emptied and CLOSED) or partial (an amount; the
-source trades on). Each records its trigger (underperformance, risk, idle
-capital, manual) and its urgency (critical, high, medium, low).
+See docs/rules.md#tiers-forks-and-merges.
+
+A merge goes into the source's parent, into a sibling (same parent), or into a
+new account that takes the source's place under its parent; whole (the source
+is emptied and CLOSED) or partial (an amount; the source trades on). Each
+records its trigger (underperformance, risk, idle capital, manual) and its
+urgency (critical, high, medium, low).
 
 A process kept as an aggregate: PROPOSED, APPROVED, EXECUTING, COMPLETED, or
 ROLLED_BACK with the reason. Approval: a merge an admin asks for (manual) or

@@ -1,8 +1,9 @@
 """Performance attribution: time-weighted returns and risk ratios from daily values.
 
-SOURCES.md C: "daily value per account (two years kept); total and annualised
-return, volatility, max drawdown, VaR, Sharpe, Sortino, Calmar, win rate,
-profit factor; per account and weighted across a subtree; risk-free rate 2 %".
+See docs/rules.md#performance-figures: a daily value per account (two years
+kept); total and annualised return, volatility, max drawdown, VaR, Sharpe,
+Sortino, Calmar, win rate, profit factor; per account and weighted across a
+subtree; a risk-free rate of 2 %.
 
 Input. One `DailyValue` per calendar day, in order, without gaps: the
 account's closing value that day (integer minor units) and its external flow
@@ -94,7 +95,7 @@ from fractions import Fraction
 from itertools import pairwise
 from typing import Final, TypeVar
 
-# SOURCES.md C: "risk-free rate 2 %", annual.
+# The risk-free rate, 2 % a year (docs/rules.md#performance-figures).
 RISK_FREE_RATE: Final[float] = 0.02
 # One value per calendar day: a year is 365 daily returns (see module doc).
 DAYS_PER_YEAR: Final[int] = 365
@@ -104,8 +105,9 @@ DAILY_RISK_FREE_RATE: Final[float] = math.expm1(math.log1p(RISK_FREE_RATE) / DAY
 # must be exact (in floats 1 - 0.95 is 0.05000000000000004, and
 # ceil(0.05000000000000004 * 20) would be 2, not 1).
 VAR_CONFIDENCE: Final[Fraction] = Fraction(95, 100)
-# SOURCES.md C: "two years kept". Calendar days of values ending at the latest
-# day (that day and the 729 before it), as projections/daily_values.py keeps.
+# Two years kept (docs/rules.md#performance-figures). Calendar days of values
+# ending at the latest day (that day and the 729 before it), as
+# projections/daily_values.py keeps.
 HISTORY_KEPT_DAYS: Final[int] = 730
 # Volatility, VaR, Sharpe and Sortino need at least this many daily returns.
 MIN_RETURNS_FOR_STATISTICS: Final[int] = 2

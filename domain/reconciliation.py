@@ -1,10 +1,12 @@
 """Reconciliation runs: each check's result and the exceptions it raised.
 
-SOURCES.md D. A run is a process kept as an aggregate: it starts (hourly,
-daily or manual), records one result per check as the check finishes, raises
-an exception per discrepancy, and completes. Exceptions are corrected by the
-service (low severity only, when a safe fix exists: a stale view is rebuilt)
-or resolved by a person, with their name and a note.
+See docs/rules.md#reconciliation.
+
+A run is a process kept as an aggregate: it starts (hourly, daily or manual),
+records one result per check as the check finishes, raises an exception per
+discrepancy, and completes. Exceptions are corrected by the service (low
+severity only, when a safe fix exists: a stale view is rebuilt) or resolved by
+a person, with their name and a note.
 
 Severity is decided here, by one documented rule (`severity_of`): every kind
 of discrepancy has a base severity, and the amount involved can only raise

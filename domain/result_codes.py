@@ -59,7 +59,8 @@ class ResultCode(StrEnum):
 
     INVALID_CURSOR = "invalid_cursor"
 
-    # Funded accounts (SOURCES.md B and C).
+    # Funded accounts (docs/rules.md#funded-accounts-and-withdrawals,
+    # docs/rules.md#tiers-forks-and-merges).
     FUNDED_ACCOUNT_NOT_FOUND = "funded_account_not_found"
     ASSESSMENT_ALREADY_FUNDED = "assessment_already_funded"
     ASSESSMENT_NOT_PASSED = "assessment_not_passed"
@@ -72,7 +73,8 @@ class ResultCode(StrEnum):
     POSITION_NOT_FOUND = "position_not_found"
     REALIZED_PNL_MISMATCH = "realized_pnl_mismatch"
     OPEN_POSITIONS_REMAIN = "open_positions_remain"
-    # Withdrawals (SOURCES.md B): each refusal of a request has its own code.
+    # Withdrawals (docs/rules.md#funded-accounts-and-withdrawals): each refusal
+    # of a request has its own code.
     OPEN_POSITIONS = "open_positions"
     BELOW_MINIMUM = "below_minimum"
     EXCEEDS_WITHDRAWABLE = "exceeds_withdrawable"
@@ -80,7 +82,7 @@ class ResultCode(StrEnum):
     # Approve or reject a withdrawal that is no longer waiting for an admin.
     WITHDRAWAL_NOT_PENDING = "withdrawal_not_pending"
     CLOSURE_NOT_FOUND = "closure_not_found"
-    # Forks and merges (SOURCES.md C).
+    # Forks and merges (docs/rules.md#tiers-forks-and-merges).
     FORK_NOT_FOUND = "fork_not_found"
     FORK_NOT_ALLOWED = "fork_not_allowed"
     FORK_COOLDOWN = "fork_cooldown"
@@ -88,7 +90,7 @@ class ResultCode(StrEnum):
     INSUFFICIENT_CAPITAL = "insufficient_capital"
     MERGE_NOT_FOUND = "merge_not_found"
     MERGE_TARGET_INVALID = "merge_target_invalid"
-    # Reconciliation (SOURCES.md D).
+    # Reconciliation (docs/rules.md#reconciliation).
     RECONCILIATION_RUN_NOT_FOUND = "reconciliation_run_not_found"
     RECONCILIATION_EXCEPTION_NOT_FOUND = "reconciliation_exception_not_found"
     # Resolve an exception that was corrected or resolved already.

@@ -1,14 +1,15 @@
 """Account tiers Gen, Rev and Com as data, checked once at start.
 
-The numbers come from SOURCES.md C (the tier table) and B (drawdown limit
-"10-15 % by tier"). Money is integer minor units of `TIER_CURRENCY`; every
-ratio is a `fractions.Fraction`, never a float. Fraction rather than basis
-points or Decimal: ratios such as 12 % or 1/8 are exact, comparisons at a limit
-("exactly 20 % of capital") cannot be blurred by a rounding step or a Decimal
-context, and nothing is rounded until a ratio turns into money.
+The numbers are those of docs/rules.md#tiers-forks-and-merges (the tier table)
+and docs/rules.md#funded-accounts-and-withdrawals (a drawdown limit of 10-15 %
+by tier). Money is integer minor units of `TIER_CURRENCY`; every ratio is a
+`fractions.Fraction`, never a float. Fraction rather than basis points or
+Decimal: ratios such as 12 % or 1/8 are exact, comparisons at a limit ("exactly
+20 % of capital") cannot be blurred by a rounding step or a Decimal context,
+and nothing is rounded until a ratio turns into money.
 
-Drawdown limit per tier (a decision, SOURCES.md B only gives the range): the
-limit is 10 % times the tier's risk multiplier, which spans the source's range
+Drawdown limit per tier (a decision: the requirement gives only the range): the
+limit is 10 % times the tier's risk multiplier, which spans the required range
 exactly: Gen 10 % (x1.0), Rev 12 % (x1.2), Com 15 % (x1.5). It is stored as a
 plain field, so a later change of mind is a change of data; `validate_tiers`
 keeps it inside the source's 10-15 %.
@@ -34,7 +35,9 @@ from typing import Final
 
 TIER_CURRENCY: Final[str] = "USD"
 
-# SOURCES.md B: "limit 10-15 % by tier". validate_tiers keeps every tier inside.
+# The drawdown limit is 10-15 % by tier
+# (docs/rules.md#funded-accounts-and-withdrawals); validate_tiers keeps every
+# tier inside.
 DRAWDOWN_LIMIT_MIN: Final[Fraction] = Fraction(10, 100)
 DRAWDOWN_LIMIT_MAX: Final[Fraction] = Fraction(15, 100)
 

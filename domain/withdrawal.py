@@ -1,9 +1,11 @@
 """The withdrawal process: one request for money out of a funded account.
 
-SOURCES.md B. A Withdrawal is a process kept as an aggregate: each step is an
-event with its time and actor, and its timers ("next payout attempt not
-before T") are facts in those events, so a worker that restarts carries on
-exactly where the process was.
+See docs/rules.md#funded-accounts-and-withdrawals.
+
+A Withdrawal is a process kept as an aggregate: each step is an event with its
+time and actor, and its timers ("next payout attempt not before T") are facts
+in those events, so a worker that restarts carries on exactly where the process
+was.
 
     PENDING ──approve──> APPROVED ──payout accepted──> PAID_OUT ──paid──> COMPLETED
        │                    │  ▲                           │

@@ -136,9 +136,11 @@ class Ledger:
     # Proposes forks past thresholds and executes waiting ones (started by
     # `ledger serve`).
     fork_scanner: LeasedLoop[ForkScan]
-    # The drawdown and market guards, and closing positions (SOURCES.md E).
+    # The drawdown and market guards, and closing positions
+    # (docs/rules.md#position-sync-and-guards).
     guards: GuardsService
-    # Fetches each account's positions and equity from the broker (SOURCES.md E).
+    # Fetches each account's positions and equity from the broker
+    # (docs/rules.md#position-sync-and-guards).
     broker_sync: BrokerSyncService
     # Syncs every account, then runs its guards (started by `ledger serve`).
     guard_worker: GuardWorker

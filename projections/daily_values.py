@@ -1,8 +1,8 @@
 """The daily values view: one row per funded account per UTC calendar day.
 
-What it is for: performance attribution (SOURCES.md C, "daily value per
-account (two years kept)"): returns, volatility, drawdowns, win rate and
-profit factor are worked out from these rows by their readers.
+What it is for: performance attribution from a daily value per account, two
+years kept (docs/rules.md#performance-figures): returns, volatility, drawdowns,
+win rate and profit factor are worked out from these rows by their readers.
 
 A row holds the account's closing figures of the day and what happened in it:
 

@@ -1,11 +1,11 @@
 """The guards view: each account guard's state, its open divergences, its
 pending alerts, and the positions closed through it (domain/account_guard.py).
 
-What it answers (SOURCES.md E): an account's last guard decision and level,
-the sync's divergences still open (reconciliation status of an account), the
-alerts waiting (a drawdown warning, a liquidation scheduled, a position
-marked for closing), and which account a closed position belonged to (a
-close asked again answers with the first close).
+What it answers (docs/rules.md#position-sync-and-guards): an account's last
+guard decision and level, the sync's divergences still open (reconciliation
+status of an account), the alerts waiting (a drawdown warning, a liquidation
+scheduled, a position marked for closing), and which account a closed position
+belonged to (a close asked again answers with the first close).
 
 Each handler sets what the aggregate's handler of the same event sets:
 

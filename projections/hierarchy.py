@@ -1,7 +1,8 @@
 """The hierarchy view: funded accounts as a tree, and the capital moved between them.
 
-SOURCES.md C ("Hierarchy: full parent/child tree; views per subtree"). Built
-from the `FundedAccount` events (domain/funded_account.py):
+The full parent/child tree, with views per subtree
+(docs/rules.md#tiers-forks-and-merges). Built from the `FundedAccount` events
+(domain/funded_account.py):
 
     Activated        a node: its own root, depth 0, no parent
     LinkedToParent   the node hangs under its parent: root = the parent's

@@ -1,10 +1,11 @@
 """The reconciliation reports view: runs, their checks, and the exceptions raised.
 
-What it answers (SOURCES.md D): the list of reports and one report with its
-checks, the exceptions by severity and whether they are resolved, the open
-exceptions by fingerprint (a later run names an open one instead of raising
-it again), and the figures the metrics export. Each handler sets what the
-aggregate's handler of the same event sets (domain/reconciliation.py).
+What it answers (docs/rules.md#reconciliation): the list of reports and one
+report with its checks, the exceptions by severity and whether they are
+resolved, the open exceptions by fingerprint (a later run names an open one
+instead of raising it again), and the figures the metrics export. Each handler
+sets what the aggregate's handler of the same event sets
+(domain/reconciliation.py).
 
 Runs are few (two dozen a day) and checks six per run, so their rows are
 written as they come; exceptions change after they are raised (corrected,

@@ -1,9 +1,11 @@
 """The Broker port: open and close positions, read positions, equity and quotes.
 
-SOURCES.md E (position sync, guards, closing) and B (realized and unrealized
-P&L of a funded account). An adapter for a real broker lives in interface/;
-`interface.adapters.broker.simulated_broker.SimulatedBroker` is the deterministic one that
-tests and the demo drive.
+See docs/rules.md#position-sync-and-guards (position sync, guards, closing) and
+docs/rules.md#funded-accounts-and-withdrawals (realized and unrealized P&L).
+
+An adapter for a real broker lives in interface/;
+`interface.adapters.broker.simulated_broker.SimulatedBroker` is the
+deterministic one that tests and the demo drive.
 
 Numbers. Nothing here is a float.
 - A quantity is a positive `int`: whole units of the instrument (shares,

@@ -1,9 +1,12 @@
 """What the guards tell a funded account's owner, and the port that tells them.
 
-SOURCES.md E: "warn the user before liquidating". Three kinds of message,
-one per guard decision event: a drawdown warning, a liquidation scheduled
-(with when it will happen) and a liquidation carried out. Each names the
-positions concerned, so the owner can act during the grace period.
+The owner is warned before a liquidation
+(docs/rules.md#position-sync-and-guards).
+
+Three kinds of message, one per guard decision event: a drawdown warning, a
+liquidation scheduled (with when it will happen) and a liquidation carried out.
+Each names the positions concerned, so the owner can act during the grace
+period.
 
 A notification's id is the guard aggregate's id and the version of the event
 it reports (`guard_notification_id`; `notification_for` makes one from the

@@ -1,4 +1,5 @@
-"""Performance charts as PNG or SVG bytes (SOURCES.md C: performance per account and subtree).
+"""Performance charts as PNG or SVG bytes, per account and per subtree
+(docs/rules.md#performance-figures).
 
 `equity_chart` draws one equity curve per labelled series of daily values
 (major units of the currency, dates on the x axis) and, below it, each

@@ -1,5 +1,6 @@
 """The demo's funded accounts: one per tier with trading history, and one in
-each rule band (SOURCES.md B), traded on the simulated broker.
+each rule band, traded on the simulated broker
+(docs/rules.md#funded-accounts-and-withdrawals).
 
 Round trips on the DEMO symbol make the history (realized P&L in the ledger);
 small positions left open on ACME and GLOBEX keep the monitor's marks moving

@@ -1,5 +1,6 @@
-"""The demo's guards (SOURCES.md E): three Gen accounts, each under a scripted
-market that makes one guard fire, traded on the simulated broker.
+"""The demo's guards: three Gen accounts, each under a scripted market that
+makes one guard fire, traded on the simulated broker
+(docs/rules.md#position-sync-and-guards).
 
 - Crash: ten longs of CRSH (98 units at $5.00, 4.9 % of the balance each,
   inside the 5 % risk rule) fall along a ramp to $3.30 (a 16.7 % drawdown
@@ -17,10 +18,10 @@ runs under the system clock (`ledger serve --demo`) and the tests' settable
 one alike. The crash is two ramps, one guard pass after each, so the account
 walks through the warning to the scheduled liquidation.
 
-The funded rules (SOURCES.md B) close a Gen account at 10 % from its peak,
-before the guards' 15 %: the rules monitor of `ledger serve` closes the
-crashed account on its next pass. The guards' decisions stay recorded (they
-are events), which is what the demo shows.
+The funded rules (docs/rules.md#funded-accounts-and-withdrawals) close a Gen
+account at 10 % from its peak, before the guards' 15 %: the rules monitor of
+`ledger serve` closes the crashed account on its next pass. The guards'
+decisions stay recorded (they are events), which is what the demo shows.
 
 Loading again finds each account by its assessment and trades nothing more;
 the markets (in memory) are scripted again to where the first load left

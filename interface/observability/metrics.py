@@ -273,10 +273,11 @@ class WithdrawalsCollector(Collector):
 
 
 class ReconciliationCollector(Collector):
-    """SOURCES.md D's metrics, from the reconciliation view at scrape time:
-    runs by type and status, checks passed and failed by check, unresolved
-    exceptions by severity, the latest run's discrepancy (|actual - expected|)
-    by check, and the latest completed run's duration by type."""
+    """Reconciliation's metrics (docs/rules.md#reconciliation), from the
+    reconciliation view at scrape time: runs by type and status, checks passed
+    and failed by check, unresolved exceptions by severity, the latest run's
+    discrepancy (|actual - expected|) by check, and the latest completed run's
+    duration by type."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool

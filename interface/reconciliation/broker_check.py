@@ -1,11 +1,13 @@
 """The broker against the ledger: open positions and realized P&L, per funded account.
 
-SOURCES.md D and E. The ledger's side is folded from the stored events alone
-(plain SQL on `ledger_events`, no view: the projections check compares the
-views): for each funded account, its open positions by position id (symbol,
-side, quantity, entry price), the realized P&L of its closes, whether it
-ever traded and whether it is closed. The broker's side is what the Broker
-port answers now, for the account of the same id. Compared:
+See docs/rules.md#reconciliation and docs/rules.md#position-sync-and-guards.
+
+The ledger's side is folded from the stored events alone (plain SQL on
+`ledger_events`, no view: the projections check compares the views): for each
+funded account, its open positions by position id (symbol, side, quantity,
+entry price), the realized P&L of its closes, whether it ever traded and
+whether it is closed. The broker's side is what the Broker port answers now,
+for the account of the same id. Compared:
 
 - a position the ledger holds and the broker does not: `position_missing_at_broker`
   (the amount: its value at entry);

@@ -1,12 +1,12 @@
 """The broker sync's divergences still open, as reconciliation exceptions.
 
-SOURCES.md E: the sync matches each funded account's positions at the
-broker with the ledger's (a 5 % volume tolerance) and records what differs
-on the account's guard: `DivergenceFound` (slippage, a partial fill, a
-position missing at the broker, an extra one) and `DivergenceCleared` when a
-later sync no longer sees it. This check folds those events from
-`ledger_events` with plain SQL, in one snapshot (never the guards view,
-which the projections check compares with the log), and reports each
+See docs/rules.md#position-sync-and-guards: the sync matches each funded
+account's positions at the broker with the ledger's (a 5 % volume tolerance)
+and records what differs on the account's guard: `DivergenceFound` (slippage, a
+partial fill, a position missing at the broker, an extra one) and
+`DivergenceCleared` when a later sync no longer sees it. This check folds those
+events from `ledger_events` with plain SQL, in one snapshot (never the guards
+view, which the projections check compares with the log), and reports each
 divergence still open as `sync_divergence`, for the value that differs.
 
 `expected` is 0 (no divergence open) and `actual` the number open. Subjects

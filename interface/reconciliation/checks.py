@@ -1,4 +1,5 @@
-"""The checks a reconciliation run makes, in the order it makes them (SOURCES.md D).
+"""The checks a reconciliation run makes, in the order it makes them
+(docs/rules.md#reconciliation).
 
 The ledger's own arithmetic first (nothing else means anything if it is
 wrong), then the views against a replay, then each outside record against

@@ -1,7 +1,9 @@
 """Deposits: the capital funded accounts were given against the ledger transfers.
 
-SOURCES.md D. Two records of the same money, both read from the stored events
-with plain SQL (no view: the projections check compares the views):
+See docs/rules.md#reconciliation.
+
+Two records of the same money, both read from the stored events with plain SQL
+(no view: the projections check compares the views):
 
 - the funding side: each funded account's `Activated` (its starting
   balance), and the `CapitalMovedOut` / `CapitalMovedIn` of forks and merges;

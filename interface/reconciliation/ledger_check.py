@@ -1,11 +1,13 @@
 """The ledger against its own arithmetic, from the stored events alone.
 
-SOURCES.md D. The same single pass over `ledger_events` as `ledger audit
-verify` (`verify_ledger` without the views): the hash chain and the order of
-positions and versions, every transfer balancing per currency, debits equal
-to credits per currency, and each account's totals equal to the sums of the
-postings made to it. Nothing here reads a view, so a view that went wrong
-cannot hide a fault in the log (the projections check compares the views).
+See docs/rules.md#reconciliation.
+
+The same single pass over `ledger_events` as `ledger audit verify`
+(`verify_ledger` without the views): the hash chain and the order of positions
+and versions, every transfer balancing per currency, debits equal to credits
+per currency, and each account's totals equal to the sums of the postings made
+to it. Nothing here reads a view, so a view that went wrong cannot hide a fault
+in the log (the projections check compares the views).
 
 Each finding becomes a discrepancy named by what it is about ("transfer
 <id>", "account <id>", "event at position 7", "currency USD"): words that

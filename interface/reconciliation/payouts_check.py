@@ -1,9 +1,11 @@
 """The processor's payouts against the withdrawals the log records.
 
-SOURCES.md D. Two records of the same money kept apart: the payment
-processor's list of payouts (`PayoutGateway.list_payouts`, each payout naming
-its withdrawal in its metadata) and the withdrawals' own events, read from
-`ledger_events` with plain SQL (`withdrawal_records`), never from a view.
+See docs/rules.md#reconciliation.
+
+Two records of the same money kept apart: the payment processor's list of
+payouts (`PayoutGateway.list_payouts`, each payout naming its withdrawal in its
+metadata) and the withdrawals' own events, read from `ledger_events` with plain
+SQL (`withdrawal_records`), never from a view.
 
 A payout belongs to its withdrawal when the withdrawal recorded that payout
 id, or when the withdrawal is approved and has recorded no payout yet (the

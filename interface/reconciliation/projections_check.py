@@ -1,12 +1,14 @@
 """Each view against a fresh replay of the log.
 
-SOURCES.md D. The same comparison as `ledger audit verify` makes of the
-views (`check_views`): each view's tables are digested in one snapshot with
-the position the view says it has reached, the log is replayed up to that
-position into a scratch schema, and the digests compared; a view that
-differs is listed with the rows that differ. A view that lags the log is not
-a discrepancy (it is compared at its own position); one built by another
-version of its code is not either (the service rebuilds it at start).
+See docs/rules.md#reconciliation.
+
+The same comparison as `ledger audit verify` makes of the views
+(`check_views`): each view's tables are digested in one snapshot with the
+position the view says it has reached, the log is replayed up to that position
+into a scratch schema, and the digests compared; a view that differs is listed
+with the rows that differ. A view that lags the log is not a discrepancy (it is
+compared at its own position); one built by another version of its code is not
+either (the service rebuilds it at start).
 
 A view is derived data: one that differs, or was never built, is rebuilt
 from the log by the service itself. The rebuild is made aside, in the shadow

@@ -1,12 +1,14 @@
 """When reconciliation runs by itself: every hour, and daily at 02:00 UTC.
 
-SOURCES.md D. A pass of the schedule (under a lease, interface/workers/leased_worker.py,
-so one process at a time) runs the latest slot of each type that has no run
-yet. A slot's run id is derived from the slot, so a slot runs once however
-many processes look at it, and a process that was down runs the latest
-missed slot of each type when it comes back (not every missed hour: the next
-run checks everything the missed ones would have). The daily run stands in
-for the hourly run of its own hour.
+See docs/rules.md#reconciliation.
+
+A pass of the schedule (under a lease, interface/workers/leased_worker.py, so
+one process at a time) runs the latest slot of each type that has no run yet. A
+slot's run id is derived from the slot, so a slot runs once however many
+processes look at it, and a process that was down runs the latest missed slot
+of each type when it comes back (not every missed hour: the next run checks
+everything the missed ones would have). The daily run stands in for the hourly
+run of its own hour.
 """
 
 from __future__ import annotations

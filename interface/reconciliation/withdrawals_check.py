@@ -1,12 +1,13 @@
 """Withdrawals against the ledger's holds and the transfers that settle them.
 
-SOURCES.md D. A withdrawal's request writes a hold (a pending transfer from
-the trader's account to the payouts clearing account, its id in the
-withdrawal's `Requested`, the withdrawal's id in its metadata) in the same
-transaction; completing posts the hold, rejecting or failing voids it. This
-check reads both records from `ledger_events` with plain SQL, in one
-snapshot (never the views, which the projections check compares with the
-log), and finds where they part:
+See docs/rules.md#reconciliation.
+
+A withdrawal's request writes a hold (a pending transfer from the trader's
+account to the payouts clearing account, its id in the withdrawal's
+`Requested`, the withdrawal's id in its metadata) in the same transaction;
+completing posts the hold, rejecting or failing voids it. This check reads both
+records from `ledger_events` with plain SQL, in one snapshot (never the views,
+which the projections check compares with the log), and finds where they part:
 
 - A completed withdrawal has exactly one posted transfer of its amount: its
   hold, posted and not reversed. None (the hold never written, still

@@ -1,5 +1,6 @@
 """The guard worker: syncs every funded account with the broker, then runs its
-guards, every few seconds, in one process at a time (SOURCES.md E).
+guards, every few seconds, in one process at a time
+(docs/rules.md#position-sync-and-guards).
 
 Each pass walks the accounts the `funded_accounts` view says the broker
 holds something of (active or suspended, or holding open positions), leaves

@@ -1,12 +1,12 @@
 """The rules monitor: marks funded accounts' open positions to market and
 enforces a violation, every few seconds, in one process at a time.
 
-Every command on a funded account already records its band (SOURCES.md B's
-"recomputes on every relevant event"); what moves without a command is the
-market. So the monitor walks the accounts the `funded_accounts` view says
-hold open positions (or sit in the violation band, not yet closed), and asks
-the service to mark each one: a band change is recorded, a violation closes
-the positions and the account.
+Every command on a funded account already records its band (the band is read
+after every command: docs/rules.md#funded-accounts-and-withdrawals); what moves
+without a command is the market. So the monitor walks the accounts the
+`funded_accounts` view says hold open positions (or sit in the violation band,
+not yet closed), and asks the service to mark each one: a band change is
+recorded, a violation closes the positions and the account.
 
 One monitor runs at a time, under a lease (interface/workers/leased_worker.py). Each
 account's failure (the broker down for it, say)

@@ -1,7 +1,8 @@
-"""Account closure over HTTP (SOURCES.md A): initiation answered at once with a
-confirmation number; progress through the phases and the tranches; ownership;
-refused bodies and accounts; the operators' list of stuck closures and their
-resumption (dry run or not); the live progress stream (server-sent events).
+"""Account closure over HTTP (docs/rules.md#account-closure): initiation
+answered at once with a confirmation number; progress through the phases and
+the tranches; ownership; refused bodies and accounts; the operators' list of
+stuck closures and their resumption (dry run or not); the live progress stream
+(server-sent events).
 
 The closure worker does not run by itself here: each test walks a closure
 through simulated days itself, with `ledger.closures.advance` at each timer

@@ -1,8 +1,9 @@
-"""Forks and merges over HTTP (SOURCES.md C): the opportunities an operator
-sees, a fork that makes a Rev child with $100,000 (or rolls back, moving
-nothing), the 24-hour cooldown, an admin's approval below the confidence bar;
-merges back into the parent, partial, into a sibling and a new account, the
-ones that wait for an admin, and the refused ones; who may do what.
+"""Forks and merges over HTTP (docs/rules.md#tiers-forks-and-merges): the
+opportunities an operator sees, a fork that makes a Rev child with $100,000 (or
+rolls back, moving nothing), the 24-hour cooldown, an admin's approval below
+the confidence bar; merges back into the parent, partial, into a sibling and a
+new account, the ones that wait for an admin, and the refused ones; who may do
+what.
 
 Accounts past a threshold are made as a trader makes them: a Gen account
 ($10,000) that closed one trade up (tests/support/withdrawals).

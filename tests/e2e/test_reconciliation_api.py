@@ -1,5 +1,5 @@
-"""Reconciliation over HTTP (SOURCES.md D): start a run, read its report,
-list the exceptions it raised, resolve one with a name and a note.
+"""Reconciliation over HTTP (docs/rules.md#reconciliation): start a run, read
+its report, list the exceptions it raised, resolve one with a name and a note.
 
 Every check is the real one, on the test's real PostgreSQL, with the
 in-process simulated broker and sandbox payout gateway the server runs.

@@ -1,8 +1,9 @@
-"""Withdrawals over HTTP (SOURCES.md B): requests held at once and, under
-1,000.00, approved and paid out by the payout worker; from 1,000.00 waiting for
-an admin's approval or rejection; refusals with their codes; payout failures,
-final and transient; one withdrawal per request key; ownership; the ledger's
-side (the hold transfer posted or voided); Stripe's webhook route.
+"""Withdrawals over HTTP (docs/rules.md#funded-accounts-and-withdrawals):
+requests held at once and, under 1,000.00, approved and paid out by the payout
+worker; from 1,000.00 waiting for an admin's approval or rejection; refusals
+with their codes; payout failures, final and transient; one withdrawal per
+request key; ownership; the ledger's side (the hold transfer posted or voided);
+Stripe's webhook route.
 
 The payout worker does not run by itself here: each test runs its passes
 (`run_once`), on a sandbox gateway it holds to script the processor's faults.

@@ -1,7 +1,8 @@
 """The guards on real PostgreSQL and the simulated broker: a scripted crash
 walked through warning, grace and liquidation; a recovery in the grace; one
 close failing while the others go through; the market guard at its edges;
-closing a position twice; notifications written once (SOURCES.md E)."""
+closing a position twice; notifications written once
+(docs/rules.md#position-sync-and-guards)."""
 
 from __future__ import annotations
 

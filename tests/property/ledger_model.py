@@ -1,9 +1,9 @@
 """A plain model of the ledger's rules, to predict what each command must return.
 
-It is written from the rules (TigerBeetle's semantics, DESIGN.md, issue 2),
-not from the implementation: plain dictionaries and integers, no staging, no
-events. A linked chain is predicted by copying the model and throwing the
-copy away when a member fails.
+It is written from the rules (TigerBeetle's semantics,
+docs/rules.md#ledger-core), not from the implementation: plain dictionaries and
+integers, no staging, no events. A linked chain is predicted by copying the
+model and throwing the copy away when a member fails.
 """
 
 from __future__ import annotations

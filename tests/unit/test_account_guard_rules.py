@@ -1,5 +1,6 @@
 """The guards' pure rules at each edge, and the AccountGuard aggregate's
-decisions, each recorded with its inputs (SOURCES.md E)."""
+decisions, each recorded with its inputs
+(docs/rules.md#position-sync-and-guards)."""
 
 from __future__ import annotations
 

@@ -134,7 +134,8 @@ def test_a_posting_amount_that_is_not_positive_is_refused(amount: int) -> None:
 
 
 def test_a_posting_amount_given_as_a_float_is_refused() -> None:
-    # Floats are refused everywhere (DESIGN.md section 4), not only at the API.
+    # Floats are refused everywhere (docs/architecture.md#key-decisions), not
+    # only at the API.
     postings = (debit(ALICE, 1.5), credit(BOB, 1.5))  # type: ignore[arg-type]
     with pytest.raises(LedgerRefusal):
         simple_transfer(postings=postings)

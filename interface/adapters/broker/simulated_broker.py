@@ -63,8 +63,9 @@ from interface.adapters.broker.price_path import (
 SYMBOLS_MAX: Final[int] = 1_000
 SYMBOL_LENGTH_MAX: Final[int] = 32
 ACCOUNTS_MAX: Final[int] = 10_000
-# The Com tier allows 50 open positions (SOURCES.md C); the broker allows more,
-# so the ledger's own limit is the one that refuses first.
+# The Com tier allows 50 open positions (docs/rules.md#tiers-forks-and-merges);
+# the broker allows more, so the ledger's own limit is the one that refuses
+# first.
 POSITIONS_PER_ACCOUNT_MAX: Final[int] = 100
 # Orders are remembered for idempotency; past this an account takes no more.
 ORDERS_PER_ACCOUNT_MAX: Final[int] = 10_000

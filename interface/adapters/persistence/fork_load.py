@@ -1,10 +1,11 @@
 """How many forks are executing now: the forks view, caught up first.
 
-The limit of 5 forks at once (SOURCES.md C) is checked against the forks
-view. Before counting, the view is brought up to this process's last write
-(a fork this process just started is counted); forks started by another
-process a moment ago may be missed until the view has them, which the
-executing step tolerates (the limit is a load bound, not a money rule).
+The limit of 5 forks at once (docs/rules.md#tiers-forks-and-merges) is checked
+against the forks view. Before counting, the view is brought up to this
+process's last write (a fork this process just started is counted); forks
+started by another process a moment ago may be missed until the view has them,
+which the executing step tolerates (the limit is a load bound, not a money
+rule).
 """
 
 from __future__ import annotations

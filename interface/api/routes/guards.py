@@ -1,12 +1,13 @@
 """Broker sync and guards: an account's reconciliation with the broker, its live
 positions with equity and drawdown, the guards' status, and a manual close.
 
-SOURCES.md E. The last sync is the broker sync's own record
-(`broker_sync_status`, overwritten by every sync); divergences, alerts and
-the guards' levels come from the `guards` view, caught up to the caller's
-writes first as every view read is. Live positions are asked of the broker
-now: when it does not answer, 503 `broker_unavailable`, never stale figures
-passed off as live.
+See docs/rules.md#position-sync-and-guards.
+
+The last sync is the broker sync's own record (`broker_sync_status`,
+overwritten by every sync); divergences, alerts and the guards' levels come
+from the `guards` view, caught up to the caller's writes first as every view
+read is. Live positions are asked of the broker now: when it does not answer,
+503 `broker_unavailable`, never stale figures passed off as live.
 
 A user reads only their own funded accounts (another owner's answers 404,
 like an unknown id); the guards' status is for operators; closing a

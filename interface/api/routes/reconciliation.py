@@ -1,12 +1,14 @@
 """Reconciliation: reports, exceptions, starting a run, resolving an exception.
 
-SOURCES.md D. Reports and exceptions are read from the reconciliation view
-(caught up to the caller's writes first, as every view read is); a run is
-started here and carried out in the background (it reads the whole log),
-so the answer is 202 with the run's report as it stands, `running`. Reads
-are for operators (admins, auditors, the platform's services); starting a
-run too; resolving an exception is for admins, with the name of the person
-and a note saying what they found and did.
+See docs/rules.md#reconciliation.
+
+Reports and exceptions are read from the reconciliation view (caught up to the
+caller's writes first, as every view read is); a run is started here and
+carried out in the background (it reads the whole log), so the answer is 202
+with the run's report as it stands, `running`. Reads are for operators (admins,
+auditors, the platform's services); starting a run too; resolving an exception
+is for admins, with the name of the person and a note saying what they found
+and did.
 """
 
 from __future__ import annotations
