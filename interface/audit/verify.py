@@ -50,6 +50,7 @@ from psycopg import IsolationLevel, sql
 from psycopg.types.string import ByteaBinaryLoader
 
 from domain.event_chain import GENESIS_HASH
+from interface.adapters.persistence.advisory_locks import AUDIT_VERIFY_LOCK_KEY
 from projections.digest import differing_rows, view_digest
 from projections.events import (
     ACCOUNT_OPENED,
@@ -80,8 +81,6 @@ FINDINGS_MAX: Final[int] = 1_000
 # the verify's snapshot when the two differ (to list the differing rows).
 VERIFY_SCHEMA: Final[str] = "ledger_verify"
 LIVE_COPY_SCHEMA: Final[str] = "ledger_verify_live"
-# One verify at a time uses the scratch schemas (a session advisory lock).
-VERIFY_LOCK_KEY: Final[int] = 0x1ED9E7A0D17
 # Differing rows listed per view table.
 DIFFERING_ROWS_SHOWN: Final[int] = 20
 
@@ -755,7 +754,7 @@ def check_views(database_url: str, *, progress: Progress | None = None) -> Verif
 def _check_views(database_url: str, report: VerifyReport, progress: Progress | None) -> None:
     with psycopg.connect(database_url, autocommit=True) as guard:
         # The scratch schemas are shared: one verify at a time.
-        guard.execute("SELECT pg_advisory_lock(%s)", (VERIFY_LOCK_KEY,))
+        guard.execute("SELECT pg_advisory_lock(%s)", (AUDIT_VERIFY_LOCK_KEY,))
         report.views.extend(_check_all_views(database_url, report, progress))
         if all(check.status is not ViewStatus.DIFFERENT for check in report.views):
             # Kept when a view differs, for a look; the next verify replaces them.

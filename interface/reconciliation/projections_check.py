@@ -25,6 +25,7 @@ from typing import Final
 import psycopg
 
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
+from interface.adapters.persistence.advisory_locks import RECONCILIATION_REBUILD_LOCK_KEY
 from interface.audit.verify import Finding, Progress, ViewCheck, ViewStatus, check_views
 from projections.rebuild import rebuild_with_shadow
 from projections.registry import view_named
@@ -38,9 +39,6 @@ REBUILD_CORRECTION_PREFIX: Final[str] = "rebuild:"
 ROWS_QUOTED_MAX: Final[int] = 3
 # Digest characters quoted: enough to tell two digests apart by eye.
 DIGEST_QUOTED_CHARS: Final[int] = 12
-# The shadow schema is one per database: one reconciliation rebuild at a
-# time (a session advisory lock, released when its connection closes).
-REBUILD_LOCK_KEY: Final[int] = 0x2EC0_5C11_E0B1
 
 
 class ProjectionsCheck:
@@ -84,7 +82,7 @@ class ProjectionsCheck:
         except KeyError as error:
             raise ValueError(str(error.args[0])) from None
         with psycopg.connect(self._database_url, autocommit=True) as guard:
-            guard.execute("SELECT pg_advisory_lock(%s)", (REBUILD_LOCK_KEY,))
+            guard.execute("SELECT pg_advisory_lock(%s)", (RECONCILIATION_REBUILD_LOCK_KEY,))
             position = rebuild_with_shadow(self._database_url, view)
         return (
             f"rebuilt view {name} from the log (shadow replay, swapped in at position {position})"

@@ -25,12 +25,11 @@ from application.ports.event_store import Clock
 from application.reconciliation import ReconciliationService
 from domain.reconciliation import ReconciliationRun, RunType
 from domain.result_codes import LedgerRefusal, ResultCode
+from interface.adapters.persistence.advisory_locks import RECONCILIATION_SCHEDULE_LOCK_KEY
 from interface.workers.leased_worker import Connection, LeasedLoop
 
 log = structlog.get_logger(__name__)
 
-# Advisory lock key of the schedule's lease ("reconc" in ASCII).
-RECONCILIATION_LOCK_KEY: Final[int] = 0x7265636F6E63
 DAILY_RUN_HOUR_UTC: Final[int] = 2
 SCHEDULE_NAMESPACE: Final = UUID("5d0c9a71-2e4b-4f86-b3a9-7c1e0f6d2b58")
 SCHEDULE_ACTOR: Final[str] = "reconciliation-schedule"
@@ -102,7 +101,7 @@ def reconciliation_schedule(
     return LeasedLoop(
         name="reconciliation-schedule",
         database_url=database_url,
-        lock_key=RECONCILIATION_LOCK_KEY,
+        lock_key=RECONCILIATION_SCHEDULE_LOCK_KEY,
         interval_s=interval_s,
         work=work,
         report=report,

@@ -18,11 +18,10 @@ from uuid import UUID
 
 from application.closures import ClosuresService
 from application.ports.event_store import Clock
+from interface.adapters.persistence.advisory_locks import CLOSURE_WORKER_LOCK_KEY
 from interface.workers.leased_worker import Connection, DueWorker
 from projections.closures import closures_due
 
-# Advisory lock key of the worker's lease ("closure" in ASCII).
-CLOSURE_WORKER_LOCK_KEY: Final[int] = 0x636C6F73757265
 CLOSURES_PER_QUERY: Final[int] = 100
 CLOSURES_PER_PASS_MAX: Final[int] = 1_000
 

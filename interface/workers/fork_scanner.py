@@ -25,14 +25,13 @@ from application.forks import ForkOutcome, ForksService
 from domain.fork import ForkStatus
 from domain.result_codes import LedgerRefusal
 from domain.tiers import TIERS
+from interface.adapters.persistence.advisory_locks import FORK_SCANNER_LOCK_KEY
 from interface.workers.leased_worker import Connection, LeasedLoop
 from projections import forks
 from projections.funded_accounts import fork_candidates
 
 log = structlog.get_logger(__name__)
 
-# Advisory lock key of the scanner's lease ("forks" in ASCII).
-FORK_SCANNER_LOCK_KEY: Final[int] = 0x666F726B73
 SCAN_LIMIT: Final[int] = 1_000
 SCANNER_ACTOR: Final[str] = "forks-scan"
 LISTED: Final[str] = "listed"

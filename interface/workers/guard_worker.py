@@ -29,13 +29,12 @@ import structlog
 from application.broker_sync import BrokerSyncService, SyncFailure
 from application.ports.broker import AccountEquity
 from domain.result_codes import LedgerRefusal
+from interface.adapters.persistence.advisory_locks import GUARD_WORKER_LOCK_KEY
 from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop
 from projections.funded_accounts import accounts_to_sync
 
 log = structlog.get_logger(__name__)
 
-# Advisory lock key of the worker's lease ("guards" in ASCII).
-GUARD_WORKER_LOCK_KEY: Final[int] = 0x677561726473
 # Accounts read from the view per query while walking them.
 ACCOUNTS_PER_QUERY: Final[int] = 500
 

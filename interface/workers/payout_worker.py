@@ -21,11 +21,10 @@ from uuid import UUID
 from application.ports.event_store import Clock
 from application.withdrawals import WithdrawalsService
 from domain.withdrawal import WithdrawalStatus
+from interface.adapters.persistence.advisory_locks import PAYOUT_WORKER_LOCK_KEY
 from interface.workers.leased_worker import Connection, DueWorker
 from projections.withdrawals import payouts_due
 
-# Advisory lock key of the worker's lease ("payouts" in ASCII).
-PAYOUT_WORKER_LOCK_KEY: Final[int] = 0x7061796F757473
 # Withdrawals read from the view per query, and per pass at most: a pass ends
 # and lets the lease go now and then, whatever the backlog.
 WITHDRAWALS_PER_QUERY: Final[int] = 100

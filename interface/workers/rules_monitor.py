@@ -24,13 +24,12 @@ import structlog
 
 from application.funded_accounts import FundedAccountsService
 from domain.result_codes import LedgerRefusal
+from interface.adapters.persistence.advisory_locks import RULES_MONITOR_LOCK_KEY
 from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop
 from projections.funded_accounts import accounts_to_watch
 
 log = structlog.get_logger(__name__)
 
-# Advisory lock key of the monitor's lease ("rules" in ASCII).
-RULES_MONITOR_LOCK_KEY: Final[int] = 0x72756C6573
 # Accounts read from the view per query while walking them.
 ACCOUNTS_PER_QUERY: Final[int] = 500
 

@@ -23,6 +23,7 @@ from domain.account_guard import AccountGuard, DivergenceKind, guard_id_for
 from domain.funded_account_states import FundedAccountState
 from domain.positions import PositionSide
 from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.persistence.advisory_locks import GUARD_WORKER_LOCK_KEY
 from interface.adapters.persistence.broker_sync_status import (
     RETRY_BACKOFF_BASE,
     SyncStatus,
@@ -30,7 +31,7 @@ from interface.adapters.persistence.broker_sync_status import (
 )
 from interface.bootstrap import Ledger, build_ledger
 from interface.settings import Settings
-from interface.workers.guard_worker import GUARD_WORKER_LOCK_KEY, GuardPass, GuardWorker
+from interface.workers.guard_worker import GuardPass, GuardWorker
 from tests.support.funded_accounts import activate_funded_account
 
 CATCH_UP_TIMEOUT_S: Final[float] = 30.0

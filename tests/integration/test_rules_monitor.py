@@ -17,8 +17,9 @@ from domain.funded_rules import RuleBand
 from domain.positions import PositionSide
 from domain.tiers import TierName
 from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.persistence.advisory_locks import RULES_MONITOR_LOCK_KEY
 from interface.bootstrap import Ledger
-from interface.workers.rules_monitor import RULES_MONITOR_LOCK_KEY, RulesMonitor
+from interface.workers.rules_monitor import RulesMonitor
 
 CATCH_UP_TIMEOUT_S = 30.0
 BACKGROUND_TIMEOUT_S = 30.0

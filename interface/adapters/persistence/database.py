@@ -18,6 +18,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
+from interface.adapters.persistence.advisory_locks import MIGRATION_LOCK_KEY
+
 # The repository root: this module sits in interface/adapters/persistence/.
 MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parents[3] / "migrations"
 
@@ -54,6 +56,10 @@ def eventsourcing_environment(database_url: str, pool_size: int) -> dict[str, st
         # Seconds a writer waits for the events table lock before retrying.
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_CONNECT_TIMEOUT": "10",
+        # Each connection is checked (an empty query) as the pool hands it
+        # out: one that died with its server, or was terminated, is replaced
+        # instead of failing a request once the database is back.
+        "POSTGRES_PRE_PING": "y",
     }
 
 
@@ -69,10 +75,6 @@ def _yoyo_url(database_url: str) -> str:
         # A Unix socket directory travels as a query argument.
         return f"postgresql+psycopg://{credentials}/{dbname}?host={host}&port={port}"
     return f"postgresql+psycopg://{credentials}{host}:{port}/{dbname}"
-
-
-# Key of the PostgreSQL advisory lock that serialises schema upgrades.
-MIGRATION_LOCK_KEY: Final[int] = 0x6C65_6467_6572  # "ledger"
 
 
 def upgrade(database_url: str) -> list[str]:
