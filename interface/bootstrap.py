@@ -53,6 +53,7 @@ from interface.adapters.rate_limits import (
     RateLimiter,
     RedisRateLimiter,
 )
+from interface.integration import Integration, build_integration
 from interface.observability.metrics import WriterMetrics
 from interface.reconciliation.background_runs import BackgroundRuns
 from interface.reconciliation.checks import reconciliation_checks
@@ -151,6 +152,9 @@ class Ledger:
     reconciliation_runs: BackgroundRuns
     # Hourly and daily runs (started by `ledger serve`).
     reconciliation_schedule: LeasedLoop[SchedulePass]
+    # Webhook endpoints, their delivery worker and the stream publisher
+    # (started by `ledger serve`; docs/events.md).
+    integration: Integration
     clock: Clock = field(default_factory=SystemClock)
     # The writer's Prometheus series (it is the writer's observer).
     writer_metrics: WriterMetrics = field(default_factory=WriterMetrics)
@@ -162,6 +166,7 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.integration.stop()
         self.guard_worker.stop()
         self.reconciliation_schedule.stop()
         self.reconciliation_runs.close()
@@ -188,6 +193,7 @@ def build_ledger(
     start_fork_scanner: bool = False,
     start_reconciliation_schedule: bool = False,
     start_guard_worker: bool = False,
+    start_webhook_worker: bool = False,
     payout_gateway: PayoutGateway | None = None,
     mailer: Mailer | None = None,
     broker: Broker | None = None,
@@ -290,6 +296,9 @@ def build_ledger(
         and settings.reconciliation_schedule_in_process
     ):
         schedule.start()
+    integration = build_integration(
+        settings, database_url, pool, writer, clock, start=start_webhook_worker and start_writer
+    )
     return Ledger(
         settings=settings,
         database_url=database_url,
@@ -315,6 +324,7 @@ def build_ledger(
         reconciliation=reconciliation,
         reconciliation_runs=BackgroundRuns(reconciliation),
         reconciliation_schedule=schedule,
+        integration=integration,
         clock=clock,
         writer_metrics=writer_metrics,
         projections=projections,

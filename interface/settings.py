@@ -156,3 +156,42 @@ class Settings(BaseSettings):
         validation_alias="LEDGER_RATE_LIMIT_KEY_PREFIX",
         description="Prefix of the rate limiter's Redis keys (several ledgers may share a Redis).",
     )
+    # Webhooks (docs/events.md): run the delivery worker inside `ledger serve`
+    # (one process at a time, under a lease), how often it looks for events
+    # to deliver, how long one delivery may take, how retries back off
+    # (doubling from the first delay up to the longest, with jitter) and for
+    # how long before a delivery fails for good and its endpoint is disabled.
+    webhook_worker_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_WEBHOOK_WORKER_IN_PROCESS"
+    )
+    webhook_worker_interval_s: float = Field(
+        default=0.5, gt=0, le=3_600, validation_alias="LEDGER_WEBHOOK_WORKER_INTERVAL_S"
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=60, validation_alias="LEDGER_WEBHOOK_TIMEOUT_S"
+    )
+    webhook_retry_first_delay_s: float = Field(
+        default=10.0, gt=0, le=3_600, validation_alias="LEDGER_WEBHOOK_RETRY_FIRST_DELAY_S"
+    )
+    webhook_retry_delay_max_s: float = Field(
+        default=3_600.0, gt=0, le=86_400, validation_alias="LEDGER_WEBHOOK_RETRY_DELAY_MAX_S"
+    )
+    webhook_retry_window_s: float = Field(
+        default=3 * 86_400.0, gt=0, le=30 * 86_400, validation_alias="LEDGER_WEBHOOK_RETRY_WINDOW_S"
+    )
+    # Let webhook URLs reach private and loopback addresses (tests, private
+    # networks); off, such URLs are refused (server-side request forgery).
+    webhooks_allow_private_urls: bool = Field(
+        default=False, validation_alias="LEDGER_WEBHOOKS_ALLOW_PRIVATE_URLS"
+    )
+    # The integration events copied to a Redis stream when REDIS_URL is set
+    # (one process at a time, under a lease), trimmed to about this many.
+    stream_publisher_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_STREAM_PUBLISHER_IN_PROCESS"
+    )
+    stream_key: str = Field(
+        default="ledger:events", min_length=1, max_length=128, validation_alias="LEDGER_STREAM_KEY"
+    )
+    stream_length_max: int = Field(
+        default=1_000_000, ge=1_000, le=1_000_000_000, validation_alias="LEDGER_STREAM_LENGTH_MAX"
+    )

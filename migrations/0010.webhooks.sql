@@ -41,6 +41,9 @@ CREATE TABLE webhook_deliveries (
     status text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     created_at timestamptz NOT NULL,
+    -- Retries go on for the retry window from here: the delivery's creation,
+    -- or an admin's request to deliver it again.
+    owed_since timestamptz NOT NULL,
     next_attempt_at timestamptz NOT NULL,
     delivered_at timestamptz,
     last_status_code integer,

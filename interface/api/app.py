@@ -55,6 +55,7 @@ def create_app(
             start_fork_scanner=True,
             start_reconciliation_schedule=True,
             start_guard_worker=True,
+            start_webhook_worker=True,
         )
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)

@@ -51,6 +51,7 @@ def serve(
         start_fork_scanner=True,
         start_reconciliation_schedule=True,
         start_guard_worker=True,
+        start_webhook_worker=True,
     )
     if demo:
         demo_data_set = load_demo_data_set(ledger)

@@ -1,0 +1,1 @@
+"""Stream publishers: integration events copied to an engine built for fan-out."""

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints, signatures, the address check, and the delivery outbox."""
