@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final
 from uuid import UUID
 
 import structlog
@@ -32,7 +32,8 @@ from application.ports.broker import (
     BrokerPosition,
     UnknownAccount,
 )
-from application.ports.event_store import Clock
+from application.ports.broker_sync_status import SyncFailure, SyncSnapshot, SyncStatusStore
+from application.ports.clock import Clock
 from application.writer import LedgerWriter
 from domain.account_guard import (
     AccountGuard,
@@ -49,38 +50,6 @@ log = structlog.get_logger(__name__)
 
 # The stored error of a failed sync is cut to this many characters.
 SYNC_ERROR_LENGTH_MAX: Final[int] = 500
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSnapshot:
-    """What one sync of one account saw."""
-
-    funded_account_id: UUID
-    equity: AccountEquity
-    positions: tuple[BrokerPosition, ...]
-    divergences: tuple[Divergence, ...]
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SyncFailure:
-    funded_account_id: UUID
-    error: str
-    failed_attempts: int
-    next_attempt_at: datetime
-
-
-class SyncStatusStore(Protocol):
-    """Where the last look at each account is kept (interface: the
-    `broker_sync_status` table)."""
-
-    def record_success(self, snapshot: SyncSnapshot) -> None: ...
-
-    def record_failure(self, funded_account_id: UUID, error: str, at: datetime) -> SyncFailure: ...
-
-    def due(self, funded_account_ids: list[UUID], now: datetime) -> list[UUID]:
-        """The accounts among these not waiting out a failure's backoff."""
-        ...
 
 
 @dataclass

@@ -35,7 +35,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol, TypeVar
+from typing import Final, TypeVar
 from uuid import UUID
 
 import structlog
@@ -44,13 +44,14 @@ from application.aggregate_writes import change_alone, retry_while_stale, write_
 from application.event_log import LedgerApplication
 from application.funded_accounts import FundedAccountsService, platform_account
 from application.ports.broker import Broker, BrokerError, UnknownAccount
+from application.ports.clock import Clock
 from application.ports.closure_mailer import (
     ClosureEmail,
     ClosureEmailKind,
     Mailer,
     closure_email_message_id,
 )
-from application.ports.event_store import Clock
+from application.ports.closure_progress import ClosureProgress, NoClosureProgress
 from application.withdrawals import WithdrawalRequest, WithdrawalsService
 from application.writer import LedgerWriter
 from domain.account import AccountKind, AccountState
@@ -85,18 +86,6 @@ _T = TypeVar("_T")
 # Steps one `advance` runs at most: every phase's step, and a few repeats,
 # but never a loop that does not end.
 STEPS_PER_ADVANCE_MAX: Final[int] = 24
-
-
-class ClosureProgress(Protocol):
-    """Told after every recorded change of a closure (for live progress to
-    clients). Must be quick and must not raise: the change is recorded."""
-
-    def closure_changed(self, closure: Closure) -> None: ...
-
-
-class NoClosureProgress:
-    def closure_changed(self, closure: Closure) -> None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

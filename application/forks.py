@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 from uuid import UUID
 
 import structlog
@@ -35,7 +35,8 @@ from application.aggregate_writes import (
 )
 from application.event_log import LedgerApplication
 from application.funded_accounts import FUNDED_SCOPE
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
+from application.ports.fork_load import ForkLoad
 from application.writer import LedgerWriter
 from domain.commands import create_transfer, open_account
 from domain.fork import (
@@ -57,12 +58,6 @@ from domain.transfer import Posting, Side
 log = structlog.get_logger(__name__)
 
 FORK_ACTOR_PREFIX: Final[str] = "fork"
-
-
-class ForkLoad(Protocol):
-    """How many forks are executing now, across every process."""
-
-    def forks_executing(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ from application.ports.broker import (
     entry_price_for,
     exit_price_for,
 )
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from application.writer import LedgerWriter, WriteReceipt
 from domain.account import AccountKind
 from domain.commands import Command, OpenAccount, create_transfer, open_account

@@ -54,7 +54,7 @@ from application.aggregate_writes import change_alone, require_funded_account
 from application.event_log import LedgerApplication
 from application.funded_accounts import FundedAccountsService
 from application.ports.broker import AccountEquity, Broker, Quote
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from application.ports.guard_notifier import (
     GuardNotificationFailed,
     GuardNotifier,

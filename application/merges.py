@@ -25,7 +25,7 @@ from application.aggregate_writes import (
 )
 from application.event_log import LedgerApplication
 from application.funded_accounts import FUNDED_SCOPE
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from application.writer import LedgerWriter
 from domain.account import AccountState
 from domain.commands import Command, change_account_state, create_transfer, open_account

@@ -28,14 +28,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Final, Protocol
+from typing import Final
 from uuid import UUID, uuid4
 
 import structlog
 
 from application.aggregate_writes import change_alone, write_with_aggregates
 from application.event_log import LedgerApplication
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
+from application.ports.reconciliation_checks import OpenExceptions, ReconciliationCheck
 from application.writer import LedgerWriter
 from domain.reconciliation import (
     CheckResult,
@@ -52,33 +53,6 @@ log = structlog.get_logger(__name__)
 
 # The measure an errored check reports (it compared nothing).
 NOTHING_COMPARED: Final[str] = "nothing compared"
-
-
-class ReconciliationCheck(Protocol):
-    """One cross-check of two independently kept records."""
-
-    @property
-    def name(self) -> str: ...
-
-    def run(self) -> CheckResult:
-        """Compare, and say what differs. May raise: the run records the
-        error as the check's result and goes on with the next check."""
-        ...
-
-    def correct(self, discrepancy: Discrepancy) -> str:
-        """Apply the safe fix `discrepancy.correction` names; what was done,
-        in a sentence. Raises when the fix failed."""
-        ...
-
-
-class OpenExceptions(Protocol):
-    def open_by_fingerprint(self) -> dict[str, UUID]:
-        """Every open exception of every run, by its discrepancy's fingerprint."""
-        ...
-
-    def run_of(self, exception_id: UUID) -> UUID | None:
-        """The run that raised the exception, None if no run did."""
-        ...
 
 
 class ReconciliationService:

@@ -43,7 +43,7 @@ from application.aggregate_writes import (
 )
 from application.event_log import LedgerApplication
 from application.funded_accounts import platform_account
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from application.ports.payout_gateway import (
     WITHDRAWAL_ID_METADATA_KEY,
     Payout,

@@ -34,9 +34,9 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.event_log import LedgerApplication
+from application.ports.clock import Clock
 from application.ports.event_store import (
     AppendEvents,
-    Clock,
     IgnoreWriterBatches,
     PendingDeadlineChanges,
     WriterObserver,

@@ -15,10 +15,6 @@ from domain.commands import Command
 from domain.ledger_batch import CommandResult
 
 
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
 class WriterObserver(Protocol):
     """Told of every batch the writer has decided, once per batch, on the
     writer's thread: it must be quick and must not raise (the batch has already

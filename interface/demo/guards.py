@@ -38,7 +38,7 @@ from uuid import UUID
 
 from application.funded_accounts import ActivationRequest, FundedAccountsService
 from application.guards import GuardOutcome, GuardsService
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from domain.positions import PositionSide
 from domain.tiers import TierName
 from interface.adapters.broker.price_path import PricePath

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from application.ports.broker import Broker
 from application.ports.payout_gateway import PayoutGateway
-from application.reconciliation import ReconciliationCheck
+from application.ports.reconciliation_checks import ReconciliationCheck
 from interface.reconciliation.broker_check import BROKER_CHECK, BrokerCheck
 from interface.reconciliation.broker_sync_check import BrokerSyncCheck
 from interface.reconciliation.deposits_check import DepositsCheck

@@ -21,7 +21,7 @@ from uuid import UUID, uuid5
 
 import structlog
 
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from application.reconciliation import ReconciliationService
 from domain.reconciliation import ReconciliationRun, RunType
 from domain.result_codes import LedgerRefusal, ResultCode

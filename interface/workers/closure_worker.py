@@ -17,7 +17,7 @@ from typing import Final
 from uuid import UUID
 
 from application.closures import ClosuresService
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from interface.adapters.persistence.advisory_locks import CLOSURE_WORKER_LOCK_KEY
 from interface.workers.leased_worker import Connection, DueWorker
 from projections.closures import closures_due

@@ -26,8 +26,9 @@ from uuid import UUID
 
 import structlog
 
-from application.broker_sync import BrokerSyncService, SyncFailure
+from application.broker_sync import BrokerSyncService
 from application.ports.broker import AccountEquity
+from application.ports.broker_sync_status import SyncFailure
 from domain.result_codes import LedgerRefusal
 from interface.adapters.persistence.advisory_locks import GUARD_WORKER_LOCK_KEY
 from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Final
 from uuid import UUID
 
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from application.withdrawals import WithdrawalsService
 from domain.withdrawal import WithdrawalStatus
 from interface.adapters.persistence.advisory_locks import PAYOUT_WORKER_LOCK_KEY

@@ -16,9 +16,9 @@ from uuid import UUID
 import pytest
 
 from application.aggregate_writes import write_with_aggregates
-from application.broker_sync import SyncFailure
 from application.clock import SettableClock
 from application.ports.broker import AccountEquity, BrokerTimeout, Side, UnknownAccount
+from application.ports.broker_sync_status import SyncFailure
 from domain.account_guard import AccountGuard, DivergenceKind, guard_id_for
 from domain.funded_account_states import FundedAccountState
 from domain.positions import PositionSide

@@ -20,7 +20,7 @@ from application.aggregate_writes import write_with_aggregates
 from application.clock import SettableClock
 from application.funded_accounts import platform_account
 from application.ports.payout_gateway import Payout, PayoutGateway, PayoutRequest, PayoutStatus
-from application.reconciliation import ReconciliationCheck
+from application.ports.reconciliation_checks import ReconciliationCheck
 from application.withdrawals import WithdrawalRequest
 from domain.account import AccountKind
 from domain.commands import VoidPendingTransfer, create_transfer

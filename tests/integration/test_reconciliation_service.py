@@ -18,7 +18,8 @@ from uuid import UUID
 import pytest
 
 from application.clock import SettableClock
-from application.reconciliation import ReconciliationCheck, ReconciliationService
+from application.ports.reconciliation_checks import ReconciliationCheck
+from application.reconciliation import ReconciliationService
 from domain.reconciliation import (
     CheckResult,
     CheckStatus,

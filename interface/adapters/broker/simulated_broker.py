@@ -53,7 +53,7 @@ from application.ports.broker import (
     realized_pnl_minor,
     require_client_order_id,
 )
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from interface.adapters.broker.price_path import (
     VOLUME_DEFAULT,
     PricePath,

@@ -19,7 +19,7 @@ from typing import Final
 import structlog
 
 from application.clock import SystemClock
-from application.ports.event_store import Clock
+from application.ports.clock import Clock
 from application.ports.payout_gateway import (
     IDEMPOTENCY_KEY_REUSED,
     PAYOUT_NOT_FOUND,

@@ -19,8 +19,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from application.broker_sync import SyncFailure, SyncSnapshot
 from application.ports.broker import BrokerPosition
+from application.ports.broker_sync_status import SyncFailure, SyncSnapshot
 from domain.field_checks import exponential_backoff
 
 Cursor = psycopg.Cursor[Any]
