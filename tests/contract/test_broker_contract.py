@@ -1,7 +1,8 @@
 """The Broker port: one contract, held by every broker (today the simulator).
 
-A subclass says how to make a broker and the `Market` that funds its accounts
-and sets its prices; everything else is the same for every implementation.
+A subclass gives `make_broker`, which makes a broker and the `Market` that
+funds its accounts and sets its prices; everything else is the same for
+every implementation.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Protocol
 from uuid import UUID, uuid4
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application.clock import SettableClock
@@ -51,23 +52,55 @@ class Setup:
     account_id: UUID
 
 
-class BrokerContract:
-    """Every Broker must pass these; subclasses say how to make one."""
+def fresh_setup(make_broker: MakeBroker) -> Setup:
+    """A broker with one funded account and ACME priced at 100.00 / 100.10."""
+    broker, market = make_broker()
+    account_id = uuid4()
+    market.fund(account_id, START_CASH_MINOR)
+    market.set_price("ACME", 10_000, 10_010)
+    return Setup(broker, market, account_id)
 
-    def make(self) -> tuple[Broker, Market]:
+
+# Makes a broker and its market, fresh on every call: a property test makes
+# one per example.
+MakeBroker = Callable[[], tuple[Broker, Market]]
+
+
+class BrokerContract:
+    """Every Broker must pass these; subclasses give `make_broker`."""
+
+    @pytest.fixture
+    def make_broker(self) -> MakeBroker:
         raise NotImplementedError
 
-    def setup(self) -> Setup:
-        broker, market = self.make()
+    @pytest.fixture
+    def s(self, make_broker: MakeBroker) -> Setup:
+        return fresh_setup(make_broker)
+
+    # Accounts -----------------------------------------------------------------------
+
+    def test_a_registered_account_holds_its_cash_and_registering_again_changes_nothing(
+        self, s: Setup
+    ) -> None:
         account_id = uuid4()
-        market.fund(account_id, START_CASH_MINOR)
-        market.set_price("ACME", 10_000, 10_010)
-        return Setup(broker, market, account_id)
+        s.broker.register_account(account_id, 5_000_00)
+        s.broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
+        s.market.set_price("ACME", 10_500, 10_510)
+        s.broker.close_position(s.broker.open_positions(account_id)[0].position_id, "close-1")
+        s.broker.register_account(account_id, 9_000_00)
+        equity = s.broker.equity(account_id)
+        assert equity.cash_minor == 5_000_00 + (10_500 - 10_010)
+        assert equity.realized_pnl_minor == 10_500 - 10_010
+
+    def test_cancelling_when_no_order_rests_cancels_none(self, s: Setup) -> None:
+        s.broker.open_position(s.account_id, "ACME", Side.LONG, 1, "order-1")
+        assert s.broker.cancel_open_orders(s.account_id) == 0
+        # Cancelling orders closes no position.
+        assert len(s.broker.open_positions(s.account_id)) == 1
 
     # Opening ------------------------------------------------------------------------
 
-    def test_a_long_opens_at_the_ask_and_a_short_at_the_bid(self) -> None:
-        s = self.setup()
+    def test_a_long_opens_at_the_ask_and_a_short_at_the_bid(self, s: Setup) -> None:
         long = s.broker.open_position(s.account_id, "ACME", Side.LONG, 7, "order-1")
         short = s.broker.open_position(s.account_id, "ACME", Side.SHORT, 3, "order-2")
         assert (long.kind, long.side, long.price_minor, long.quantity) == (
@@ -86,29 +119,27 @@ class BrokerContract:
         assert long.position_id != short.position_id
         assert long.at.tzinfo is not None
 
-    def test_opening_moves_no_cash(self) -> None:
-        s = self.setup()
+    def test_opening_moves_no_cash(self, s: Setup) -> None:
         s.broker.open_position(s.account_id, "ACME", Side.LONG, 100, "order-1")
         assert s.broker.equity(s.account_id).cash_minor == START_CASH_MINOR
 
-    def test_the_same_client_order_id_returns_the_same_fill_and_one_position(self) -> None:
-        s = self.setup()
+    def test_the_same_client_order_id_returns_the_same_fill_and_one_position(
+        self, s: Setup
+    ) -> None:
         first = s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
         s.market.set_price("ACME", 20_000, 20_010)
         again = s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
         assert again == first
         assert [p.position_id for p in s.broker.open_positions(s.account_id)] == [first.position_id]
 
-    def test_a_client_order_id_reused_with_other_details_is_refused(self) -> None:
-        s = self.setup()
+    def test_a_client_order_id_reused_with_other_details_is_refused(self, s: Setup) -> None:
         s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
         with pytest.raises(BrokerRejected) as refused:
             s.broker.open_position(s.account_id, "ACME", Side.LONG, 6, "order-1")
         assert refused.value.reason is RejectionReason.CLIENT_ORDER_ID_REUSED
         assert len(s.broker.open_positions(s.account_id)) == 1
 
-    def test_client_order_ids_belong_to_their_account(self) -> None:
-        s = self.setup()
+    def test_client_order_ids_belong_to_their_account(self, s: Setup) -> None:
         other = uuid4()
         s.market.fund(other, START_CASH_MINOR)
         mine = s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
@@ -117,28 +148,24 @@ class BrokerContract:
         assert len(s.broker.open_positions(other)) == 1
 
     @pytest.mark.parametrize("quantity", [0, -1])
-    def test_a_quantity_below_one_is_refused_as_invalid(self, quantity: int) -> None:
-        s = self.setup()
+    def test_a_quantity_below_one_is_refused_as_invalid(self, s: Setup, quantity: int) -> None:
         with pytest.raises(BrokerRejected) as refused:
             s.broker.open_position(s.account_id, "ACME", Side.LONG, quantity, "order-1")
         assert refused.value.reason is RejectionReason.INVALID_ORDER
 
-    def test_a_float_quantity_is_a_type_error(self) -> None:
-        s = self.setup()
+    def test_a_float_quantity_is_a_type_error(self, s: Setup) -> None:
         with pytest.raises(TypeError):
             s.broker.open_position(s.account_id, "ACME", Side.LONG, 1.5, "order-1")  # type: ignore[arg-type]
 
     @pytest.mark.parametrize("client_order_id", ["", "has space", "x" * 129])
-    def test_a_malformed_client_order_id_is_refused(self, client_order_id: str) -> None:
-        s = self.setup()
+    def test_a_malformed_client_order_id_is_refused(self, s: Setup, client_order_id: str) -> None:
         with pytest.raises(BrokerRejected) as refused:
             s.broker.open_position(s.account_id, "ACME", Side.LONG, 1, client_order_id)
         assert refused.value.reason is RejectionReason.INVALID_ORDER
 
     # Closing ------------------------------------------------------------------------
 
-    def test_closing_a_long_realizes_exit_minus_entry_times_quantity(self) -> None:
-        s = self.setup()
+    def test_closing_a_long_realizes_exit_minus_entry_times_quantity(self, s: Setup) -> None:
         opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 7, "order-1")
         s.market.set_price("ACME", 10_333, 10_340)
         closed = s.broker.close_position(opened.position_id, "close-1")
@@ -151,8 +178,7 @@ class BrokerContract:
         assert s.broker.equity(s.account_id).cash_minor == START_CASH_MINOR + 2_261
         assert s.broker.open_positions(s.account_id) == ()
 
-    def test_closing_a_short_realizes_entry_minus_exit_times_quantity(self) -> None:
-        s = self.setup()
+    def test_closing_a_short_realizes_entry_minus_exit_times_quantity(self, s: Setup) -> None:
         opened = s.broker.open_position(s.account_id, "ACME", Side.SHORT, 3, "order-1")
         s.market.set_price("ACME", 10_100, 10_123)
         closed = s.broker.close_position(opened.position_id, "close-1")
@@ -161,9 +187,8 @@ class BrokerContract:
         assert s.broker.equity(s.account_id).cash_minor == START_CASH_MINOR - 369
 
     def test_closing_again_with_the_same_id_returns_the_same_fill_and_realizes_once(
-        self,
+        self, s: Setup
     ) -> None:
-        s = self.setup()
         opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 2, "order-1")
         s.market.set_price("ACME", 11_000, 11_010)
         first = s.broker.close_position(opened.position_id, "close-1")
@@ -173,30 +198,26 @@ class BrokerContract:
             (11_000 - 10_010) * 2
         )
 
-    def test_closing_a_closed_position_with_another_id_finds_no_position(self) -> None:
-        s = self.setup()
+    def test_closing_a_closed_position_with_another_id_finds_no_position(self, s: Setup) -> None:
         opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 2, "order-1")
         s.broker.close_position(opened.position_id, "close-1")
         with pytest.raises(PositionNotFound) as missing:
             s.broker.close_position(opened.position_id, "close-2")
         assert missing.value.position_id == opened.position_id
 
-    def test_a_close_may_not_reuse_an_open_orders_id(self) -> None:
-        s = self.setup()
+    def test_a_close_may_not_reuse_an_open_orders_id(self, s: Setup) -> None:
         opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 2, "order-1")
         with pytest.raises(BrokerRejected) as refused:
             s.broker.close_position(opened.position_id, "order-1")
         assert refused.value.reason is RejectionReason.CLIENT_ORDER_ID_REUSED
 
-    def test_closing_an_unknown_position_finds_no_position(self) -> None:
-        s = self.setup()
+    def test_closing_an_unknown_position_finds_no_position(self, s: Setup) -> None:
         with pytest.raises(PositionNotFound):
             s.broker.close_position("no-such-position", "close-1")
 
     # Reading ------------------------------------------------------------------------
 
-    def test_open_positions_are_marked_at_the_price_that_would_close_them(self) -> None:
-        s = self.setup()
+    def test_open_positions_are_marked_at_the_price_that_would_close_them(self, s: Setup) -> None:
         long = s.broker.open_position(s.account_id, "ACME", Side.LONG, 4, "order-1")
         short = s.broker.open_position(s.account_id, "ACME", Side.SHORT, 6, "order-2")
         s.market.set_price("ACME", 10_200, 10_250)
@@ -211,8 +232,17 @@ class BrokerContract:
         assert held[short.position_id].market_value_minor == 10_250 * 6
         assert held[short.position_id].unrealized_pnl_minor == (10_000 - 10_250) * 6
 
-    def test_equity_is_cash_plus_unrealized_pnl(self) -> None:
-        s = self.setup()
+    def test_open_positions_come_oldest_first(self, s: Setup) -> None:
+        opened = [
+            s.broker.open_position(s.account_id, "ACME", Side.LONG, 1, f"order-{number}")
+            for number in range(5)
+        ]
+        s.broker.close_position(opened[2].position_id, "close-2")
+        assert [p.position_id for p in s.broker.open_positions(s.account_id)] == [
+            fill.position_id for index, fill in enumerate(opened) if index != 2
+        ]
+
+    def test_equity_is_cash_plus_unrealized_pnl(self, s: Setup) -> None:
         s.broker.open_position(s.account_id, "ACME", Side.LONG, 10, "order-1")
         s.market.set_price("ACME", 9_500, 9_510)
         equity = s.broker.equity(s.account_id)
@@ -227,16 +257,14 @@ class BrokerContract:
             at=equity.at,
         )
 
-    def test_a_quote_has_bid_ask_last_open_and_last_close(self) -> None:
-        s = self.setup()
+    def test_a_quote_has_bid_ask_last_open_and_last_close(self, s: Setup) -> None:
         quote = s.broker.quote("ACME")
         assert (quote.symbol, quote.bid_minor, quote.ask_minor) == ("ACME", 10_000, 10_010)
         assert min(quote.last_minor, quote.open_minor, quote.last_close_minor) > 0
 
     # Errors -------------------------------------------------------------------------
 
-    def test_an_unknown_symbol_is_named(self) -> None:
-        s = self.setup()
+    def test_an_unknown_symbol_is_named(self, s: Setup) -> None:
         with pytest.raises(UnknownSymbol) as unknown:
             s.broker.quote("NOPE")
         assert unknown.value.symbol == "NOPE"
@@ -249,14 +277,16 @@ class BrokerContract:
         [
             lambda broker, account_id: broker.equity(account_id),
             lambda broker, account_id: broker.open_positions(account_id),
+            lambda broker, account_id: broker.cancel_open_orders(account_id),
             lambda broker, account_id: broker.open_position(
                 account_id, "ACME", Side.LONG, 1, "order-1"
             ),
         ],
-        ids=["equity", "open_positions", "open_position"],
+        ids=["equity", "open_positions", "cancel_open_orders", "open_position"],
     )
-    def test_an_unknown_account_is_named(self, call: Callable[[Broker, UUID], object]) -> None:
-        s = self.setup()
+    def test_an_unknown_account_is_named(
+        self, s: Setup, call: Callable[[Broker, UUID], object]
+    ) -> None:
         stranger = uuid4()
         with pytest.raises(UnknownAccount) as unknown:
             call(s.broker, stranger)
@@ -270,14 +300,19 @@ class BrokerContract:
 
     # Conservation -------------------------------------------------------------------
 
-    @settings(max_examples=150, deadline=None)
+    # The fixture is a factory: each example makes a broker of its own.
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(data=st.data())
-    def test_cash_and_unrealized_pnl_conserve_money_exactly(self, data: st.DataObject) -> None:
+    def test_cash_and_unrealized_pnl_conserve_money_exactly(
+        self, make_broker: MakeBroker, data: st.DataObject
+    ) -> None:
         """Whatever is opened and closed at whatever prices, the money adds up to
         the minor unit, counted two ways: as start + realized + unrealized, and
         as the cash every trade would have moved (sells in, buys out) plus what
         the open positions are worth."""
-        s = self.setup()
+        s = fresh_setup(make_broker)
         s.market.set_price("BETA", 50, 52)
         symbols = ("ACME", "BETA")
         fills: list[Fill] = []
@@ -353,6 +388,10 @@ class BrokerContract:
 
 
 class TestSimulatedBroker(BrokerContract):
-    def make(self) -> tuple[Broker, Market]:
-        broker = SimulatedBroker(SettableClock(EPOCH))
-        return broker, broker
+    @pytest.fixture
+    def make_broker(self) -> MakeBroker:
+        def make() -> tuple[Broker, Market]:
+            broker = SimulatedBroker(SettableClock(EPOCH))
+            return broker, broker
+
+        return make
