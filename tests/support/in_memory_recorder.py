@@ -1,10 +1,16 @@
-"""The library's in-memory recorder with the ledger's extras, for fast unit tests."""
+"""The library's in-memory recorder with the ledger's extras, for fast unit tests.
+
+It keeps the port's promises as PostgreSQL does (tests/contract holds both
+to them): `exclusive_append` holds a write lock that every save waits for,
+and what is appended under it is undone when the context ends in an error.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from threading import RLock
 from typing import Any
 from uuid import UUID
 
@@ -20,12 +26,15 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder):
         super().__init__()
         self.event_hashes: list[bytes] = []
         self._pending_deadlines: dict[UUID, datetime] = {}
+        # The log's write lock (PostgreSQL's table lock): saves wait for it,
+        # reads do not. Reentrant, so a save under exclusive_append goes on.
+        self._append_lock = RLock()
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         deadlines: PendingDeadlineChanges | None = kwargs.pop("pending_deadlines", None)
-        with self._database_lock:
+        with self._append_lock, self._database_lock:
             self._assert_uniqueness(stored_events)
             previous = self.event_hashes[-1] if self.event_hashes else GENESIS_HASH
             hashes = []
@@ -49,13 +58,32 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder):
 
     @contextmanager
     def exclusive_append(self) -> Iterator[AppendEvents]:
-        # One process holds the whole in-memory store: nothing to exclude.
         def append(
             stored_events: Sequence[StoredEvent], deadlines: PendingDeadlineChanges
         ) -> Sequence[int]:
             return self.insert_events(stored_events, pending_deadlines=deadlines) or []
 
-        yield append
+        with self._append_lock:
+            with self._database_lock:
+                events_before = len(self._stored_events)
+                deadlines_before = dict(self._pending_deadlines)
+            try:
+                yield append
+            except BaseException:
+                # A transaction that ends in an error keeps nothing; under the
+                # write lock nobody else appended, so the tail is all ours.
+                with self._database_lock:
+                    self._undo_appends_after(events_before, deadlines_before)
+                raise
+
+    def _undo_appends_after(
+        self, events_before: int, deadlines_before: dict[UUID, datetime]
+    ) -> None:
+        for stored in self._stored_events[events_before:]:
+            del self._stored_events_index[str(stored.originator_id)][stored.originator_version]
+        del self._stored_events[events_before:]
+        del self.event_hashes[events_before:]
+        self._pending_deadlines = deadlines_before
 
     def select_events_of_originators(
         self, originator_ids: Sequence[UUID]
