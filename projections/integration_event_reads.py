@@ -13,12 +13,10 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 from uuid import UUID
 
-from projections.integration_events import EVENTS_TABLE
+from projections.integration_events import EVENTS_TABLE, OWNED_KINDS, SUBJECTS_TABLE
 from projections.view import Cursor
 
-_COLUMNS: Final = (
-    "event_id, position, ordinal, type, version, occurred_at, account_ids, owner_ids, payload"
-)
+_COLUMNS: Final = "event_id, position, ordinal, type, version, occurred_at, account_ids, payload"
 
 
 class EventKey(NamedTuple):
@@ -40,7 +38,6 @@ class IntegrationEvent:
     version: int
     occurred_at: datetime
     account_ids: list[UUID]
-    owner_ids: list[str]
     payload: dict[str, Any]
 
     @property
@@ -84,8 +81,11 @@ def integration_event_page(
         conditions.append("account_ids @> ARRAY[%s]::uuid[]")
         parameters.append(event_filter.account_id)
     if event_filter.owner_id is not None:
-        conditions.append("owner_ids @> ARRAY[%s]::text[]")
-        parameters.append(event_filter.owner_id)
+        conditions.append(
+            f"account_ids && ARRAY(SELECT subject_id FROM {SUBJECTS_TABLE}"  # noqa: S608
+            " WHERE owner_ids @> ARRAY[%s]::text[] AND attributes->>'kind' = ANY(%s))"
+        )
+        parameters += [event_filter.owner_id, list(OWNED_KINDS)]
     if event_filter.since is not None:
         conditions.append("occurred_at >= %s")
         parameters.append(event_filter.since)

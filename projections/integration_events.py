@@ -2,8 +2,8 @@
 
 Each stored domain event the catalogue names (projections/integration_catalogue.py)
 becomes one row of `view_integration_events`: a stable id, a public type and
-version, the log position and time it derives from, the accounts and owners
-it concerns, and a payload with amounts as decimal strings. The events API
+version, the log position and time it derives from, the accounts it
+concerns, and a payload with amounts as decimal strings. The events API
 reads this table, the webhook worker fans it out to subscriptions and the
 stream publisher copies it to Redis Streams, all by position.
 
@@ -62,6 +62,11 @@ SUBJECTS_TABLE: Final[str] = "view_integration_subjects"
 REMEMBERED_SUBJECTS_MAX: Final[int] = 200_000
 # uuid5 namespace of integration event ids; never change it, or every id changes.
 INTEGRATION_EVENT_NAMESPACE: Final = UUID("b7e4c2d9-1a3f-4e8b-9c6d-5f2a8e1b3d47")
+# Subjects that are accounts, by `kind` in their attributes: a user's events
+# are those concerning the accounts they own.
+ACCOUNT_KIND: Final[str] = "account"
+FUNDED_ACCOUNT_KIND: Final[str] = "funded_account"
+OWNED_KINDS: Final[tuple[str, ...]] = (ACCOUNT_KIND, FUNDED_ACCOUNT_KIND)
 
 
 def _topic(event_class: Any, name: str) -> str:
@@ -92,7 +97,6 @@ _EVENT_COLUMNS: Final = (
     "version",
     "occurred_at",
     "account_ids",
-    "owner_ids",
     "payload",
 )
 _SUBJECT_COLUMNS: Final = ("subject_id", "account_ids", "owner_ids", "attributes")
@@ -122,7 +126,6 @@ class Subject:
 class Derived(NamedTuple):
     type: str
     account_ids: tuple[UUID, ...]
-    owner_ids: tuple[str, ...]
     payload: dict[str, Any]
 
 
@@ -212,7 +215,7 @@ class IntegrationEventsView:
             f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ("
             " event_id uuid NOT NULL, position bigint NOT NULL, ordinal smallint NOT NULL,"
             " type text NOT NULL, version integer NOT NULL, occurred_at timestamptz NOT NULL,"
-            " account_ids uuid[] NOT NULL, owner_ids text[] NOT NULL, payload jsonb NOT NULL,"
+            " account_ids uuid[] NOT NULL, payload jsonb NOT NULL,"
             " PRIMARY KEY (position, ordinal))"
         )
         cursor.execute(
@@ -231,8 +234,8 @@ class IntegrationEventsView:
             f" ON {EVENTS_TABLE} USING gin (account_ids)"
         )
         cursor.execute(
-            "CREATE INDEX IF NOT EXISTS view_integration_events_owners_idx"
-            f" ON {EVENTS_TABLE} USING gin (owner_ids)"
+            "CREATE INDEX IF NOT EXISTS view_integration_subjects_owners_idx"
+            f" ON {SUBJECTS_TABLE} USING gin (owner_ids)"
         )
         cursor.execute(
             "CREATE INDEX IF NOT EXISTS view_integration_events_type_idx"
@@ -299,15 +302,12 @@ class IntegrationEventsView:
                 return found
         raise LookupError(f"{NAME}: no subject {subject_id} (an event before its first?)")
 
-    def _owners_of_accounts(self, account_ids: Sequence[UUID]) -> tuple[str, ...]:
-        return _unique([owner for a in account_ids for owner in self._subject(a).owner_ids])
-
     # Accounts and transfers ------------------------------------------------------
 
     def _account_opened(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         account_id = event.originator_id
         owner = data["owner_id"]
-        self._remember(account_id, Subject((account_id,), (owner,)))
+        self._remember(account_id, Subject((account_id,), (owner,), {"kind": ACCOUNT_KIND}))
         payload = {
             "account_id": str(account_id),
             "owner_id": owner,
@@ -315,7 +315,7 @@ class IntegrationEventsView:
             "kind": data["kind"],
             "metadata": data["metadata"],
         }
-        return [Derived("account.created", (account_id,), (owner,), payload)]
+        return [Derived("account.created", (account_id,), payload)]
 
     def _account_state_changed(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         if data["to_state"] != "closed":
@@ -327,31 +327,34 @@ class IntegrationEventsView:
             "owner_id": owners[0] if owners else None,
             "reason": data["reason"],
         }
-        return [Derived("account.closed", (account_id,), owners, payload)]
+        return [Derived("account.closed", (account_id,), payload)]
 
     def _funded_activated(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         accounts = (event.originator_id, UUID(data["ledger_account_id"]))
-        self._remember(event.originator_id, Subject(accounts, (data["owner_id"],)))
+        subject = Subject(accounts, (data["owner_id"],), {"kind": FUNDED_ACCOUNT_KIND})
+        self._remember(event.originator_id, subject)
         return []
 
     def _transfer_recorded(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         postings = data["postings"]
+        # Not the owners: the accounts may be opened later in the same write
+        # (the writer records a batch's transfers first); readers find a
+        # user's events through the accounts (integration_event_reads).
         accounts = _unique([UUID(posting["account_id"]) for posting in postings])
-        owners = self._owners_of_accounts(accounts)
         payload: dict[str, Any] = {"transfer_id": str(event.originator_id)}
         if data["reverses_transfer_id"] is not None:
             event_type = "transfer.reversed"
             payload["reverses_transfer_id"] = data["reverses_transfer_id"]
         elif data["pending"]:
             event_type = "hold.created"
-            self._remember(event.originator_id, Subject(accounts, owners, {"postings": postings}))
+            self._remember(event.originator_id, Subject(accounts, (), {"postings": postings}))
         else:
             event_type = "transfer.posted"
         payload["postings"] = _postings(postings)
         if event_type == "hold.created":
             payload["expires_at"] = plain(data["expires_at"])
         payload["metadata"] = data["metadata"]
-        return [Derived(event_type, accounts, owners, payload)]
+        return [Derived(event_type, accounts, payload)]
 
     def _hold_resolved(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         hold = self._subject(event.originator_id)
@@ -363,7 +366,7 @@ class IntegrationEventsView:
             event_type = "hold.expired" if expired else "hold.voided"
             postings = hold.attributes["postings"]
         payload = {"transfer_id": str(event.originator_id), "postings": _postings(postings)}
-        return [Derived(event_type, hold.account_ids, hold.owner_ids, payload)]
+        return [Derived(event_type, hold.account_ids, payload)]
 
     # Withdrawals and closures ----------------------------------------------------
 
@@ -379,7 +382,7 @@ class IntegrationEventsView:
         payload = self._withdrawal_payload(event.originator_id, subject)
         payload["approval_required"] = data["approval_required"]
         payload["hold_transfer_id"] = data["hold_transfer_id"]
-        return [Derived("withdrawal.requested", accounts, subject.owner_ids, payload)]
+        return [Derived("withdrawal.requested", accounts, payload)]
 
     @staticmethod
     def _withdrawal_payload(withdrawal_id: UUID, subject: Subject) -> dict[str, Any]:
@@ -407,7 +410,7 @@ class IntegrationEventsView:
             event_type = "withdrawal.failed"
             payload["code"] = data["code"]
             payload["message"] = data["message"]
-        return [Derived(event_type, subject.account_ids, subject.owner_ids, payload)]
+        return [Derived(event_type, subject.account_ids, payload)]
 
     def _closure_initiated(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         accounts = (UUID(data["funded_account_id"]), UUID(data["ledger_account_id"]))
@@ -427,7 +430,7 @@ class IntegrationEventsView:
         else:
             event_type = "closure.stuck"
             payload["reason"] = data["reason"]
-        return [Derived(event_type, subject.account_ids, subject.owner_ids, payload)]
+        return [Derived(event_type, subject.account_ids, payload)]
 
     # Forks and merges ------------------------------------------------------------
 
@@ -463,7 +466,7 @@ class IntegrationEventsView:
         else:
             event_type = "fork.rolled_back"
             payload["reason"] = data["reason"]
-        return [Derived(event_type, accounts, subject.owner_ids, payload)]
+        return [Derived(event_type, accounts, payload)]
 
     def _merge_proposed(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         source = self._subject(UUID(data["source_id"]))
@@ -491,7 +494,7 @@ class IntegrationEventsView:
         else:
             event_type = "merge.rolled_back"
             payload["reason"] = data["reason"]
-        return [Derived(event_type, accounts, subject.owner_ids, payload)]
+        return [Derived(event_type, accounts, payload)]
 
     # Reconciliation, guards, webhooks --------------------------------------------
 
@@ -509,7 +512,7 @@ class IntegrationEventsView:
             "currency": currency,
         }
         # For operators only: no account, so no user sees it.
-        return [Derived("reconciliation.exception_raised", (), (), payload)]
+        return [Derived("reconciliation.exception_raised", (), payload)]
 
     def _guard_started(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         funded = self._subject(UUID(data["funded_account_id"]))
@@ -545,7 +548,7 @@ class IntegrationEventsView:
                 event_type = "guard.liquidation_warned"
                 payload["positions"] = data["positions"]
                 payload["due_at"] = plain(data["due_at"])
-        return [Derived(event_type, subject.account_ids, subject.owner_ids, payload)]
+        return [Derived(event_type, subject.account_ids, payload)]
 
     def _endpoint_disabled(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         payload = {
@@ -553,7 +556,7 @@ class IntegrationEventsView:
             "reason": data["reason"],
             "failed_attempts": data["failed_attempts"],
         }
-        return [Derived("webhook_endpoint.disabled", (), (), payload)]
+        return [Derived("webhook_endpoint.disabled", (), payload)]
 
 
 def _event_row(event: LoggedEvent, ordinal: int, derived: Derived) -> tuple[Any, ...]:
@@ -565,6 +568,5 @@ def _event_row(event: LoggedEvent, ordinal: int, derived: Derived) -> tuple[Any,
         EVENT_TYPES[derived.type].version,
         event.recorded_at,
         list(derived.account_ids),
-        list(derived.owner_ids),
         orjson.dumps(derived.payload).decode(),
     )

@@ -15,6 +15,7 @@ from interface.api.middleware.request_context import RequestContextMiddleware
 from interface.api.routes import accounts as routes_accounts
 from interface.api.routes import audit as routes_audit
 from interface.api.routes import closures as routes_closures
+from interface.api.routes import events as routes_events
 from interface.api.routes import forks as routes_forks
 from interface.api.routes import funded_accounts as routes_funded_accounts
 from interface.api.routes import guards as routes_guards
@@ -25,6 +26,7 @@ from interface.api.routes import metrics as routes_metrics
 from interface.api.routes import reconciliation as routes_reconciliation
 from interface.api.routes import trading as routes_trading
 from interface.api.routes import transfers as routes_transfers
+from interface.api.routes import webhook_endpoints as routes_webhook_endpoints
 from interface.api.routes import withdrawals as routes_withdrawals
 from interface.bootstrap import Ledger, build_ledger, build_rate_limiter
 from interface.observability.metrics import HttpMetrics
@@ -92,5 +94,7 @@ def create_app(
     app.include_router(routes_reconciliation.router)
     app.include_router(routes_guards.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_events.router)
+    app.include_router(routes_webhook_endpoints.router)
     app.include_router(routes_metrics.router)
     return app

@@ -56,6 +56,16 @@ ALICE_PROFIT_MINOR = 1_000_000
 PENDING_WITHDRAWAL = "1000.00"
 APPROVED_WITHDRAWAL = "100.00"
 CLOSURE_BODY = {"recipient_name": "Alice", "recipient_email": "alice@example.com"}
+# A literal public address: accepted without a DNS lookup.
+WEBHOOK_URL = "https://93.184.216.34/hooks"
+ADMIN_ONLY = {
+    "anonymous": 401,
+    "other_user": 403,
+    "owner": 403,
+    "admin": 200,
+    "auditor": 403,
+    "service": 403,
+}
 # A Gen account ($10,000) this much up holds $120,000: past its fork threshold
 # ($100,000) with enough to keep its own minimum, so a fork of it completes.
 FORK_READY_PROFIT_MINOR = 11_000_000
@@ -254,6 +264,14 @@ def _closure_events(world: World, headers: dict[str, str]) -> httpx.Response:
     with world.client.stream("GET", path, headers=headers) as response:
         opened: httpx.Response = response
     return opened
+
+
+def _webhook_endpoint(world: World) -> str:
+    """A webhook endpoint on a public address (never called: no worker runs here)."""
+    endpoint, _ = world.ledger.integration.webhook_endpoints.create(
+        WEBHOOK_URL, [], "matrix", world.ledger.clock.now()
+    )
+    return str(endpoint.endpoint_id)
 
 
 # (method, route path) -> (how to call it, expected status per caller)
@@ -906,6 +924,48 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "auditor": 200,
             "service": 403,
         },
+    ),
+    ("GET", "/v1/events"): (
+        # A user reads the events of their own accounts; the others every event.
+        lambda w, h: w.client.get("/v1/events", params={"limit": 5}, headers=h),
+        dict.fromkeys(CALLERS, 200) | {"anonymous": 401},
+    ),
+    ("POST", "/v1/webhook-endpoints"): (
+        lambda w, h: w.client.post("/v1/webhook-endpoints", json={"url": WEBHOOK_URL}, headers=h),
+        ADMIN_ONLY | {"admin": 201},
+    ),
+    ("GET", "/v1/webhook-endpoints"): (
+        lambda w, h: w.client.get("/v1/webhook-endpoints", headers=h),
+        ADMIN_ONLY,
+    ),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): (
+        lambda w, h: w.client.get(f"/v1/webhook-endpoints/{_webhook_endpoint(w)}", headers=h),
+        ADMIN_ONLY,
+    ),
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): (
+        lambda w, h: w.client.patch(
+            f"/v1/webhook-endpoints/{_webhook_endpoint(w)}", json={"enabled": False}, headers=h
+        ),
+        ADMIN_ONLY,
+    ),
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): (
+        lambda w, h: w.client.delete(f"/v1/webhook-endpoints/{_webhook_endpoint(w)}", headers=h),
+        ADMIN_ONLY | {"admin": 204},
+    ),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): (
+        lambda w, h: w.client.get(
+            f"/v1/webhook-endpoints/{_webhook_endpoint(w)}/deliveries", headers=h
+        ),
+        ADMIN_ONLY,
+    ),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver"): (
+        # No such delivery: the admin is let through and told so (404);
+        # everyone else is refused first.
+        lambda w, h: w.client.post(
+            f"/v1/webhook-endpoints/{_webhook_endpoint(w)}/deliveries/{uuid.uuid4()}/redeliver",
+            headers=h,
+        ),
+        ADMIN_ONLY | {"admin": 404},
     ),
     ("GET", "/metrics"): (
         lambda w, h: w.client.get("/metrics", headers=h),
