@@ -61,15 +61,17 @@ def test_every_event_goes_to_the_stream_once_with_its_position_as_id(
     assert publisher.run_once() == 0
 
     key = stream_ledger.settings.stream_key
-    entries = redis.Redis.from_url(str(REDIS_URL)).xrange(key)
+    # Decoded: ids and fields as text.
+    client = redis.Redis.from_url(str(REDIS_URL), decode_responses=True)
+    entries: list[tuple[str, dict[str, str]]] = client.xrange(key)  # type: ignore[assignment]
     with stream_ledger.pool.connection() as connection, connection.cursor() as cursor:
         stored = integration_event_page(cursor, EventFilter(), START, 100)
-    assert [entry_id.decode() for entry_id, _ in entries] == [
+    assert [entry_id for entry_id, _ in entries] == [
         f"{event.position}-{event.ordinal}" for event in stored
     ]
-    documents = [json.loads(fields[b"event"]) for _, fields in entries]
+    documents = [json.loads(fields["event"]) for _, fields in entries]
     assert documents == [json.loads(json.dumps(event.document())) for event in stored]
-    assert [fields[b"type"].decode() for _, fields in entries] == [
+    assert [fields["type"] for _, fields in entries] == [
         "account.created",
         "account.created",
         "transfer.posted",
