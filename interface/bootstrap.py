@@ -226,6 +226,7 @@ def build_ledger(
     )
     projections = ProjectionRunner(database_url, all_views())
     writer_metrics.track_projections(projections, writer)
+    writer_metrics.track_projection_failures(pool)
     writer_metrics.track_withdrawals(pool)
     writer_metrics.track_reconciliation(pool)
     if start_projections and settings.projections_in_process:

@@ -1,13 +1,22 @@
-"""Events as the projections read them: position, identity, type, body, time.
+r"""Events as the projections read them: position, identity, type, body, time.
 
 Projections read the log directly rather than through the library's mapper:
 a rebuild reads millions of events, and decoding each body with orjson into
 plain dicts (datetimes left as their ISO strings) costs a few microseconds
 where reconstructing the library's event objects costs tens.
+
+PostgreSQL's text and jsonb cannot hold U+0000, and the writer accepts it in
+strings (owner ids, metadata): the views store every NUL of an event's
+strings (keys included) as the six characters `\u0000`, its JSON spelling.
+Every view reads events through `LoggedEvent.data` and the set-based replay
+through `NUL_SAFE_BODY_SQL`, so a live view, a rebuild and an audit's
+replay store the same text. The spelling is one way: a string that held
+those six characters already reads the same (the edge refuses NUL anyway).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 from uuid import UUID
@@ -176,6 +185,33 @@ EVENT_COLUMNS: Final[str] = (
 )
 
 
+# A JSON string escape `\u0000` (a NUL), not the text `\\u0000` (an escaped
+# backslash, then "u0000"): the escape follows an even run of backslashes.
+_JSON_NUL_PATTERN: Final[str] = r"(?<!\\)((?:\\\\)*)\\u0000"
+_JSON_NUL: Final = re.compile(_JSON_NUL_PATTERN.encode())
+# The run, then an escaped backslash and "u0000": the string holds `\u0000`.
+_JSON_NUL_SPELT: Final[bytes] = rb"\1\\\\u0000"
+_JSON_NUL_ESCAPE: Final[bytes] = rb"\u0000"
+
+
+def nul_safe_body(state: bytes) -> bytes:
+    r"""An event's JSON body with each NUL in its strings spelt `\u0000`."""
+    if _JSON_NUL_ESCAPE not in state:
+        return state
+    return _JSON_NUL.sub(_JSON_NUL_SPELT, state)
+
+
+# `nul_safe_body` in SQL, for a bytea column or expression `state`: the body
+# as jsonb. The regular expression runs only on bodies holding the escape
+# (bytea '\x5c7530303030' is the six bytes `\u0000`).
+NUL_SAFE_BODY_SQL: Final[str] = (
+    r"(CASE WHEN position('\x5c7530303030'::bytea IN state) = 0"
+    r" THEN convert_from(state, 'UTF8')"
+    rf" ELSE regexp_replace(convert_from(state, 'UTF8'), '{_JSON_NUL_PATTERN}',"
+    r" '\1\\\\u0000', 'g') END)::jsonb"
+)
+
+
 class LoggedEvent(NamedTuple):
     position: int
     originator_id: UUID
@@ -185,7 +221,7 @@ class LoggedEvent(NamedTuple):
     recorded_at: datetime
 
     def data(self) -> dict[str, Any]:
-        decoded: dict[str, Any] = orjson.loads(self.state)
+        decoded: dict[str, Any] = orjson.loads(nul_safe_body(self.state))
         return decoded
 
 

@@ -49,6 +49,7 @@ from typing import Final
 from psycopg import sql
 
 from projections.events import (
+    NUL_SAFE_BODY_SQL,
     POSITION_MAX,
     TRANSFER_PENDING_EXPIRED,
     TRANSFER_PENDING_POSTED,
@@ -79,8 +80,9 @@ def _plain_text(body: str, key: str) -> str:
     return f"coalesce({body}->'{key}'->>'_data_', {body}->>'{key}')"
 
 
-# An event's body, stored as JSON text in bytea.
-_BODY: Final = "convert_from(state, 'UTF8')::jsonb"
+# An event's body, stored as JSON text in bytea, with NULs spelt as the
+# Python path spells them (jsonb cannot hold one).
+_BODY: Final = NUL_SAFE_BODY_SQL
 
 # Each `Recorded` event's fields, extracted once (OFFSET 0 keeps PostgreSQL
 # from folding the subqueries, which would decode a body once per use),

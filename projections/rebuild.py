@@ -38,6 +38,7 @@ from projections.runner import (
     read_events,
     reset_view,
     save_tracking,
+    wake_runners,
 )
 from projections.view import Cursor, PageWrite, View, apply_page
 
@@ -319,6 +320,7 @@ def rebuild_with_shadow(database_url: str, view: View, *, progress: Progress | N
                 )
             )
         save_tracking(cursor, view.name, position, view.version)
+        wake_runners(cursor)
     if progress is not None:
         progress(position)
     return position

@@ -9,6 +9,14 @@ write forgets what it remembered about that view before going on.
 
 Woken by the writers' NOTIFY on the events channel; a poll every
 `poll_interval_s` covers a lost notification or a broken listen connection.
+
+A view that cannot apply an event never holds the others back: the page is
+applied to it again event by event, each in a transaction of its own, up to
+the event that fails; that one is recorded (`view_health`) and the view
+stops there, while the others go on. A stopped view resumes when its record
+is cleared (a rebuild, another runner that applied it), and a runner that
+starts tries it again (a fixed handler). Lost connections, deadlocks and
+the like are not the view's fault: the whole loop waits and tries again.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import structlog
 
 from projections.events import EVENT_COLUMNS, LoggedEvent
 from projections.view import Cursor, View, apply_page
+from projections.view_health import ViewFailure, failure_reason, record_failure
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +43,13 @@ EVENTS_CHANNEL: Final[str] = "ledger_events"
 STOP_CHECK_INTERVAL_S: Final[float] = 0.2
 # After an error (database restarting, say) the loop waits this long.
 ERROR_PAUSE_S: Final[float] = 1.0
+# How the runner's sessions show in pg_stat_activity: `projections rebuild
+# --in-place` refuses to run while one is connected (see `rebuild.py`).
+RUNNER_APPLICATION_NAME: Final[str] = "ledger projection runner"
+# Errors that say nothing about the events: the connection, a deadlock, a
+# cancelled statement (psycopg's OperationalError covers the last three).
+# The loop retries the page after a pause.
+TRANSIENT_ERRORS: Final = (psycopg.OperationalError, psycopg.InterfaceError)
 
 _SELECT_EVENTS: Final = (
     f"SELECT {EVENT_COLUMNS} FROM ledger_events "  # noqa: S608 - constant text
@@ -85,11 +101,24 @@ def lock_tracking(cursor: Cursor, name: str) -> tuple[int, int]:
 
 
 def save_tracking(cursor: Cursor, name: str, position: int, version: int) -> None:
+    """The view's new position; a failure recorded at or before it is
+    cleared (the view applied that event after all, or was rebuilt)."""
     cursor.execute(
-        "UPDATE projection_tracking SET position = %s, version = %s, updated_at = now() "
-        "WHERE name = %s",
-        (position, version, name),
+        "UPDATE projection_tracking SET position = %(position)s, version = %(version)s,"
+        " updated_at = now(),"
+        " failure = CASE WHEN failed_position <= %(position)s THEN NULL ELSE failure END,"
+        " failed_at = CASE WHEN failed_position <= %(position)s THEN NULL ELSE failed_at END,"
+        " failed_position = CASE WHEN failed_position <= %(position)s THEN NULL"
+        " ELSE failed_position END"
+        " WHERE name = %(name)s",
+        {"position": position, "version": version, "name": name},
     )
+
+
+def wake_runners(cursor: Cursor) -> None:
+    """Wake every listening runner when this transaction commits (a rebuild
+    swapped a view in: a runner that stopped the view resumes it now)."""
+    cursor.execute("SELECT pg_notify(%s, '')", (EVENTS_CHANNEL,))
 
 
 def reset_view(cursor: Cursor, view: View) -> None:
@@ -110,6 +139,7 @@ class ProjectionRunner:
         poll_interval_s: float = POLL_INTERVAL_S,
         channel: str = EVENTS_CHANNEL,
         durable_commits: bool = True,
+        application_name: str = RUNNER_APPLICATION_NAME,
     ) -> None:
         if not views:
             raise ValueError("a runner needs at least one view")
@@ -119,8 +149,11 @@ class ProjectionRunner:
         self._poll_interval_s = poll_interval_s
         self._channel = channel
         self._durable_commits = durable_commits
+        self._application_name = application_name
         # Positions this runner wrote or saw last, by view.
         self._known: dict[str, int] = {}
+        # Views stopped on an event they could not apply, by name.
+        self._failed: dict[str, ViewFailure] = {}
         # Views replaying from empty: their secondary indexes come after.
         self._unindexed: set[str] = set()
         self._changed = threading.Condition()
@@ -134,7 +167,9 @@ class ProjectionRunner:
 
     def _work_connection(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed:
-            self._connection = psycopg.connect(self._database_url)
+            self._connection = psycopg.connect(
+                self._database_url, application_name=self._application_name
+            )
             if not self._durable_commits:
                 # A replay need not wait for each page to reach the disk: a
                 # crash loses its last pages whole (rows with their position)
@@ -166,25 +201,51 @@ class ProjectionRunner:
                     self._unindexed.add(view.name)
             view.forget(starts_empty=position == 0)
             self._known[view.name] = position
+        # A runner that starts tries a stopped view again (its handler may be
+        # fixed now); the record stays until the view moves past the event.
+        self._failed.clear()
 
     # Running -----------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Apply one page to every view that needs it; how many events were read."""
+        """Apply one page to every view that needs it and has not stopped;
+        how many events were read."""
         connection = self._work_connection()
         if not self._known:
             self.prepare()
-        start = min(self._known.values())
+        if self._failed:
+            self._resume_cleared(connection)
+        running = [view for view in self._views.values() if view.name not in self._failed]
+        if not running:
+            return 0
+        start = min(self._known[view.name] for view in running)
         with connection.cursor() as cursor:
             events = read_events(cursor, start, self._page_size)
         connection.commit()
         if not events:
             return 0
-        for view in self._views.values():
+        for view in running:
             self._apply_to(connection, view, start, events)
         with self._changed:
             self._changed.notify_all()
         return len(events)
+
+    def _resume_cleared(self, connection: psycopg.Connection[Any]) -> None:
+        """Stopped views whose failure record is gone (a rebuild replaced
+        them, another runner applied the event) run again from where they are."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name, position FROM projection_tracking"
+                " WHERE name = ANY(%s) AND failed_position IS NULL",
+                (list(self._failed),),
+            )
+            cleared = cursor.fetchall()
+        connection.commit()
+        for name, position in cleared:
+            del self._failed[name]
+            self._views[name].forget(starts_empty=position == 0)
+            self._known[name] = int(position)
+            log.info("projection_resumed", projection=name, position=position)
 
     def _apply_to(
         self,
@@ -193,13 +254,58 @@ class ProjectionRunner:
         after: int,
         events: Sequence[LoggedEvent],
     ) -> None:
+        if self._try_to_apply(connection, view, after, events) is None:
+            return
+        # Some event of the page fails: find it, event by event.
+        for event in events:
+            error = self._try_to_apply(connection, view, after, [event])
+            if error is not None:
+                self._stop_view(connection, view, event.position, error)
+                return
+
+    def _try_to_apply(
+        self,
+        connection: psycopg.Connection[Any],
+        view: View,
+        after: int,
+        events: Sequence[LoggedEvent],
+    ) -> Exception | None:
+        """Apply the events in one transaction; the error of one the view
+        cannot apply (None when applied). Transient errors are raised."""
         try:
-            tracked = self._apply_in_transaction(connection, view, after, events)
-        except BaseException:
+            self._known[view.name] = self._apply_in_transaction(connection, view, after, events)
+        except Exception as error:
             # The transaction rolled back; what the view remembers may not have.
             view.forget(starts_empty=False)
+            if isinstance(error, TRANSIENT_ERRORS) or connection.broken:
+                raise
+            return error
+        except BaseException:
+            view.forget(starts_empty=False)
             raise
-        self._known[view.name] = tracked
+        return None
+
+    def _stop_view(
+        self,
+        connection: psycopg.Connection[Any],
+        view: View,
+        position: int,
+        error: Exception,
+    ) -> None:
+        reason = failure_reason(error)
+        with connection.transaction(), connection.cursor() as cursor:
+            failed_at = record_failure(cursor, view.name, position, reason)
+        log.error(
+            "projection_failed",
+            projection=view.name,
+            position=position,
+            reason=reason,
+            exc_info=error,
+        )
+        self._failed[view.name] = ViewFailure(position, reason, failed_at)
+        with self._changed:
+            # Readers waiting for this view need wait no more.
+            self._changed.notify_all()
 
     def _apply_in_transaction(
         self,
@@ -229,11 +335,14 @@ class ProjectionRunner:
         while True:
             read = self.run_once()
             if progress is not None and read:
-                progress(min(self._known.values()))
+                progress(min(self._running_positions(), default=0))
             total += read
             if read < self._page_size:
                 self._make_indexes()
                 return total
+
+    def _running_positions(self) -> list[int]:
+        return [position for name, position in self._known.items() if name not in self._failed]
 
     def _make_indexes(self) -> None:
         if not self._unindexed:
@@ -275,14 +384,20 @@ class ProjectionRunner:
         while not self._stopping.is_set():
             try:
                 if listener is None or listener.closed:
-                    listener = psycopg.connect(self._database_url, autocommit=True)
+                    listener = psycopg.connect(
+                        self._database_url,
+                        autocommit=True,
+                        application_name=self._application_name,
+                    )
                     listener.execute(
                         psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self._channel))
                     )
                 self.catch_up()
                 self._wait_for_notification(listener)
-            except psycopg.Error as error:
-                log.warning("projection_runner_error", error=str(error))
+            except Exception as error:
+                # The database went away, or a bug outside any one view: the
+                # loop must outlive both (a dead thread would serve no view).
+                log.warning("projection_runner_error", error=str(error), exc_info=error)
                 if listener is not None:
                     listener.close()
                 listener = None
@@ -312,11 +427,18 @@ class ProjectionRunner:
     def positions(self) -> dict[str, int]:
         return dict(self._known)
 
+    def failures(self) -> dict[str, ViewFailure]:
+        """Views this runner has stopped on an event they cannot apply."""
+        return dict(self._failed)
+
     def wait_for(self, position: int, names: Sequence[str], timeout_s: float) -> bool:
-        """Block until every named view has reached `position`, or the timeout."""
+        """Block until every named view has reached `position`; False at the
+        timeout, or at once when one of them has stopped short of it."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
             while not all(self._known.get(name, 0) >= position for name in names):
+                if any(name in self._failed for name in names):
+                    return False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

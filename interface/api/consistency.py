@@ -5,7 +5,9 @@ waits until the views it uses have reached a position: the `min_position`
 the client passes (the `position` of a write it made, from any server), or
 else the last position this process's writer committed, so a client of one
 server always sees its own writes. The wait is bounded; past it the answer is
-503 `projection_lagging` with Retry-After, never a stale answer.
+503 `projection_lagging` with Retry-After, never a stale answer. A view that
+has stopped on an event it cannot apply (`projections.view_health`) answers
+503 `projection_failed` at once, naming it; reads of other views go on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX
 from interface.bootstrap import Ledger
 from projections.runner import log_head
+from projections.view_health import ViewFailure, failed_views
 
 # How often a reader polls the tracking table when no runner is in process.
 POLL_INTERVAL_S: Final[float] = 0.01
@@ -61,6 +64,7 @@ def views_caught_up(ledger: Ledger, names: Sequence[str], min_position: int | No
     else:
         reached = _poll_tracking(ledger, names, target, timeout_s)
     if not reached:
+        _refuse_failed(ledger, names, target)
         raise ApiError(
             503,
             "projection_lagging",
@@ -78,6 +82,36 @@ def _reached(ledger: Ledger, names: Sequence[str], target: int) -> bool:
     else:
         positions = ledger.seen_view_positions
     return all(positions.get(name, 0) >= target for name in names)
+
+
+def _failures(ledger: Ledger, names: Sequence[str]) -> dict[str, ViewFailure]:
+    runner = ledger.projections
+    if runner is not None and runner.is_running:
+        return {name: failure for name, failure in runner.failures().items() if name in names}
+    with ledger.pool.connection() as connection, connection.cursor() as cursor:
+        return failed_views(cursor, names)
+
+
+def _refuse_failed(ledger: Ledger, names: Sequence[str], target: int) -> None:
+    failures = _failures(ledger, names)
+    if not failures:
+        return
+    described = "; ".join(
+        f"view {name} stopped at the event at position {failure.position}: {failure.reason}"
+        for name, failure in sorted(failures.items())
+    )
+    raise ApiError(
+        503,
+        "projection_failed",
+        f"{described}; an operator must fix it (see /readyz)",
+        details={
+            "position": target,
+            "failed_views": {
+                name: {"position": failure.position, "reason": failure.reason}
+                for name, failure in sorted(failures.items())
+            },
+        },
+    )
 
 
 def _require_written(ledger: Ledger, target: int) -> None:
@@ -99,16 +133,17 @@ def _poll_tracking(ledger: Ledger, names: Sequence[str], target: int, timeout_s:
     while True:
         with ledger.pool.connection() as connection:
             rows = connection.execute(
-                "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
+                "SELECT name, position, failed_position IS NOT NULL"
+                " FROM projection_tracking WHERE name = ANY(%s)",
                 (list(names),),
             ).fetchall()
         seen = ledger.seen_view_positions
-        for name, position in rows:
+        for name, position, _ in rows:
             # Positions only grow (a rebuild's reset aside, which a reader may
             # then miss for a moment: it reads a view still being refilled).
             seen[name] = max(seen.get(name, 0), int(position))
         if _reached(ledger, names, target):
             return True
-        if time.monotonic() >= deadline:
+        if any(failed for _, _, failed in rows) or time.monotonic() >= deadline:
             return False
         time.sleep(POLL_INTERVAL_S)

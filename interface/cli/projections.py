@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
@@ -14,6 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from rich.table import Table
 
 from interface.cli.context import migrated_database_url
+
+if TYPE_CHECKING:
+    from projections.view import View
+    from projections.view_health import ViewState
 
 projections_app = typer.Typer(help="Views built from the log.", no_args_is_help=True)
 
@@ -105,28 +110,77 @@ def rebuild(
 
 
 @projections_app.command("status")
-def status() -> None:
-    """Each view's position, the log's last position, and the lag between them."""
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout, for scripts")
+    ] = False,
+) -> None:
+    """Each view's position, its lag behind the log, and whether it has
+    stopped on an event it cannot apply (exit 1 if one has)."""
     from projections.registry import all_views
+    from projections.view_health import view_states
 
     database_url = migrated_database_url()
     with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
         head = _log_head(database_url)
-        cursor.execute("SELECT name, position, version, updated_at FROM projection_tracking")
-        tracked = {row[0]: row[1:] for row in cursor.fetchall()}
-    table = Table("view", "position", "lag (events)", "version", "updated")
-    for view in all_views():
-        if view.name in tracked:
-            position, version, updated_at = tracked[view.name]
-            stale = "" if version == view.version else f" (code: {view.version}; rebuilds)"
-            table.add_row(
-                view.name,
-                str(position),
-                str(max(head - position, 0)),
-                f"{version}{stale}",
-                f"{updated_at:%Y-%m-%d %H:%M:%S}",
-            )
-        else:
-            table.add_row(view.name, "-", str(head), str(view.version), "never run")
+        states = view_states(cursor)
+    views = all_views()
+    failed = sorted(name for name, state in states.items() if state.failure is not None)
+    if as_json:
+        typer.echo(json.dumps(_status_json(views, states, head, failed)))
+    else:
+        _print_status(views, states, head)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _status_json(
+    views: Sequence[View], states: Mapping[str, ViewState], head: int, failed: Sequence[str]
+) -> dict[str, Any]:
+    described: dict[str, Any] = {}
+    for view in views:
+        state = states.get(view.name)
+        if state is None:
+            described[view.name] = {"position": None, "lag_events": head, "failed": None}
+            continue
+        failure = state.failure
+        described[view.name] = {
+            "position": state.position,
+            "lag_events": state.lag_events,
+            "lag_s": round(state.lag_s, 3),
+            "version": state.version,
+            "code_version": view.version,
+            "updated_at": state.updated_at.isoformat(),
+            "failed": None
+            if failure is None
+            else {
+                "position": failure.position,
+                "reason": failure.reason,
+                "failed_at": failure.failed_at.isoformat(),
+            },
+        }
+    return {"log_position": head, "failed": list(failed), "views": described}
+
+
+def _print_status(views: Sequence[View], states: Mapping[str, ViewState], head: int) -> None:
+    table = Table("view", "position", "lag (events)", "version", "updated", "failed")
+    for view in views:
+        state = states.get(view.name)
+        if state is None:
+            table.add_row(view.name, "-", str(head), str(view.version), "never run", "")
+            continue
+        stale = "" if state.version == view.version else f" (code: {view.version}; rebuilds)"
+        failure = state.failure
+        table.add_row(
+            view.name,
+            str(state.position),
+            str(state.lag_events),
+            f"{state.version}{stale}",
+            f"{state.updated_at:%Y-%m-%d %H:%M:%S}",
+            ""
+            if failure is None
+            else f"at position {failure.position} since {failure.failed_at:%Y-%m-%d %H:%M:%S}: "
+            f"{failure.reason}",
+        )
     Console().print(table)
     typer.echo(f"log position: {head}")

@@ -21,6 +21,7 @@ from application.writer import LedgerWriter
 from domain.commands import Command, CreateTransfer
 from domain.ledger_batch import CommandResult
 from projections.runner import ProjectionRunner
+from projections.view_health import failed_views
 
 # Request latency: the API answers in milliseconds; anything past seconds is
 # a timeout in the making.
@@ -142,6 +143,12 @@ class WriterMetrics:
         writes, read when scraped."""
         self.registry.register(_ProjectionStateCollector(runner, writer))
 
+    def track_projection_failures(self, pool: ConnectionPool) -> None:
+        """Also expose which views have stopped on an event they cannot
+        apply, read from the tracking table when scraped (whichever process
+        runs them)."""
+        self.registry.register(ProjectionFailuresCollector(pool))
+
     def batch_committed(
         self,
         commands: Sequence[Command],
@@ -225,6 +232,41 @@ class _ProjectionStateCollector(Collector):
             "1 while this process's projection runner runs.",
             value=1 if self._runner.is_running else 0,
         )
+
+
+class ProjectionFailuresCollector(Collector):
+    """`ledger_projection_failed{view}`: 1 for each tracked view stopped on an
+    event it cannot apply, 0 for the others; and the event's position."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        failed = GaugeMetricFamily(
+            "ledger_projection_failed",
+            "1 while the view is stopped on an event it cannot apply (see /readyz).",
+            labels=("view",),
+        )
+        failed_position = GaugeMetricFamily(
+            "ledger_projection_failed_position",
+            "The log position of the event a stopped view cannot apply.",
+            labels=("view",),
+        )
+        try:
+            with self._pool.connection() as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT name FROM projection_tracking ORDER BY name")
+                names = [row[0] for row in cursor.fetchall()]
+                failures = failed_views(cursor)
+        except psycopg.Error:
+            # The database is away (/readyz says so): the other series still count.
+            names, failures = [], {}
+        for name in names:
+            failure = failures.get(name)
+            failed.add_metric((name,), 0 if failure is None else 1)
+            if failure is not None:
+                failed_position.add_metric((name,), failure.position)
+        yield failed
+        yield failed_position
 
 
 class WithdrawalsCollector(Collector):

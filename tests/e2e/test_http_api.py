@@ -631,6 +631,7 @@ def test_health_and_readiness_answer_200(client: TestClient) -> None:
         "migrations": "current",
         "writer": "running",
         "projections": "running",
+        "views": "ok",
     }
 
 

@@ -339,10 +339,13 @@ def test_a_node_linked_after_it_has_children_stops_the_view(
     save_funded_accounts(idle_ledger.app, middle)
     runner = ProjectionRunner(idle_ledger.database_url, [HierarchyView()], page_size=page_size)
     try:
-        with pytest.raises(ValueError, match="linked before it has any"):
-            runner.catch_up()
+        runner.catch_up()
     finally:
         runner.stop()
+    # Stopped at the event that links the middle, and says why.
+    failure = runner.failures()[HierarchyView.name]
+    assert failure.position == runner.positions()[HierarchyView.name] + 1
+    assert "ValueError" in failure.reason and "linked before it has any" in failure.reason
 
 
 def test_reads_past_their_bounds_are_cut_and_say_so(
