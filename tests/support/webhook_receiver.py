@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class WebhookReceiver:
     secret: str = ""
     # Answer 500 to everything while set.
     failing: bool = False
+    # Each answer waits this long (a slow receiver).
+    delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
     bad_signatures: int = 0
     refused: int = 0
@@ -47,8 +50,10 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the library's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)
                 status = receiver.take(body, self.headers.get(SIGNATURE_HEADER, ""))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
