@@ -55,7 +55,6 @@ from application.ports.broker import (
     Fill,
     PositionNotFound,
     Quote,
-    Side,
     UnknownAccount,
     UnknownSymbol,
     entry_price_for,
@@ -78,8 +77,7 @@ from domain.funded_rules import RISK_PER_TRADE_LIMIT, AccountRuleStatus, RuleBan
 from domain.positions import PositionSide
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TierName, position_decision
-from domain.transfer import Posting
-from domain.transfer import Side as PostingSide
+from domain.transfer import Posting, Side
 
 log = structlog.get_logger(__name__)
 
@@ -201,13 +199,13 @@ class FundedAccountsService:
                 postings=(
                     Posting(
                         funding.account_id,
-                        PostingSide.DEBIT,
+                        Side.DEBIT,
                         account.starting_balance_minor,
                         TIER_CURRENCY,
                     ),
                     Posting(
                         trader.account_id,
-                        PostingSide.CREDIT,
+                        Side.CREDIT,
                         account.starting_balance_minor,
                         TIER_CURRENCY,
                     ),
@@ -246,13 +244,13 @@ class FundedAccountsService:
                 f"the funded account is {account.state.value}: it opens no positions",
                 state=account.state.value,
             )
-        broker_side = Side(PositionSide(side).value)
+        position_side = PositionSide(side)
         quote = self.quote(symbol)
-        _require_position_allowed(account, quantity * entry_price_for(broker_side, quote))
+        _require_position_allowed(account, quantity * entry_price_for(position_side, quote))
         order_id = client_order_id or f"open-{uuid4()}"
         fill = self._call_broker(
             lambda: self._broker.open_position(
-                funded_account_id, symbol, broker_side, quantity, order_id
+                funded_account_id, symbol, position_side, quantity, order_id
             ),
             account,
         )
@@ -267,7 +265,7 @@ class FundedAccountsService:
                 account.open_position(
                     fill.position_id,
                     symbol,
-                    PositionSide(side),
+                    position_side,
                     quantity,
                     fill.price_minor,
                     fill.at,
@@ -286,7 +284,7 @@ class FundedAccountsService:
                 funded_account_id=str(funded_account_id),
                 position_id=fill.position_id,
                 symbol=symbol,
-                side=broker_side.value,
+                side=position_side.value,
                 quantity=quantity,
                 price_minor=fill.price_minor,
             )
@@ -424,7 +422,7 @@ class FundedAccountsService:
         for held in account.positions:
             if held.symbol not in marks:
                 quote = self.quote(held.symbol)
-                marks[held.symbol] = exit_price_for(Side(held.side.value), quote)
+                marks[held.symbol] = exit_price_for(held.side, quote)
         return marks
 
     def quote(self, symbol: str) -> Quote:
@@ -538,8 +536,8 @@ def _realized_pnl_commands(account: FundedAccount, position_id: str, fill: Fill)
             idempotency_key=f"pnl-{uuid5(account.id, position_id)}",
             scope=FUNDED_SCOPE,
             postings=(
-                Posting(payer, PostingSide.DEBIT, abs(pnl), TIER_CURRENCY),
-                Posting(payee, PostingSide.CREDIT, abs(pnl), TIER_CURRENCY),
+                Posting(payer, Side.DEBIT, abs(pnl), TIER_CURRENCY),
+                Posting(payee, Side.CREDIT, abs(pnl), TIER_CURRENCY),
             ),
             metadata={
                 "funded_account_id": str(account.id),

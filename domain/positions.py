@@ -10,7 +10,7 @@ from enum import StrEnum
 
 
 class PositionSide(StrEnum):
-    """Same values as `application.ports.broker.Side`, so a fill's side converts by value."""
+    """Long or short: a position's side in the domain and at the Broker port alike."""
 
     LONG = "long"
     SHORT = "short"

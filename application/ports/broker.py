@@ -50,13 +50,10 @@ from enum import StrEnum
 from typing import ClassVar, Final, Protocol
 from uuid import UUID
 
+from domain.positions import PositionSide
+
 CLIENT_ORDER_ID_LENGTH_MAX: Final[int] = 128
 _CLIENT_ORDER_ID_PATTERN: Final = re.compile(r"[\x21-\x7e]+")
-
-
-class Side(StrEnum):
-    LONG = "long"
-    SHORT = "short"
 
 
 class FillKind(StrEnum):
@@ -171,7 +168,7 @@ class Fill:
     position_id: str
     account_id: UUID
     symbol: str
-    side: Side
+    side: PositionSide
     quantity: int
     price_minor: int
     entry_price_minor: int
@@ -197,7 +194,7 @@ class BrokerPosition:
     position_id: str
     account_id: UUID
     symbol: str
-    side: Side
+    side: PositionSide
     quantity: int
     entry_price_minor: int
     opened_at: datetime
@@ -238,22 +235,22 @@ class AccountEquity:
 
 
 def realized_pnl_minor(
-    side: Side, entry_price_minor: int, exit_price_minor: int, quantity: int
+    side: PositionSide, entry_price_minor: int, exit_price_minor: int, quantity: int
 ) -> int:
     """long: (exit - entry) x quantity; short: (entry - exit) x quantity. Exact."""
-    if side is Side.LONG:
+    if side is PositionSide.LONG:
         return (exit_price_minor - entry_price_minor) * quantity
     return (entry_price_minor - exit_price_minor) * quantity
 
 
-def entry_price_for(side: Side, quote: Quote) -> int:
+def entry_price_for(side: PositionSide, quote: Quote) -> int:
     """A long buys at the ask; a short sells at the bid."""
-    return quote.ask_minor if side is Side.LONG else quote.bid_minor
+    return quote.ask_minor if side is PositionSide.LONG else quote.bid_minor
 
 
-def exit_price_for(side: Side, quote: Quote) -> int:
+def exit_price_for(side: PositionSide, quote: Quote) -> int:
     """A long sells at the bid; a short buys back at the ask. Also the mark."""
-    return quote.bid_minor if side is Side.LONG else quote.ask_minor
+    return quote.bid_minor if side is PositionSide.LONG else quote.ask_minor
 
 
 def require_client_order_id(client_order_id: object) -> str:
@@ -294,7 +291,7 @@ class Broker(Protocol):
         self,
         account_id: UUID,
         symbol: str,
-        side: Side,
+        side: PositionSide,
         quantity: int,
         client_order_id: str,
     ) -> Fill:

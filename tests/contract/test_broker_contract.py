@@ -27,10 +27,10 @@ from application.ports.broker import (
     FillKind,
     PositionNotFound,
     RejectionReason,
-    Side,
     UnknownAccount,
     UnknownSymbol,
 )
+from domain.positions import PositionSide
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from tests.support.ledgers import EPOCH
 
@@ -84,7 +84,7 @@ class BrokerContract:
     ) -> None:
         account_id = uuid4()
         s.broker.register_account(account_id, 5_000_00)
-        s.broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
+        s.broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1")
         s.market.set_price("ACME", 10_500, 10_510)
         s.broker.close_position(s.broker.open_positions(account_id)[0].position_id, "close-1")
         s.broker.register_account(account_id, 9_000_00)
@@ -93,7 +93,7 @@ class BrokerContract:
         assert equity.realized_pnl_minor == 10_500 - 10_010
 
     def test_cancelling_when_no_order_rests_cancels_none(self, s: Setup) -> None:
-        s.broker.open_position(s.account_id, "ACME", Side.LONG, 1, "order-1")
+        s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 1, "order-1")
         assert s.broker.cancel_open_orders(s.account_id) == 0
         # Cancelling orders closes no position.
         assert len(s.broker.open_positions(s.account_id)) == 1
@@ -101,17 +101,17 @@ class BrokerContract:
     # Opening ------------------------------------------------------------------------
 
     def test_a_long_opens_at_the_ask_and_a_short_at_the_bid(self, s: Setup) -> None:
-        long = s.broker.open_position(s.account_id, "ACME", Side.LONG, 7, "order-1")
-        short = s.broker.open_position(s.account_id, "ACME", Side.SHORT, 3, "order-2")
+        long = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 7, "order-1")
+        short = s.broker.open_position(s.account_id, "ACME", PositionSide.SHORT, 3, "order-2")
         assert (long.kind, long.side, long.price_minor, long.quantity) == (
             FillKind.OPEN,
-            Side.LONG,
+            PositionSide.LONG,
             10_010,
             7,
         )
         assert (short.kind, short.side, short.price_minor, short.quantity) == (
             FillKind.OPEN,
-            Side.SHORT,
+            PositionSide.SHORT,
             10_000,
             3,
         )
@@ -120,53 +120,53 @@ class BrokerContract:
         assert long.at.tzinfo is not None
 
     def test_opening_moves_no_cash(self, s: Setup) -> None:
-        s.broker.open_position(s.account_id, "ACME", Side.LONG, 100, "order-1")
+        s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 100, "order-1")
         assert s.broker.equity(s.account_id).cash_minor == START_CASH_MINOR
 
     def test_the_same_client_order_id_returns_the_same_fill_and_one_position(
         self, s: Setup
     ) -> None:
-        first = s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
+        first = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 5, "order-1")
         s.market.set_price("ACME", 20_000, 20_010)
-        again = s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
+        again = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 5, "order-1")
         assert again == first
         assert [p.position_id for p in s.broker.open_positions(s.account_id)] == [first.position_id]
 
     def test_a_client_order_id_reused_with_other_details_is_refused(self, s: Setup) -> None:
-        s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
+        s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 5, "order-1")
         with pytest.raises(BrokerRejected) as refused:
-            s.broker.open_position(s.account_id, "ACME", Side.LONG, 6, "order-1")
+            s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 6, "order-1")
         assert refused.value.reason is RejectionReason.CLIENT_ORDER_ID_REUSED
         assert len(s.broker.open_positions(s.account_id)) == 1
 
     def test_client_order_ids_belong_to_their_account(self, s: Setup) -> None:
         other = uuid4()
         s.market.fund(other, START_CASH_MINOR)
-        mine = s.broker.open_position(s.account_id, "ACME", Side.LONG, 5, "order-1")
-        theirs = s.broker.open_position(other, "ACME", Side.LONG, 5, "order-1")
+        mine = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 5, "order-1")
+        theirs = s.broker.open_position(other, "ACME", PositionSide.LONG, 5, "order-1")
         assert mine.position_id != theirs.position_id
         assert len(s.broker.open_positions(other)) == 1
 
     @pytest.mark.parametrize("quantity", [0, -1])
     def test_a_quantity_below_one_is_refused_as_invalid(self, s: Setup, quantity: int) -> None:
         with pytest.raises(BrokerRejected) as refused:
-            s.broker.open_position(s.account_id, "ACME", Side.LONG, quantity, "order-1")
+            s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, quantity, "order-1")
         assert refused.value.reason is RejectionReason.INVALID_ORDER
 
     def test_a_float_quantity_is_a_type_error(self, s: Setup) -> None:
         with pytest.raises(TypeError):
-            s.broker.open_position(s.account_id, "ACME", Side.LONG, 1.5, "order-1")  # type: ignore[arg-type]
+            s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 1.5, "order-1")  # type: ignore[arg-type]
 
     @pytest.mark.parametrize("client_order_id", ["", "has space", "x" * 129])
     def test_a_malformed_client_order_id_is_refused(self, s: Setup, client_order_id: str) -> None:
         with pytest.raises(BrokerRejected) as refused:
-            s.broker.open_position(s.account_id, "ACME", Side.LONG, 1, client_order_id)
+            s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 1, client_order_id)
         assert refused.value.reason is RejectionReason.INVALID_ORDER
 
     # Closing ------------------------------------------------------------------------
 
     def test_closing_a_long_realizes_exit_minus_entry_times_quantity(self, s: Setup) -> None:
-        opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 7, "order-1")
+        opened = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 7, "order-1")
         s.market.set_price("ACME", 10_333, 10_340)
         closed = s.broker.close_position(opened.position_id, "close-1")
         assert (closed.kind, closed.price_minor, closed.entry_price_minor) == (
@@ -179,7 +179,7 @@ class BrokerContract:
         assert s.broker.open_positions(s.account_id) == ()
 
     def test_closing_a_short_realizes_entry_minus_exit_times_quantity(self, s: Setup) -> None:
-        opened = s.broker.open_position(s.account_id, "ACME", Side.SHORT, 3, "order-1")
+        opened = s.broker.open_position(s.account_id, "ACME", PositionSide.SHORT, 3, "order-1")
         s.market.set_price("ACME", 10_100, 10_123)
         closed = s.broker.close_position(opened.position_id, "close-1")
         assert closed.price_minor == 10_123
@@ -189,7 +189,7 @@ class BrokerContract:
     def test_closing_again_with_the_same_id_returns_the_same_fill_and_realizes_once(
         self, s: Setup
     ) -> None:
-        opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 2, "order-1")
+        opened = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 2, "order-1")
         s.market.set_price("ACME", 11_000, 11_010)
         first = s.broker.close_position(opened.position_id, "close-1")
         s.market.set_price("ACME", 5_000, 5_010)
@@ -199,14 +199,14 @@ class BrokerContract:
         )
 
     def test_closing_a_closed_position_with_another_id_finds_no_position(self, s: Setup) -> None:
-        opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 2, "order-1")
+        opened = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 2, "order-1")
         s.broker.close_position(opened.position_id, "close-1")
         with pytest.raises(PositionNotFound) as missing:
             s.broker.close_position(opened.position_id, "close-2")
         assert missing.value.position_id == opened.position_id
 
     def test_a_close_may_not_reuse_an_open_orders_id(self, s: Setup) -> None:
-        opened = s.broker.open_position(s.account_id, "ACME", Side.LONG, 2, "order-1")
+        opened = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 2, "order-1")
         with pytest.raises(BrokerRejected) as refused:
             s.broker.close_position(opened.position_id, "order-1")
         assert refused.value.reason is RejectionReason.CLIENT_ORDER_ID_REUSED
@@ -218,13 +218,13 @@ class BrokerContract:
     # Reading ------------------------------------------------------------------------
 
     def test_open_positions_are_marked_at_the_price_that_would_close_them(self, s: Setup) -> None:
-        long = s.broker.open_position(s.account_id, "ACME", Side.LONG, 4, "order-1")
-        short = s.broker.open_position(s.account_id, "ACME", Side.SHORT, 6, "order-2")
+        long = s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 4, "order-1")
+        short = s.broker.open_position(s.account_id, "ACME", PositionSide.SHORT, 6, "order-2")
         s.market.set_price("ACME", 10_200, 10_250)
         held = {p.position_id: p for p in s.broker.open_positions(s.account_id)}
         assert (held[long.position_id].current_price_minor, held[long.position_id].side) == (
             10_200,
-            Side.LONG,
+            PositionSide.LONG,
         )
         assert held[long.position_id].market_value_minor == 10_200 * 4
         assert held[long.position_id].unrealized_pnl_minor == (10_200 - 10_010) * 4
@@ -234,7 +234,7 @@ class BrokerContract:
 
     def test_open_positions_come_oldest_first(self, s: Setup) -> None:
         opened = [
-            s.broker.open_position(s.account_id, "ACME", Side.LONG, 1, f"order-{number}")
+            s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 1, f"order-{number}")
             for number in range(5)
         ]
         s.broker.close_position(opened[2].position_id, "close-2")
@@ -243,7 +243,7 @@ class BrokerContract:
         ]
 
     def test_equity_is_cash_plus_unrealized_pnl(self, s: Setup) -> None:
-        s.broker.open_position(s.account_id, "ACME", Side.LONG, 10, "order-1")
+        s.broker.open_position(s.account_id, "ACME", PositionSide.LONG, 10, "order-1")
         s.market.set_price("ACME", 9_500, 9_510)
         equity = s.broker.equity(s.account_id)
         assert equity == AccountEquity(
@@ -269,7 +269,7 @@ class BrokerContract:
             s.broker.quote("NOPE")
         assert unknown.value.symbol == "NOPE"
         with pytest.raises(UnknownSymbol):
-            s.broker.open_position(s.account_id, "NOPE", Side.LONG, 1, "order-1")
+            s.broker.open_position(s.account_id, "NOPE", PositionSide.LONG, 1, "order-1")
         assert s.broker.open_positions(s.account_id) == ()
 
     @pytest.mark.parametrize(
@@ -279,7 +279,7 @@ class BrokerContract:
             lambda broker, account_id: broker.open_positions(account_id),
             lambda broker, account_id: broker.cancel_open_orders(account_id),
             lambda broker, account_id: broker.open_position(
-                account_id, "ACME", Side.LONG, 1, "order-1"
+                account_id, "ACME", PositionSide.LONG, 1, "order-1"
             ),
         ],
         ids=["equity", "open_positions", "cancel_open_orders", "open_position"],
@@ -327,7 +327,7 @@ class BrokerContract:
                 fill = s.broker.open_position(
                     s.account_id,
                     data.draw(st.sampled_from(symbols)),
-                    data.draw(st.sampled_from(Side)),
+                    data.draw(st.sampled_from(PositionSide)),
                     data.draw(st.integers(1, 10**5), label="quantity"),
                     f"open-{number}",
                 )
@@ -338,7 +338,7 @@ class BrokerContract:
                 fill = s.broker.close_position(position_id, f"close-{number}")
                 entry = opens.pop(position_id)
                 assert fill.entry_price_minor == entry.price_minor
-                sign = 1 if entry.side is Side.LONG else -1
+                sign = 1 if entry.side is PositionSide.LONG else -1
                 assert fill.realized_pnl_minor == sign * (
                     (fill.price_minor - entry.price_minor) * entry.quantity
                 )
@@ -366,13 +366,13 @@ class BrokerContract:
         traded_cash = START_CASH_MINOR
         worth = 0
         for fill in fills:
-            buys = (fill.side is Side.LONG) == (fill.kind is FillKind.OPEN)
+            buys = (fill.side is PositionSide.LONG) == (fill.kind is FillKind.OPEN)
             traded_cash += (
                 -fill.price_minor * fill.quantity if buys else fill.price_minor * fill.quantity
             )
         for entry in opens.values():
             quote = s.broker.quote(entry.symbol)
-            if entry.side is Side.LONG:
+            if entry.side is PositionSide.LONG:
                 unrealized += (quote.bid_minor - entry.price_minor) * entry.quantity
                 worth += quote.bid_minor * entry.quantity
             else:

@@ -26,7 +26,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from application.clock import SettableClock
-from application.ports.broker import Side
 from domain.closure import (
     SETTLEMENT_CHECK_INTERVAL,
     SETTLEMENT_TIMEOUT_BUSINESS_DAYS,
@@ -35,6 +34,7 @@ from domain.closure import (
     ClosurePhase,
     add_business_days,
 )
+from domain.positions import PositionSide
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.adapters.persistence.api_keys import Role
@@ -216,7 +216,7 @@ def _stuck_in_settling(
     broker = ledger.broker
     assert isinstance(broker, SimulatedBroker)
     broker.set_price(STRAY_SYMBOL, bid_minor=100, ask_minor=100)
-    stray = broker.open_position(UUID(account_id), STRAY_SYMBOL, Side.LONG, 1, "stray")
+    stray = broker.open_position(UUID(account_id), STRAY_SYMBOL, PositionSide.LONG, 1, "stray")
     stuck = _run_until(ledger, clock, closure_id, phase=ClosurePhase.WITHDRAWING)
     assert stuck.stuck and stuck.phase is ClosurePhase.SETTLING
     assert settling.deadline_at is not None and clock.now() >= settling.deadline_at

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from fastapi.testclient import TestClient
 
-from application.ports.broker import Side
+from domain.positions import PositionSide
 from domain.tiers import TierName
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.adapters.persistence.api_keys import Role
@@ -78,7 +78,9 @@ def test_a_sync_shows_its_figures_and_the_divergences_it_found(
     assert agreed["last_sync"]["equity"] == "10000.00"
     assert agreed["last_sync"]["failed_attempts"] == 0
     # The broker holds a position the ledger never recorded: an extra one.
-    extra = _broker(ledger).open_position(account_id, SYMBOL, Side.LONG, 2, "around-the-ledger")
+    extra = _broker(ledger).open_position(
+        account_id, SYMBOL, PositionSide.LONG, 2, "around-the-ledger"
+    )
     ledger.broker_sync.sync_account(account_id)
     body = client.get(path).json()
     assert body["in_agreement"] is False

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from fastapi.testclient import TestClient
 
-from application.ports.broker import Side
+from domain.positions import PositionSide
 from interface.adapters.persistence.api_keys import Role
 from interface.bootstrap import Ledger
 from tests.support.api_keys import bearer
@@ -70,7 +70,7 @@ def test_a_position_the_ledger_does_not_know_is_raised_then_resolved_by_a_person
 ) -> None:
     funded_account_id = profitable_funded_account(ledger, "trader-r2", 40_000)
     # A trade placed at the broker behind the ledger's back.
-    ledger.broker.open_position(funded_account_id, SYMBOL, Side.LONG, 3, "behind-the-back")
+    ledger.broker.open_position(funded_account_id, SYMBOL, PositionSide.LONG, 3, "behind-the-back")
     report = _completed_report(client)
     assert report["status"] == "failed"
     by_name = {check["name"]: check for check in report["checks"]}

@@ -17,7 +17,7 @@ import pytest
 
 from application.aggregate_writes import write_with_aggregates
 from application.clock import SettableClock
-from application.ports.broker import AccountEquity, BrokerTimeout, Side, UnknownAccount
+from application.ports.broker import AccountEquity, BrokerTimeout, UnknownAccount
 from application.ports.broker_sync_status import SyncFailure
 from domain.account_guard import AccountGuard, DivergenceKind, guard_id_for
 from domain.funded_account_states import FundedAccountState
@@ -61,7 +61,7 @@ def _at_broker(ledger: Ledger, funded_account_id: UUID, quantity: int, order: st
     """A long the broker holds (at the ask now), whatever the ledger holds."""
     broker = _broker(ledger)
     broker.register_account(funded_account_id, STARTING_MINOR)
-    fill = broker.open_position(funded_account_id, SYMBOL, Side.LONG, quantity, order)
+    fill = broker.open_position(funded_account_id, SYMBOL, PositionSide.LONG, quantity, order)
     return fill.position_id
 
 

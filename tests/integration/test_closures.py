@@ -14,7 +14,6 @@ import pytest
 
 from application.clock import SettableClock
 from application.closures import ClosureRequest
-from application.ports.broker import Side
 from domain.account import AccountState
 from domain.closure import (
     TRANCHE_INTERVAL,
@@ -176,7 +175,7 @@ def test_settlement_that_never_comes_times_out_into_a_stuck_closure_and_is_resum
     settling = _run_until(ledger, clock, closure.id, ClosurePhase.SETTLING)
     # A trade the broker has not settled (a position the ledger never heard of).
     broker.set_price("ODD", bid_minor=100, ask_minor=100)
-    stray = broker.open_position(funded_id, "ODD", Side.LONG, 1, "stray-order")
+    stray = broker.open_position(funded_id, "ODD", PositionSide.LONG, 1, "stray-order")
 
     stuck = _run_until(ledger, clock, closure.id, ClosurePhase.WITHDRAWING)
     assert stuck.stuck and stuck.phase is ClosurePhase.SETTLING

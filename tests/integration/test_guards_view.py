@@ -10,8 +10,8 @@ from uuid import UUID
 import psycopg
 
 from application.clock import SettableClock
-from application.ports.broker import Side
 from domain.account_guard import DrawdownLevel
+from domain.positions import PositionSide
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 from interface.demo.guards import (
@@ -47,7 +47,7 @@ def _digests(database_url: str) -> dict[str, str]:
 def _extra_at_broker(broker: SimulatedBroker, account_id: UUID, order: str) -> str:
     broker.set_price(EXTRA_SYMBOL, bid_minor=100, ask_minor=100)
     return broker.open_position(
-        account_id, EXTRA_SYMBOL, Side.LONG, EXTRA_QUANTITY, order
+        account_id, EXTRA_SYMBOL, PositionSide.LONG, EXTRA_QUANTITY, order
     ).position_id
 
 

@@ -12,15 +12,14 @@ from uuid import UUID, uuid4
 from application.clock import SettableClock
 from application.funded_accounts import FUNDED_SCOPE, platform_account
 from application.merges import MergeRequest
-from application.ports.broker import BrokerUnavailable, Side, UnknownAccount
+from application.ports.broker import BrokerUnavailable, UnknownAccount
 from domain.account import AccountKind
 from domain.commands import Command, ReverseTransfer, create_transfer, open_account
 from domain.merge import MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
 from domain.positions import PositionSide
 from domain.reconciliation import CheckResult, CheckStatus, DiscrepancyKind, Severity
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
-from domain.transfer import Posting
-from domain.transfer import Side as PostingSide
+from domain.transfer import Posting, Side
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.bootstrap import Ledger
 from interface.reconciliation.broker_check import BROKER_CHECK, BrokerCheck
@@ -129,7 +128,9 @@ def test_a_position_opened_at_the_broker_alone_is_unknown_to_the_ledger(
     ledger: Ledger,
 ) -> None:
     funded_account_id, _ = _trading_account(ledger, "trader-1")
-    stray = _broker(ledger).open_position(funded_account_id, SYMBOL, Side.LONG, 2, "by-hand-1")
+    stray = _broker(ledger).open_position(
+        funded_account_id, SYMBOL, PositionSide.LONG, 2, "by-hand-1"
+    )
 
     first = _broker_check(ledger).run()
     again = _broker_check(ledger).run()
@@ -184,7 +185,7 @@ def test_an_unavailable_broker_errs_for_its_account_while_the_others_are_checked
     down, _ = _trading_account(ledger, "trader-down")
     up, _ = _trading_account(ledger, "trader-up")
     broker = _broker(ledger)
-    stray = broker.open_position(up, SYMBOL, Side.SHORT, 1, "by-hand-1")
+    stray = broker.open_position(up, SYMBOL, PositionSide.SHORT, 1, "by-hand-1")
     broker.set_unavailable(down)
 
     result = _broker_check(ledger).run()
@@ -243,8 +244,8 @@ def test_capital_paid_from_the_funding_account_around_the_service_is_unknown_to_
     around = create_transfer(
         idempotency_key=f"around-{uuid4()}",
         postings=(
-            Posting(funding.account_id, PostingSide.DEBIT, 5_000_00, TIER_CURRENCY),
-            Posting(pocket.account_id, PostingSide.CREDIT, 5_000_00, TIER_CURRENCY),
+            Posting(funding.account_id, Side.DEBIT, 5_000_00, TIER_CURRENCY),
+            Posting(pocket.account_id, Side.CREDIT, 5_000_00, TIER_CURRENCY),
         ),
         metadata={"purpose": "funding"},
     )
@@ -306,8 +307,8 @@ def test_activations_recorded_without_their_funding_or_with_another_amount(
                 idempotency_key=f"funding-{underfunded.id}",
                 scope=FUNDED_SCOPE,
                 postings=(
-                    Posting(funding.account_id, PostingSide.DEBIT, short, TIER_CURRENCY),
-                    Posting(trader.account_id, PostingSide.CREDIT, short, TIER_CURRENCY),
+                    Posting(funding.account_id, Side.DEBIT, short, TIER_CURRENCY),
+                    Posting(trader.account_id, Side.CREDIT, short, TIER_CURRENCY),
                 ),
                 metadata={"funded_account_id": str(underfunded.id), "purpose": "funding"},
             ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from application.ports.broker import Side
+from domain.positions import PositionSide
 from domain.reconciliation import CheckStatus, DiscrepancyKind, RunType, Severity
 from domain.tiers import TierName
 from interface.adapters.broker.simulated_broker import SimulatedBroker
@@ -35,7 +35,7 @@ def test_an_open_divergence_fails_the_check_until_a_sync_clears_it(ledger: Ledge
     # agree again, but no sync has said so yet.
     broker.register_account(account_id, 1_000_000)
     broker.set_price(SYMBOL, bid_minor=PRICE_MINOR, ask_minor=PRICE_MINOR)
-    extra = broker.open_position(account_id, SYMBOL, Side.LONG, EXTRA_QUANTITY, "around")
+    extra = broker.open_position(account_id, SYMBOL, PositionSide.LONG, EXTRA_QUANTITY, "around")
     ledger.broker_sync.sync_account(account_id)
     broker.close_position(extra.position_id, "around-close")
 

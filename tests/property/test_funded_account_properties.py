@@ -11,7 +11,7 @@ from uuid import UUID
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from application.ports.broker import Side, realized_pnl_minor
+from application.ports.broker import realized_pnl_minor
 from domain.funded_account import (
     FundedAccount,
     FundedAccountRefusal,
@@ -49,7 +49,7 @@ class Model:
     realized_minor: int = 0
     withdrawn_minor: int = 0
     # position id -> (symbol, side, quantity, entry, mark)
-    positions: dict[str, tuple[str, Side, int, int, int]] = field(default_factory=dict)
+    positions: dict[str, tuple[str, PositionSide, int, int, int]] = field(default_factory=dict)
     # The highest equity seen, counted with what had been withdrawn by then.
     highest_equity_plus_withdrawn_minor: int = 0
 
@@ -72,7 +72,7 @@ def apply(account: FundedAccount, model: Model, operation: tuple[Any, ...], at: 
             event(f"open refused: {refusal.reason}")
             return
         event("opened")
-        model.positions[position_id] = (symbol, Side(side.value), quantity, price, price)
+        model.positions[position_id] = (symbol, side, quantity, price, price)
     elif kind == "close" and model.positions:
         _, index, price = operation
         position_id = sorted(model.positions)[index % len(model.positions)]
@@ -172,5 +172,5 @@ def test_the_domains_pnl_rule_is_the_brokers(
     side: PositionSide, entry: int, exit_price: int, quantity: int
 ) -> None:
     assert position_pnl_minor(side, entry, exit_price, quantity) == realized_pnl_minor(
-        Side(side.value), entry, exit_price, quantity
+        side, entry, exit_price, quantity
     )

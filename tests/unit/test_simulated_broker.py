@@ -19,9 +19,9 @@ from application.ports.broker import (
     BrokerTimeout,
     BrokerUnavailable,
     RejectionReason,
-    Side,
     UnknownSymbol,
 )
+from domain.positions import PositionSide
 from interface.adapters.broker.price_path import (
     PRICE_MINOR_MAX,
     VOLUME_DEFAULT,
@@ -80,7 +80,7 @@ def test_a_position_is_filled_and_marked_at_the_step_in_force(
     account_id = funded(broker)
     broker.load_path("ACME", PricePath.ramp(EPOCH, MINUTE, 10_000, 8_000, 3, spread_minor=20))
     clock.advance(timedelta(seconds=30))
-    fill = broker.open_position(account_id, "ACME", Side.LONG, 10, "order-1")
+    fill = broker.open_position(account_id, "ACME", PositionSide.LONG, 10, "order-1")
     assert (fill.price_minor, fill.at) == (10_010, EPOCH + timedelta(seconds=30))
     clock.advance(MINUTE)
     assert broker.equity(account_id).unrealized_pnl_minor == (8_990 - 10_010) * 10
@@ -189,12 +189,12 @@ def test_queued_failures_come_in_order_and_a_failed_open_opens_nothing(
     broker.fail_next(account_id, BrokerRejected(RejectionReason.BROKER_POLICY, "halted"))
     for _ in range(2):
         with pytest.raises(BrokerUnavailable, match="first"):
-            broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
+            broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1")
     with pytest.raises(BrokerRejected) as refused:
-        broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
+        broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1")
     assert refused.value.reason is RejectionReason.BROKER_POLICY
     assert broker.open_positions(account_id) == ()
-    fill = broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
+    fill = broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1")
     assert [p.position_id for p in broker.open_positions(account_id)] == [fill.position_id]
 
 
@@ -215,10 +215,10 @@ def test_a_lost_reply_is_resolved_by_retrying_the_same_client_order_id(
     account_id = funded(broker)
     broker.lose_next_reply(account_id)
     with pytest.raises(BrokerTimeout):
-        broker.open_position(account_id, "ACME", Side.LONG, 5, "order-1")
+        broker.open_position(account_id, "ACME", PositionSide.LONG, 5, "order-1")
     # The order went through although its answer did not.
     assert len(broker.open_positions(account_id)) == 1
-    fill = broker.open_position(account_id, "ACME", Side.LONG, 5, "order-1")
+    fill = broker.open_position(account_id, "ACME", PositionSide.LONG, 5, "order-1")
     assert [p.position_id for p in broker.open_positions(account_id)] == [fill.position_id]
 
     broker.set_price("ACME", 10_500, 10_510)
@@ -236,11 +236,11 @@ def test_latency_delays_an_answer_and_past_the_time_out_does_nothing(clock: Sett
     broker.set_price("ACME", 100, 101)
     account_id = funded(broker)
     broker.set_latency(account_id, 0.25)
-    broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
+    broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1")
     assert slept == [0.25]
     broker.set_latency(account_id, 5.0)
     with pytest.raises(BrokerTimeout):
-        broker.open_position(account_id, "ACME", Side.LONG, 1, "order-2")
+        broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-2")
     assert slept == [0.25, 5.0]
     broker.set_latency(account_id, 0)
     assert len(broker.open_positions(account_id)) == 1
@@ -282,13 +282,13 @@ def test_a_full_account_takes_no_more_positions_until_one_closes(clock: Settable
     broker = SimulatedBroker(clock, positions_per_account_max=2)
     broker.set_price("ACME", 100, 101)
     account_id = funded(broker)
-    first = broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
-    broker.open_position(account_id, "ACME", Side.SHORT, 1, "order-2")
+    first = broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1")
+    broker.open_position(account_id, "ACME", PositionSide.SHORT, 1, "order-2")
     with pytest.raises(BrokerRejected) as refused:
-        broker.open_position(account_id, "ACME", Side.LONG, 1, "order-3")
+        broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-3")
     assert refused.value.reason is RejectionReason.POSITIONS_LIMIT_REACHED
     broker.close_position(first.position_id, "close-1")
-    broker.open_position(account_id, "ACME", Side.LONG, 1, "order-3")
+    broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-3")
 
 
 def test_past_its_order_limit_an_account_still_gets_its_earlier_fills(
@@ -297,17 +297,17 @@ def test_past_its_order_limit_an_account_still_gets_its_earlier_fills(
     broker = SimulatedBroker(clock, orders_per_account_max=1)
     broker.set_price("ACME", 100, 101)
     account_id = funded(broker)
-    fill = broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1")
+    fill = broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1")
     with pytest.raises(BrokerRejected) as refused:
         broker.close_position(fill.position_id, "close-1")
     assert refused.value.reason is RejectionReason.ORDERS_LIMIT_REACHED
-    assert broker.open_position(account_id, "ACME", Side.LONG, 1, "order-1") == fill
+    assert broker.open_position(account_id, "ACME", PositionSide.LONG, 1, "order-1") == fill
 
 
 def test_a_quantity_above_the_maximum_is_refused(broker: SimulatedBroker) -> None:
     account_id = funded(broker)
     with pytest.raises(BrokerRejected) as refused:
-        broker.open_position(account_id, "ACME", Side.LONG, QUANTITY_MAX + 1, "order-1")
+        broker.open_position(account_id, "ACME", PositionSide.LONG, QUANTITY_MAX + 1, "order-1")
     assert refused.value.reason is RejectionReason.INVALID_ORDER
 
 
@@ -340,7 +340,7 @@ def test_the_same_script_gives_the_same_fills() -> None:
         broker.load_path("ACME", PricePath.ramp(EPOCH, MINUTE, 1_000, 1_300, 4, spread_minor=3))
         account_id = UUID(int=7)
         broker.fund(account_id, CASH_MINOR)
-        opened = broker.open_position(account_id, "ACME", Side.SHORT, 9, "order-1")
+        opened = broker.open_position(account_id, "ACME", PositionSide.SHORT, 9, "order-1")
         clock.advance(3 * MINUTE)
         return [opened, broker.close_position(opened.position_id, "close-1")]
 
@@ -356,7 +356,7 @@ def test_threads_racing_with_the_same_client_order_ids_open_each_position_once(
 
     def open_all() -> None:
         for number in range(40):
-            fill = broker.open_position(account_id, "ACME", Side.LONG, 1, f"order-{number}")
+            fill = broker.open_position(account_id, "ACME", PositionSide.LONG, 1, f"order-{number}")
             with lock:
                 fills.append(fill.position_id)
 

@@ -45,7 +45,6 @@ from application.ports.broker import (
     PositionNotFound,
     Quote,
     RejectionReason,
-    Side,
     UnknownAccount,
     UnknownSymbol,
     entry_price_for,
@@ -54,6 +53,7 @@ from application.ports.broker import (
     require_client_order_id,
 )
 from application.ports.clock import Clock
+from domain.positions import PositionSide
 from interface.adapters.broker.price_path import (
     VOLUME_DEFAULT,
     PricePath,
@@ -91,7 +91,7 @@ class _Position:
     position_id: str
     account_id: UUID
     symbol: str
-    side: Side
+    side: PositionSide
     quantity: int
     entry_price_minor: int
     opened_at: datetime
@@ -235,11 +235,11 @@ class SimulatedBroker:
         self,
         account_id: UUID,
         symbol: str,
-        side: Side,
+        side: PositionSide,
         quantity: int,
         client_order_id: str,
     ) -> Fill:
-        side = Side(side)
+        side = PositionSide(side)
         if type(quantity) is not int:
             raise TypeError(f"quantity must be an int of units, not {type(quantity).__name__}")
         self._answer_after_faults(account_id)
@@ -315,7 +315,7 @@ class SimulatedBroker:
         account_id: UUID,
         account: _Account,
         symbol: str,
-        side: Side,
+        side: PositionSide,
         quantity: int,
         client_order_id: str,
     ) -> Fill:
