@@ -6,10 +6,11 @@ every `interval_s`. Each pass, for each enabled endpoint:
 1. Fan out: copy the next events it subscribes to from the integration
    events view into the outbox, with its cursor, in one transaction
    (interface/adapters/webhooks/outbox.py): each event is owed once.
-2. Deliver: walk its owed deliveries in event order and POST each due one,
-   signed (`Ledger-Signature`, interface/adapters/webhooks/signing.py). A
-   delivery waits while an earlier one concerning any of its accounts is
-   still owed, so a receiver sees each account's events in order. A 2xx is
+2. Deliver: POST the due owed deliveries, signed (`Ledger-Signature`,
+   interface/adapters/webhooks/signing.py), in waves sent at once and
+   recorded in one transaction. A delivery waits while an earlier one
+   concerning any of its accounts is still owed, and a wave holds at most
+   one per account, so a receiver sees each account's events in order. A 2xx is
    delivered; anything else is retried with exponential backoff and jitter
    until the retry window (3 days) closes, when the delivery fails for good
    and the endpoint is disabled, with a log event saying so.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -38,7 +40,12 @@ from application.ports.clock import Clock
 from application.webhook_endpoints import record_endpoint_disabled
 from application.writer import LedgerWriter
 from interface.adapters.webhooks import outbox
-from interface.adapters.webhooks.outbox import ActiveEndpoint, AttemptOutcome, OwedDelivery
+from interface.adapters.webhooks.outbox import (
+    ActiveEndpoint,
+    Attempted,
+    AttemptOutcome,
+    OwedDelivery,
+)
 from interface.adapters.webhooks.signing import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -56,6 +63,10 @@ WEBHOOK_WORKER_LOCK_KEY: Final[int] = 0x776562686F6F6B
 FAN_OUT_PAGE_SIZE: Final[int] = 500
 # Owed deliveries one pass reads per endpoint (due or waiting).
 OWED_PER_PASS_MAX: Final[int] = 500
+# Deliveries sent to one endpoint at once (each to different accounts).
+WAVE_SIZE_MAX: Final[int] = 32
+# Deliveries one pass sends to one endpoint at most, before the others' turn.
+DELIVERIES_PER_PASS_MAX: Final[int] = 2_000
 # Failed attempts after which a pass leaves an endpoint until the next pass,
 # so a dead receiver's timeouts never hold the other endpoints up for long.
 FAILURES_PER_PASS_MAX: Final[int] = 3
@@ -119,6 +130,7 @@ class WebhookWorker(OnLeasedLoop[DeliveryPass]):
             transport=transport,
             headers={"User-Agent": USER_AGENT},
         )
+        self._senders = ThreadPoolExecutor(WAVE_SIZE_MAX, thread_name_prefix="webhook-sender")
         self._loop = LeasedLoop(
             name="webhook-worker",
             database_url=database_url,
@@ -137,6 +149,7 @@ class WebhookWorker(OnLeasedLoop[DeliveryPass]):
 
     def stop(self, timeout_s: float = 30.0) -> None:
         super().stop(timeout_s)
+        self._senders.shutdown()
         self._http.close()
 
     def _pass(self, connection: Connection, stopping: threading.Event) -> DeliveryPass:
@@ -157,40 +170,59 @@ class WebhookWorker(OnLeasedLoop[DeliveryPass]):
         stopping: threading.Event,
         done: DeliveryPass,
     ) -> None:
-        owed = outbox.owed_deliveries(connection, endpoint.endpoint_id, OWED_PER_PASS_MAX)
-        done.more |= len(owed) == OWED_PER_PASS_MAX
-        # Accounts with an earlier delivery still owed: theirs wait for it.
-        waiting: set[UUID] = set()
+        """Waves of deliveries, each sent at once, until none is due now."""
+        refusal = self._url_refusal(endpoint.url)
         failures = 0
-        url_checked = False
-        refusal: str | None = None
-        for delivery in owed:
-            if stopping.is_set() or failures >= FAILURES_PER_PASS_MAX:
+        sent = 0
+        while not stopping.is_set() and failures < FAILURES_PER_PASS_MAX:
+            if sent >= DELIVERIES_PER_PASS_MAX:
+                done.more = True
                 return
-            accounts = set(delivery.account_ids)
-            if accounts & waiting or delivery.next_attempt_at > self._clock.now():
-                waiting |= accounts
-                continue
-            if not url_checked:
-                refusal = self._url_refusal(endpoint.url)
-                url_checked = True
-            outcome = self._send(endpoint, delivery, refusal)
-            done.attempted += 1
-            if outcome.delivered:
-                done.delivered += 1
-                outbox.record_attempt(connection, delivery, outcome, next_attempt_at=None)
-                continue
-            failures += 1
-            waiting |= accounts
-            retry_at = self._policy.next_attempt_at(
-                delivery.attempts + 1, delivery.owed_since, outcome.attempted_at, self._rng
+            owed = outbox.owed_deliveries(connection, endpoint.endpoint_id, OWED_PER_PASS_MAX)
+            wave = self._wave(owed)
+            if not wave:
+                return
+            outcomes = list(
+                self._senders.map(lambda item: self._send(endpoint, item, refusal), wave)
             )
-            outbox.record_attempt(connection, delivery, outcome, next_attempt_at=retry_at)
-            if retry_at is None:
-                done.failed_for_good += 1
-                self._disable(connection, endpoint, delivery)
+            attempted = [
+                Attempted(
+                    delivery,
+                    outcome,
+                    None
+                    if outcome.delivered
+                    else self._policy.next_attempt_at(
+                        delivery.attempts + 1, delivery.owed_since, outcome.attempted_at, self._rng
+                    ),
+                )
+                for delivery, outcome in zip(wave, outcomes, strict=True)
+            ]
+            outbox.record_attempts(connection, attempted)
+            sent += len(wave)
+            done.attempted += len(wave)
+            done.delivered += sum(item.outcome.delivered for item in attempted)
+            failures += sum(not item.outcome.delivered for item in attempted)
+            given_up = [item for item in attempted if item.status == outbox.FAILED]
+            if given_up:
+                done.failed_for_good += len(given_up)
+                self._disable(connection, endpoint, given_up[0].delivery)
                 done.disabled.append(endpoint.endpoint_id)
                 return
+
+    def _wave(self, owed: list[OwedDelivery]) -> list[OwedDelivery]:
+        """The due deliveries that may go out together: at most one per
+        account, none behind an earlier one of its accounts still owed."""
+        now = self._clock.now()
+        waiting: set[UUID] = set()
+        wave: list[OwedDelivery] = []
+        for delivery in owed:
+            accounts = set(delivery.account_ids)
+            if not (accounts & waiting) and delivery.next_attempt_at <= now:
+                wave.append(delivery)
+                if len(wave) == WAVE_SIZE_MAX:
+                    break
+            waiting |= accounts
+        return wave
 
     def _url_refusal(self, url: str) -> str | None:
         try:

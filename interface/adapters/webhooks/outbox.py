@@ -134,23 +134,30 @@ def owed_deliveries(connection: Connection, endpoint_id: UUID, limit: int) -> li
     return [OwedDelivery(*row) for row in rows]
 
 
-def record_attempt(
-    connection: Connection,
-    delivery: OwedDelivery,
-    outcome: AttemptOutcome,
-    *,
-    next_attempt_at: datetime | None,
-) -> str:
-    """The attempt in the log and its result on the delivery: delivered,
-    pending again at `next_attempt_at`, or (None) failed for good. The status."""
-    attempt = delivery.attempts + 1
-    status = DELIVERED if outcome.delivered else PENDING if next_attempt_at else FAILED
-    error = None if outcome.error is None else outcome.error[:ERROR_LENGTH_MAX]
-    with connection.transaction():
-        connection.execute(
-            "INSERT INTO webhook_delivery_attempts (delivery_id, attempt, attempted_at,"
-            " status_code, error, duration_ms) VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (delivery_id, attempt) DO NOTHING",
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    delivery: OwedDelivery
+    outcome: AttemptOutcome
+    # When to try again after a failure; None: the retry window has closed.
+    next_attempt_at: datetime | None
+
+    @property
+    def status(self) -> str:
+        if self.outcome.delivered:
+            return DELIVERED
+        return PENDING if self.next_attempt_at is not None else FAILED
+
+
+def record_attempts(connection: Connection, attempts: list[Attempted]) -> None:
+    """The attempts in the log and their results on the deliveries (delivered,
+    pending again at `next_attempt_at`, or failed for good), in one transaction."""
+    log_rows = []
+    delivery_rows = []
+    for attempted in attempts:
+        delivery, outcome = attempted.delivery, attempted.outcome
+        attempt = delivery.attempts + 1
+        error = None if outcome.error is None else outcome.error[:ERROR_LENGTH_MAX]
+        log_rows.append(
             (
                 delivery.delivery_id,
                 attempt,
@@ -158,24 +165,33 @@ def record_attempt(
                 outcome.status_code,
                 error,
                 outcome.duration_ms,
-            ),
+            )
         )
-        assignments: dict[str, Any] = {
-            "status": status,
-            "attempts": attempt,
-            "last_status_code": outcome.status_code,
-            "last_error": error,
-        }
-        if status == DELIVERED:
-            assignments["delivered_at"] = outcome.attempted_at
-        elif next_attempt_at is not None:
-            assignments["next_attempt_at"] = next_attempt_at
-        connection.execute(
-            f"UPDATE webhook_deliveries SET {', '.join(f'{name} = %s' for name in assignments)}"  # noqa: S608
-            " WHERE delivery_id = %s",
-            [*assignments.values(), delivery.delivery_id],
+        delivered_at = outcome.attempted_at if outcome.delivered else None
+        delivery_rows.append(
+            (
+                attempted.status,
+                attempt,
+                outcome.status_code,
+                error,
+                delivered_at,
+                attempted.next_attempt_at,
+                delivery.delivery_id,
+            )
         )
-    return status
+    with connection.transaction(), connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO webhook_delivery_attempts (delivery_id, attempt, attempted_at,"
+            " status_code, error, duration_ms) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            log_rows,
+        )
+        cursor.executemany(
+            "UPDATE webhook_deliveries SET status = %s, attempts = %s, last_status_code = %s,"
+            " last_error = %s, delivered_at = coalesce(%s, delivered_at),"
+            " next_attempt_at = coalesce(%s, next_attempt_at) WHERE delivery_id = %s",
+            delivery_rows,
+        )
 
 
 def disable_endpoint(connection: Connection, endpoint_id: UUID, reason: str, now: datetime) -> None:
