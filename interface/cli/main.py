@@ -14,6 +14,7 @@ from interface.cli.context import command_settings
 from interface.cli.forks import forks_app
 from interface.cli.projections import projections_app
 from interface.cli.reconcile import reconcile_app
+from interface.cli.webhooks import webhooks_app
 
 app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -25,6 +26,7 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(closures_app, name="closures")
 app.add_typer(forks_app, name="forks")
 app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @app.command()
