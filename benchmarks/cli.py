@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import reconciliation_benchmark
+from benchmarks import reconciliation_benchmark, webhooks_benchmark
 from benchmarks.http_benchmark import BENCHMARKS, run_selected
 from interface.cli.context import command_settings
 
@@ -27,7 +27,8 @@ def bench(
     only: Annotated[
         str,
         typer.Option(
-            help="all (the writer, then HTTP), writer, http, projections or reconciliation"
+            help="all (the writer, then HTTP), writer, http, projections, reconciliation"
+            " or webhooks"
         ),
     ] = "all",
 ) -> None:
@@ -49,10 +50,17 @@ def bench(
     `--only reconciliation` (never part of all either): one full reconciliation
     run over the demo data set and a log of 1,000,000 events, time per check,
     events/s and peak memory; --events N, --demo-transfers N, --accounts N,
-    --chunk-size N, --skip-audit-reference."""
+    --chunk-size N, --skip-audit-reference.
+    `--only webhooks` (never part of all): the writer's transfers/s with one
+    webhook subscription and the Redis stream publisher (with REDIS_URL) on,
+    as a ratio to both off, and the delivery latency p50/p99; --accounts N,
+    --transfers N, --rounds N, --quick."""
     if only == "reconciliation":
         command_settings()
         raise typer.Exit(reconciliation_benchmark.main(list(context.args)))
+    if only == "webhooks":
+        command_settings()
+        raise typer.Exit(webhooks_benchmark.main(list(context.args)))
     if only not in BENCHMARKS:
         raise typer.BadParameter(f"--only is one of {', '.join(BENCHMARKS)}")
     command_settings()
