@@ -15,14 +15,13 @@ from typing import Final
 
 import structlog
 
+from interface.adapters.persistence.advisory_locks import STREAM_PUBLISHER_LOCK_KEY
 from interface.adapters.streams.redis_streams import RedisStreamPublisher
 from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop
 from projections.integration_event_reads import EventFilter, integration_event_page
 
 log = structlog.get_logger(__name__)
 
-# Advisory lock key of the publisher's lease ("streams" in ASCII).
-STREAM_PUBLISHER_LOCK_KEY: Final[int] = 0x73747265616D73
 PAGE_SIZE: Final[int] = 1_000
 # Pages one pass publishes at most before it lets the lease go.
 PAGES_PER_PASS_MAX: Final[int] = 50

@@ -39,6 +39,7 @@ import structlog
 from application.ports.clock import Clock
 from application.webhook_endpoints import record_endpoint_disabled
 from application.writer import LedgerWriter
+from interface.adapters.persistence.advisory_locks import WEBHOOK_WORKER_LOCK_KEY
 from interface.adapters.webhooks import outbox
 from interface.adapters.webhooks.outbox import (
     ActiveEndpoint,
@@ -57,8 +58,6 @@ from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop
 
 log = structlog.get_logger(__name__)
 
-# Advisory lock key of the worker's lease ("webhook" in ASCII).
-WEBHOOK_WORKER_LOCK_KEY: Final[int] = 0x776562686F6F6B
 # Events copied into one endpoint's outbox per transaction.
 FAN_OUT_PAGE_SIZE: Final[int] = 500
 # Owed deliveries one pass reads per endpoint (due or waiting).

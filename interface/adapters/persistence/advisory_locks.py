@@ -27,6 +27,10 @@ RULES_MONITOR_LOCK_KEY: Final[int] = 0x72756C6573
 FORK_SCANNER_LOCK_KEY: Final[int] = 0x666F726B73
 # The reconciliation schedule: one process starts each scheduled run ("reconc").
 RECONCILIATION_SCHEDULE_LOCK_KEY: Final[int] = 0x7265636F6E63
+# The webhook worker's fan-out and deliveries ("webhook").
+WEBHOOK_WORKER_LOCK_KEY: Final[int] = 0x776562686F6F6B
+# The stream publisher's copies to Redis ("streams").
+STREAM_PUBLISHER_LOCK_KEY: Final[int] = 0x73747265616D73
 
 # Scratch schemas, one per database: one user at a time.
 # The projections check's shadow schema, where views are rebuilt to compare.
