@@ -68,6 +68,7 @@ from interface.workers.payout_worker import payout_worker
 from interface.workers.rules_monitor import RulesMonitor
 from projections.registry import all_views
 from projections.runner import ProjectionRunner
+from projections.view_sessions import SERVICE_APPLICATION_NAME
 
 log = structlog.get_logger(__name__)
 
@@ -220,7 +221,9 @@ def build_ledger(
         database_url,
         min_size=1,
         max_size=settings.database_pool_size,
-        kwargs={"autocommit": True},
+        # Named so that `ledger projections rebuild --in-place` sees the
+        # service uses the views (projections/view_sessions.py).
+        kwargs={"autocommit": True, "application_name": SERVICE_APPLICATION_NAME},
         open=True,
         name="ledger-interface",
     )
