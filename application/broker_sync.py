@@ -78,7 +78,7 @@ class BrokerSyncService:
         guard; raises the broker's error (the caller isolates and retries)."""
         at = self._clock.now()
         account = require_funded_account(self._app, funded_account_id)
-        in_ledger = [_held_in_ledger(held) for held in account.positions]
+        in_ledger = [_held(held) for held in account.positions]
         try:
             positions = self._broker.open_positions(funded_account_id)
             equity = self._broker.equity(funded_account_id)
@@ -88,7 +88,7 @@ class BrokerSyncService:
             if in_ledger:
                 raise
             positions, equity = (), _equity_in_ledger(account, at)
-        divergences = match_positions(in_ledger, [_held_at_broker(held) for held in positions])
+        divergences = match_positions(in_ledger, [_held(held) for held in positions])
         change_alone(
             self._writer,
             lambda: self._load_or_start_guard(account, at),
@@ -154,17 +154,8 @@ def _record_sync(
     guard.record_sync(divergences, at)
 
 
-def _held_in_ledger(held: OpenPosition) -> HeldPosition:
-    return HeldPosition(
-        position_id=held.position_id,
-        symbol=held.symbol,
-        side=held.side.value,
-        quantity=held.quantity,
-        entry_price_minor=held.entry_price_minor,
-    )
-
-
-def _held_at_broker(held: BrokerPosition) -> HeldPosition:
+def _held(held: OpenPosition | BrokerPosition) -> HeldPosition:
+    """A position as the match compares it, held in the ledger or at the broker."""
     return HeldPosition(
         position_id=held.position_id,
         symbol=held.symbol,

@@ -1,7 +1,7 @@
 """A trading position's side and its profit or loss, exactly, in minor units.
 
-The same formula as the Broker port's (application/ports/broker.py), kept here so
-the domain checks a closing fill's P&L without importing the application.
+The one P&L rule: the domain checks a closing fill's P&L with it, and the
+Broker port (application/ports/broker.py) and its adapters price with it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class PositionSide(StrEnum):
 def position_pnl_minor(
     side: PositionSide, entry_price_minor: int, exit_price_minor: int, quantity: int
 ) -> int:
-    """long: (exit - entry) x quantity; short: (entry - exit) x quantity (broker's rule)."""
+    """long: (exit - entry) x quantity; short: (entry - exit) x quantity. Exact."""
     if side is PositionSide.LONG:
         return (exit_price_minor - entry_price_minor) * quantity
     return (entry_price_minor - exit_price_minor) * quantity

@@ -22,8 +22,8 @@ from application.guards import GuardsService
 from application.ledger_use_cases import LedgerService
 from application.merges import MergesService
 from application.ports.broker import Broker
-from application.ports.closure_mailer import Mailer
 from application.ports.clock import Clock
+from application.ports.closure_mailer import Mailer
 from application.ports.payout_gateway import PayoutGateway
 from application.reconciliation import ReconciliationService
 from application.withdrawals import WithdrawalsService

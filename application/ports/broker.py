@@ -15,7 +15,7 @@ Numbers. Nothing here is a float.
   of quantity (cents per share for USD).
 - So every amount, price x quantity, is an exact integer of minor units.
 
-P&L, in minor units:
+P&L, in minor units (`domain.positions.position_pnl_minor`):
     long:  (exit - entry) x quantity
     short: (entry - exit) x quantity
 A long position opens at the ask and closes at the bid; a short opens at the
@@ -50,7 +50,7 @@ from enum import StrEnum
 from typing import ClassVar, Final, Protocol
 from uuid import UUID
 
-from domain.positions import PositionSide
+from domain.positions import PositionSide, position_pnl_minor
 
 CLIENT_ORDER_ID_LENGTH_MAX: Final[int] = 128
 _CLIENT_ORDER_ID_PATTERN: Final = re.compile(r"[\x21-\x7e]+")
@@ -180,7 +180,7 @@ class Fill:
             assert self.entry_price_minor == self.price_minor
             assert self.realized_pnl_minor == 0
         else:
-            assert self.realized_pnl_minor == realized_pnl_minor(
+            assert self.realized_pnl_minor == position_pnl_minor(
                 self.side, self.entry_price_minor, self.price_minor, self.quantity
             )
 
@@ -204,7 +204,7 @@ class BrokerPosition:
 
     def __post_init__(self) -> None:
         assert self.market_value_minor == self.current_price_minor * self.quantity
-        assert self.unrealized_pnl_minor == realized_pnl_minor(
+        assert self.unrealized_pnl_minor == position_pnl_minor(
             self.side, self.entry_price_minor, self.current_price_minor, self.quantity
         )
 
@@ -232,15 +232,6 @@ class AccountEquity:
 
 
 # The rules every Broker follows -------------------------------------------------------
-
-
-def realized_pnl_minor(
-    side: PositionSide, entry_price_minor: int, exit_price_minor: int, quantity: int
-) -> int:
-    """long: (exit - entry) x quantity; short: (entry - exit) x quantity. Exact."""
-    if side is PositionSide.LONG:
-        return (exit_price_minor - entry_price_minor) * quantity
-    return (entry_price_minor - exit_price_minor) * quantity
 
 
 def entry_price_for(side: PositionSide, quote: Quote) -> int:

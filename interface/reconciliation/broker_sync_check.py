@@ -28,7 +28,7 @@ import orjson
 from domain.account_guard import AccountGuard
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY
-from interface.reconciliation.withdrawal_records import snapshot_connection
+from interface.adapters.persistence.log_reads import snapshot_connection
 from projections.events import GUARD_STARTED
 
 BROKER_SYNC_CHECK: Final[str] = "broker_sync"

@@ -54,7 +54,6 @@ from uuid import UUID
 
 import orjson
 import psycopg
-from psycopg import IsolationLevel
 
 from application.funded_accounts import FUNDED_SCOPE, platform_account
 from domain.account import AccountKind
@@ -69,6 +68,7 @@ from domain.merge import new_account_assessment_id
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import Side
+from interface.adapters.persistence.log_reads import snapshot_connection
 from projections.events import (
     ACCOUNT_POSTINGS_APPLIED,
     FUNDED_ACTIVATED,
@@ -230,9 +230,7 @@ class DepositsCheck:
 
     def run(self) -> CheckResult:
         started = time.perf_counter()
-        with psycopg.connect(self._database_url) as connection:
-            connection.isolation_level = IsolationLevel.REPEATABLE_READ
-            connection.read_only = True
+        with snapshot_connection(self._database_url) as connection:
             records = _read_funding_records(connection)
             move_transfer_ids = [
                 transfer_id

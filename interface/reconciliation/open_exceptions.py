@@ -17,6 +17,7 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from application.writer import LedgerWriter
+from interface.adapters.persistence.view_catch_up import catch_up_to_own_writes
 from projections import reconciliation
 from projections.runner import ProjectionRunner
 
@@ -43,7 +44,4 @@ class ViewedOpenExceptions:
             return reconciliation.run_of_exception(cursor, exception_id)
 
     def _catch_up(self) -> None:
-        if self._runner is not None and self._runner.is_running:
-            self._runner.wait_for(self._writer.last_position, [reconciliation.NAME], VIEW_WAIT_S)
-        elif self._runner is not None:
-            self._runner.catch_up()
+        catch_up_to_own_writes(self._runner, self._writer, [reconciliation.NAME], VIEW_WAIT_S)

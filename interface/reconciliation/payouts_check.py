@@ -70,12 +70,8 @@ from application.ports.payout_gateway import (
 )
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.withdrawal import WithdrawalStatus
-from interface.reconciliation.withdrawal_records import (
-    WithdrawalRecord,
-    log_head,
-    read_withdrawals,
-    snapshot_connection,
-)
+from interface.adapters.persistence.log_reads import log_head, snapshot_connection
+from interface.reconciliation.withdrawal_records import WithdrawalRecord, read_withdrawals
 
 PAYOUTS_CHECK: Final[str] = "payouts"
 MEASURE: Final[str] = "paid out, minor units"

@@ -18,7 +18,6 @@ from uuid import UUID
 
 import orjson
 import psycopg
-from psycopg import IsolationLevel
 
 from domain.withdrawal import Withdrawal, WithdrawalStatus
 from projections.events import WITHDRAWAL_REQUESTED
@@ -55,7 +54,6 @@ _SELECT_WITHDRAWAL_EVENTS: Final = (
     "SELECT notification_id, originator_id, topic, state FROM ledger_events "
     "WHERE topic = ANY(%s) ORDER BY notification_id"
 )
-_SELECT_HEAD: Final = "SELECT coalesce(max(notification_id), 0) FROM ledger_events"
 
 
 @dataclass(slots=True)
@@ -78,22 +76,6 @@ class WithdrawalRecord:
     @property
     def subject(self) -> str:
         return f"withdrawal {self.withdrawal_id}"
-
-
-def snapshot_connection(database_url: str) -> psycopg.Connection[Any]:
-    """A read-only REPEATABLE READ connection: every query of one check sees
-    the same log however much is written meanwhile."""
-    connection = psycopg.connect(database_url)
-    connection.isolation_level = IsolationLevel.REPEATABLE_READ
-    connection.read_only = True
-    return connection
-
-
-def log_head(database_url: str) -> int:
-    """The last position written now (0 for an empty log)."""
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        row = connection.execute(_SELECT_HEAD).fetchone()
-    return 0 if row is None else int(row[0])
 
 
 def read_withdrawals(connection: psycopg.Connection[Any]) -> dict[UUID, WithdrawalRecord]:

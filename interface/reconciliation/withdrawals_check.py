@@ -57,11 +57,8 @@ from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import TransferStatus
 from domain.withdrawal import FINAL_STATUSES, WithdrawalStatus
-from interface.reconciliation.withdrawal_records import (
-    WithdrawalRecord,
-    read_withdrawals,
-    snapshot_connection,
-)
+from interface.adapters.persistence.log_reads import snapshot_connection
+from interface.reconciliation.withdrawal_records import WithdrawalRecord, read_withdrawals
 from projections.events import (
     TRANSFER_PENDING_EXPIRED,
     TRANSFER_PENDING_POSTED,

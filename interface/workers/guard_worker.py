@@ -31,7 +31,7 @@ from application.ports.broker import AccountEquity
 from application.ports.broker_sync_status import SyncFailure
 from domain.result_codes import LedgerRefusal
 from interface.adapters.persistence.advisory_locks import GUARD_WORKER_LOCK_KEY
-from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop
+from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop, id_pages
 from projections.funded_accounts import accounts_to_sync
 
 log = structlog.get_logger(__name__)
@@ -118,18 +118,12 @@ class GuardWorker(OnLeasedLoop[GuardPass]):
 
     def _sync_all(self, connection: Connection, stopping: threading.Event) -> GuardPass:
         done = GuardPass()
-        after: UUID | None = None
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="broker-sync") as pool:
-            while not stopping.is_set():
-                with connection.cursor() as cursor:
-                    batch = accounts_to_sync(cursor, after=after, limit=ACCOUNTS_PER_QUERY)
+            for batch in id_pages(connection, accounts_to_sync, ACCOUNTS_PER_QUERY, stopping):
                 due = self._sync.due(batch)
                 done.waiting += len(batch) - len(due)
                 for outcome in pool.map(partial(self._sync_one, stopping), due):
                     done.add(outcome)
-                if len(batch) < ACCOUNTS_PER_QUERY:
-                    break
-                after = batch[-1]
         return done
 
     def _sync_one(self, stopping: threading.Event, funded_account_id: UUID) -> _AccountOutcome:

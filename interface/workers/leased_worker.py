@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import psycopg
 import structlog
 
 from domain.result_codes import LedgerRefusal
+from projections.view import Cursor
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +127,30 @@ class OnLeasedLoop(Generic[PassResult]):
     @property
     def is_running(self) -> bool:
         return self._loop.is_running
+
+
+# Walking a view's ids ---------------------------------------------------------------
+
+
+class IdPage(Protocol):
+    """A view's ids in id order after `after` (None: from the first), at most `limit`."""
+
+    def __call__(self, cursor: Cursor, *, after: UUID | None, limit: int) -> list[UUID]: ...
+
+
+def id_pages(
+    connection: Connection, page: IdPage, per_query: int, stopping: threading.Event
+) -> Iterator[list[UUID]]:
+    """Every id the view lists, a page at a time, each query starting after the
+    last id seen; ends after the last page, or when the worker is stopping."""
+    after: UUID | None = None
+    while not stopping.is_set():
+        with connection.cursor() as cursor:
+            ids = page(cursor, after=after, limit=per_query)
+        yield ids
+        if len(ids) < per_query:
+            return
+        after = ids[-1]
 
 
 # Due work, one item at a time ------------------------------------------------------

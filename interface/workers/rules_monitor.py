@@ -25,7 +25,7 @@ import structlog
 from application.funded_accounts import FundedAccountsService
 from domain.result_codes import LedgerRefusal
 from interface.adapters.persistence.advisory_locks import RULES_MONITOR_LOCK_KEY
-from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop
+from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop, id_pages
 from projections.funded_accounts import accounts_to_watch
 
 log = structlog.get_logger(__name__)
@@ -64,10 +64,7 @@ class RulesMonitor(OnLeasedLoop[MonitorPass]):
 
     def _mark_all(self, connection: Connection, stopping: threading.Event) -> MonitorPass:
         done = MonitorPass()
-        after: UUID | None = None
-        while not stopping.is_set():
-            with connection.cursor() as cursor:
-                batch = accounts_to_watch(cursor, after=after, limit=ACCOUNTS_PER_QUERY)
+        for batch in id_pages(connection, accounts_to_watch, ACCOUNTS_PER_QUERY, stopping):
             for funded_account_id in batch:
                 try:
                     check = self._service.mark_to_market(funded_account_id)
@@ -89,9 +86,6 @@ class RulesMonitor(OnLeasedLoop[MonitorPass]):
                     continue
                 done.accounts_marked += 1
                 done.violations_enforced += check.enforced
-            if len(batch) < ACCOUNTS_PER_QUERY:
-                break
-            after = batch[-1]
         return done
 
 

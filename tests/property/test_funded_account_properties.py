@@ -11,7 +11,6 @@ from uuid import UUID
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from application.ports.broker import realized_pnl_minor
 from domain.funded_account import (
     FundedAccount,
     FundedAccountRefusal,
@@ -41,6 +40,13 @@ operations = st.one_of(
 )
 
 
+def _expected_pnl_minor(side: PositionSide, entry: int, exit_price: int, quantity: int) -> int:
+    """The P&L the figures must show, written apart from the domain's: a long
+    gains what the price rose, a short what it fell."""
+    direction = 1 if side is PositionSide.LONG else -1
+    return direction * (exit_price - entry) * quantity
+
+
 @dataclass
 class Model:
     """What the figures must be, kept apart from the aggregate."""
@@ -55,7 +61,7 @@ class Model:
 
     def unrealized_minor(self) -> int:
         return sum(
-            realized_pnl_minor(side, entry, mark, quantity)
+            _expected_pnl_minor(side, entry, mark, quantity)
             for _symbol, side, quantity, entry, mark in self.positions.values()
         )
 
@@ -77,7 +83,7 @@ def apply(account: FundedAccount, model: Model, operation: tuple[Any, ...], at: 
         _, index, price = operation
         position_id = sorted(model.positions)[index % len(model.positions)]
         _symbol, side, quantity, entry, _mark = model.positions.pop(position_id)
-        pnl = realized_pnl_minor(side, entry, price, quantity)
+        pnl = _expected_pnl_minor(side, entry, price, quantity)
         account.close_position(position_id, price, pnl, at)
         model.realized_minor += pnl
         event("closed")
@@ -168,9 +174,9 @@ def test_the_figures_hold_together_over_any_trades_marks_and_withdrawals(
     exit_price=st.integers(1, 10**9),
     quantity=st.integers(1, 10**6),
 )
-def test_the_domains_pnl_rule_is_the_brokers(
+def test_the_pnl_rule_gains_a_long_the_rise_and_a_short_the_fall(
     side: PositionSide, entry: int, exit_price: int, quantity: int
 ) -> None:
-    assert position_pnl_minor(side, entry, exit_price, quantity) == realized_pnl_minor(
+    assert position_pnl_minor(side, entry, exit_price, quantity) == _expected_pnl_minor(
         side, entry, exit_price, quantity
     )

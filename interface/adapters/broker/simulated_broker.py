@@ -49,11 +49,10 @@ from application.ports.broker import (
     UnknownSymbol,
     entry_price_for,
     exit_price_for,
-    realized_pnl_minor,
     require_client_order_id,
 )
 from application.ports.clock import Clock
-from domain.positions import PositionSide
+from domain.positions import PositionSide, position_pnl_minor
 from interface.adapters.broker.price_path import (
     VOLUME_DEFAULT,
     PricePath,
@@ -356,7 +355,7 @@ class SimulatedBroker:
         quote = self._quote_now(position.symbol)
         self._require_order_room(account)
         price = exit_price_for(position.side, quote)
-        pnl = realized_pnl_minor(
+        pnl = position_pnl_minor(
             position.side, position.entry_price_minor, price, position.quantity
         )
         fill = Fill(
@@ -411,7 +410,7 @@ class SimulatedBroker:
             opened_at=position.opened_at,
             current_price_minor=mark,
             market_value_minor=mark * position.quantity,
-            unrealized_pnl_minor=realized_pnl_minor(
+            unrealized_pnl_minor=position_pnl_minor(
                 position.side, position.entry_price_minor, mark, position.quantity
             ),
         )

@@ -15,6 +15,7 @@ from typing import Final
 from psycopg_pool import ConnectionPool
 
 from application.writer import LedgerWriter
+from interface.adapters.persistence.view_catch_up import catch_up_to_own_writes
 from projections import forks
 from projections.runner import ProjectionRunner
 
@@ -31,9 +32,6 @@ class ViewedForkLoad:
         self._runner = runner
 
     def forks_executing(self) -> int:
-        if self._runner is not None and self._runner.is_running:
-            self._runner.wait_for(self._writer.last_position, [forks.NAME], VIEW_WAIT_S)
-        elif self._runner is not None:
-            self._runner.catch_up()
+        catch_up_to_own_writes(self._runner, self._writer, [forks.NAME], VIEW_WAIT_S)
         with self._pool.connection() as connection, connection.cursor() as cursor:
             return forks.forks_executing(cursor)

@@ -14,7 +14,7 @@ interpreter lock, which a busy event loop holds for up to its switch interval.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -120,37 +120,17 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
     def select_events_of_originators(
         self, originator_ids: Sequence[UUID]
     ) -> dict[UUID, list[StoredEvent]]:
-        found: dict[UUID, list[StoredEvent]] = {}
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
             cursor.execute(self._select_events_of, (list(originator_ids),))
-            for row in cursor.fetchall():
-                found.setdefault(row["originator_id"], []).append(
-                    StoredEvent(
-                        originator_id=row["originator_id"],
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=bytes(row["state"]),
-                    )
-                )
-        return found
+            return _by_originator(cursor.fetchall())
 
     def select_events_after(self, versions: Mapping[UUID, int]) -> dict[UUID, list[StoredEvent]]:
-        found: dict[UUID, list[StoredEvent]] = {}
         if not versions:
-            return found
+            return {}
         ids = list(versions)
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
             cursor.execute(self._select_events_after, (ids, [versions[i] for i in ids]))
-            for row in cursor.fetchall():
-                found.setdefault(row["originator_id"], []).append(
-                    StoredEvent(
-                        originator_id=row["originator_id"],
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=bytes(row["state"]),
-                    )
-                )
-        return found
+            return _by_originator(cursor.fetchall())
 
     def select_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
@@ -168,3 +148,18 @@ NO_DEADLINE_CHANGES: Final = PendingDeadlineChanges()
 
 def _uuid(originator_id: object) -> UUID:
     return originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
+
+
+def _by_originator(rows: Iterable[Mapping[str, Any]]) -> dict[UUID, list[StoredEvent]]:
+    """Stored events from their rows, grouped by aggregate, each in row order."""
+    found: dict[UUID, list[StoredEvent]] = {}
+    for row in rows:
+        found.setdefault(row["originator_id"], []).append(
+            StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+        )
+    return found
