@@ -1,11 +1,17 @@
-"""Rebuilding a view from the log: in place, or in a shadow schema and swapped in.
+"""Rebuilding views from the log: in a shadow schema and swapped in, or in place.
 
-In place empties the view and replays it; readers see it fill up. With a
-shadow, the view is replayed into the same tables in `ledger_shadow` while
-the live one keeps serving; then, in one short transaction holding the live
-view's tracking row (so no runner writes it meanwhile), the shadow applies
-the last events, the live tables are dropped, and the shadow's are moved in.
-Readers wait for that transaction only, not for the replay.
+With a shadow (the default of `ledger projections rebuild`), the views are
+replayed into the same tables in `ledger_shadow` while the live ones keep
+serving; then, in one short transaction holding the live views' tracking
+rows (so no runner writes them meanwhile), the shadow applies the last
+events, the live tables are dropped, and the shadow's are moved in, every
+view at once. Readers wait for that transaction only, never see a view
+empty or partial. One shadow rebuild at a time uses the schema (a session
+advisory lock).
+
+In place empties the views and replays them; readers see them empty and
+filling up, so the command refuses it while a service, a runner or another
+rebuild uses the database (`view_sessions`).
 
 A view with a set-based replay (the journal: `journal_sql_replay`) replays
 from empty inside PostgreSQL, in one transaction that shows nothing until
@@ -19,7 +25,8 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final, Protocol
 
@@ -50,6 +57,18 @@ REPLAY_PROCESSES_MAX: Final[int] = 8
 PROGRESS_POLL_S: Final[float] = 0.2
 SHADOW_SCHEMA: Final[str] = "ledger_shadow"
 LIVE_SCHEMA: Final[str] = "public"
+# Held (a session advisory lock) by the shadow rebuild using SHADOW_SCHEMA.
+SHADOW_LOCK_KEY: Final[int] = 0x5348_4144_4F57  # "SHADOW"
+# How rebuilding sessions show in pg_stat_activity (see `view_sessions`).
+REBUILD_APPLICATION_NAME: Final[str] = "ledger projections rebuild"
+# A swap takes the live tables with a short lock timeout: a reader holding
+# one of them while it waits for another the swap already took would
+# otherwise deadlock with it, and PostgreSQL would cancel one of the two
+# (the reader, as likely as not). Giving up at once lets the reader through;
+# the swap tries again after a pause, keeping what it did so far.
+SWAP_LOCK_TIMEOUT_MS: Final[int] = 200
+SWAP_LOCK_ATTEMPTS_MAX: Final[int] = 100
+SWAP_LOCK_RETRY_PAUSE_S: Final[float] = 0.05
 
 
 class SetBasedReplay(Protocol):
@@ -87,14 +106,31 @@ def rebuild_all_in_place(
     one more, sharing one read of the log (reading it is most of their work,
     and Python's share is held to one core per process by the interpreter
     lock either way)."""
+    groups = _replay_groups(views)
+    if len(groups) == 1:
+        return rebuild_views_in_place(database_url, views, progress=progress)
+    return _in_processes(database_url, groups, _rebuild_named_views, progress)
+
+
+def _replay_groups(views: Sequence[View]) -> list[list[str]]:
+    """Each view with a set-based replay alone, the others together."""
     groups = [[view.name] for view in views if view.name in SET_BASED_REPLAYS]
     paged = [view.name for view in views if view.name not in SET_BASED_REPLAYS]
     if paged:
         groups.append(paged)
-    if len(groups) == 1:
-        return rebuild_views_in_place(database_url, views, progress=progress)
+    return groups
+
+
+def _in_processes(
+    database_url: str,
+    groups: Sequence[Sequence[str]],
+    work: Callable[[str, Sequence[str]], dict[str, int]],
+    progress: Progress | None,
+) -> dict[str, int]:
+    """`work` for each group of views (by name) in a process of its own, at
+    once; the positions they reached, by view."""
     context = multiprocessing.get_context("spawn")
-    reached: dict[str, int] = {view.name: 0 for view in views}
+    reached: dict[str, int] = {name: 0 for group in groups for name in group}
     progress_queue: multiprocessing.Queue[tuple[str, int]] = context.Queue()
     with ProcessPoolExecutor(
         min(len(groups), REPLAY_PROCESSES_MAX),
@@ -102,7 +138,7 @@ def rebuild_all_in_place(
         initializer=_report_progress_to,
         initargs=(progress_queue,),
     ) as processes:
-        futures = [processes.submit(_rebuild_named_views, database_url, group) for group in groups]
+        futures = [processes.submit(work, database_url, group) for group in groups]
         while not all(future.done() for future in futures):
             try:
                 name, position = progress_queue.get(timeout=PROGRESS_POLL_S)
@@ -127,16 +163,33 @@ def _report_progress_to(progress_queue: multiprocessing.Queue[tuple[str, int]]) 
     _progress_queue = progress_queue
 
 
-def _rebuild_named_views(database_url: str, names: Sequence[str]) -> dict[str, int]:
-    from projections.registry import view_named
-
+def _report_to_parent(names: Sequence[str]) -> Progress:
     def report(position: int) -> None:
         if _progress_queue is not None:
             for name in names:
                 _progress_queue.put((name, position))
 
+    return report
+
+
+def _rebuild_named_views(database_url: str, names: Sequence[str]) -> dict[str, int]:
+    # Imported here: the registry imports every view, which this module's
+    # importers (the views' own tests among them) need not.
+    from projections.registry import view_named
+
     views = [view_named(name) for name in names]
-    return rebuild_views_in_place(database_url, views, progress=report)
+    return rebuild_views_in_place(database_url, views, progress=_report_to_parent(names))
+
+
+def _replay_named_views_into_shadow(database_url: str, names: Sequence[str]) -> dict[str, int]:
+    # Imported here, as in `_rebuild_named_views`.
+    from projections.registry import view_named
+
+    views = [view_named(name) for name in names]
+    position = replay_views_into_schema(
+        database_url, views, SHADOW_SCHEMA, progress=_report_to_parent(names)
+    )
+    return dict.fromkeys(names, position)
 
 
 def rebuild_views_in_place(
@@ -157,7 +210,12 @@ def rebuild_views_in_place(
             rebuild_with_shadow(database_url, view, progress=None if paged else progress)
     if paged:
         _replay_paged_in_place(database_url, paged, progress)
-    runner = ProjectionRunner(database_url, views, page_size=REPLAY_PAGE_SIZE)
+    runner = ProjectionRunner(
+        database_url,
+        views,
+        page_size=REPLAY_PAGE_SIZE,
+        application_name=REBUILD_APPLICATION_NAME,
+    )
     try:
         runner.prepare()
         runner.catch_up(progress=progress)
@@ -290,37 +348,108 @@ def replay_views_into_schema(
 
 def rebuild_with_shadow(database_url: str, view: View, *, progress: Progress | None = None) -> int:
     """Replay into the shadow schema, then swap it in; the position reached."""
-    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
-        ensure_tracking(cursor, view)
-    position = replay_into_schema(database_url, view, SHADOW_SCHEMA, progress=progress)
+    return rebuild_all_with_shadow(database_url, [view], progress=progress)[view.name]
+
+
+def rebuild_all_with_shadow(
+    database_url: str, views: Sequence[View], *, progress: Progress | None = None
+) -> dict[str, int]:
+    """Replay the views into the shadow schema while the live ones serve
+    (each group in a process of its own, as `rebuild_all_in_place` does),
+    then swap them all in, in one transaction; their positions."""
+    with psycopg.connect(
+        database_url, autocommit=True, application_name=REBUILD_APPLICATION_NAME
+    ) as guard:
+        guard.execute("SELECT pg_advisory_lock(%s)", (SHADOW_LOCK_KEY,))
+        with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+            for view in views:
+                ensure_tracking(cursor, view)
+        groups = _replay_groups(views)
+        if len(groups) == 1:
+            position = replay_views_into_schema(
+                database_url, views, SHADOW_SCHEMA, progress=progress
+            )
+            replayed = {view.name: position for view in views}
+        else:
+            replayed = _in_processes(
+                database_url, groups, _replay_named_views_into_shadow, progress
+            )
+        positions = _swap_in(database_url, views, replayed)
+    if progress is not None:
+        progress(min(positions.values()))
+    return positions
+
+
+def _swap_in(database_url: str, views: Sequence[View], replayed: dict[str, int]) -> dict[str, int]:
+    """Bring each shadow view up with the log and move it in for the live
+    one, every view in one transaction."""
+    positions: dict[str, int] = {}
     with (
         schema_connection(database_url, SHADOW_SCHEMA) as connection,
         connection.transaction(),
         connection.cursor() as cursor,
     ):
-        lock_tracking(cursor, view.name)
-        while True:
-            tail = read_events(cursor, position, PAGE_SIZE)
-            if tail:
-                apply_page(view, cursor, tail)
-                position = tail[-1].position
-            if len(tail) < PAGE_SIZE:
-                break
-        for table in view.tables:
-            cursor.execute(
-                psycopg.sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
-                    psycopg.sql.Identifier(LIVE_SCHEMA), psycopg.sql.Identifier(table)
+        # In one order, so two swaps (or a swap and a runner) never deadlock.
+        for view in sorted(views, key=lambda view: view.name):
+            lock_tracking(cursor, view.name)
+        for view in views:
+            # What it remembers may be another process's replay: it reads
+            # the shadow tables back instead.
+            view.forget(starts_empty=False)
+            position = replayed[view.name]
+            while True:
+                tail = read_events(cursor, position, PAGE_SIZE)
+                if tail:
+                    apply_page(view, cursor, tail)
+                    position = tail[-1].position
+                if len(tail) < PAGE_SIZE:
+                    break
+            positions[view.name] = position
+        _lock_live_tables(connection, cursor, views)
+        for view in views:
+            for table in view.tables:
+                cursor.execute(
+                    psycopg.sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+                        psycopg.sql.Identifier(LIVE_SCHEMA), psycopg.sql.Identifier(table)
+                    )
                 )
-            )
-            cursor.execute(
-                psycopg.sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(
-                    psycopg.sql.Identifier(SHADOW_SCHEMA),
-                    psycopg.sql.Identifier(table),
-                    psycopg.sql.Identifier(LIVE_SCHEMA),
+                cursor.execute(
+                    psycopg.sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(
+                        psycopg.sql.Identifier(SHADOW_SCHEMA),
+                        psycopg.sql.Identifier(table),
+                        psycopg.sql.Identifier(LIVE_SCHEMA),
+                    )
                 )
-            )
-        save_tracking(cursor, view.name, position, view.version)
+            save_tracking(cursor, view.name, positions[view.name], view.version)
         wake_runners(cursor)
-    if progress is not None:
-        progress(position)
-    return position
+    return positions
+
+
+def _lock_live_tables(
+    connection: psycopg.Connection[Any], cursor: Cursor, views: Sequence[View]
+) -> None:
+    """Every live table of the views, for this transaction, never waiting
+    long enough to deadlock with a reader."""
+    cursor.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)"
+        " ORDER BY tablename",
+        (LIVE_SCHEMA, [table for view in views for table in view.tables]),
+    )
+    tables = [row[0] for row in cursor.fetchall()]
+    if not tables:
+        return
+    statement = psycopg.sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+        psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(LIVE_SCHEMA, table) for table in tables)
+    )
+    cursor.execute(f"SET LOCAL lock_timeout = {SWAP_LOCK_TIMEOUT_MS}")
+    for attempt in range(1, SWAP_LOCK_ATTEMPTS_MAX + 1):
+        try:
+            # A savepoint: a lock that times out undoes only this attempt.
+            with connection.transaction():
+                cursor.execute(statement)
+            break
+        except psycopg.errors.LockNotAvailable:
+            if attempt == SWAP_LOCK_ATTEMPTS_MAX:
+                raise
+            time.sleep(SWAP_LOCK_RETRY_PAUSE_S)
+    cursor.execute("SET LOCAL lock_timeout TO DEFAULT")

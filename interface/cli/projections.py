@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import psycopg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from interface.cli.context import migrated_database_url
@@ -69,11 +69,32 @@ def rebuild(
     name: Annotated[str | None, typer.Argument(help="One view; all of them if omitted")] = None,
     shadow: Annotated[
         bool,
-        typer.Option(help="Build a shadow copy and swap it in; the live view keeps serving"),
-    ] = False,
+        typer.Option(
+            "--shadow/--in-place",
+            help="--shadow (the default): build aside while the live views serve, then "
+            "swap them in at once. --in-place: empty the live views and replay into "
+            "them; refused while a service, a projection runner or another rebuild "
+            "uses the database",
+        ),
+    ] = True,
 ) -> None:
-    """Empty a view and replay the log into it (or build it aside with --shadow)."""
-    from projections.rebuild import rebuild_all_in_place, rebuild_in_place, rebuild_with_shadow
+    """Replay views from the log (exit 1 if one stops on an event it cannot apply).
+
+    By default the views are replayed into shadow tables (schema
+    ledger_shadow) while the live ones keep serving, then swapped in, all in
+    one transaction: readers never see a view empty or partial.
+
+    --in-place empties the live views and replays into them: a little faster
+    and needs no room for a second copy, but readers see accounts missing
+    and lists cut short until it ends. So it is refused while anything else
+    uses the views on this database, as PostgreSQL's pg_stat_activity lists
+    them by application_name: a running service ("ledger service", its
+    connection pool), a projection runner ("ledger projection runner", in
+    `ledger serve` or `ledger projections run`) or another rebuild ("ledger
+    projections rebuild"). Stop them first; a process that died takes its
+    sessions with it.
+    """
+    from projections.rebuild import rebuild_all_in_place, rebuild_all_with_shadow
     from projections.registry import all_views, view_named
 
     database_url = migrated_database_url()
@@ -81,10 +102,19 @@ def rebuild(
         views = [view_named(name)] if name else all_views()
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0])) from None
-    if not shadow and len(views) > 1:
-        # Every view at once, each replayed in a process of its own.
-        head = _log_head(database_url)
-        with _progress_bar("all views", head) as progress:
+    head = _log_head(database_url)
+    label = "all views" if len(views) > 1 else views[0].name
+    if shadow:
+        with _progress_bar(f"{label} (shadow)", head) as progress:
+            task = progress.task_ids[0]
+            positions = rebuild_all_with_shadow(
+                database_url,
+                views,
+                progress=lambda reached: progress.update(task, completed=reached),
+            )
+            progress.update(task, completed=max(head, *positions.values()))
+    else:
+        with _alone_on_the_views(database_url), _progress_bar(label, head) as progress:
             task = progress.task_ids[0]
             positions = rebuild_all_in_place(
                 database_url,
@@ -92,21 +122,43 @@ def rebuild(
                 progress=lambda reached: progress.update(task, completed=reached),
             )
             progress.update(task, completed=max(head, *positions.values()))
-        for view_name, position in positions.items():
-            typer.echo(f"{view_name}: rebuilt to position {position}")
-        return
-    rebuild_view = rebuild_with_shadow if shadow else rebuild_in_place
-    for view in views:
-        head = _log_head(database_url)
-        with _progress_bar(f"{view.name}{' (shadow)' if shadow else ''}", head) as progress:
-            task = progress.task_ids[0]
+    for view_name, position in positions.items():
+        typer.echo(f"{view_name}: rebuilt to position {position}")
+    _exit_if_failed(database_url, [view.name for view in views])
 
-            def show(reached: int, progress: Progress = progress, task: TaskID = task) -> None:
-                progress.update(task, completed=reached)
 
-            position = rebuild_view(database_url, view, progress=show)
-            progress.update(task, completed=max(position, head))
-        typer.echo(f"{view.name}: rebuilt to position {position}")
+@contextmanager
+def _alone_on_the_views(database_url: str) -> Iterator[None]:
+    """Refuse (exit 1) while another session uses the views; then hold a
+    session named as a rebuild's until done, so others see this one."""
+    from projections.rebuild import REBUILD_APPLICATION_NAME
+    from projections.view_sessions import other_view_sessions
+
+    others = other_view_sessions(database_url)
+    if others:
+        typer.echo(
+            "projections: refusing to rebuild in place while the views are in use "
+            "(readers would see them empty); stop these first, or rebuild without "
+            "--in-place:\n" + "\n".join(f"  {session}" for session in others),
+            err=True,
+        )
+        raise typer.Exit(1)
+    with psycopg.connect(database_url, application_name=REBUILD_APPLICATION_NAME):
+        yield
+
+
+def _exit_if_failed(database_url: str, names: Sequence[str]) -> None:
+    from projections.view_health import failed_views
+
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        failures = failed_views(cursor, names)
+    for view_name, failure in sorted(failures.items()):
+        typer.echo(
+            f"{view_name}: stopped at the event at position {failure.position}: {failure.reason}",
+            err=True,
+        )
+    if failures:
+        raise typer.Exit(1)
 
 
 @projections_app.command("status")

@@ -1,5 +1,5 @@
 """kill -9 the projections while they work: a runner, a rebuild in place, a
-shadow rebuild. Whatever was killed, the next run ends with every view equal
+shadow rebuild (the default). Whatever was killed, the next run ends with every view equal
 to a fresh replay, and a killed shadow rebuild never touched the live views."""
 
 from __future__ import annotations
@@ -128,7 +128,9 @@ def test_views_survive_kill_9_of_runners_and_rebuilds(database_url: str, tmp_pat
     report = verify_ledger(database_url, check_views=True)
     assert report.ok, report.findings
 
-    seen = _kill_while_running(database_url, tmp_path, ["projections", "rebuild"], rng, head)
+    seen = _kill_while_running(
+        database_url, tmp_path, ["projections", "rebuild", "--in-place"], rng, head
+    )
     assert _some_kill_landed_mid_way(seen, head), seen
     _run_until_caught_up(database_url, tmp_path, head)
     report = verify_ledger(database_url, check_views=True)
