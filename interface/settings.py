@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     read_wait_s_max: float = Field(
         default=2.0, gt=0, le=30, validation_alias="LEDGER_READ_WAIT_S_MAX"
     )
+    # /readyz answers 503 while a view is further behind the log than this:
+    # the first event it has not applied was recorded longer ago.
+    readiness_view_lag_s_max: float = Field(
+        default=30.0, gt=0, validation_alias="LEDGER_READINESS_VIEW_LAG_S_MAX"
+    )
     # Run the funded accounts' rules monitor inside `ledger serve` (one process
     # at a time marks, under a lease), and how often it marks open positions.
     rules_monitor_in_process: bool = Field(

@@ -36,8 +36,9 @@ class ViewFailure:
 class ViewState:
     name: str
     position: int
-    version: int
-    updated_at: datetime
+    # Both None for a view no runner has made yet (position 0).
+    version: int | None
+    updated_at: datetime | None
     # Events in the log after the view's position.
     lag_events: int
     # Seconds since the first event the view has not applied was recorded;
@@ -85,22 +86,25 @@ def failed_views(cursor: Cursor, names: Sequence[str] | None = None) -> dict[str
 
 # One probe of the log's primary key per view: the first event it lacks.
 _SELECT_STATES: Final = """
-SELECT t.name, t.position, t.version, t.updated_at,
-    greatest(head.position - t.position, 0) AS lag_events,
+SELECT wanted.name, coalesce(t.position, 0), t.version, t.updated_at,
+    greatest(head.position - coalesce(t.position, 0), 0) AS lag_events,
     coalesce(extract(epoch FROM clock_timestamp() - (
         SELECT e.recorded_at FROM ledger_events AS e
-        WHERE e.notification_id > t.position ORDER BY e.notification_id LIMIT 1
+        WHERE e.notification_id > coalesce(t.position, 0)
+        ORDER BY e.notification_id LIMIT 1
     )), 0)::float8 AS lag_s,
     t.failed_position, t.failure, t.failed_at
-FROM projection_tracking AS t,
+FROM unnest(%s::text[]) AS wanted(name)
+    LEFT JOIN projection_tracking AS t ON t.name = wanted.name,
     (SELECT coalesce(max(notification_id), 0) AS position FROM ledger_events) AS head
-ORDER BY t.name
+ORDER BY wanted.name
 """
 
 
-def view_states(cursor: Cursor) -> dict[str, ViewState]:
-    """Every tracked view's state, by name (views never run have no row)."""
-    cursor.execute(_SELECT_STATES)
+def view_states(cursor: Cursor, names: Sequence[str]) -> dict[str, ViewState]:
+    """The named views' states, by name; a view no runner has made yet is
+    at position 0, as far behind as the whole log."""
+    cursor.execute(_SELECT_STATES, (list(names),))
     states: dict[str, ViewState] = {}
     for row in cursor.fetchall():
         name, position, version, updated_at, lag_events, lag_s = row[:6]
@@ -113,7 +117,7 @@ def view_states(cursor: Cursor) -> dict[str, ViewState]:
         states[name] = ViewState(
             name=name,
             position=int(position),
-            version=int(version),
+            version=None if version is None else int(version),
             updated_at=updated_at,
             lag_events=int(lag_events),
             lag_s=max(float(lag_s), 0.0),

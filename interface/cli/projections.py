@@ -175,8 +175,8 @@ def status(
     database_url = migrated_database_url()
     with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
         head = _log_head(database_url)
-        states = view_states(cursor)
-    views = all_views()
+        views = all_views()
+        states = view_states(cursor, [view.name for view in views])
     failed = sorted(name for name, state in states.items() if state.failure is not None)
     if as_json:
         typer.echo(json.dumps(_status_json(views, states, head, failed)))
@@ -191,10 +191,7 @@ def _status_json(
 ) -> dict[str, Any]:
     described: dict[str, Any] = {}
     for view in views:
-        state = states.get(view.name)
-        if state is None:
-            described[view.name] = {"position": None, "lag_events": head, "failed": None}
-            continue
+        state = states[view.name]
         failure = state.failure
         described[view.name] = {
             "position": state.position,
@@ -202,7 +199,7 @@ def _status_json(
             "lag_s": round(state.lag_s, 3),
             "version": state.version,
             "code_version": view.version,
-            "updated_at": state.updated_at.isoformat(),
+            "updated_at": None if state.updated_at is None else state.updated_at.isoformat(),
             "failed": None
             if failure is None
             else {
@@ -217,8 +214,8 @@ def _status_json(
 def _print_status(views: Sequence[View], states: Mapping[str, ViewState], head: int) -> None:
     table = Table("view", "position", "lag (events)", "version", "updated", "failed")
     for view in views:
-        state = states.get(view.name)
-        if state is None:
+        state = states[view.name]
+        if state.updated_at is None:
             table.add_row(view.name, "-", str(head), str(view.version), "never run", "")
             continue
         stale = "" if state.version == view.version else f" (code: {view.version}; rebuilds)"

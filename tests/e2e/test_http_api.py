@@ -629,6 +629,7 @@ def test_health_and_readiness_answer_200(client: TestClient) -> None:
     assert ready.json()["checks"] == {
         "database": "ok",
         "migrations": "current",
+        "redis": "not configured",
         "writer": "running",
         "projections": "running",
         "views": "ok",

@@ -163,9 +163,11 @@ def test_a_failing_view_stops_at_the_event_and_the_others_go_on(
         assert ready.status_code == 503, ready.text
         readiness = ready.json()
         assert readiness["status"] == "not_ready"
-        assert "views" in readiness["failing"]
-        assert readiness["failed_views"][balances.NAME]["position"] == failing
-        assert REASON in readiness["failed_views"][balances.NAME]["reason"]
+        assert readiness["failing"] == ["views"]
+        assert readiness["checks"]["views"] == f"failed: {balances.NAME}"
+        assert readiness["views"][balances.NAME]["position"] == failing - 1
+        assert readiness["views"][balances.NAME]["failed"]["position"] == failing
+        assert REASON in readiness["views"][balances.NAME]["failed"]["reason"]
 
     with _client(stopped_ledger, Role.AUDITOR) as operator:
         scraped = operator.get("/metrics")
