@@ -92,6 +92,9 @@ def _receive(port: int, record_path: str, ready: Any) -> None:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
+    # The worker sends a wave of deliveries at once; the default backlog (5)
+    # would refuse most of them.
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     ready.set()
     server.serve_forever()

@@ -63,7 +63,7 @@ FAN_OUT_PAGE_SIZE: Final[int] = 500
 # Owed deliveries one pass reads per endpoint (due or waiting).
 OWED_PER_PASS_MAX: Final[int] = 500
 # Deliveries sent to one endpoint at once (each to different accounts).
-WAVE_SIZE_MAX: Final[int] = 32
+WAVE_SIZE_MAX: Final[int] = 16
 # Deliveries one pass sends to one endpoint at most, before the others' turn.
 DELIVERIES_PER_PASS_MAX: Final[int] = 2_000
 # Failed attempts after which a pass leaves an endpoint until the next pass,

@@ -21,6 +21,12 @@ from typing import Any
 from interface.adapters.webhooks.signing import SIGNATURE_HEADER, verify
 
 
+class _Server(ThreadingHTTPServer):
+    # The worker sends a wave of deliveries at once; the default backlog (5)
+    # would refuse most of them.
+    request_queue_size = 128
+
+
 @dataclass
 class Received:
     event: dict[str, Any]
@@ -62,7 +68,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server = _Server(("127.0.0.1", self._port), Handler)
         self._port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
