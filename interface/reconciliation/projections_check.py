@@ -22,10 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-import psycopg
-
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
-from interface.adapters.persistence.advisory_locks import RECONCILIATION_REBUILD_LOCK_KEY
 from interface.audit.verify import Finding, Progress, ViewCheck, ViewStatus, check_views
 from projections.rebuild import rebuild_with_shadow
 from projections.registry import view_named
@@ -81,9 +78,8 @@ class ProjectionsCheck:
             view = view_named(name)
         except KeyError as error:
             raise ValueError(str(error.args[0])) from None
-        with psycopg.connect(self._database_url, autocommit=True) as guard:
-            guard.execute("SELECT pg_advisory_lock(%s)", (RECONCILIATION_REBUILD_LOCK_KEY,))
-            position = rebuild_with_shadow(self._database_url, view)
+        # The rebuild holds the shadow schema's lock itself: one at a time.
+        position = rebuild_with_shadow(self._database_url, view)
         return (
             f"rebuilt view {name} from the log (shadow replay, swapped in at position {position})"
         )

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Final
 
+# The projections import nothing of the interface, so the shadow rebuild's key
+# is defined beside it and listed here with the others.
+from projections.rebuild import SHADOW_LOCK_KEY
+
 # Schema upgrades: one process migrates while the others wait ("ledger").
 MIGRATION_LOCK_KEY: Final[int] = 0x6C65_6467_6572
 
@@ -33,7 +37,21 @@ WEBHOOK_WORKER_LOCK_KEY: Final[int] = 0x776562686F6F6B
 STREAM_PUBLISHER_LOCK_KEY: Final[int] = 0x73747265616D73
 
 # Scratch schemas, one per database: one user at a time.
-# The projections check's shadow schema, where views are rebuilt to compare.
-RECONCILIATION_REBUILD_LOCK_KEY: Final[int] = 0x2EC0_5C11_E0B1
+# SHADOW_LOCK_KEY (imported above): the shadow schema views are rebuilt into,
+# by `ledger projections rebuild` and by the projections check's correction.
 # The audit verify's schemas (the fresh replay, the live copy).
 AUDIT_VERIFY_LOCK_KEY: Final[int] = 0x1ED9E7A0D17
+
+__all__ = [
+    "AUDIT_VERIFY_LOCK_KEY",
+    "CLOSURE_WORKER_LOCK_KEY",
+    "FORK_SCANNER_LOCK_KEY",
+    "GUARD_WORKER_LOCK_KEY",
+    "MIGRATION_LOCK_KEY",
+    "PAYOUT_WORKER_LOCK_KEY",
+    "RECONCILIATION_SCHEDULE_LOCK_KEY",
+    "RULES_MONITOR_LOCK_KEY",
+    "SHADOW_LOCK_KEY",
+    "STREAM_PUBLISHER_LOCK_KEY",
+    "WEBHOOK_WORKER_LOCK_KEY",
+]
