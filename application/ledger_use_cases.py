@@ -24,8 +24,15 @@ class LedgerService:
 
     async def execute_async(self, commands: Sequence[Command]) -> WriteReceipt:
         """The same, awaited on an event loop: no thread waits for the writer."""
-        future = asyncio.wrap_future(self._writer.submit(commands))
-        return await asyncio.wait_for(future, self._writer.limits.submit_timeout_s)
+        future = self._writer.submit(commands)
+        try:
+            return await asyncio.wait_for(
+                asyncio.wrap_future(future), self._writer.limits.submit_timeout_s
+            )
+        except TimeoutError:
+            if future.done() and not future.cancelled():
+                raise
+            raise self._writer.timed_out() from None
 
     def account(self, account_id: UUID) -> Account | None:
         return self._app.load_account(account_id)

@@ -26,12 +26,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 from uuid import UUID
 
 import structlog
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    StoredEvent,
+)
 
 from application.event_log import LedgerApplication
 from application.ports.clock import Clock
@@ -89,6 +95,12 @@ class WriterOverloaded(Exception):
 
 class WriterStopped(Exception):
     """The writer is not running, or stopped before the commands ran."""
+
+
+class WriterTimeout(Exception):
+    """The commands were not decided within `submit_timeout_s` (the database
+    is slow or away). They may be yet, so nothing is acknowledged: a retry
+    with the same idempotency key finds what they made, or makes it."""
 
 
 class WriterConflict(Exception):
@@ -165,6 +177,27 @@ class _Submission:
     def weight(self) -> int:
         """Its share of a batch and of the queue: changes alone count as one."""
         return max(1, len(self.commands))
+
+
+@dataclass(slots=True)
+class _Appended:
+    """A decided batch whose events were handed to the store; settled (cached,
+    snapshotted, answered) only once they are known to be committed."""
+
+    commands: list[Command]
+    results: list[CommandResult]
+    results_by_submission: list[list[CommandResult]]
+    outcomes: list[ChangesOutcome]
+    changed: list[Aggregate]
+    versions_before: dict[UUID, int]
+    recorded_changes: list[AggregateChanges]
+    recorded_transfers: list[Transfer.Recorded]
+    stored_events: list[StoredEvent]
+    positions: Sequence[int]
+    # What the batch read: evicted from the caches if its commit fails.
+    account_ids: list[UUID]
+    transfer_ids: list[UUID]
+    started: float
 
 
 @dataclass(slots=True)
@@ -266,7 +299,9 @@ class LedgerWriter:
             self._queue.clear()
             self._queued_commands = 0
         for submission in abandoned:
-            submission.future.set_exception(WriterStopped("the writer stopped"))
+            # A caller that stopped waiting cancelled its future: nobody to tell.
+            if submission.future.set_running_or_notify_cancel():
+                submission.future.set_exception(WriterStopped("the writer stopped"))
 
     @property
     def is_running(self) -> bool:
@@ -299,7 +334,19 @@ class LedgerWriter:
     def execute(
         self, commands: Sequence[Command], changes: AggregateChanges | None = None
     ) -> WriteReceipt:
-        return self.submit(commands, changes).result(timeout=self.limits.submit_timeout_s)
+        future = self.submit(commands, changes)
+        try:
+            return future.result(timeout=self.limits.submit_timeout_s)
+        except TimeoutError:
+            if future.done():
+                raise
+            raise self.timed_out() from None
+
+    def timed_out(self) -> WriterTimeout:
+        return WriterTimeout(
+            f"the writer did not answer within {self.limits.submit_timeout_s:g} s; "
+            "retry with the same idempotency key"
+        )
 
     # The writer thread ------------------------------------------------------
 
@@ -325,8 +372,14 @@ class LedgerWriter:
                 head = self._queue[0]
                 if taken and size + head.weight > self.limits.batch_size_max:
                     break
-                taken.append(self._queue.popleft())
+                self._queue.popleft()
                 size += head.weight
+                # Marked running, a future can no longer be cancelled, so its
+                # result can always be set. One already cancelled (its caller
+                # stopped waiting and was told so) is not run: nothing of it
+                # was acknowledged.
+                if head.future.set_running_or_notify_cancel():
+                    taken.append(head)
             self._queued_commands -= size
             return taken
 
@@ -337,7 +390,15 @@ class LedgerWriter:
                 [submission.changes for submission in submissions],
             )
         except BaseException as error:
-            log.exception("writer_batch_failed", submissions=len(submissions))
+            if isinstance(error, _STORE_FAULTS):
+                # The database's fault, not a bug: each waiting request answers it.
+                log.warning(
+                    "writer_batch_failed",
+                    submissions=len(submissions),
+                    error_type=type(error).__name__,
+                )
+            else:
+                log.exception("writer_batch_failed", submissions=len(submissions))
             for submission in submissions:
                 submission.future.set_exception(error)
             return
@@ -355,6 +416,8 @@ class LedgerWriter:
                 expired = sum(result.succeeded for result in receipt.results)
                 self.statistics.pending_transfers_expired += expired
                 log.info("pending_transfers_expired", count=expired)
+        except _STORE_FAULTS as error:
+            log.warning("expiry_sweep_failed", error_type=type(error).__name__)
         except Exception:
             log.exception("expiry_sweep_failed")
 
@@ -380,21 +443,24 @@ class LedgerWriter:
         if len(changes) != len(submissions):
             raise ValueError("one entry of changes per submission")
         if self.limits.decide_under_lock:
-            return self._apply_under_lock(submissions, changes)
+            self.statistics.batches_decided_under_lock += 1
+            return self._apply_locked(submissions, changes, catch_up_moved=True)
         for attempt in range(self.limits.optimistic_attempts_max):
             # First attempt: ids of transfers being created are taken to be new
             # unless cached, saving a lookup per transfer. A successful one that
             # was not new fails its version-1 insert; a refused one is checked
             # against the store before its refusal is believed.
-            receipts = self._try_apply(
+            tried = self._try_apply(
                 submissions,
                 changes,
                 look_up_new_transfers=attempt > 0,
                 append=self._append,
                 locked=False,
             )
-            if receipts is not None:
-                return receipts
+            if isinstance(tried, _Appended):
+                return self._settle(tried)
+            if tried is not None:
+                return tried
             self.statistics.conflicts_retried += 1
         # Other writers keep winning the race for these aggregates. Decide
         # while holding the log's write lock: every writer inserts under it,
@@ -402,32 +468,43 @@ class LedgerWriter:
         self._accounts.clear()
         self._transfers.clear()
         self.statistics.batches_decided_under_lock += 1
-        with self._app.ledger_recorder.exclusive_append() as append:
-            receipts = self._try_apply(
-                submissions, changes, look_up_new_transfers=True, append=append, locked=True
-            )
-            if receipts is None:
-                raise WriterConflict("a batch decided under the write lock conflicted")
-        return receipts
+        return self._apply_locked(submissions, changes, catch_up_moved=False)
 
-    def _apply_under_lock(
+    def _apply_locked(
         self,
         submissions: Sequence[Sequence[Command]],
         changes: Sequence[AggregateChanges | None],
+        *,
+        catch_up_moved: bool,
     ) -> list[WriteReceipt]:
-        """Decide while holding the log's write lock, with only the cached
-        aggregates that another writer has moved read again: nothing can move
-        between the check and the commit, so the batch never conflicts."""
-        self.statistics.batches_decided_under_lock += 1
-        commands = [command for submission in submissions for command in submission]
-        with self._app.ledger_recorder.exclusive_append() as append:
-            self._catch_up_moved(commands)
-            receipts = self._try_apply(
-                submissions, changes, look_up_new_transfers=True, append=append, locked=True
-            )
-            if receipts is None:
-                raise WriterConflict("a batch decided under the write lock conflicted")
-        return receipts
+        """Decide while holding the log's write lock: nothing can move between
+        the reads and the commit, so the batch never conflicts. With
+        `catch_up_moved`, only the cached aggregates another writer has moved
+        are read again (the caches are otherwise trusted)."""
+        appended: _Appended | None = None
+        try:
+            with self._app.ledger_recorder.exclusive_append() as append:
+                if catch_up_moved:
+                    self._catch_up_moved([command for each in submissions for command in each])
+                tried = self._try_apply(
+                    submissions, changes, look_up_new_transfers=True, append=append, locked=True
+                )
+                if tried is None:
+                    raise WriterConflict("a batch decided under the write lock conflicted")
+                if not isinstance(tried, _Appended):
+                    return tried
+                appended = tried
+        except Exception:
+            if appended is None:
+                raise
+            # The events were appended, then the transaction ended in an error:
+            # the commit failed, or only its answer was lost.
+            self._forget(appended.changed, appended.account_ids, appended.transfer_ids)
+            positions = self._positions_if_committed(appended.stored_events)
+            if positions is None:
+                raise
+            appended.positions = positions
+        return self._settle(appended)
 
     def _catch_up_moved(self, commands: Sequence[Command]) -> None:
         """Bring cached aggregates these commands touch up to their stored
@@ -463,7 +540,11 @@ class LedgerWriter:
         look_up_new_transfers: bool,
         append: AppendEvents,
         locked: bool,
-    ) -> list[WriteReceipt] | None:
+    ) -> _Appended | list[WriteReceipt] | None:
+        """Decide the batch and hand its events to `append`. Receipts when it
+        writes nothing; None when a stale read or a version conflict means it
+        must be decided again; otherwise what was appended, to be settled
+        once committed."""
         commands = [command for submission in submissions for command in submission]
         transfers = self._transfers_for(commands, look_up_new_transfers=look_up_new_transfers)
         accounts = self._accounts_for(commands, transfers)
@@ -502,13 +583,15 @@ class LedgerWriter:
             aggregate.id: aggregate.version - len(aggregate.pending_events) for aggregate in changed
         }
         started = time.perf_counter()
+        events: list[Any] = list(outcome.recorded_transfers)
+        events.extend(event for aggregate in changed for event in aggregate.collect_events())
+        events.extend(event for recorded in recorded_changes for event in recorded.events)
+        stored_events: list[StoredEvent] = []
         try:
-            events: list[Any] = list(outcome.recorded_transfers)
-            events.extend(event for aggregate in changed for event in aggregate.collect_events())
-            events.extend(event for recorded in recorded_changes for event in recorded.events)
             to_stored_event = self._app.mapper.to_stored_event
-            notification_ids = append(
-                [to_stored_event(event) for event in events],
+            stored_events = [to_stored_event(event) for event in events]
+            positions = append(
+                stored_events,
                 PendingDeadlineChanges(
                     outcome.pending_deadlines_added, outcome.pending_deadlines_removed
                 ),
@@ -519,27 +602,97 @@ class LedgerWriter:
             self._forget(changed, accounts.keys(), transfers.keys())
             log.info("writer_version_conflict", commands=len(commands))
             return None
+        except Exception:
+            # Our copies carry this batch's changes, stored or not: they go.
+            # The save failed, or only its answer was lost (the connection
+            # broke after the commit): the store is asked which before any
+            # answer is given, and the error stands unless the batch is there.
+            self._forget(changed, accounts.keys(), transfers.keys())
+            found = self._positions_if_committed(stored_events)
+            if found is None:
+                raise
+            positions = found
         except BaseException:
             self._forget(changed, accounts.keys(), transfers.keys())
             raise
+        return _Appended(
+            commands=commands,
+            results=results,
+            results_by_submission=results_by_submission,
+            outcomes=outcomes,
+            changed=changed,
+            versions_before=versions_before,
+            recorded_changes=recorded_changes,
+            recorded_transfers=outcome.recorded_transfers,
+            stored_events=stored_events,
+            positions=positions,
+            account_ids=list(accounts),
+            transfer_ids=list(transfers),
+            started=started,
+        )
+
+    def _positions_if_committed(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The positions of a batch whose save raised, if the store holds it.
+
+        A batch is saved in one transaction, so its last event tells for all
+        of them. None when it is not there, or when the store cannot say:
+        the caller then raises the save's error, and is not acknowledged; a
+        retry with the same idempotency key finds what a commit made, or
+        makes it."""
+        if not stored_events:
+            return None
+        try:
+            position = self._app.ledger_recorder.position_of(stored_events[-1])
+        except _STORE_FAULTS as error:
+            log.warning(
+                "writer_commit_unknown", events=len(stored_events), error_type=type(error).__name__
+            )
+            return None
+        except Exception:
+            log.exception("writer_commit_unknown", events=len(stored_events))
+            return None
+        if position is None:
+            return None
+        log.warning("writer_commit_answer_lost", events=len(stored_events), position=position)
+        return list(range(position - len(stored_events) + 1, position + 1))
+
+    def _settle(self, appended: _Appended) -> list[WriteReceipt]:
+        """A batch known to be stored: its aggregates cached, snapshots taken,
+        its position told."""
+        changed = appended.changed
         self._remember(changed)
-        self._app.snapshot_if_due(changed, versions_before)
-        for recorded_change in recorded_changes:
-            self._app.snapshot_if_due(recorded_change.aggregates, recorded_change.versions_before)
+        try:
+            self._app.snapshot_if_due(changed, appended.versions_before)
+            for recorded_change in appended.recorded_changes:
+                self._app.snapshot_if_due(
+                    recorded_change.aggregates, recorded_change.versions_before
+                )
+        # A snapshot only shortens loading; the batch stands without it.
+        except _STORE_FAULTS as error:
+            log.warning("writer_snapshot_failed", error_type=type(error).__name__)
+        except Exception:
+            log.exception("writer_snapshot_failed")
         statistics = self.statistics
         statistics.batches_committed += 1
-        statistics.commands_applied += len(commands)
-        statistics.events_written += len(events)
-        statistics.last_batch_size = len(commands)
-        statistics.last_commit_s = time.perf_counter() - started
-        self._observe(commands, results, len(events), statistics.last_commit_s)
-        position = notification_ids[-1] if notification_ids else None
+        statistics.commands_applied += len(appended.commands)
+        statistics.events_written += len(appended.stored_events)
+        statistics.last_batch_size = len(appended.commands)
+        statistics.last_commit_s = time.perf_counter() - appended.started
+        self._observe(
+            appended.commands,
+            appended.results,
+            len(appended.stored_events),
+            statistics.last_commit_s,
+        )
+        position = appended.positions[-1] if appended.positions else None
         if position is not None:
             self.last_position = max(self.last_position, position)
-        recorded = {event.originator_id: event for event in outcome.recorded_transfers}
+        recorded = {event.originator_id: event for event in appended.recorded_transfers}
         return [
             WriteReceipt(submitted, position, recorded, submitted_outcome)
-            for submitted, submitted_outcome in zip(results_by_submission, outcomes, strict=True)
+            for submitted, submitted_outcome in zip(
+                appended.results_by_submission, appended.outcomes, strict=True
+            )
         ]
 
     def _decide(
@@ -706,6 +859,10 @@ class LedgerWriter:
         self._accounts.evict([*changed_ids, *account_ids])
         self._transfers.evict([*changed_ids, *transfer_ids])
 
+
+# The event store's errors for a database that cannot answer now (a lost
+# connection, a timeout, a read-only server): faults, logged in one line.
+_STORE_FAULTS: Final = (OperationalError, InterfaceError, InternalError)
 
 _STALE_RESULT = CommandResult(
     ResultCode.CONCURRENT_CHANGE,

@@ -83,6 +83,12 @@ class LedgerRecorder(Protocol):
         """Each aggregate's events after the given version, in version order."""
         ...
 
+    def position_of(self, stored_event: StoredEvent) -> int | None:
+        """The position of this very event (the same aggregate, version, topic
+        and state) if the store holds it: how a writer whose save raised learns
+        whether the save committed all the same."""
+        ...
+
     def exclusive_append(self) -> AbstractContextManager[AppendEvents]:
         """Hold the log's write lock from now until the context ends; what is
         decided inside it (reading with other connections) cannot conflict."""

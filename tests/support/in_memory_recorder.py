@@ -120,6 +120,18 @@ class InMemoryLedgerRecorder(POPOApplicationRecorder):
                     found[originator_id] = later
         return found
 
+    def position_of(self, stored_event: StoredEvent) -> int | None:
+        with self._database_lock:
+            versions = self._stored_events_index.get(str(stored_event.originator_id), {})
+            index = versions.get(stored_event.originator_version)
+            if index is None:
+                return None
+            found = self._stored_events[index]
+        if (found.topic, found.state) != (stored_event.topic, stored_event.state):
+            return None
+        # Positions count from 1, as the library's in-memory recorder gives them.
+        return index + 1
+
     def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]:
         with self._database_lock:
             due = sorted(

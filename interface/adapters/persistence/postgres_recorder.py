@@ -53,6 +53,10 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
             "SELECT originator_id, max(originator_version) AS version FROM {} "
             "WHERE originator_id = ANY(%s) GROUP BY originator_id"
         ).format(table)
+        self._select_position_of = SQL(
+            "SELECT notification_id FROM {} WHERE originator_id = %s"
+            " AND originator_version = %s AND topic = %s AND state = %s"
+        ).format(table)
         deadlines = Identifier(datastore.schema, PENDING_DEADLINES_TABLE)
         self._select_due = SQL(
             "SELECT transfer_id FROM {} WHERE expires_at <= %s ORDER BY expires_at LIMIT %s"
@@ -136,6 +140,20 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
             cursor.execute(self._select_versions, (list(originator_ids),))
             return {row["originator_id"]: int(row["version"]) for row in cursor.fetchall()}
+
+    def position_of(self, stored_event: StoredEvent) -> int | None:
+        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(
+                self._select_position_of,
+                (
+                    _uuid(stored_event.originator_id),
+                    stored_event.originator_version,
+                    stored_event.topic,
+                    stored_event.state,
+                ),
+            )
+            row = cursor.fetchone()
+        return None if row is None else int(row["notification_id"])
 
     def select_due_pending_transfer_ids(self, now: datetime, limit: int) -> list[UUID]:
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:
