@@ -78,6 +78,10 @@ OUTBOX_FOLDER: Final[str] = "outbox"
 
 def _hash_chained_recorder(factory: InfrastructureFactory[Any]) -> HashChainedPostgresRecorder:
     assert isinstance(factory, PostgresFactory), type(factory)
+    # The library builds the pool without this setting; it is read on each
+    # reconnection, so setting it before the pool opens is enough.
+    factory.datastore.pool.reconnect_timeout = database.POOL_RECONNECT_TIMEOUT_S
+    database.recover_from_lost_connections(factory.datastore.pool)
     return HashChainedPostgresRecorder(factory.datastore)
 
 
@@ -226,7 +230,9 @@ def build_ledger(
         kwargs={"autocommit": True, "application_name": SERVICE_APPLICATION_NAME},
         open=True,
         name="ledger-interface",
+        reconnect_timeout=database.POOL_RECONNECT_TIMEOUT_S,
     )
+    database.recover_from_lost_connections(pool)
     projections = ProjectionRunner(database_url, all_views())
     writer_metrics.track_projections(projections, writer)
     writer_metrics.track_projection_failures(pool)

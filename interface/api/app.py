@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from interface.api.errors import install_error_handlers
 from interface.api.middleware.authentication import AuthenticationMiddleware
+from interface.api.middleware.database_faults import DatabaseFaultMiddleware
 from interface.api.middleware.idempotency import install_idempotency
 from interface.api.middleware.rate_limiting import RATE_LIMITER_STATE_KEY, RateLimitMiddleware
 from interface.api.middleware.request_context import RequestContextMiddleware
@@ -75,9 +76,11 @@ def create_app(
     # Idempotency-Key: inside authentication, whose principal scopes the keys.
     install_idempotency(app)
     # Middleware added later runs earlier: request context (id, logs, metrics),
-    # then rate limiting (no database), then authentication, then the rest.
+    # then database faults (503, whoever met them), then rate limiting (no
+    # database), then authentication, then the rest.
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(DatabaseFaultMiddleware)
     http_metrics = HttpMetrics()
     setattr(app.state, routes_metrics.HTTP_METRICS_STATE_KEY, http_metrics)
     app.add_middleware(RequestContextMiddleware, metrics=http_metrics)

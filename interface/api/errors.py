@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from application.writer import WriterConflict, WriterOverloaded, WriterStopped
+from application.writer import WriterConflict, WriterOverloaded, WriterStopped, WriterTimeout
 from domain.result_codes import LedgerRefusal, ResultCode
+from interface.adapters.persistence.database_faults import DatabaseFault
 from interface.api.request_ids import REQUEST_ID_HEADER, request_id_of
 
 log = structlog.get_logger(__name__)
@@ -97,6 +98,25 @@ def status_for(code: ResultCode) -> int:
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+# The database did not answer (see database_faults.py): the same request may
+# succeed after Retry-After. A write answered so was not acknowledged; sent
+# again with the same idempotency key it lands once.
+DATABASE_UNAVAILABLE: Final[str] = "database_unavailable"
+
+
+def database_unavailable_response(fault: DatabaseFault) -> JSONResponse:
+    return JSONResponse(
+        error_body(
+            DATABASE_UNAVAILABLE,
+            f"the database is unavailable ({fault.reason.value}); retry after "
+            f"{fault.retry_after_s} s with the same idempotency key",
+            {"reason": fault.reason.value},
+        ),
+        status_code=503,
+        headers={"Retry-After": str(fault.retry_after_s)},
+    )
 
 
 class ApiError(Exception):
@@ -205,6 +225,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def stopped(_: Request, error: WriterStopped) -> JSONResponse:
         return JSONResponse(
             error_body("unavailable", str(error)), status_code=503, headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(WriterTimeout)
+    async def timed_out(_: Request, error: WriterTimeout) -> JSONResponse:
+        # The database is slow or away (its faults are logged as they come):
+        # one line for the request, which carries its id.
+        log.warning("writer_timeout")
+        return JSONResponse(
+            error_body("writer_timeout", str(error)),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(WriterConflict)
