@@ -17,8 +17,11 @@ the use case reads the aggregate again and decides again (the broker is not
 called again: its fill is kept, and a repeated order carries the same client
 order id, which the broker answers with the first fill).
 
-Rules: every change ends with `record_rule_status`, so a band change is
-recorded with the event that caused it. A VIOLATION suspends trading, closes
+Rules: every change ends with `decide_rules` on the newest mark of every open
+position, asked of the broker after the change (never the entry price, nor a
+mark older than `mark_age_max`: then no decision is taken and the band stays
+as last decided), so a band change is recorded with the event that caused it
+and the marks it was read on. A VIOLATION suspends trading, closes
 every position and closes the account with the reason
 (docs/rules.md#funded-accounts-and-withdrawals); if the broker fails half-way
 the account stays SUSPENDED with the violation as its reason and
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Final, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -69,11 +72,13 @@ from domain.funded_account import (
     FundedAccountRefusal,
     FundedRefusalReason,
     OpenPosition,
+    RuleDecision,
     funded_account_id_for,
     funding_transfer_key,
 )
 from domain.funded_account_states import ALLOWED_TRANSITIONS, FundedAccountState
 from domain.funded_rules import RISK_PER_TRADE_LIMIT, AccountRuleStatus, RuleBand
+from domain.marks import MARK_AGE_MAX_DEFAULT, Mark
 from domain.positions import PositionSide
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TierName, position_decision
@@ -144,12 +149,19 @@ class RuleCheck:
 
 class FundedAccountsService:
     def __init__(
-        self, app: LedgerApplication, writer: LedgerWriter, broker: Broker, clock: Clock
+        self,
+        app: LedgerApplication,
+        writer: LedgerWriter,
+        broker: Broker,
+        clock: Clock,
+        mark_age_max: timedelta = MARK_AGE_MAX_DEFAULT,
     ) -> None:
         self._app = app
         self._writer = writer
         self._broker = broker
         self._clock = clock
+        # The oldest mark a rule decision is taken on (LEDGER_MARK_AGE_MAX_S).
+        self._mark_age_max = mark_age_max
 
     # Reading ------------------------------------------------------------------------
 
@@ -254,6 +266,8 @@ class FundedAccountsService:
             ),
             account,
         )
+        # Quotes asked after the fill, once per symbol whatever the retries.
+        quotes: dict[str, Mark | None] = {}
 
         def attempt() -> PositionChange | None:
             # The account as read before the broker's fill, then again after each stale write.
@@ -274,7 +288,7 @@ class FundedAccountsService:
                 # The fill moved past a limit the quote was within: undo the trade.
                 self._undo_open(fill)
                 raise
-            status = account.record_rule_status(self._clock.now())
+            status = self._decide(account, quotes).rule_status
             receipt = self._write([], account)
             if receipt is None:
                 account = self.require_funded_account(funded_account_id)
@@ -304,6 +318,7 @@ class FundedAccountsService:
         fill = self._call_broker(
             lambda: self._broker.close_position(position_id, order_id), account
         )
+        quotes: dict[str, Mark | None] = {}
 
         def attempt() -> PositionChange | None:
             # The account as read before the broker's fill, then again after each stale write.
@@ -312,7 +327,10 @@ class FundedAccountsService:
                 # Another request recorded this close first (same fill: same order id).
                 return PositionChange(account, position_id, fill, account.rule_status(), None)
             account.close_position(position_id, fill.price_minor, fill.realized_pnl_minor, fill.at)
-            status = account.record_rule_status(self._clock.now())
+            # The other positions at their newest marks, never at a mark the
+            # account held from before the market moved (their entry price, say).
+            decision = self._decide(account, quotes)
+            status = decision.rule_status
             receipt = self._write(_realized_pnl_commands(account, position_id, fill), account)
             if receipt is None:
                 account = self.require_funded_account(funded_account_id)
@@ -324,7 +342,7 @@ class FundedAccountsService:
                 price_minor=fill.price_minor,
                 realized_pnl_minor=fill.realized_pnl_minor,
             )
-            if enforce and status.band is RuleBand.VIOLATION:
+            if enforce and decision.taken and status.band is RuleBand.VIOLATION:
                 # The account as the enforcement left it, at its last write.
                 check = self.enforce_rules(funded_account_id)
                 return PositionChange(
@@ -338,33 +356,37 @@ class FundedAccountsService:
 
     def mark_to_market(self, funded_account_id: UUID) -> RuleCheck:
         """Mark open positions at the broker's prices now (a long at the bid, a
-        short at the ask), record the band if it moved, enforce a violation."""
+        short at the ask), record the band if it moved, enforce a violation.
+        Without a fresh mark for every position nothing is decided."""
+        quotes: dict[str, Mark | None] = {}
 
         def attempt() -> RuleCheck | None:
             account = self.require_funded_account(funded_account_id)
             if account.state is FundedAccountState.CLOSED:
                 return RuleCheck(account, account.rule_status(), enforced=False, position=None)
-            prices = self._marks(account)
-            account.mark_to_market(prices, self._clock.now())
-            status = account.record_rule_status(self._clock.now())
+            decision = self._decide(account, quotes)
+            status = decision.rule_status
+            if not decision.taken and account.band is not RuleBand.VIOLATION:
+                return RuleCheck(account, status, enforced=False, position=None)
             position: int | None = None
             if account.pending_events:
                 receipt = self._write([], account)
                 if receipt is None:
                     return None
                 position = receipt.position
-            if status.band is RuleBand.VIOLATION:
+            if account.band is RuleBand.VIOLATION:
                 return self.enforce_rules(funded_account_id)
             return RuleCheck(account, status, enforced=False, position=position)
 
         return retry_while_stale(attempt, lambda: _contended(funded_account_id))
 
     def enforce_rules(self, funded_account_id: UUID) -> RuleCheck:
-        """On a VIOLATION: suspend trading, close every position, close the account
-        with the reason. Safe to run again after a failure half-way."""
+        """On a VIOLATION, as last decided on fresh marks (`decide_rules`):
+        suspend trading, close every position, close the account with the
+        reason. Safe to run again after a failure half-way."""
         account = self.require_funded_account(funded_account_id)
         status = account.rule_status()
-        if status.band is not RuleBand.VIOLATION or account.state is FundedAccountState.CLOSED:
+        if account.band is not RuleBand.VIOLATION or account.state is FundedAccountState.CLOSED:
             return RuleCheck(account, status, enforced=False, position=None)
         if FundedAccountState.CLOSED not in ALLOWED_TRANSITIONS[account.state]:
             # A fork or merge in progress finishes (or rolls back) first.
@@ -416,14 +438,35 @@ class FundedAccountsService:
         """Record the account's new events with the commands; None: read again."""
         return write_with_aggregates(self._writer, commands, account)
 
-    def _marks(self, account: FundedAccount) -> dict[str, int]:
-        """One mark per symbol: the first open position's side decides bid or ask."""
-        marks: dict[str, int] = {}
+    def _decide(self, account: FundedAccount, quotes: dict[str, Mark | None]) -> RuleDecision:
+        """The account's rules decided on the broker's marks now; logged when a
+        missing or stale mark keeps the decision from being taken."""
+        decision = account.decide_rules(
+            self._marks(account, quotes), self._clock.now(), self._mark_age_max
+        )
+        if not decision.taken:
+            log.warning(
+                "rule_decision_not_taken",
+                funded_account_id=str(account.id),
+                marks=dict(decision.stale),
+            )
+        return decision
+
+    def _marks(self, account: FundedAccount, quotes: dict[str, Mark | None]) -> dict[str, Mark]:
+        """One mark per symbol held, asked of the broker once per symbol (kept in
+        `quotes` across retries): the first open position's side decides bid or
+        ask. A symbol the broker gives no price for now has no mark."""
         for held in account.positions:
-            if held.symbol not in marks:
+            if held.symbol in quotes:
+                continue
+            try:
                 quote = self.quote(held.symbol)
-                marks[held.symbol] = exit_price_for(held.side, quote)
-        return marks
+            except LedgerRefusal as refusal:
+                log.warning("mark_unavailable", symbol=held.symbol, code=refusal.code.value)
+                quotes[held.symbol] = None
+                continue
+            quotes[held.symbol] = Mark(held.symbol, exit_price_for(held.side, quote), quote.at)
+        return {symbol: mark for symbol, mark in quotes.items() if mark is not None}
 
     def quote(self, symbol: str) -> Quote:
         """The broker's prices for a symbol now."""
@@ -556,7 +599,7 @@ def _violation_reason(status: AccountRuleStatus) -> str:
         for rule in status.rules
         if rule.band is RuleBand.VIOLATION
     ]
-    return "rule violation: " + "; ".join(broken)
+    return "rule violation: " + ("; ".join(broken) or "as last decided on fresh marks")
 
 
 def _contended(funded_account_id: UUID) -> LedgerRefusal:

@@ -14,7 +14,8 @@ the equity the broker reported, in this order:
    now; a failing one is marked for closing with the reasons and the quote
    they were read from, then closed. A mark whose close failed is closed
    again by the next pass.
-3. Due liquidation: when the grace period has passed and the level (decided
+3. Due liquidation: when the pre-liquidation warning (10 s by default: the
+   owner was told which positions will close) has passed and the level (decided
    in step 1 on this pass's equity) is still LIQUIDATE, every open position
    is closed, each failure isolated, and the liquidation is recorded with
    what closed and what failed. A failed position keeps the liquidation due,
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -66,10 +67,10 @@ from domain.account_guard import (
     REASON_LENGTH_MAX,
     AccountGuard,
     DrawdownLevel,
+    GuardThresholds,
     MarketFailure,
     guard_id_for,
     market_failures,
-    minimum_equity_minor,
 )
 from domain.field_checks import require_text
 from domain.funded_account import FundedAccount, OpenPosition
@@ -126,11 +127,9 @@ class GuardsService:
         funded_accounts: FundedAccountsService,
         broker: Broker,
         clock: Clock,
-        liquidation_grace: timedelta,
+        thresholds: GuardThresholds,
         notifier: GuardNotifier | None = None,
     ) -> None:
-        if liquidation_grace < timedelta(0):
-            raise ValueError("the liquidation grace must not be negative")
         self._app = app
         self._writer = writer
         self._funded_accounts = funded_accounts
@@ -139,7 +138,7 @@ class GuardsService:
         # that need the port itself.
         self._broker = broker
         self._clock = clock
-        self._liquidation_grace = liquidation_grace
+        self.thresholds = thresholds
         # None: decisions are logged, nobody is told (a deployment without a channel).
         self._notifier = notifier
 
@@ -157,18 +156,17 @@ class GuardsService:
                 funded_account_id, DrawdownLevel.OK if existing is None else existing.level
             )
         now = self._clock.now()
-        minimum_minor = minimum_equity_minor(account.starting_balance_minor)
-        guard, decided = self._decide_drawdown(account, equity.equity_minor, minimum_minor, now)
+        guard, decided = self._decide_drawdown(account, equity.equity_minor, now)
         self._notify_events(account, decided, _positions_by_id(account.positions))
         outcome = GuardOutcome(funded_account_id, guard.level)
         guard = self._market_guard(account, guard, outcome, now)
         if guard.liquidation_due(now):
-            guard = self._liquidate(funded_account_id, equity.equity_minor, minimum_minor, outcome)
+            guard = self._liquidate(funded_account_id, equity.equity_minor, outcome)
         outcome.level = guard.level
         return outcome
 
     def _decide_drawdown(
-        self, account: FundedAccount, equity_minor: int, minimum_minor: int, now: datetime
+        self, account: FundedAccount, equity_minor: int, now: datetime
     ) -> tuple[AccountGuard, list[Any]]:
         positions = [held.position_id for held in account.positions]
         decided: list[Any] = []
@@ -177,9 +175,8 @@ class GuardsService:
             guard.observe_equity(equity_minor, now)
             guard.decide_drawdown(
                 equity_minor=equity_minor,
-                minimum_minor=minimum_minor,
+                thresholds=self.thresholds,
                 positions=positions,
-                grace=self._liquidation_grace,
                 at=now,
             )
             # Kept from the attempt that is recorded (each attempt starts afresh).
@@ -218,6 +215,7 @@ class GuardsService:
                 ask_minor=quote.ask_minor,
                 volume=quote.volume,
                 quantity=held.quantity,
+                thresholds=self.thresholds,
             )
             if failures:
                 failing[held.position_id] = (failures, quote, held.quantity)
@@ -227,7 +225,12 @@ class GuardsService:
             def decide(current: AccountGuard) -> None:
                 for position_id, (failures, quote, quantity) in failing.items():
                     current.mark_for_closing(
-                        position_id, failures, _quote_fields(quote), quantity, now
+                        position_id,
+                        failures,
+                        _quote_fields(quote),
+                        quantity,
+                        now,
+                        thresholds=self.thresholds,
                     )
                 newly_marked[:] = [
                     event.position_id
@@ -258,7 +261,6 @@ class GuardsService:
         self,
         funded_account_id: UUID,
         equity_minor: int,
-        minimum_minor: int,
         outcome: GuardOutcome,
     ) -> AccountGuard:
         """Close every open position, each failure isolated, and record the
@@ -268,7 +270,7 @@ class GuardsService:
         positions = _positions_by_id(account.positions)
         closed: list[str] = []
         failed: dict[str, str] = {}
-        reason = "drawdown liquidation after the grace period"
+        reason = "drawdown liquidation after the pre-liquidation warning"
         for position_id in positions:
             if position_id in outcome.failed:
                 failed[position_id] = outcome.failed[position_id]
@@ -288,7 +290,7 @@ class GuardsService:
             if guard.liquidation_due(now):
                 guard.record_liquidation(
                     equity_minor=equity_minor,
-                    minimum_minor=minimum_minor,
+                    thresholds=self.thresholds,
                     closed=closed,
                     failed=failed,
                     at=now,

@@ -8,23 +8,24 @@ a warning was sent or a position closed.
 
 Numbers: money is integer minor units; ratios are exact Fractions.
 
-Drawdown from peak equity = (peak - equity) / peak, peak the highest equity
-recorded. Levels, edges exact:
+Drawdown from peak equity = (peak - equity) / peak = 1 - equity / peak, peak
+the highest equity seen (raised whenever equity passes it). Levels, edges
+exact, with the defaults of `GuardThresholds` (each a setting):
 
     OK          drawdown <  15 %            and equity >= minimum
-    WARN        15 % <= drawdown < 20 %     and equity >= minimum
-    LIQUIDATE   drawdown >= 20 %            or  equity <  minimum
+    WARN        15 % <= drawdown <= 20 %    and equity >= minimum
+    LIQUIDATE   drawdown >  20 %            or  equity <  minimum
 
-The minimum equity is 80 % of the account's starting balance (a floor that
-holds however the peak moved; the requirement names a minimum without a value
-here: docs/rules.md#position-sync-and-guards).
+so exactly 20 % warns and does not liquidate ("over 20 %"). The minimum is an
+absolute equity, 100.00 in the account's currency by default.
 
 Market guard, for an open position and its symbol's quote now; a position
 fails when any holds:
 
-    gap      |open - last close| / last close  >  5 %
+    gap      |open - last close| / last close  >  5 %   (up or down)
     spread   (ask - bid) / bid                 >  0.5 %
-    volume   the session's volume              <  the position's quantity
+    volume   the session's volume < 10 lots, or < the position's quantity
+             (a lot is one unit of quantity; switched off by a setting)
 
 Sync: the broker's positions against the ledger's, by position id, with a
 5 % volume tolerance: |broker - ledger| / ledger <= 5 % is a match. Beyond
@@ -50,17 +51,18 @@ from domain.field_checks import require_aware, require_text
 GUARD_NAMESPACE: Final = UUID("3c8e1f4a-7b2d-4e90-a6c5-9d1f0b7e2a43")
 
 DRAWDOWN_WARN_FROM: Final[Fraction] = Fraction(15, 100)
-DRAWDOWN_LIQUIDATE_FROM: Final[Fraction] = Fraction(20, 100)
-MINIMUM_EQUITY_SHARE: Final[Fraction] = Fraction(80, 100)
+# Liquidate when the drawdown is over this (exactly 20 % does not).
+DRAWDOWN_LIQUIDATE_ABOVE: Final[Fraction] = Fraction(20, 100)
+# Below this equity the account is liquidated whatever its drawdown: 100.00
+# in the account's currency (USD cents for funded accounts).
+MINIMUM_EQUITY_MINOR_DEFAULT: Final[int] = 100_00
+# The owner is warned this long before a liquidation closes the positions.
+PRE_LIQUIDATION_WARNING_DEFAULT: Final[timedelta] = timedelta(seconds=10)
 GAP_ABOVE: Final[Fraction] = Fraction(5, 100)
 SPREAD_ABOVE: Final[Fraction] = Fraction(5, 1000)
+# A session volume under this many lots (units of quantity) is illiquid.
+LIQUIDITY_VOLUME_LOTS_MIN_DEFAULT: Final[int] = 10
 VOLUME_TOLERANCE: Final[Fraction] = Fraction(5, 100)
-# A new peak is recorded when it beats the recorded one by this much: a
-# rising market would otherwise record one every sync. The drawdown is then
-# measured from at most 0.1 % below the true peak.
-PEAK_RECORD_STEP: Final[Fraction] = Fraction(1, 1000)
-# Default grace between the liquidation warning and the liquidation.
-LIQUIDATION_GRACE_DEFAULT: Final[timedelta] = timedelta(minutes=15)
 ACTOR_LENGTH_MAX: Final[int] = 128
 REASON_LENGTH_MAX: Final[int] = 500
 
@@ -85,19 +87,49 @@ def drawdown_from_peak(peak_equity_minor: int, equity_minor: int) -> Fraction:
     return max(Fraction(peak_equity_minor - equity_minor, peak_equity_minor), Fraction(0))
 
 
-def minimum_equity_minor(starting_balance_minor: int) -> int:
-    """80 % of the starting balance, rounded up: below it is below the minimum."""
-    return -(
-        (-starting_balance_minor * MINIMUM_EQUITY_SHARE.numerator)
-        // MINIMUM_EQUITY_SHARE.denominator
-    )
+@dataclass(frozen=True, slots=True)
+class GuardThresholds:
+    """The guards' figures, each a setting (docs/rules.md#position-sync-and-guards;
+    interface/settings.py names them). The defaults are the specification's."""
+
+    drawdown_warn_from: Fraction = DRAWDOWN_WARN_FROM
+    drawdown_liquidate_above: Fraction = DRAWDOWN_LIQUIDATE_ABOVE
+    minimum_equity_minor: int = MINIMUM_EQUITY_MINOR_DEFAULT
+    pre_liquidation_warning: timedelta = PRE_LIQUIDATION_WARNING_DEFAULT
+    gap_above: Fraction = GAP_ABOVE
+    spread_above: Fraction = SPREAD_ABOVE
+    liquidity_volume_lots_min: int = LIQUIDITY_VOLUME_LOTS_MIN_DEFAULT
+    liquidity_check_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("drawdown_warn_from", "drawdown_liquidate_above", "gap_above", "spread_above"):
+            if not isinstance(getattr(self, name), Fraction):
+                raise TypeError(f"{name} must be an exact Fraction")
+        if not 0 < self.drawdown_warn_from <= self.drawdown_liquidate_above < 1:
+            raise ValueError("need 0 < drawdown_warn_from <= drawdown_liquidate_above < 1")
+        if self.minimum_equity_minor < 0 or self.liquidity_volume_lots_min < 0:
+            raise ValueError("minimum equity and minimum lots must not be negative")
+        if self.pre_liquidation_warning < timedelta(0):
+            raise ValueError("the pre-liquidation warning must not be negative")
 
 
-def drawdown_level(peak_equity_minor: int, equity_minor: int, minimum_minor: int) -> DrawdownLevel:
+DEFAULT_THRESHOLDS: Final[GuardThresholds] = GuardThresholds()
+
+
+def drawdown_level(
+    peak_equity_minor: int,
+    equity_minor: int,
+    thresholds: GuardThresholds = DEFAULT_THRESHOLDS,
+) -> DrawdownLevel:
+    """LIQUIDATE over the maximum drawdown or under the minimum equity, WARN from
+    the alert threshold, OK below it."""
     drawdown = drawdown_from_peak(peak_equity_minor, equity_minor)
-    if drawdown >= DRAWDOWN_LIQUIDATE_FROM or equity_minor < minimum_minor:
+    if (
+        drawdown > thresholds.drawdown_liquidate_above
+        or equity_minor < thresholds.minimum_equity_minor
+    ):
         return DrawdownLevel.LIQUIDATE
-    if drawdown >= DRAWDOWN_WARN_FROM:
+    if drawdown >= thresholds.drawdown_warn_from:
         return DrawdownLevel.WARN
     return DrawdownLevel.OK
 
@@ -111,6 +143,13 @@ class MarketFailure(StrEnum):
     VOLUME = "volume"
 
 
+def price_gap(open_minor: int, last_close_minor: int) -> Fraction:
+    """|open - last close| / last close, exact; 0 without a last close."""
+    if last_close_minor <= 0:
+        return Fraction(0)
+    return Fraction(abs(open_minor - last_close_minor), last_close_minor)
+
+
 def market_failures(
     *,
     open_minor: int,
@@ -119,17 +158,17 @@ def market_failures(
     ask_minor: int,
     volume: int,
     quantity: int,
+    thresholds: GuardThresholds = DEFAULT_THRESHOLDS,
 ) -> list[MarketFailure]:
     """The market guard's failures for a position of `quantity` (none: it passes)."""
     failures: list[MarketFailure] = []
-    if (
-        last_close_minor > 0
-        and Fraction(abs(open_minor - last_close_minor), last_close_minor) > GAP_ABOVE
-    ):
+    if price_gap(open_minor, last_close_minor) > thresholds.gap_above:
         failures.append(MarketFailure.GAP)
-    if bid_minor > 0 and Fraction(ask_minor - bid_minor, bid_minor) > SPREAD_ABOVE:
+    if bid_minor > 0 and Fraction(ask_minor - bid_minor, bid_minor) > thresholds.spread_above:
         failures.append(MarketFailure.SPREAD)
-    if volume < quantity:
+    if thresholds.liquidity_check_enabled and (
+        volume < thresholds.liquidity_volume_lots_min or volume < quantity
+    ):
         failures.append(MarketFailure.VOLUME)
     return failures
 
@@ -282,10 +321,8 @@ class AccountGuard(Aggregate):
     # Peak ------------------------------------------------------------------------------
 
     def observe_equity(self, equity_minor: int, at: datetime) -> None:
-        """Record a new peak when equity beats the recorded one by the step."""
-        if equity_minor * PEAK_RECORD_STEP.denominator >= self.peak_equity_minor * (
-            PEAK_RECORD_STEP.denominator + PEAK_RECORD_STEP.numerator
-        ):
+        """Record a new peak whenever equity passes the recorded one."""
+        if equity_minor > self.peak_equity_minor:
             self._peak_raised(equity_minor=equity_minor, at=require_aware("at", at))
 
     @event("PeakEquityRaised")
@@ -298,23 +335,26 @@ class AccountGuard(Aggregate):
         self,
         *,
         equity_minor: int,
-        minimum_minor: int,
+        thresholds: GuardThresholds,
         positions: Sequence[str],
-        grace: timedelta,
         at: datetime,
     ) -> DrawdownLevel:
         """Record the drawdown guard's decision when the level moves: a warning
-        at WARN, a liquidation scheduled `grace` from now at LIQUIDATE (both
-        with the positions to be closed), a recovery back to OK. Each event
-        carries the inputs: equity, peak, drawdown, minimum, thresholds."""
+        at WARN, a liquidation scheduled the pre-liquidation warning from now
+        at LIQUIDATE (both with the positions to be closed), a recovery back
+        to OK. Each event carries the inputs: equity, peak, drawdown, minimum,
+        thresholds."""
         at = require_aware("at", at)
-        level = drawdown_level(self.peak_equity_minor, equity_minor, minimum_minor)
+        level = drawdown_level(self.peak_equity_minor, equity_minor, thresholds)
         if level is self.level:
             return level
-        inputs = self._inputs(equity_minor, minimum_minor)
+        inputs = self._inputs(equity_minor, thresholds)
         if level is DrawdownLevel.LIQUIDATE:
             self._liquidation_scheduled(
-                **inputs, positions=list(positions), due_at=at + grace, at=at
+                **inputs,
+                positions=list(positions),
+                due_at=at + thresholds.pre_liquidation_warning,
+                at=at,
             )
         elif level is DrawdownLevel.WARN:
             self._drawdown_warned(**inputs, positions=list(positions), at=at)
@@ -322,14 +362,14 @@ class AccountGuard(Aggregate):
             self._drawdown_recovered(**inputs, at=at)
         return level
 
-    def _inputs(self, equity_minor: int, minimum_minor: int) -> dict[str, Any]:
+    def _inputs(self, equity_minor: int, thresholds: GuardThresholds) -> dict[str, Any]:
         return {
             "equity_minor": equity_minor,
             "peak_equity_minor": self.peak_equity_minor,
             "drawdown": str(drawdown_from_peak(self.peak_equity_minor, equity_minor)),
-            "minimum_equity_minor": minimum_minor,
-            "warn_from": str(DRAWDOWN_WARN_FROM),
-            "liquidate_from": str(DRAWDOWN_LIQUIDATE_FROM),
+            "minimum_equity_minor": thresholds.minimum_equity_minor,
+            "warn_from": str(thresholds.drawdown_warn_from),
+            "liquidate_above": str(thresholds.drawdown_liquidate_above),
         }
 
     @event("DrawdownWarned")
@@ -340,9 +380,12 @@ class AccountGuard(Aggregate):
         drawdown: str,
         minimum_equity_minor: int,
         warn_from: str,
-        liquidate_from: str,
         positions: list[str],
         at: datetime,
+        # Events recorded before the drawdown had to be over the figure (not
+        # at it) to liquidate carry `liquidate_from`; later ones `liquidate_above`.
+        liquidate_from: str | None = None,
+        liquidate_above: str | None = None,
     ) -> None:
         self._level = DrawdownLevel.WARN.value
         self.liquidation_due_at = None
@@ -355,10 +398,13 @@ class AccountGuard(Aggregate):
         drawdown: str,
         minimum_equity_minor: int,
         warn_from: str,
-        liquidate_from: str,
         positions: list[str],
         due_at: datetime,
         at: datetime,
+        # Events recorded before the drawdown had to be over the figure (not
+        # at it) to liquidate carry `liquidate_from`; later ones `liquidate_above`.
+        liquidate_from: str | None = None,
+        liquidate_above: str | None = None,
     ) -> None:
         self._level = DrawdownLevel.LIQUIDATE.value
         self.liquidation_due_at = due_at
@@ -371,8 +417,11 @@ class AccountGuard(Aggregate):
         drawdown: str,
         minimum_equity_minor: int,
         warn_from: str,
-        liquidate_from: str,
         at: datetime,
+        # Events recorded before the drawdown had to be over the figure (not
+        # at it) to liquidate carry `liquidate_from`; later ones `liquidate_above`.
+        liquidate_from: str | None = None,
+        liquidate_above: str | None = None,
     ) -> None:
         self._level = DrawdownLevel.OK.value
         self.liquidation_due_at = None
@@ -384,7 +433,7 @@ class AccountGuard(Aggregate):
         self,
         *,
         equity_minor: int,
-        minimum_minor: int,
+        thresholds: GuardThresholds,
         closed: Sequence[str],
         failed: dict[str, str],
         at: datetime,
@@ -393,7 +442,7 @@ class AccountGuard(Aggregate):
         isolated; a failed position is tried again by the next pass). Closed
         entirely: the liquidation is done and the account starts a new episode."""
         self._liquidated(
-            **self._inputs(equity_minor, minimum_minor),
+            **self._inputs(equity_minor, thresholds),
             closed=list(closed),
             failed=dict(failed),
             at=require_aware("at", at),
@@ -407,10 +456,13 @@ class AccountGuard(Aggregate):
         drawdown: str,
         minimum_equity_minor: int,
         warn_from: str,
-        liquidate_from: str,
         closed: list[str],
         failed: dict[str, str],
         at: datetime,
+        # Events recorded before the drawdown had to be over the figure (not
+        # at it) to liquidate carry `liquidate_from`; later ones `liquidate_above`.
+        liquidate_from: str | None = None,
+        liquidate_above: str | None = None,
     ) -> None:
         if not failed:
             self._level = DrawdownLevel.OK.value
@@ -428,6 +480,7 @@ class AccountGuard(Aggregate):
         quote: dict[str, Any],
         quantity: int,
         at: datetime,
+        thresholds: GuardThresholds = DEFAULT_THRESHOLDS,
     ) -> None:
         """A position failed the market guard: marked with the reasons and the
         quote they were read from. Marking it again changes nothing."""
@@ -439,8 +492,10 @@ class AccountGuard(Aggregate):
             quote=dict(quote),
             quantity=quantity,
             thresholds={
-                "gap_above": str(GAP_ABOVE),
-                "spread_above": str(SPREAD_ABOVE),
+                "gap_above": str(thresholds.gap_above),
+                "spread_above": str(thresholds.spread_above),
+                "liquidity_volume_lots_min": str(thresholds.liquidity_volume_lots_min),
+                "liquidity_check_enabled": str(thresholds.liquidity_check_enabled).lower(),
             },
             at=require_aware("at", at),
         )

@@ -59,6 +59,7 @@ from domain.funded_rules import (
     rule_status,
     withdrawable_minor,
 )
+from domain.marks import Mark, marks_missing_or_stale
 from domain.money import require_valid_minor
 from domain.positions import PositionSide, position_pnl_minor
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -109,6 +110,17 @@ class FundedAccountRefusal(LedgerRefusal):
     def __init__(self, reason: FundedRefusalReason, message: str, **details: object) -> None:
         super().__init__(ResultCode(reason.value), message, **details)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDecision:
+    """The rules read on the newest marks. `taken` False: a mark was missing or
+    too old (`stale` says which and why), and nothing was recorded."""
+
+    rule_status: AccountRuleStatus
+    taken: bool
+    marks: Mapping[str, Mark]
+    stale: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -720,12 +732,40 @@ class FundedAccount(Aggregate):
     # Rules ---------------------------------------------------------------------------
 
     def record_rule_status(self, at: datetime) -> AccountRuleStatus:
-        """Read the rules; record `BandChanged` only when the overall band moved.
+        """Read the rules on the marks held; record `BandChanged` only when the
+        overall band moved. Decisions on the market use `decide_rules`, which
+        first takes the newest marks.
 
         A VIOLATION does not close the account here: the caller closes its
         positions, then changes the state to CLOSED with the reason.
         """
-        status = self.rule_status()
+        return self._record_band(self.rule_status(), at, marks=None)
+
+    def decide_rules(
+        self, marks: Mapping[str, Mark], at: datetime, mark_age_max: timedelta
+    ) -> RuleDecision:
+        """The rules decided on the newest mark of every open position: the
+        marks are taken (`MarkedToMarket` when a price moved), then the band is
+        recorded if it moved, with the marks it was read on and their times.
+
+        A position without a mark, or with one quoted more than `mark_age_max`
+        before `at`, stops the decision: nothing is recorded and the band
+        stays as last decided (docs/rules.md#funded-accounts-and-withdrawals).
+        """
+        at = _require_aware("at", at)
+        held = {position.symbol for position in self.positions}
+        problems = marks_missing_or_stale(held, marks, at, mark_age_max)
+        if problems:
+            return RuleDecision(self.rule_status(), taken=False, marks={}, stale=problems)
+        used = {symbol: marks[symbol] for symbol in sorted(held)}
+        if used:
+            self.mark_to_market({symbol: mark.price_minor for symbol, mark in used.items()}, at)
+        status = self._record_band(self.rule_status(), at, marks=used)
+        return RuleDecision(status, taken=True, marks=used, stale={})
+
+    def _record_band(
+        self, status: AccountRuleStatus, at: datetime, marks: Mapping[str, Mark] | None
+    ) -> AccountRuleStatus:
         if status.band is not self.band:
             risk = status.risk_per_trade.value
             self._band_changed(
@@ -734,6 +774,9 @@ class FundedAccount(Aggregate):
                 drawdown=str(status.drawdown.value),
                 risk_per_trade=None if risk is None else str(risk),
                 at=_require_aware("at", at),
+                marks=None
+                if marks is None
+                else {symbol: mark.as_record() for symbol, mark in marks.items()},
             )
         return status
 
@@ -745,6 +788,9 @@ class FundedAccount(Aggregate):
         drawdown: str,
         risk_per_trade: str | None,
         at: datetime,
+        # symbol -> {price_minor, quoted_at}: the marks the decision was read
+        # on. None on events recorded before decisions named their marks.
+        marks: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self._band = to_band
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Final
 
 import structlog
@@ -60,6 +59,7 @@ from interface.reconciliation.checks import reconciliation_checks
 from interface.reconciliation.open_exceptions import ViewedOpenExceptions
 from interface.reconciliation.schedule import SchedulePass, reconciliation_schedule
 from interface.settings import Settings
+from interface.trading_settings import guard_thresholds, mark_age_max
 from interface.workers.closure_worker import closure_worker
 from interface.workers.fork_scanner import ForkScan, fork_scanner
 from interface.workers.guard_worker import GuardWorker
@@ -245,7 +245,9 @@ def build_ledger(
     # The embedded default: a deterministic market that tests, the demo and an
     # admin (PUT /v1/admin/simulated-market/{symbol}) set prices in.
     broker = broker or SimulatedBroker(clock)
-    funded_accounts = FundedAccountsService(app, writer, broker, clock)
+    funded_accounts = FundedAccountsService(
+        app, writer, broker, clock, mark_age_max=mark_age_max(settings)
+    )
     rules_monitor = RulesMonitor(database_url, funded_accounts, settings.rules_monitor_interval_s)
     if start_rules_monitor and start_writer and settings.rules_monitor_in_process:
         rules_monitor.start()
@@ -277,7 +279,7 @@ def build_ledger(
         funded_accounts,
         broker,
         clock,
-        timedelta(seconds=settings.liquidation_grace_s),
+        guard_thresholds(settings),
         notifier=FileGuardNotifier(settings.data_dir / GUARD_NOTIFICATIONS_FOLDER),
     )
     broker_sync = BrokerSyncService(app, writer, broker, clock, PostgresSyncStatusStore(pool))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -124,9 +125,76 @@ class Settings(BaseSettings):
     broker_sync_concurrency: int = Field(
         default=8, ge=1, le=64, validation_alias="LEDGER_BROKER_SYNC_CONCURRENCY"
     )
-    # Between the liquidation warning and the liquidation.
-    liquidation_grace_s: float = Field(
-        default=900.0, ge=0, le=86_400, validation_alias="LEDGER_LIQUIDATION_GRACE_S"
+    # The guards' figures (docs/rules.md#position-sync-and-guards). Each also
+    # answers to the name the specification gives it, without the prefix.
+    # Warn from this drawdown, in percent of the peak equity.
+    drawdown_alert_threshold_percent: Decimal = Field(
+        default=Decimal(15),
+        gt=0,
+        lt=100,
+        validation_alias=AliasChoices(
+            "LEDGER_DRAWDOWN_ALERT_THRESHOLD_PERCENT", "DRAWDOWN_ALERT_THRESHOLD_PERCENT"
+        ),
+    )
+    # Liquidate when the drawdown is over this (exactly this does not).
+    max_drawdown_percent: Decimal = Field(
+        default=Decimal(20),
+        gt=0,
+        lt=100,
+        validation_alias=AliasChoices("LEDGER_MAX_DRAWDOWN_PERCENT", "MAX_DRAWDOWN_PERCENT"),
+    )
+    # Liquidate whatever the drawdown when equity is under this, in major
+    # units of the account's currency.
+    min_equity: Decimal = Field(
+        default=Decimal(100),
+        ge=0,
+        le=Decimal(10) ** 12,
+        validation_alias=AliasChoices("LEDGER_MIN_EQUITY", "MIN_EQUITY"),
+    )
+    # The owner is warned this long before a liquidation closes the positions.
+    pre_liquidation_warning_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=86_400,
+        validation_alias=AliasChoices(
+            "LEDGER_PRE_LIQUIDATION_WARNING_S", "PRE_LIQUIDATION_WARNING_SECONDS"
+        ),
+    )
+    # Market guard: a gap between the session's open and the last close over
+    # this, either way, in percent of the last close.
+    price_gap_alert_percent: Decimal = Field(
+        default=Decimal(5),
+        gt=0,
+        le=100,
+        validation_alias=AliasChoices("LEDGER_PRICE_GAP_ALERT_PERCENT", "PRICE_GAP_ALERT_PERCENT"),
+    )
+    # A spread over this, in percent of the bid.
+    bid_ask_spread_max_percent: Decimal = Field(
+        default=Decimal("0.5"),
+        gt=0,
+        le=100,
+        validation_alias=AliasChoices(
+            "LEDGER_BID_ASK_SPREAD_MAX_PERCENT", "BID_ASK_SPREAD_MAX_PERCENT"
+        ),
+    )
+    # A session volume under this many lots (units of quantity) is illiquid;
+    # the liquidity check (this and the position's size) can be switched off.
+    min_liquidity_volume_lots: int = Field(
+        default=10,
+        ge=0,
+        le=10**12,
+        validation_alias=AliasChoices(
+            "LEDGER_MIN_LIQUIDITY_VOLUME_LOTS", "MIN_LIQUIDITY_VOLUME_LOTS"
+        ),
+    )
+    liquidity_check_enabled: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("LEDGER_LIQUIDITY_CHECK_ENABLED", "LIQUIDITY_CHECK_ENABLED"),
+    )
+    # A rule or guard decision is taken only on marks (quotes) at most this
+    # old; on an older one it waits for a fresh one.
+    mark_age_max_s: float = Field(
+        default=60.0, gt=0, le=86_400, validation_alias="LEDGER_MARK_AGE_MAX_S"
     )
     # Run the reconciliation schedule inside `ledger serve` (hourly, and daily
     # at 02:00 UTC; one process at a time, under a lease), and how often it

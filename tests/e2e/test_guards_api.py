@@ -117,7 +117,8 @@ def test_live_positions_show_equity_drawdown_and_the_guards_level(
     assert body["equity_source"] == "broker"
     assert (body["equity"], body["peak_equity"]) == ("7942.00", "10000.00")
     assert (body["drawdown"], body["drawdown_ratio"]) == ("0.205800", "1029/5000")
-    assert body["minimum_equity"] == "8000.00"
+    # MIN_EQUITY's default: 100 in the account's currency.
+    assert body["minimum_equity"] == "100.00"
     assert (body["level"], body["level_now"]) == ("liquidate", "liquidate")
     assert body["liquidation_due_at"] is not None
     assert len(body["positions"]) == 10
@@ -143,14 +144,20 @@ def test_the_guards_status_lists_thresholds_syncs_and_pending_alerts(
     ledger.broker_sync.sync_account(crash)
     body = client.get("/v1/guards", headers=_key(ledger, Role.AUDITOR)).json()
     assert body["worker_running"] is False
-    assert body["thresholds"] | {"liquidation_grace_s": 0, "sync_interval_s": 0} == {
+    # The specification's defaults: DRAWDOWN_ALERT_THRESHOLD_PERCENT 15,
+    # MAX_DRAWDOWN_PERCENT 20, MIN_EQUITY 100, PRE_LIQUIDATION_WARNING_SECONDS
+    # 10, PRICE_GAP_ALERT_PERCENT 5, BID_ASK_SPREAD_MAX_PERCENT 0.5,
+    # MIN_LIQUIDITY_VOLUME_LOTS 10, LIQUIDITY_CHECK_ENABLED on.
+    assert body["thresholds"] | {"sync_interval_s": 0} == {
         "drawdown_warn_from": "3/20",
-        "drawdown_liquidate_from": "1/5",
-        "minimum_equity_share": "4/5",
+        "drawdown_liquidate_above": "1/5",
+        "minimum_equity": "100.00",
         "gap_above": "1/20",
         "spread_above": "1/200",
+        "liquidity_check_enabled": True,
+        "liquidity_volume_lots_min": 10,
         "volume_tolerance": "1/20",
-        "liquidation_grace_s": 0,
+        "pre_liquidation_warning_s": 10.0,
         "sync_interval_s": 0,
     }
     assert (body["accounts_synced"], body["accounts_failing"]) == (1, 0)

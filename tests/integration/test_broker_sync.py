@@ -394,4 +394,4 @@ def test_only_one_worker_runs_a_pass_at_a_time(ledger: Ledger) -> None:
 def test_the_bootstrapped_ledger_wires_the_sync_and_a_stopped_worker(ledger: Ledger) -> None:
     assert not ledger.guard_worker.is_running
     assert ledger.settings.broker_sync_interval_s == 10.0
-    assert timedelta(seconds=ledger.settings.liquidation_grace_s) == timedelta(minutes=15)
+    assert timedelta(seconds=ledger.settings.pre_liquidation_warning_s) == timedelta(seconds=10)

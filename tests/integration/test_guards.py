@@ -47,12 +47,14 @@ POSITION_COUNT: Final[int] = 10
 QUANTITY: Final[int] = 4
 ENTRY_MINOR: Final[int] = 100_00
 STARTING_MINOR: Final[int] = 1_000_000
-# Equity 850,000 (15 % exactly) at 62.50, 800,000 (20 % exactly) at 50.00.
+# Equity 850,000 (15 % exactly) at 62.50; 800,000 (20 % exactly, which only
+# warns) at 50.00; 799,000 (20.1 %, over MAX_DRAWDOWN_PERCENT) at 49.75.
 WARN_PRICE_MINOR: Final[int] = 62_50
-LIQUIDATE_PRICE_MINOR: Final[int] = 50_00
+EXACTLY_MAX_DRAWDOWN_PRICE_MINOR: Final[int] = 50_00
+LIQUIDATE_PRICE_MINOR: Final[int] = 49_75
 CRASH_STEP: Final = timedelta(minutes=1)
-# Settings' default (LEDGER_LIQUIDATION_GRACE_S).
-GRACE: Final = timedelta(seconds=900)
+# Settings' default (PRE_LIQUIDATION_WARNING_SECONDS).
+GRACE: Final = timedelta(seconds=10)
 MANUAL_ACTOR: Final[str] = "test:trader"
 
 
@@ -80,9 +82,13 @@ def _invested_account(ledger: Ledger, path: PricePath) -> tuple[UUID, list[str]]
 
 
 def _crash_path(start: datetime) -> PricePath:
-    """100.00, 87.50, 75.00, 62.50 (15 % down), 50.00 (20 % down), a minute apart."""
-    return PricePath.ramp(
-        start, CRASH_STEP, ENTRY_MINOR, LIQUIDATE_PRICE_MINOR, steps=5, spread_minor=0
+    """100.00, 87.50, 75.00, 62.50 (15 % down), 49.75 (20.1 % down), a minute apart."""
+    prices = (ENTRY_MINOR, 87_50, 75_00, WARN_PRICE_MINOR, LIQUIDATE_PRICE_MINOR)
+    return PricePath(
+        tuple(
+            PriceStep(start + CRASH_STEP * index, price, price)
+            for index, price in enumerate(prices)
+        )
     )
 
 
@@ -136,7 +142,7 @@ def test_a_crash_walks_the_account_through_warning_grace_and_liquidation(
 
     clock.set(start + CRASH_STEP * 4)
     scheduled_at = clock.now()
-    assert ledger.broker.equity(account_id).equity_minor == 800_000
+    assert ledger.broker.equity(account_id).equity_minor == 799_000
     assert _pass(ledger, account_id).level is DrawdownLevel.LIQUIDATE
 
     # Within the grace, and with the market still falling, nothing is closed.
@@ -151,16 +157,16 @@ def test_a_crash_walks_the_account_through_warning_grace_and_liquidation(
     assert liquidated.failed == {}
     assert liquidated.level is DrawdownLevel.OK
 
-    # Every close went through the ledger: 40 units sold 50.00 below their entry.
+    # Every close went through the ledger: 40 units sold 50.25 below their entry.
     account = ledger.funded_accounts.require_funded_account(account_id)
     assert account.positions == ()
-    assert account.realized_pnl_minor == -200_000
+    assert account.realized_pnl_minor == -201_000
     closes = _positions_closed(ledger, account_id)
     assert sorted(close["position_id"] for close in closes) == sorted(position_ids)
     assert {close["exit_price_minor"] for close in closes} == {LIQUIDATE_PRICE_MINOR}
     trader = ledger.service.account(account.ledger_account_id)
     assert trader is not None
-    assert trader.totals.credits_posted - trader.totals.debits_posted == 800_000
+    assert trader.totals.credits_posted - trader.totals.debits_posted == 799_000
 
     assert _decisions(ledger, account_id) == [
         "DrawdownWarned",
@@ -184,7 +190,7 @@ def test_a_crash_walks_the_account_through_warning_grace_and_liquidation(
     }
     assert len(warned["positions"]) == 10
     assert scheduled["liquidation_due_at"] == (scheduled_at + GRACE).isoformat()
-    assert (scheduled["equity_minor"], scheduled["peak_equity_minor"]) == (800_000, 1_000_000)
+    assert (scheduled["equity_minor"], scheduled["peak_equity_minor"]) == (799_000, 1_000_000)
     assert sorted(held["position_id"] for held in done["positions"]) == sorted(position_ids)
 
     # The liquidation closes positions; the account's state is the rules'
@@ -211,9 +217,9 @@ def test_every_guard_decision_event_carries_its_inputs(ledger: Ledger) -> None:
     events = _guard_events(ledger, account_id)
     inputs = {
         "peak_equity_minor": 1_000_000,
-        "minimum_equity_minor": 800_000,
+        "minimum_equity_minor": 100_00,
         "warn_from": "3/20",
-        "liquidate_from": "1/5",
+        "liquidate_above": "1/5",
     }
     [warned] = _named(events, "DrawdownWarned")
     assert warned | inputs == warned
@@ -222,19 +228,19 @@ def test_every_guard_decision_event_carries_its_inputs(ledger: Ledger) -> None:
     assert warned["at"] == start + CRASH_STEP * 3
     [scheduled] = _named(events, "LiquidationScheduled")
     assert scheduled | inputs == scheduled
-    assert (scheduled["equity_minor"], scheduled["drawdown"]) == (800_000, "1/5")
+    assert (scheduled["equity_minor"], scheduled["drawdown"]) == (799_000, "201/1000")
     assert scheduled["due_at"] == start + CRASH_STEP * 4 + GRACE
     assert scheduled["positions"] == position_ids
     [liquidated] = _named(events, "Liquidated")
     assert liquidated | inputs == liquidated
-    assert liquidated["equity_minor"] == 800_000
+    assert liquidated["equity_minor"] == 799_000
     assert liquidated["closed"] == position_ids and liquidated["failed"] == {}
     records = _named(events, "CloseRecorded")
     assert [record["position_id"] for record in records] == position_ids
     for record in records:
         assert record["actor"] == GUARDS_ACTOR
         assert record["reason"].startswith("drawdown liquidation")
-        assert (record["price_minor"], record["realized_pnl_minor"]) == (50_00, -20_000)
+        assert (record["price_minor"], record["realized_pnl_minor"]) == (49_75, -20_100)
         assert record["error"] is None
 
 
@@ -246,8 +252,12 @@ def test_just_below_each_edge_the_guard_does_not_move_up(ledger: Ledger) -> None
             PriceStep(start, ENTRY_MINOR, ENTRY_MINOR),
             # 850,040: 14.996 % down.
             PriceStep(start + CRASH_STEP, WARN_PRICE_MINOR + 1, WARN_PRICE_MINOR + 1),
-            # 800,040: 19.996 % down.
-            PriceStep(start + CRASH_STEP * 2, LIQUIDATE_PRICE_MINOR + 1, LIQUIDATE_PRICE_MINOR + 1),
+            # 800,000: 20 % down exactly, not over MAX_DRAWDOWN_PERCENT.
+            PriceStep(
+                start + CRASH_STEP * 2,
+                EXACTLY_MAX_DRAWDOWN_PRICE_MINOR,
+                EXACTLY_MAX_DRAWDOWN_PRICE_MINOR,
+            ),
         )
     )
     account_id, _ = _invested_account(ledger, path)
@@ -343,7 +353,7 @@ def test_a_notification_that_fails_leaves_the_decision_recorded(ledger: Ledger) 
         ledger.funded_accounts,
         ledger.broker,
         clock,
-        GRACE,
+        ledger.guards.thresholds,
         notifier=notifier,
     )
     clock.set(start + CRASH_STEP * 3)
@@ -382,8 +392,9 @@ def test_the_market_guard_closes_only_what_fails_past_each_edge(ledger: Ledger) 
     }
     clock.set(session)
     # The session trades as many units as the position holds, and one fewer.
-    broker.set_price("VOLUMEOK", 100_00, 100_00, volume=QUANTITY)
-    broker.set_price("VOLUMELOW", 100_00, 100_00, volume=QUANTITY - 1)
+    # MIN_LIQUIDITY_VOLUME_LOTS: 10 lots pass (and cover the 4 held); 9 fail.
+    broker.set_price("VOLUMEOK", 100_00, 100_00, volume=10)
+    broker.set_price("VOLUMELOW", 100_00, 100_00, volume=9)
 
     outcome = _pass(ledger, account_id)
     failing = [opened["GAPBAD"], opened["SPREADBAD"], opened["VOLUMELOW"]]
@@ -403,10 +414,16 @@ def test_the_market_guard_closes_only_what_fails_past_each_edge(ledger: Ledger) 
         marks[opened["SPREADBAD"]]["quote"]["ask_minor"],
     ) == (99_99, 100_51)
     assert marks[opened["VOLUMELOW"]]["reasons"] == ["volume"]
-    assert marks[opened["VOLUMELOW"]]["quote"]["volume"] == QUANTITY - 1
+    assert marks[opened["VOLUMELOW"]]["quote"]["volume"] == 9
     assert all(mark["quantity"] == QUANTITY for mark in marks.values())
     assert all(
-        mark["thresholds"] == {"gap_above": "1/20", "spread_above": "1/200"}
+        mark["thresholds"]
+        == {
+            "gap_above": "1/20",
+            "spread_above": "1/200",
+            "liquidity_volume_lots_min": "10",
+            "liquidity_check_enabled": "true",
+        }
         for mark in marks.values()
     )
     records = {record["position_id"]: record for record in _named(events, "CloseRecorded")}

@@ -75,7 +75,7 @@ def test_the_view_keeps_each_guards_decisions_and_replays_to_the_same_tables(
         assert crashed.level == DrawdownLevel.LIQUIDATE.value
         assert crashed.last_decision == "liquidation_scheduled"
         assert crashed.liquidation_due_at == clock.now() + timedelta(
-            seconds=ledger.settings.liquidation_grace_s
+            seconds=ledger.settings.pre_liquidation_warning_s
         )
         assert crashed.last_drawdown is not None
         alerts = guards.pending_alerts(cursor, 100)

@@ -12,23 +12,26 @@ from uuid import uuid4
 import pytest
 
 from domain.account_guard import (
-    DRAWDOWN_LIQUIDATE_FROM,
+    DRAWDOWN_LIQUIDATE_ABOVE,
     DRAWDOWN_WARN_FROM,
     AccountGuard,
     DrawdownLevel,
+    GuardThresholds,
     MarketFailure,
     drawdown_from_peak,
     drawdown_level,
     guard_id_for,
     market_failures,
-    minimum_equity_minor,
+    price_gap,
 )
 
 AT: Final = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-GRACE: Final = timedelta(minutes=15)
+# PRE_LIQUIDATION_WARNING_SECONDS' default: the owner is told 10 s before.
+GRACE: Final = timedelta(seconds=10)
 PEAK_MINOR: Final[int] = 1_000_000
-# 80 % of a $10,000 starting balance.
-MINIMUM_MINOR: Final[int] = 800_000
+# MIN_EQUITY's default: 100.00 in the account's currency (USD cents here).
+MINIMUM_MINOR: Final[int] = 100_00
+THRESHOLDS: Final = GuardThresholds()
 POSITIONS: Final[list[str]] = ["position-1", "position-2"]
 QUOTE: Final[dict[str, Any]] = {"symbol": "GAP", "open_minor": 10_501, "last_close_minor": 10_000}
 
@@ -41,6 +44,7 @@ def _market(
     ask_minor: int = 10_000,
     volume: int = 1_000,
     quantity: int = 10,
+    thresholds: GuardThresholds = THRESHOLDS,
 ) -> list[MarketFailure]:
     return market_failures(
         open_minor=open_minor,
@@ -49,6 +53,7 @@ def _market(
         ask_minor=ask_minor,
         volume=volume,
         quantity=quantity,
+        thresholds=thresholds,
     )
 
 
@@ -58,11 +63,7 @@ def _guard() -> AccountGuard:
 
 def _decide(guard: AccountGuard, equity_minor: int, at: datetime = AT) -> DrawdownLevel:
     return guard.decide_drawdown(
-        equity_minor=equity_minor,
-        minimum_minor=MINIMUM_MINOR,
-        positions=POSITIONS,
-        grace=GRACE,
-        at=at,
+        equity_minor=equity_minor, thresholds=THRESHOLDS, positions=POSITIONS, at=at
     )
 
 
@@ -81,28 +82,39 @@ def test_drawdown_is_exact_and_never_negative() -> None:
 
 
 def test_fifteen_percent_exactly_warns_and_just_below_does_not() -> None:
+    assert THRESHOLDS.drawdown_warn_from == DRAWDOWN_WARN_FROM == Fraction(15, 100)
     assert drawdown_from_peak(PEAK_MINOR, 850_000) == DRAWDOWN_WARN_FROM
-    assert drawdown_level(PEAK_MINOR, 850_000, MINIMUM_MINOR) is DrawdownLevel.WARN
-    assert drawdown_level(PEAK_MINOR, 850_001, MINIMUM_MINOR) is DrawdownLevel.OK
+    assert drawdown_level(PEAK_MINOR, 850_000) is DrawdownLevel.WARN
+    assert drawdown_level(PEAK_MINOR, 850_001) is DrawdownLevel.OK
 
 
-def test_twenty_percent_exactly_liquidates_and_just_below_only_warns() -> None:
-    assert drawdown_from_peak(PEAK_MINOR, 800_000) == DRAWDOWN_LIQUIDATE_FROM
-    assert drawdown_level(PEAK_MINOR, 800_000, MINIMUM_MINOR) is DrawdownLevel.LIQUIDATE
-    assert drawdown_level(PEAK_MINOR, 800_001, MINIMUM_MINOR) is DrawdownLevel.WARN
+def test_max_drawdown_liquidates_over_twenty_percent_and_exactly_twenty_only_warns() -> None:
+    assert THRESHOLDS.drawdown_liquidate_above == DRAWDOWN_LIQUIDATE_ABOVE == Fraction(20, 100)
+    # $10,000.00 peak, $8,000.00 equity: exactly 20 %, not over it.
+    assert drawdown_from_peak(PEAK_MINOR, 800_000) == Fraction(20, 100)
+    assert drawdown_level(PEAK_MINOR, 800_000) is DrawdownLevel.WARN
+    # One cent less is over 20 %.
+    assert drawdown_level(PEAK_MINOR, 799_999) is DrawdownLevel.LIQUIDATE
 
 
-def test_one_minor_unit_below_the_minimum_equity_liquidates_whatever_the_drawdown() -> None:
-    # A low peak: 799,999 is only ~5.9 % below it, far from any drawdown edge.
-    peak_minor = 850_000
-    assert drawdown_level(peak_minor, MINIMUM_MINOR - 1, MINIMUM_MINOR) is DrawdownLevel.LIQUIDATE
-    assert drawdown_level(peak_minor, MINIMUM_MINOR, MINIMUM_MINOR) is DrawdownLevel.OK
+def test_min_equity_under_100_forces_liquidation_whatever_the_drawdown() -> None:
+    assert THRESHOLDS.minimum_equity_minor == MINIMUM_MINOR == 100_00
+    # A peak of $110.00: $99.99 is only ~9 % below it, far from any drawdown edge.
+    assert drawdown_level(110_00, 99_99) is DrawdownLevel.LIQUIDATE
+    assert drawdown_level(110_00, 100_00) is DrawdownLevel.OK
 
 
-def test_the_minimum_equity_is_eighty_percent_of_the_start_rounded_up() -> None:
-    assert minimum_equity_minor(1_000_000) == MINIMUM_MINOR
-    # 800,000.8 rounds up: equity of 800,000 is below 80 % of 1,000,001.
-    assert minimum_equity_minor(1_000_001) == 800_001
+def test_the_drawdown_figures_are_settings() -> None:
+    tighter = GuardThresholds(
+        drawdown_warn_from=Fraction(5, 100),
+        drawdown_liquidate_above=Fraction(10, 100),
+        minimum_equity_minor=500_000,
+    )
+    assert drawdown_level(PEAK_MINOR, 950_000, tighter) is DrawdownLevel.WARN
+    assert drawdown_level(PEAK_MINOR, 899_999, tighter) is DrawdownLevel.LIQUIDATE
+    assert drawdown_level(PEAK_MINOR, 499_999, tighter) is DrawdownLevel.LIQUIDATE
+    with pytest.raises(ValueError, match="drawdown_warn_from"):
+        GuardThresholds(drawdown_warn_from=Fraction(30, 100))
 
 
 # Market rules ------------------------------------------------------------------------
@@ -122,8 +134,23 @@ def test_a_spread_of_half_a_percent_of_the_bid_exactly_passes_and_more_fails() -
 
 
 def test_volume_equal_to_the_quantity_passes_and_one_unit_less_fails() -> None:
-    assert _market(volume=10, quantity=10) == []
-    assert _market(volume=9, quantity=10) == [MarketFailure.VOLUME]
+    assert _market(volume=20, quantity=20) == []
+    assert _market(volume=19, quantity=20) == [MarketFailure.VOLUME]
+
+
+def test_liquidity_volume_under_ten_lots_fails_and_the_check_can_be_switched_off() -> None:
+    assert THRESHOLDS.liquidity_volume_lots_min == 10
+    assert _market(volume=10, quantity=1) == []
+    assert _market(volume=9, quantity=1) == [MarketFailure.VOLUME]
+    switched_off = GuardThresholds(liquidity_check_enabled=False)
+    assert _market(volume=0, quantity=50, thresholds=switched_off) == []
+
+
+def test_price_gap_is_the_open_against_the_last_close_either_way() -> None:
+    assert price_gap(10_600, 10_000) == Fraction(6, 100)
+    assert price_gap(9_400, 10_000) == Fraction(6, 100)
+    assert _market(open_minor=10_600) == [MarketFailure.GAP]
+    assert _market(open_minor=9_400) == [MarketFailure.GAP]
 
 
 def test_every_failure_is_named() -> None:
@@ -141,12 +168,14 @@ def test_the_guard_of_an_account_has_one_id() -> None:
     assert guard.funded_account_id == funded_account_id
 
 
-def test_a_new_peak_is_recorded_from_one_tenth_of_a_percent_above_the_last() -> None:
+def test_peak_equity_is_kept_and_raised_on_every_new_peak() -> None:
     guard = _guard()
-    guard.observe_equity(1_000_999, AT)
+    guard.observe_equity(PEAK_MINOR, AT)
+    guard.observe_equity(PEAK_MINOR - 1, AT)
     assert guard.peak_equity_minor == PEAK_MINOR
-    guard.observe_equity(1_001_000, AT)
-    assert guard.peak_equity_minor == 1_001_000
+    assert _names(guard) == ["Started"]
+    guard.observe_equity(PEAK_MINOR + 1, AT)
+    assert guard.peak_equity_minor == PEAK_MINOR + 1
     assert _names(guard)[-1] == "PeakEquityRaised"
 
 
@@ -163,7 +192,7 @@ def test_a_warning_is_recorded_with_its_inputs_once_per_level() -> None:
     assert fields["peak_equity_minor"] == PEAK_MINOR
     assert fields["drawdown"] == "3/20"
     assert fields["minimum_equity_minor"] == MINIMUM_MINOR
-    assert (fields["warn_from"], fields["liquidate_from"]) == ("3/20", "1/5")
+    assert (fields["warn_from"], fields["liquidate_above"]) == ("3/20", "1/5")
     assert fields["positions"] == POSITIONS
     # The same level again records nothing.
     events = len(guard.pending_events)
@@ -171,12 +200,12 @@ def test_a_warning_is_recorded_with_its_inputs_once_per_level() -> None:
     assert len(guard.pending_events) == events
 
 
-def test_a_liquidation_is_scheduled_the_grace_period_ahead_and_due_at_its_edge() -> None:
+def test_pre_liquidation_warning_ten_seconds_ahead_names_the_positions_and_is_due_then() -> None:
     guard = _guard()
-    assert _decide(guard, 800_000) is DrawdownLevel.LIQUIDATE
+    assert _decide(guard, 790_000) is DrawdownLevel.LIQUIDATE
     scheduled = vars(guard.pending_events[-1])
-    assert scheduled["due_at"] == AT + GRACE
-    assert scheduled["positions"] == POSITIONS and scheduled["drawdown"] == "1/5"
+    assert scheduled["due_at"] == AT + timedelta(seconds=10)
+    assert scheduled["positions"] == POSITIONS and scheduled["drawdown"] == "21/100"
     assert guard.liquidation_due_at == AT + GRACE
     assert not guard.liquidation_due(AT + GRACE - timedelta(microseconds=1))
     assert guard.liquidation_due(AT + GRACE)
@@ -206,7 +235,7 @@ def test_a_liquidation_with_a_failure_stays_due_and_a_complete_one_starts_afresh
     due = AT + GRACE
     guard.record_liquidation(
         equity_minor=780_000,
-        minimum_minor=MINIMUM_MINOR,
+        thresholds=THRESHOLDS,
         closed=["position-1"],
         failed={"position-2": "broker_unavailable: down"},
         at=due,
@@ -218,7 +247,7 @@ def test_a_liquidation_with_a_failure_stays_due_and_a_complete_one_starts_afresh
     assert (guard.level, guard.liquidation_due(due)) == (DrawdownLevel.LIQUIDATE, True)
     guard.record_liquidation(
         equity_minor=779_000,
-        minimum_minor=MINIMUM_MINOR,
+        thresholds=THRESHOLDS,
         closed=["position-2"],
         failed={},
         at=due + timedelta(seconds=10),
@@ -237,7 +266,12 @@ def test_a_mark_records_its_reasons_quote_and_quantity_once() -> None:
     marked = vars(guard.pending_events[-1])
     assert marked["reasons"] == ["gap"] and marked["quote"] == QUOTE
     assert marked["quantity"] == 4
-    assert marked["thresholds"] == {"gap_above": "1/20", "spread_above": "1/200"}
+    assert marked["thresholds"] == {
+        "gap_above": "1/20",
+        "spread_above": "1/200",
+        "liquidity_volume_lots_min": "10",
+        "liquidity_check_enabled": "true",
+    }
     events = len(guard.pending_events)
     guard.mark_for_closing("position-1", [MarketFailure.SPREAD], QUOTE, 4, AT)
     guard.mark_for_closing("position-2", [], QUOTE, 4, AT)
@@ -348,3 +382,32 @@ def test_replaying_the_events_gives_the_same_guard() -> None:
     assert replayed.liquidation_due_at == AT + timedelta(minutes=1) + GRACE
     assert replayed.marked_for_closing == {"position-1": "gap"}
     assert replayed.peak_equity_minor == PEAK_MINOR
+
+
+def test_a_liquidation_scheduled_before_liquidate_above_existed_still_replays() -> None:
+    """Events stored with `liquidate_from` (when 20 % exactly liquidated) replay."""
+    guard = _guard()
+    scheduled_class: Any = AccountGuard.LiquidationScheduled  # type: ignore[attr-defined]
+    # As the store's mapper rebuilds an event: its stored fields, nothing more.
+    old = object.__new__(scheduled_class)
+    object.__setattr__(
+        old,
+        "__dict__",
+        {
+            "originator_id": guard.id,
+            "originator_version": guard.version + 1,
+            "timestamp": AT,
+            "equity_minor": 800_000,
+            "peak_equity_minor": PEAK_MINOR,
+            "drawdown": "1/5",
+            "minimum_equity_minor": 800_000,
+            "warn_from": "3/20",
+            "liquidate_from": "1/5",
+            "positions": POSITIONS,
+            "due_at": AT + timedelta(minutes=15),
+            "at": AT,
+        },
+    )
+    replayed = old.mutate(guard)
+    assert replayed.level is DrawdownLevel.LIQUIDATE
+    assert replayed.liquidation_due_at == AT + timedelta(minutes=15)

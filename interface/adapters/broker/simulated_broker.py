@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 from uuid import UUID, uuid5
@@ -140,6 +140,9 @@ class SimulatedBroker:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._markets: dict[str, Quote | PricePath] = {}
+        # Symbols whose quote is read as of now (a market still quoting);
+        # the others keep the time they were quoted at (a stopped feed).
+        self._live: set[str] = set()
         self._accounts: dict[UUID, _Account] = {}
         self._positions: dict[str, _Position] = {}
         self._faults: dict[UUID, _Faults] = {}
@@ -156,12 +159,17 @@ class SimulatedBroker:
         open_minor: int | None = None,
         last_close_minor: int | None = None,
         volume: int = VOLUME_DEFAULT,
+        quoted_at: datetime | None = None,
     ) -> Quote:
-        """Fix the symbol's quote from now until changed (replaces any path)."""
+        """Fix the symbol's quote from now until changed (replaces any path).
+
+        The market keeps quoting it: each read is stamped with the time of the
+        read. `quoted_at` instead freezes the quote's time, a feed that stopped
+        then (a stale mark, which no rule decision is taken on)."""
         _require_symbol(symbol)
         with self._lock:
             step = PriceStep(
-                self._clock.now(),
+                quoted_at or self._clock.now(),
                 bid_minor,
                 ask_minor,
                 last_minor=last_minor,
@@ -171,6 +179,10 @@ class SimulatedBroker:
             )
             quote = step.quote(symbol)
             self._set_market(symbol, quote)
+            if quoted_at is None:
+                self._live.add(symbol)
+            else:
+                self._live.discard(symbol)
             return quote
 
     def load_path(self, symbol: str, path: PricePath) -> None:
@@ -178,6 +190,7 @@ class SimulatedBroker:
         _require_symbol(symbol)
         with self._lock:
             self._set_market(symbol, path)
+            self._live.add(symbol)
 
     def fund(self, account_id: UUID, cash_minor: int) -> None:
         """Open the account with this cash, or add it to an open one."""
@@ -419,12 +432,13 @@ class SimulatedBroker:
         market = self._markets.get(symbol)
         if market is None:
             raise UnknownSymbol(symbol)
+        now = self._clock.now()
         if isinstance(market, Quote):
-            return market
-        step = market.step_at(self._clock.now())
+            return replace(market, at=now) if symbol in self._live else market
+        step = market.step_at(now)
         if step is None:
             raise UnknownSymbol(symbol, f"not priced before {market.steps[0].at.isoformat()}")
-        return step.quote(symbol)
+        return replace(step.quote(symbol), at=now)
 
     def _set_market(self, symbol: str, market: Quote | PricePath) -> None:
         if symbol not in self._markets and len(self._markets) >= self._symbols_max:

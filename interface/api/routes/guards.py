@@ -29,16 +29,11 @@ from fastapi import APIRouter, Path, Response
 
 from application.ports.broker import BrokerError, BrokerPosition, UnknownAccount
 from domain.account_guard import (
-    DRAWDOWN_LIQUIDATE_FROM,
-    DRAWDOWN_WARN_FROM,
-    GAP_ABOVE,
-    MINIMUM_EQUITY_SHARE,
-    SPREAD_ABOVE,
     VOLUME_TOLERANCE,
     DrawdownLevel,
+    GuardThresholds,
     drawdown_from_peak,
     drawdown_level,
-    minimum_equity_minor,
 )
 from domain.money import format_amount
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -190,18 +185,24 @@ def live_positions_route(
     `broker_unavailable`."""
     account = _own_account(ledger, principal, account_id, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
-        guard = guards.guard_of(reading, account_id)
-        marked = guards.marked_for_closing(reading, account_id, MARKED_LISTED_MAX)
-    return _positions_response(account, guard, marked, _live(ledger, account))
+        guard = guards.guard_of(reading, account.funded_account_id)
+        marked = guards.marked_for_closing(reading, account.funded_account_id, MARKED_LISTED_MAX)
+    return _positions_response(
+        account, guard, marked, _live(ledger, account), ledger.guards.thresholds
+    )
 
 
 def _positions_response(
-    account: FundedAccountRow, guard: GuardRow | None, marked: list[AlertRow], live: _Live
+    account: FundedAccountRow,
+    guard: GuardRow | None,
+    marked: list[AlertRow],
+    live: _Live,
+    thresholds: GuardThresholds,
 ) -> LivePositionsResponse:
     equity = live.equity_minor
     # Before the guard's first decision its peak would start from the equity.
     peak = account.equity_minor if guard is None else guard.peak_equity_minor
-    minimum = minimum_equity_minor(account.starting_balance_minor)
+    minimum = thresholds.minimum_equity_minor
     drawdown = drawdown_from_peak(peak, equity)
     marked_ids = {row.position_id for row in marked if row.position_id is not None}
     return LivePositionsResponse(
@@ -217,7 +218,7 @@ def _positions_response(
         drawdown_ratio=ratio_text(drawdown),
         minimum_equity=format_amount(minimum, TIER_CURRENCY),
         level=DrawdownLevel.OK if guard is None else DrawdownLevel(guard.level),
-        level_now=drawdown_level(peak, equity, minimum),
+        level_now=drawdown_level(peak, equity, thresholds),
         liquidation_due_at=None if guard is None else guard.liquidation_due_at,
         positions=[LivePositionResponse.of(held, marked_ids) for held in live.positions],
         marked_for_closing=[MarkedPositionResponse.of(row) for row in marked],
@@ -238,6 +239,7 @@ def guards_status_route(
         alerts = guards.pending_alerts(reading, PENDING_ALERTS_LISTED_MAX)
         alerts_total = guards.pending_alert_count(reading)
     # The worker is wired by bootstrap; a ledger built without one runs none.
+    thresholds = ledger.guards.thresholds
     worker = getattr(ledger, "guard_worker", None)
     settings = ledger.settings
     return GuardsStatusResponse(
@@ -247,13 +249,15 @@ def guards_status_route(
         accounts_synced=synced,
         accounts_failing=failing,
         thresholds=ThresholdsResponse(
-            drawdown_warn_from=ratio_text(DRAWDOWN_WARN_FROM),
-            drawdown_liquidate_from=ratio_text(DRAWDOWN_LIQUIDATE_FROM),
-            minimum_equity_share=ratio_text(MINIMUM_EQUITY_SHARE),
-            gap_above=ratio_text(GAP_ABOVE),
-            spread_above=ratio_text(SPREAD_ABOVE),
+            drawdown_warn_from=ratio_text(thresholds.drawdown_warn_from),
+            drawdown_liquidate_above=ratio_text(thresholds.drawdown_liquidate_above),
+            minimum_equity=format_amount(thresholds.minimum_equity_minor, TIER_CURRENCY),
+            gap_above=ratio_text(thresholds.gap_above),
+            spread_above=ratio_text(thresholds.spread_above),
+            liquidity_check_enabled=thresholds.liquidity_check_enabled,
+            liquidity_volume_lots_min=thresholds.liquidity_volume_lots_min,
             volume_tolerance=ratio_text(VOLUME_TOLERANCE),
-            liquidation_grace_s=settings.liquidation_grace_s,
+            pre_liquidation_warning_s=settings.pre_liquidation_warning_s,
             sync_interval_s=settings.broker_sync_interval_s,
         ),
         pending_alerts=[AlertResponse.of(pending) for pending in alerts],

@@ -91,16 +91,30 @@ class PositionResponse(BaseModel):
 
 class QuoteResponse(BaseModel):
     symbol: str
+    open: str = Field(description="This session's open (the market guard's gap).")
+    last_close: str = Field(description="The previous session's close.")
+    volume: int = Field(description="This session's volume, in units (lots).")
     bid: str
     ask: str
     last: str
     currency: str
-    at: datetime
+    at: datetime = Field(description="When the quote was quoted.")
 
 
 class SimulatedPriceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    open: Amount | None = Field(
+        default=None, description="This session's open; unset: the last price."
+    )
+    last_close: Amount | None = Field(
+        default=None, description="The previous session's close; unset: the last price."
+    )
+    quoted_at: datetime | None = Field(
+        default=None,
+        description="Freeze the quote at this time (a feed that stopped); unset: the "
+        "market keeps quoting it, each read stamped now.",
+    )
     bid: Amount
     ask: Amount
     volume: Annotated[int, Strict(), Field(ge=0, le=QUANTITY_MAX)] = SIMULATED_VOLUME_DEFAULT
@@ -193,11 +207,28 @@ def set_simulated_price_route(
 ) -> QuoteResponse:
     """Fix a symbol's quote on the simulated broker (demo and tests). 404 when a
     real broker is wired."""
+def _optional_amount(text: str | None) -> int | None:
+    return None if text is None else parse_amount(text, TIER_CURRENCY)
+
+
     broker = _simulated(ledger)
     bid, ask = parse_amount(body.bid, TIER_CURRENCY), parse_amount(body.ask, TIER_CURRENCY)
     if bid > ask:
         raise ApiError(422, "invalid_request", "bid must not be above ask")
-    quote = broker.set_price(symbol, bid_minor=bid, ask_minor=ask, volume=body.volume)
+    if body.quoted_at is not None and body.quoted_at.tzinfo is None:
+        raise ApiError(422, "invalid_request", "quoted_at must carry a time zone")
+    quote = broker.set_price(
+        symbol,
+        bid_minor=bid,
+        ask_minor=ask,
+        open_minor=_optional_amount(body.open),
+        last_close_minor=_optional_amount(body.last_close),
+        open=format_amount(quote.open_minor, TIER_CURRENCY),
+        last_close=format_amount(quote.last_close_minor, TIER_CURRENCY),
+        volume=quote.volume,
+        volume=body.volume,
+        quoted_at=body.quoted_at,
+    )
     return _quote_response(quote)
 
 

@@ -187,12 +187,16 @@ class LivePositionsResponse(BaseModel):
 
 class ThresholdsResponse(BaseModel):
     drawdown_warn_from: Ratio
-    drawdown_liquidate_from: Ratio
-    minimum_equity_share: Ratio = Field(description="Of the starting balance.")
+    drawdown_liquidate_above: Ratio = Field(description="Liquidated over it, not at it.")
+    minimum_equity: Money = Field(description="Liquidated below it, whatever the drawdown.")
     gap_above: Ratio
     spread_above: Ratio
+    liquidity_check_enabled: bool
+    liquidity_volume_lots_min: int = Field(description="A session volume under it is illiquid.")
     volume_tolerance: Ratio = Field(description="Of the sync's matching of positions.")
-    liquidation_grace_s: float
+    pre_liquidation_warning_s: float = Field(
+        description="The owner is warned this long before the positions are closed."
+    )
     sync_interval_s: float
 
 
@@ -205,7 +209,9 @@ class AlertResponse(BaseModel):
     peak_equity: Money | None
     drawdown_ratio: Ratio | None
     positions: list[str] = Field(description="The positions the alert would close.")
-    due_at: datetime | None = Field(description="A liquidation's time, after its grace.")
+    due_at: datetime | None = Field(
+        description="A liquidation's time, after the pre-liquidation warning."
+    )
     raised_at: datetime
 
     @classmethod
