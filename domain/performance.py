@@ -18,8 +18,17 @@ Daily return (time-weighted, flows at the end of the day):
 
     r_t = (V_t - V_{t-1} - F_t) / V_{t-1}
 
-The first day is the base: it has no return, and its flow is not used. A
-day whose previous value is 0 or negative has no return either (there was no
+The convention for deposits and withdrawals: every flow is at the end of its
+day (it earns nothing that day), except an account's opening capital, which
+is at work from the start of its first day: `from_inception` makes the day
+before the first a base holding that capital, so the first day has a return
+like every other (docs/rules.md#performance-figures). 100,000.00 funded,
+105,000.00 at the end of that day, 900.00 withdrawn the next and 105,100.00
+left: 1.05 x (105,100 + 900) / 105,000 - 1 = 6.0 %, where leaving the first
+day out would give 0.95 %.
+
+The first value of a series is the base: it has no return, and its flow is
+not used. A day whose previous value is 0 or negative has no return either (there was no
 capital to earn on: an account before its funding, or one in deficit); such
 days are skipped by every statistic. Each return is the exact ratio of two
 integers rounded once to the nearest float (Python's int / int is correctly
@@ -211,6 +220,22 @@ def carry_forward(values: Sequence[DailyValue]) -> list[DailyValue]:
             )
         filled.append(value)
     return filled
+
+
+def from_inception(values: Sequence[DailyValue]) -> list[DailyValue]:
+    """An account's series from the day it opened, with its opening capital
+    (that day's inflow) as the base of the day before, so the first day's
+    return counts: r_1 = (V_1 - F_1) / F_1. A series whose first day has no
+    inflow is returned as it is."""
+    check_series(values)
+    if not values or values[0].flow_minor <= 0:
+        return list(values)
+    first = values[0]
+    return [
+        DailyValue(first.day - _ONE_DAY, first.flow_minor),
+        DailyValue(first.day, first.value_minor),
+        *values[1:],
+    ]
 
 
 def daily_returns(values: Sequence[DailyValue]) -> list[tuple[date, float]]:

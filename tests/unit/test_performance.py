@@ -26,6 +26,7 @@ from domain.performance import (
     combine_series,
     daily_returns,
     drawdowns,
+    from_inception,
     in_period,
     metrics,
     period_start,
@@ -606,3 +607,28 @@ def test_var_is_numpys_inverted_cdf_percentile(count: int) -> None:
         assert result.var_95 == -sorted(mine)[math.ceil(count / 20) - 1]
     else:
         assert result.var_95 is None
+
+
+# Since inception ----------------------------------------------------------------------
+
+
+def test_total_return_is_time_weighted_over_every_day_including_the_first() -> None:
+    """docs/rules.md#performance-figures: 100,000.00 funded, 105,000.00 at the
+    end of the first day, 900.00 withdrawn the next day and 105,100.00 left:
+    1.05 x 106,000 / 105,000 - 1 = 6.0 %, not the 0.95 % of leaving day one out."""
+    funded = series_of([105_000_00, 105_100_00], [100_000_00, -900_00])
+    assert close(metrics(from_inception(funded)).total_return, 0.06)
+    first_day_left_out = metrics(funded).total_return
+    assert first_day_left_out is not None and round(first_day_left_out, 4) == 0.0095
+
+
+def test_from_inception_puts_the_opening_capital_on_the_day_before() -> None:
+    funded = series_of([105_000, 106_000], [100_000, 0])
+    assert from_inception(funded) == [
+        DailyValue(START - timedelta(days=1), 100_000),
+        DailyValue(START, 105_000),
+        DailyValue(START + timedelta(days=1), 106_000),
+    ]
+    # A series that opens without an inflow (carried in) is left as it is.
+    carried = series_of([105_000, 106_000])
+    assert from_inception(carried) == carried

@@ -26,6 +26,7 @@ from domain.performance import (
     PerformanceMetrics,
     carry_forward,
     combine_series,
+    from_inception,
     metrics,
     period_start,
 )
@@ -205,10 +206,18 @@ def _require_visible(ledger: Ledger, principal: Principal, account_id: UUID) -> 
 
 
 def _series(
-    cursor: Cursor, account_ids: list[UUID], start: date, end: date
+    cursor: Cursor,
+    account_ids: list[UUID],
+    start: date,
+    end: date,
+    opened_in_period: set[UUID] | None = None,
 ) -> dict[UUID, list[DailyValue]]:
     """Each account's daily values from `start` to `end`: the value carried
-    in at `start`, every day with events, carried forward to `end`."""
+    in at `start`, every day with events, carried forward to `end`. The
+    accounts with no value carried in (opened in the period) are added to
+    `opened_in_period`: their first day's return counts (`from_inception`)."""
+        if before is None and opened_in_period is not None:
+            opened_in_period.add(account_id)
     rows = daily_values.daily_values(cursor, account_ids, start, end)
     carried = daily_values.values_carried_in(cursor, account_ids, start)
     series: dict[UUID, list[DailyValue]] = {}
@@ -246,9 +255,14 @@ def _performance(ledger: Ledger, account_id: UUID, period: str) -> PerformanceRe
     with ledger.pool.connection() as connection, connection.cursor() as cursor:
         tree = hierarchy.subtree(cursor, account_id)
         members = _members(tree) if tree is not None else [account_id]
-        series = _series(cursor, members, start, end)
+        opened: set[UUID] = set()
+        series = _series(cursor, members, start, end, opened)
         trades = daily_values.closed_pnls(cursor, members, start, end)
-    own = series[account_id]
+    # Since inception, the first day's return counts: the opening capital is
+    # the base (domain/performance.py, the flows convention). A subtree starts
+    # with its root, so its combined series starts with the root's capital.
+    since_opening = from_inception if account_id in opened else list
+    own = since_opening(series[account_id])
     if not own:
         raise LedgerRefusal(
             ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
@@ -258,7 +272,7 @@ def _performance(ledger: Ledger, account_id: UUID, period: str) -> PerformanceRe
     account_figures = _with_trades(metrics(own), [trades[account_id]])
     subtree_figures = None
     if len(members) > 1:
-        combined = combine_series(values for values in series.values() if values)
+        combined = since_opening(combine_series(values for values in series.values() if values))
         subtree_figures = MetricsResponse.of(_with_trades(metrics(combined), list(trades.values())))
     return PerformanceResponse(
         account_id=account_id,
