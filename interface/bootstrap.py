@@ -52,6 +52,7 @@ from interface.adapters.rate_limits import (
     RateLimiter,
     RedisRateLimiter,
 )
+from interface.audit_setup import build_checkpointer
 from interface.integration import Integration, build_integration
 from interface.observability.metrics import WriterMetrics
 from interface.reconciliation.background_runs import BackgroundRuns
@@ -60,6 +61,7 @@ from interface.reconciliation.open_exceptions import ViewedOpenExceptions
 from interface.reconciliation.schedule import SchedulePass, reconciliation_schedule
 from interface.settings import Settings
 from interface.trading_settings import guard_thresholds, mark_age_max
+from interface.workers.checkpointer import Checkpointer
 from interface.workers.closure_worker import closure_worker
 from interface.workers.fork_scanner import ForkScan, fork_scanner
 from interface.workers.guard_worker import GuardWorker
@@ -169,8 +171,12 @@ class Ledger:
     # tracking table (when the runner runs elsewhere): a read that needs no
     # more than these asks nothing of the database.
     seen_view_positions: dict[str, int] = field(default_factory=dict)
+    # Signs checkpoints of the log (started by `ledger serve`; docs/operations.md#audit).
+    checkpointer: Checkpointer | None = None
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.integration.stop()
         self.guard_worker.stop()
         self.reconciliation_schedule.stop()
@@ -199,6 +205,7 @@ def build_ledger(
     start_reconciliation_schedule: bool = False,
     start_guard_worker: bool = False,
     start_webhook_worker: bool = False,
+    start_checkpointer: bool = False,
     payout_gateway: PayoutGateway | None = None,
     mailer: Mailer | None = None,
     broker: Broker | None = None,
@@ -340,6 +347,13 @@ def build_ledger(
         clock=clock,
         writer_metrics=writer_metrics,
         projections=projections,
+        # Built whether it starts or not: a production setup without a
+        # signing key refuses to start here.
+        checkpointer=build_checkpointer(
+            settings,
+            database_url,
+            start=start_checkpointer and settings.audit_checkpointer_in_process,
+        ),
     )
 
 

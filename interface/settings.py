@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT
@@ -267,4 +268,35 @@ class Settings(BaseSettings):
     )
     stream_length_max: int = Field(
         default=1_000_000, ge=1_000, le=1_000_000_000, validation_alias="LEDGER_STREAM_LENGTH_MAX"
+    )
+    # Where this runs: "production" refuses to start without an audit signing key.
+    environment: Literal["local", "production"] = Field(
+        default="local", validation_alias="LEDGER_ENVIRONMENT"
+    )
+    # Signed checkpoints of the log (docs/operations.md#audit): the Ed25519
+    # private key (PEM text, or a file), the public keys a verify trusts (every
+    # key ever used, one PEM block each), the append-only directory outside the
+    # database (default under data_dir/audit), and how often: a checkpoint
+    # each interval with new events, at most this many events each.
+    audit_signing_key: SecretStr | None = Field(
+        default=None, validation_alias="LEDGER_AUDIT_SIGNING_KEY"
+    )
+    audit_signing_key_file: Path | None = Field(
+        default=None, validation_alias="LEDGER_AUDIT_SIGNING_KEY_FILE"
+    )
+    audit_public_keys_file: Path | None = Field(
+        default=None, validation_alias="LEDGER_AUDIT_PUBLIC_KEYS_FILE"
+    )
+    audit_checkpoint_dir: Path | None = Field(
+        default=None, validation_alias="LEDGER_AUDIT_CHECKPOINT_DIR"
+    )
+    audit_checkpoint_events: int = Field(
+        default=10_000, ge=1, le=1_000_000, validation_alias="LEDGER_AUDIT_CHECKPOINT_EVENTS"
+    )
+    audit_checkpoint_interval_s: float = Field(
+        default=1.0, gt=0, le=3_600, validation_alias="LEDGER_AUDIT_CHECKPOINT_INTERVAL_S"
+    )
+    # Run the checkpointer inside `ledger serve` (one process at a time, under a lease).
+    audit_checkpointer_in_process: bool = Field(
+        default=True, validation_alias="LEDGER_AUDIT_CHECKPOINTER_IN_PROCESS"
     )

@@ -35,6 +35,8 @@ RECONCILIATION_SCHEDULE_LOCK_KEY: Final[int] = 0x7265636F6E63
 WEBHOOK_WORKER_LOCK_KEY: Final[int] = 0x776562686F6F6B
 # The stream publisher's copies to Redis ("streams").
 STREAM_PUBLISHER_LOCK_KEY: Final[int] = 0x73747265616D73
+# The checkpointer's signed checkpoints of the log ("chkpt").
+CHECKPOINTER_LOCK_KEY: Final[int] = 0x63686B7074
 
 # Scratch schemas, one per database: one user at a time.
 # SHADOW_LOCK_KEY (imported above): the shadow schema views are rebuilt into,
@@ -44,6 +46,7 @@ AUDIT_VERIFY_LOCK_KEY: Final[int] = 0x1ED9E7A0D17
 
 __all__ = [
     "AUDIT_VERIFY_LOCK_KEY",
+    "CHECKPOINTER_LOCK_KEY",
     "CLOSURE_WORKER_LOCK_KEY",
     "FORK_SCANNER_LOCK_KEY",
     "GUARD_WORKER_LOCK_KEY",
