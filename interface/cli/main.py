@@ -9,6 +9,7 @@ from typing import Annotated, Final
 import typer
 
 from interface.cli.audit import audit_app
+from interface.cli.audit_checkpoints import register as register_checkpoint_commands
 from interface.cli.closures import closures_app
 from interface.cli.context import command_settings
 from interface.cli.forks import forks_app
@@ -21,6 +22,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+register_checkpoint_commands(audit_app)
 app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
 app.add_typer(closures_app, name="closures")
