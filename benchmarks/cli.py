@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import reconciliation_benchmark, webhooks_benchmark
+from benchmarks import audit_benchmark, reconciliation_benchmark, webhooks_benchmark
 from benchmarks.http_benchmark import BENCHMARKS, run_selected
 from interface.cli.context import command_settings
 
@@ -28,7 +28,7 @@ def bench(
         str,
         typer.Option(
             help="all (the writer, then HTTP), writer, http, projections, reconciliation"
-            " or webhooks"
+            ", webhooks or audit"
         ),
     ] = "all",
 ) -> None:
@@ -54,13 +54,19 @@ def bench(
     `--only webhooks` (never part of all): the writer's transfers/s with one
     webhook subscription and the Redis stream publisher (with REDIS_URL) on,
     as a ratio to both off, and the delivery latency p50/p99; --accounts N,
-    --transfers N, --rounds N, --quick."""
+    --transfers N, --rounds N, --quick.
+    `--only audit` (never part of all): the writer's transfers/s with
+    checkpoint signing on as a ratio to off, and `audit verify` against the
+    checkpoints in events/s; --accounts N, --transfers N, --rounds N, --quick."""
     if only == "reconciliation":
         command_settings()
         raise typer.Exit(reconciliation_benchmark.main(list(context.args)))
     if only == "webhooks":
         command_settings()
         raise typer.Exit(webhooks_benchmark.main(list(context.args)))
+    if only == "audit":
+        command_settings()
+        raise typer.Exit(audit_benchmark.main(list(context.args)))
     if only not in BENCHMARKS:
         raise typer.BadParameter(f"--only is one of {', '.join(BENCHMARKS)}")
     command_settings()
