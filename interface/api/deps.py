@@ -1,14 +1,17 @@
 """Route dependencies, as `Annotated` aliases, in one place.
 
-Every route names who may call it with one of the role aliases below;
-ownership (a user sees only their own accounts) is checked in the route,
-where the account is known, and answers 404, never the other owner's data.
+Every route names who may call it with one of the role aliases below. A
+route on one account declares whose it is with an ownership alias (a user
+sees only their own accounts): it loads the account or answers 404, then
+answers 404 alike when the caller may not see it, so a caller never learns
+whether another owner's id exists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
+from uuid import UUID
 
 import structlog
 from fastapi import Depends, Request, Security
@@ -16,10 +19,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from application.ledger_use_cases import LedgerService
+from domain.account import Account
+from domain.funded_account import FundedAccount
+from domain.result_codes import LedgerRefusal, ResultCode
 from interface.adapters.persistence.api_keys import ApiKeyStore, Principal, Role
+from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.errors import ApiError
 from interface.api.middleware.authentication import PRINCIPAL_STATE_KEY
 from interface.bootstrap import Ledger
+from projections import funded_accounts
+from projections.account_summaries import SUMMARY_VIEWS, AccountSummary, account_summaries
+from projections.funded_accounts import FundedAccountDetail
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -105,3 +115,125 @@ Operator = Annotated[Principal, Depends(allow(Role.ADMIN, Role.AUDITOR, Role.SER
 Auditor = Annotated[Principal, Depends(allow(Role.ADMIN, Role.AUDITOR))]
 Admin = Annotated[Principal, Depends(allow(Role.ADMIN))]
 ServiceOnly = Annotated[Principal, Depends(allow(Role.SERVICE))]
+
+
+# Ownership ---------------------------------------------------------------------------
+# Declare an ownership alias after the route's role alias: FastAPI solves
+# dependencies in order, so a caller of the wrong role hears 403 before any
+# account is looked up. Each alias reads the id under the name the path gives
+# it; the checks themselves are the functions below, also called directly
+# where the id comes from a body or a query.
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def account_not_found(account_id: UUID) -> LedgerRefusal:
+    return LedgerRefusal(
+        ResultCode.ACCOUNT_NOT_FOUND,
+        f"account {account_id} does not exist",
+        account_id=str(account_id),
+    )
+
+
+def funded_account_not_found(funded_account_id: UUID) -> LedgerRefusal:
+    return LedgerRefusal(
+        ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+        f"funded account {funded_account_id} does not exist",
+        funded_account_id=str(funded_account_id),
+    )
+
+
+def visible_account(service: LedgerService, principal: Principal, account_id: UUID) -> Account:
+    """The ledger account as its aggregate holds it, if the caller may see it."""
+    account = service.account(account_id)
+    if account is None or not principal.may_see_owner(account.owner_id):
+        raise account_not_found(account_id)
+    return account
+
+
+def visible_account_summary(
+    ledger: Ledger, principal: Principal, account_id: UUID, min_position: int | None
+) -> AccountSummary:
+    """The ledger account from the views, once they include the caller's
+    writes, if the caller may see it."""
+    views_caught_up(ledger, SUMMARY_VIEWS, min_position)
+    with ledger.pool.connection() as connection, connection.cursor() as cursor:
+        summary = account_summaries(cursor, [account_id]).get(account_id)
+    if summary is None or not principal.may_see_owner(summary.entry.owner_id):
+        raise account_not_found(account_id)
+    return summary
+
+
+def visible_funded_account(
+    ledger: Ledger, principal: Principal, funded_account_id: UUID
+) -> FundedAccount:
+    """The funded account as its aggregate holds it (always current: what a
+    write acts on), if the caller may see it."""
+    account = ledger.funded_accounts.funded_account(funded_account_id)
+    if account is None or not principal.may_see_owner(account.owner_id):
+        raise funded_account_not_found(funded_account_id)
+    return account
+
+
+def visible_funded_account_detail(
+    ledger: Ledger, principal: Principal, funded_account_id: UUID, min_position: int | None
+) -> FundedAccountDetail:
+    """The funded account from its view, once the view includes the caller's
+    writes, if the caller may see it."""
+    views_caught_up(ledger, (funded_accounts.NAME,), min_position)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        detail = funded_accounts.funded_account_detail(reading, funded_account_id)
+    if detail is None or not principal.may_see_owner(detail.account.owner_id):
+        raise funded_account_not_found(funded_account_id)
+    return detail
+
+
+def _account_summary(
+    account_id: UUID,
+    ledger: LedgerDep,
+    principal: CurrentPrincipal,
+    min_position: MinPosition = None,
+) -> AccountSummary:
+    return visible_account_summary(ledger, principal, account_id, min_position)
+
+
+def _funded_account(
+    funded_account_id: UUID, ledger: LedgerDep, principal: CurrentPrincipal
+) -> FundedAccount:
+    return visible_funded_account(ledger, principal, funded_account_id)
+
+
+def _funded_account_under_accounts(
+    account_id: UUID, ledger: LedgerDep, principal: CurrentPrincipal
+) -> FundedAccount:
+    return visible_funded_account(ledger, principal, account_id)
+
+
+def _funded_account_detail(
+    funded_account_id: UUID,
+    ledger: LedgerDep,
+    principal: CurrentPrincipal,
+    min_position: MinPosition = None,
+) -> FundedAccountDetail:
+    return visible_funded_account_detail(ledger, principal, funded_account_id, min_position)
+
+
+def _funded_account_detail_under_accounts(
+    account_id: UUID,
+    ledger: LedgerDep,
+    principal: CurrentPrincipal,
+    min_position: MinPosition = None,
+) -> FundedAccountDetail:
+    return visible_funded_account_detail(ledger, principal, account_id, min_position)
+
+
+# `/v1/accounts/{account_id}/...` on a ledger account, from the views.
+OwnedAccountSummary = Annotated[AccountSummary, Depends(_account_summary)]
+# `/v1/funded-accounts/{funded_account_id}/...`: the aggregate, or the view.
+OwnedFundedAccount = Annotated[FundedAccount, Depends(_funded_account)]
+OwnedFundedAccountDetail = Annotated[FundedAccountDetail, Depends(_funded_account_detail)]
+# `/v1/accounts/{account_id}/...` on a funded account: the aggregate, or the view.
+OwnedFundedAccountUnderAccounts = Annotated[FundedAccount, Depends(_funded_account_under_accounts)]
+OwnedFundedAccountDetailUnderAccounts = Annotated[
+    FundedAccountDetail, Depends(_funded_account_detail_under_accounts)
+]

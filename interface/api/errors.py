@@ -194,7 +194,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        errors = list(error.errors())
+        # A parameter read by the route and by one of its dependencies (the
+        # ownership aliases read the id and `min_position`) is validated by
+        # each: name each problem once.
+        distinct = {(tuple(found["loc"]), found["type"]): found for found in error.errors()}
+        errors = list(distinct.values())
         message, problems = _describe_validation(errors)
         return JSONResponse(
             error_body(_validation_code(errors), message, {"problems": problems}),

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from domain.account import Account, AccountKind
+from domain.account import AccountKind
 from domain.commands import open_account
-from domain.result_codes import LedgerRefusal, ResultCode
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, tell_position, views_caught_up
-from interface.api.deps import LedgerDep, Mover, Reader, ServiceDep
+from interface.api.deps import LedgerDep, Mover, OwnedAccountSummary, Reader, ServiceDep
 from interface.api.errors import ApiError, status_for
 from interface.api.query_types import POSITION_MAX, IsoTime
 from interface.api.responses import ERROR_RESPONSES, refusal_of
@@ -26,9 +24,8 @@ from interface.api.schemas.ledger import (
     BalancesResponse,
     OpenAccountRequest,
 )
-from interface.bootstrap import Ledger
 from projections.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, AccountListing
-from projections.account_summaries import SUMMARY_VIEWS, AccountSummary, account_summaries
+from projections.account_summaries import SUMMARY_VIEWS
 from projections.balances import balance_as_of
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -38,14 +35,6 @@ _OPENED_BEFORE: dict[int | str, dict[str, Any]] = {
 }
 # A user's own account never lets them spend money they do not hold.
 _USER_FLAGS = AccountFlags(debits_must_not_exceed_credits=True)
-
-
-def visible_account(service: ServiceDep, principal: Principal, account_id: UUID) -> Account:
-    """The account, if it exists and the caller may see it; 404 alike otherwise."""
-    account = service.account(account_id)
-    if account is None or not principal.may_see_owner(account.owner_id):
-        raise _not_found(account_id)
-    return account
 
 
 def _terms_for(body: OpenAccountRequest, principal: Principal) -> tuple[str, AccountFlags]:
@@ -121,33 +110,20 @@ def list_accounts_route(
     )
 
 
-def visible_summary(
-    ledger: Ledger, principal: Principal, account_id: UUID, min_position: int | None
-) -> AccountSummary:
-    """The account from the views, if the caller may see it; 404 alike otherwise."""
-    views_caught_up(ledger, SUMMARY_VIEWS, min_position)
-    with ledger.pool.connection() as connection, connection.cursor() as cursor:
-        summary = account_summaries(cursor, [account_id]).get(account_id)
-    if summary is None or not principal.may_see_owner(summary.entry.owner_id):
-        raise _not_found(account_id)
-    return summary
-
-
 @router.get("/{account_id:uuid}", response_model=AccountResponse, responses=ERROR_RESPONSES)
-def get_account_route(
-    account_id: UUID, ledger: LedgerDep, principal: Reader, min_position: MinPosition = None
-) -> AccountResponse:
+async def get_account_route(principal: Reader, summary: OwnedAccountSummary) -> AccountResponse:
     """An account with its balances. A user sees only their own (others: 404)."""
-    return AccountResponse.of_summary(visible_summary(ledger, principal, account_id, min_position))
+    # `async`: the only blocking read is the dependency's, in the thread pool.
+    return AccountResponse.of_summary(summary)
 
 
 @router.get(
     "/{account_id:uuid}/balance", response_model=BalanceAsOfResponse, responses=ERROR_RESPONSES
 )
 def get_balance_route(
-    account_id: UUID,
     ledger: LedgerDep,
     principal: Reader,
+    summary: OwnedAccountSummary,
     as_of: Annotated[
         IsoTime | None,
         Query(description="A time with its zone (ISO 8601): the balance as the log had it then."),
@@ -178,9 +154,8 @@ def get_balance_route(
     if as_of_position is not None:
         # The views must have seen the position (a position past the log's
         # end is refused there: 409 position_not_reached).
-        min_position = max(min_position or 0, as_of_position)
-    summary = visible_summary(ledger, principal, account_id, min_position)
-    currency = summary.entry.currency
+        views_caught_up(ledger, SUMMARY_VIEWS, max(min_position or 0, as_of_position))
+    account_id, currency = summary.entry.account_id, summary.entry.currency
     if as_of_position is None and as_of is None:
         balance = summary.balance
     else:
@@ -193,12 +168,4 @@ def get_balance_route(
         as_of_position=as_of_position,
         last_change_position=balance.position,
         as_of=as_of,
-    )
-
-
-def _not_found(account_id: UUID) -> LedgerRefusal:
-    return LedgerRefusal(
-        ResultCode.ACCOUNT_NOT_FOUND,
-        f"account {account_id} does not exist",
-        account_id=str(account_id),
     )

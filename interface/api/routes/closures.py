@@ -44,7 +44,7 @@ from interface.adapters.notifications.closure_progress import (
 )
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, views_caught_up
-from interface.api.deps import Admin, LedgerDep, Mover, Reader
+from interface.api.deps import Admin, LedgerDep, Mover, OwnedFundedAccountUnderAccounts, Reader
 from interface.api.query_types import POSITION_MAX
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN
@@ -252,25 +252,18 @@ def _visible_closure(ledger: Ledger, principal: Principal, account_id: UUID) -> 
     responses=_INITIATED_BEFORE | ERROR_RESPONSES,
 )
 def initiate_closure_route(
-    account_id: UUID,
     body: InitiateClosureRequest,
     ledger: LedgerDep,
     principal: Mover,
+    account: OwnedFundedAccountUnderAccounts,
     response: Response,
 ) -> ClosureResponse:
     """Start closing a funded account (its id): it goes PENDING_CLOSURE now,
     and the closure liquidates, settles, pays out in tranches and closes over
     the following days. Answers at once with the confirmation number."""
-    account = ledger.funded_accounts.funded_account(account_id)
-    if account is None or not principal.may_see_owner(account.owner_id):
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {account_id} does not exist",
-            funded_account_id=str(account_id),
-        )
     outcome = ledger.closures.initiate(
         ClosureRequest(
-            funded_account_id=account_id,
+            funded_account_id=account.id,
             recipient_name=body.recipient_name,
             recipient_address=body.recipient_email,
             reason=body.reason,

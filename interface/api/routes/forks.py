@@ -24,12 +24,17 @@ from domain.merge import Merge, MergeStatus, MergeTarget, MergeTrigger, MergeUrg
 from domain.money import format_amount, parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
-from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import views_caught_up
-from interface.api.deps import Admin, LedgerDep, Operator, Platform, Reader
+from interface.api.deps import (
+    Admin,
+    LedgerDep,
+    Operator,
+    Platform,
+    Reader,
+    visible_funded_account,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey
-from interface.bootstrap import Ledger
 from projections import daily_values, funded_accounts, hierarchy
 from projections.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
@@ -175,16 +180,6 @@ class ProposeMergeRequest(BaseModel):
     idempotency_key: IdempotencyKey | None = None
 
 
-def _visible_owner(ledger: Ledger, principal: Principal, funded_account_id: UUID) -> None:
-    account = ledger.funded_accounts.funded_account(funded_account_id)
-    if account is None or not principal.may_see_owner(account.owner_id):
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {funded_account_id} does not exist",
-            funded_account_id=str(funded_account_id),
-        )
-
-
 def _factors(factors: list[dict[str, str]]) -> list[FactorResponse]:
     return [FactorResponse(**factor) for factor in factors]
 
@@ -268,7 +263,7 @@ def get_fork_route(fork_id: UUID, ledger: LedgerDep, principal: Reader) -> ForkR
     """A fork: its status, confidence and factors, the child it made."""
     fork = ledger.forks.require_fork(fork_id)
     try:
-        _visible_owner(ledger, principal, fork.parent_id)
+        visible_funded_account(ledger, principal, fork.parent_id)
     except LedgerRefusal as hidden:
         raise LedgerRefusal(
             ResultCode.FORK_NOT_FOUND, f"no fork {fork_id}", fork_id=str(fork_id)
@@ -378,7 +373,7 @@ def propose_merge_route(
 def get_merge_route(merge_id: UUID, ledger: LedgerDep, principal: Reader) -> MergeResponse:
     merge = ledger.merges.require_merge(merge_id)
     try:
-        _visible_owner(ledger, principal, merge.source_id)
+        visible_funded_account(ledger, principal, merge.source_id)
     except LedgerRefusal as hidden:
         raise LedgerRefusal(
             ResultCode.MERGE_NOT_FOUND, f"no merge {merge_id}", merge_id=str(merge_id)

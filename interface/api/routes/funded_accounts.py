@@ -32,7 +32,7 @@ from domain.money import parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS
 from interface.api.consistency import MinPosition, views_caught_up
-from interface.api.deps import Admin, LedgerDep, Reader, ServiceOnly
+from interface.api.deps import Admin, LedgerDep, OwnedFundedAccountDetail, Reader, ServiceOnly
 from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX
 from interface.api.responses import ERROR_RESPONSES
@@ -107,20 +107,12 @@ def list_funded_accounts_route(
     response_model=FundedAccountDetailResponse,
     responses=ERROR_RESPONSES,
 )
-def get_funded_account_route(
-    funded_account_id: UUID, ledger: LedgerDep, principal: Reader, min_position: MinPosition = None
+async def get_funded_account_route(
+    principal: Reader, detail: OwnedFundedAccountDetail
 ) -> FundedAccountDetailResponse:
     """A funded account: its balance figures, open positions, rule status and
     withdrawable amount. A user sees only their own (others: 404)."""
-    views_caught_up(ledger, VIEWS, min_position)
-    with ledger.pool.connection() as connection, connection.cursor() as reading:
-        detail = funded_accounts.funded_account_detail(reading, funded_account_id)
-    if detail is None or not principal.may_see_owner(detail.account.owner_id):
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {funded_account_id} does not exist",
-            funded_account_id=str(funded_account_id),
-        )
+    # `async`: the only blocking read is the dependency's, in the thread pool.
     return FundedAccountDetailResponse.of_detail(detail)
 
 

@@ -38,10 +38,15 @@ from domain.account_guard import (
 from domain.money import format_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY
-from interface.adapters.persistence.api_keys import Principal
 from interface.adapters.persistence.broker_sync_status import read_sync_status
 from interface.api.consistency import MinPosition, tell_position, views_caught_up
-from interface.api.deps import LedgerDep, Operator, Platform, Reader
+from interface.api.deps import (
+    LedgerDep,
+    Operator,
+    OwnedFundedAccountDetailUnderAccounts,
+    Platform,
+    Reader,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.funded_accounts import ratio_text
 from interface.api.schemas.guards import (
@@ -71,21 +76,6 @@ router = APIRouter(tags=["guards"])
 
 VIEWS: Final = (funded_accounts.NAME, guards.NAME)
 POSITION_ID_LENGTH_MAX: Final[int] = 128
-
-
-def _own_account(
-    ledger: Ledger, principal: Principal, funded_account_id: UUID, min_position: int | None
-) -> FundedAccountRow:
-    views_caught_up(ledger, VIEWS, min_position)
-    with ledger.pool.connection() as connection, connection.cursor() as reading:
-        detail = funded_accounts.funded_account_detail(reading, funded_account_id)
-    if detail is None or not principal.may_see_owner(detail.account.owner_id):
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"no funded account {funded_account_id}",
-            funded_account_id=str(funded_account_id),
-        )
-    return detail.account
 
 
 def _sync_totals(cursor: Cursor) -> tuple[datetime | None, int, int]:
@@ -151,11 +141,15 @@ def _live(ledger: Ledger, account: FundedAccountRow) -> _Live:
     responses=ERROR_RESPONSES,
 )
 def account_reconciliation_route(
-    account_id: UUID, ledger: LedgerDep, principal: Reader, min_position: MinPosition = None
+    ledger: LedgerDep,
+    principal: Reader,
+    detail: OwnedFundedAccountDetailUnderAccounts,
+    min_position: MinPosition = None,
 ) -> AccountReconciliationResponse:
     """A funded account against the broker: the last sync (null when never
     synced) and the divergences it found that are still open."""
-    _own_account(ledger, principal, account_id, min_position)
+    account_id = detail.account.funded_account_id
+    views_caught_up(ledger, (guards.NAME,), min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         status = read_sync_status(reading, account_id)
         divergences = guards.open_divergences(reading, account_id, DIVERGENCES_LISTED_MAX)
@@ -178,12 +172,16 @@ def account_reconciliation_route(
     responses=ERROR_RESPONSES,
 )
 def live_positions_route(
-    account_id: UUID, ledger: LedgerDep, principal: Reader, min_position: MinPosition = None
+    ledger: LedgerDep,
+    principal: Reader,
+    detail: OwnedFundedAccountDetailUnderAccounts,
+    min_position: MinPosition = None,
 ) -> LivePositionsResponse:
     """A funded account's open positions as the broker holds them now, with its
     equity and drawdown from the guard's peak. The broker down: 503
     `broker_unavailable`."""
-    account = _own_account(ledger, principal, account_id, min_position)
+    account = detail.account
+    views_caught_up(ledger, (guards.NAME,), min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         guard = guards.guard_of(reading, account.funded_account_id)
         marked = guards.marked_for_closing(reading, account.funded_account_id, MARKED_LISTED_MAX)

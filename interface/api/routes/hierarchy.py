@@ -32,10 +32,14 @@ from domain.performance import (
 )
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY
-from interface.adapters.persistence.api_keys import Principal
 from interface.api.charts import equity_chart
 from interface.api.consistency import views_caught_up
-from interface.api.deps import LedgerDep, Reader
+from interface.api.deps import (
+    LedgerDep,
+    OwnedFundedAccountUnderAccounts,
+    Reader,
+    visible_funded_account,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.bootstrap import Ledger
 from projections import daily_values, funded_accounts, hierarchy
@@ -195,16 +199,6 @@ def _money(minor: int) -> str:
     return format_amount(minor, TIER_CURRENCY)
 
 
-def _require_visible(ledger: Ledger, principal: Principal, account_id: UUID) -> None:
-    account = ledger.funded_accounts.funded_account(account_id)
-    if account is None or not principal.may_see_owner(account.owner_id):
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {account_id} does not exist",
-            funded_account_id=str(account_id),
-        )
-
-
 def _series(
     cursor: Cursor,
     account_ids: list[UUID],
@@ -299,10 +293,12 @@ def _members(node: HierarchyNode) -> list[UUID]:
     response_model=HierarchyResponse,
     responses=ERROR_RESPONSES,
 )
-def hierarchy_route(account_id: UUID, ledger: LedgerDep, principal: Reader) -> HierarchyResponse:
+def hierarchy_route(
+    ledger: LedgerDep, principal: Reader, account: OwnedFundedAccountUnderAccounts
+) -> HierarchyResponse:
     """The whole tree the account is part of: each node's tier, state and
     balance, and every subtree's consolidated totals."""
-    _require_visible(ledger, principal, account_id)
+    account_id = account.id
     views_caught_up(ledger, VIEWS, None)
     with ledger.pool.connection() as connection, connection.cursor() as cursor:
         tree = hierarchy.tree_of(cursor, account_id)
@@ -323,10 +319,12 @@ def hierarchy_route(account_id: UUID, ledger: LedgerDep, principal: Reader) -> H
 @router.get(
     "/v1/accounts/{account_id}/lineage", response_model=LineageResponse, responses=ERROR_RESPONSES
 )
-def lineage_route(account_id: UUID, ledger: LedgerDep, principal: Reader) -> LineageResponse:
+def lineage_route(
+    ledger: LedgerDep, principal: Reader, account: OwnedFundedAccountUnderAccounts
+) -> LineageResponse:
     """Where the account's capital came from (its ancestors, the flows into it
     and into its sources) and where it went (the flows out, onwards)."""
-    _require_visible(ledger, principal, account_id)
+    account_id = account.id
     views_caught_up(ledger, VIEWS, None)
     with ledger.pool.connection() as connection, connection.cursor() as cursor:
         found = hierarchy.lineage(cursor, account_id)
@@ -363,21 +361,23 @@ def lineage_route(account_id: UUID, ledger: LedgerDep, principal: Reader) -> Lin
     responses=ERROR_RESPONSES,
 )
 def performance_route(
-    account_id: UUID, ledger: LedgerDep, principal: Reader, period: Period = "1y"
+    ledger: LedgerDep,
+    principal: Reader,
+    account: OwnedFundedAccountUnderAccounts,
+    period: Period = "1y",
 ) -> PerformanceResponse:
     """Total and annualised return, volatility, max drawdown, VaR 95 %, Sharpe,
     Sortino, Calmar, win rate and profit factor over the period, for the
     account and (weighted by capital) its subtree."""
-    _require_visible(ledger, principal, account_id)
     views_caught_up(ledger, VIEWS, None)
-    return _performance(ledger, account_id, period)
+    return _performance(ledger, account.id, period)
 
 
 @router.post("/v1/performance/compare", response_model=CompareResponse, responses=ERROR_RESPONSES)
 def compare_route(body: CompareRequest, ledger: LedgerDep, principal: Reader) -> CompareResponse:
     """The same figures for up to 10 accounts side by side."""
     for account_id in body.account_ids:
-        _require_visible(ledger, principal, account_id)
+        visible_funded_account(ledger, principal, account_id)
     views_caught_up(ledger, VIEWS, None)
     return CompareResponse(
         period=body.period,
@@ -400,16 +400,16 @@ def compare_route(body: CompareRequest, ledger: LedgerDep, principal: Reader) ->
     },
 )
 def chart_route(
-    account_id: UUID,
     ledger: LedgerDep,
     principal: Reader,
+    account: OwnedFundedAccountUnderAccounts,
     period: Period = "1y",
     image_format: Annotated[Literal["png", "svg"], Query(alias="format")] = "svg",
     scope: Literal["account", "subtree"] = "account",
 ) -> Response:
     """An equity chart: the account's curve, or (scope=subtree) each account
     of its subtree and their capital-weighted total."""
-    _require_visible(ledger, principal, account_id)
+    account_id = account.id
     views_caught_up(ledger, VIEWS, None)
     end = ledger.clock.now().date()
     start = period_start(end, period)

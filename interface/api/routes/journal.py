@@ -20,11 +20,10 @@ from pydantic import Field
 from domain.account import METADATA_KEY_LENGTH_MAX, METADATA_KEYS_MAX, METADATA_VALUE_LENGTH_MAX
 from domain.transfer import POSTINGS_MAX
 from interface.api.consistency import MinPosition, views_caught_up
-from interface.api.deps import LedgerDep, Reader
+from interface.api.deps import LedgerDep, OwnedAccountSummary, Reader, visible_account_summary
 from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX, IsoTime
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.routes.accounts import visible_summary
 from interface.api.schemas.journal import (
     JournalTransferResponse,
     RunningFiguresResponse,
@@ -132,7 +131,7 @@ def list_transfers_route(
     wanted = _metadata_filter(metadata)
     after = _transfers_after(cursor)
     if account_id is not None:
-        visible_summary(ledger, principal, account_id, min_position)
+        visible_account_summary(ledger, principal, account_id, min_position)
     elif principal.is_user:
         raise ApiError(
             403,
@@ -162,9 +161,9 @@ def list_transfers_route(
     responses=ERROR_RESPONSES,
 )
 def statement_route(
-    account_id: UUID,
     ledger: LedgerDep,
     principal: Reader,
+    summary: OwnedAccountSummary,
     min_position: MinPosition = None,
     logged_from: LoggedFrom = None,
     logged_to: LoggedTo = None,
@@ -177,7 +176,7 @@ def statement_route(
     accounts (others: 404)."""
     views_caught_up(ledger, VIEWS, min_position)
     after = decode_statement_cursor(cursor)
-    currency = visible_summary(ledger, principal, account_id, min_position).entry.currency
+    account_id, currency = summary.entry.account_id, summary.entry.currency
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         found = journal.statement_page(
             reading,

@@ -22,14 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from application.funded_accounts import FundedAccountsService, PositionChange
 from application.ports.broker import Quote
-from domain.funded_account import FundedAccount
 from domain.money import format_amount, parse_amount
 from domain.positions import PositionSide
-from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY
 from interface.adapters.broker.simulated_broker import SimulatedBroker
-from interface.adapters.persistence.api_keys import Principal
-from interface.api.deps import Admin, LedgerDep, Mover, Reader
+from interface.api.deps import Admin, LedgerDep, Mover, OwnedFundedAccount, Reader
 from interface.api.errors import ApiError
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.ledger import Amount, IdempotencyKey
@@ -127,20 +124,6 @@ def _funded_accounts(ledger: LedgerDep) -> FundedAccountsService:
 FundedAccountsDep = Annotated[FundedAccountsService, Depends(_funded_accounts)]
 
 
-def _tradable(
-    service: FundedAccountsService, principal: Principal, funded_account_id: UUID
-) -> FundedAccount:
-    """The account if the caller may trade it; another owner's answers 404 alike."""
-    account = service.funded_account(funded_account_id)
-    if account is None or not principal.may_see_owner(account.owner_id):
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"no funded account {funded_account_id}",
-            funded_account_id=str(funded_account_id),
-        )
-    return account
-
-
 @router.post(
     "/v1/funded-accounts/{funded_account_id}/positions",
     response_model=PositionResponse,
@@ -148,15 +131,15 @@ def _tradable(
     responses=ERROR_RESPONSES,
 )
 def open_position_route(
-    funded_account_id: UUID,
     body: OpenPositionRequest,
     service: FundedAccountsDep,
     principal: Mover,
+    account: OwnedFundedAccount,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> PositionResponse:
     """Open a position at the market. Refused before the broker trades when it
     would pass the tier's position count or share, or the 5 % risk limit."""
-    _tradable(service, principal, funded_account_id)
+    funded_account_id = account.id
     order_key = idempotency_key or str(uuid4())
     change = service.open_position(
         funded_account_id,
@@ -174,15 +157,14 @@ def open_position_route(
     responses=ERROR_RESPONSES,
 )
 def close_position_route(
-    funded_account_id: UUID,
     position_id: Annotated[str, Path(min_length=1, max_length=POSITION_ID_LENGTH_MAX)],
     service: FundedAccountsDep,
     principal: Mover,
+    account: OwnedFundedAccount,
 ) -> PositionResponse:
     """Close a whole position at the market; its realized P&L is posted to the
     account's ledger balance in the same write."""
-    _tradable(service, principal, funded_account_id)
-    return PositionResponse.of(service.close_position(funded_account_id, position_id))
+    return PositionResponse.of(service.close_position(account.id, position_id))
 
 
 @router.get("/v1/market/quotes/{symbol}", response_model=QuoteResponse, responses=ERROR_RESPONSES)

@@ -23,10 +23,9 @@ from domain.result_codes import LedgerRefusal, ResultCode
 from domain.transfer import Posting, Side, Transfer
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import tell_position
-from interface.api.deps import Mover, Platform, Reader, ServiceDep
+from interface.api.deps import Mover, Platform, Reader, ServiceDep, visible_account
 from interface.api.errors import status_for
 from interface.api.responses import ERROR_RESPONSES, refusal_of
-from interface.api.routes.accounts import visible_account
 from interface.api.schemas.ledger import (
     BatchItemResult,
     PostPendingRequest,

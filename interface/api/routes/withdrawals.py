@@ -33,7 +33,15 @@ from domain.withdrawal import WithdrawalStatus
 from interface.adapters.payouts.stripe_webhooks import WebhookRejected, verify_payout_event
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, views_caught_up
-from interface.api.deps import Admin, Auditor, LedgerDep, Mover, Reader
+from interface.api.deps import (
+    Admin,
+    Auditor,
+    LedgerDep,
+    Mover,
+    OwnedFundedAccount,
+    OwnedFundedAccountDetail,
+    Reader,
+)
 from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX
 from interface.api.responses import ERROR_RESPONSES
@@ -46,7 +54,7 @@ from interface.api.schemas.withdrawals import (
     WithdrawalResponse,
 )
 from interface.bootstrap import Ledger
-from projections import funded_accounts, withdrawals
+from projections import withdrawals
 from projections.account_listing import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
@@ -112,10 +120,10 @@ def _page(rows: list[WithdrawalRow], limit: int) -> WithdrawalPageResponse:
     responses=_CREATED_BEFORE | ERROR_RESPONSES,
 )
 def request_withdrawal_route(
-    funded_account_id: UUID,
     body: RequestWithdrawalRequest,
     ledger: LedgerDep,
     principal: Mover,
+    account: OwnedFundedAccount,
     response: Response,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> WithdrawalResponse:
@@ -124,19 +132,9 @@ def request_withdrawal_route(
     and the amount is at least 100.00 (`below_minimum`) and at most the
     withdrawable amount (`exceeds_withdrawable`). Under 1,000.00 it is approved
     and paid out at once; from 1,000.00 an admin decides."""
-    # Waited for before taking a connection: the wait may need one of its own.
-    views_caught_up(ledger, (funded_accounts.NAME,), None)
-    with ledger.pool.connection() as connection, connection.cursor() as reading:
-        detail = funded_accounts.funded_account_detail(reading, funded_account_id)
-    if detail is None or not principal.may_see_owner(detail.account.owner_id):
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {funded_account_id} does not exist",
-            funded_account_id=str(funded_account_id),
-        )
     outcome = ledger.withdrawals.request(
         WithdrawalRequest(
-            funded_account_id=funded_account_id,
+            funded_account_id=account.id,
             amount_minor=parse_amount(body.amount, TIER_CURRENCY),
             request_key=body.idempotency_key or idempotency_key or str(uuid4()),
             actor=principal.actor,
@@ -156,26 +154,22 @@ def request_withdrawal_route(
     responses=ERROR_RESPONSES,
 )
 def list_account_withdrawals_route(
-    funded_account_id: UUID,
     ledger: LedgerDep,
     principal: Reader,
+    detail: OwnedFundedAccountDetail,
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> WithdrawalPageResponse:
     """An account's withdrawals in the order they were requested."""
     after = _requested_after(cursor)
-    views_caught_up(ledger, (*VIEWS, funded_accounts.NAME), min_position)
+    views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
-        detail = funded_accounts.funded_account_detail(reading, funded_account_id)
-        if detail is None or not principal.may_see_owner(detail.account.owner_id):
-            raise LedgerRefusal(
-                ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-                f"funded account {funded_account_id} does not exist",
-                funded_account_id=str(funded_account_id),
-            )
         rows = withdrawals.withdrawal_page(
-            reading, funded_account_id=funded_account_id, after_position=after, limit=limit + 1
+            reading,
+            funded_account_id=detail.account.funded_account_id,
+            after_position=after,
+            limit=limit + 1,
         )
     return _page(rows, limit)
 
