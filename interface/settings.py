@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT
+from domain.account import METADATA_KEY_LENGTH_MAX, METADATA_KEYS_MAX, METADATA_VALUE_LENGTH_MAX
 
 
 class Settings(BaseSettings):
@@ -229,6 +230,55 @@ class Settings(BaseSettings):
         max_length=128,
         validation_alias="LEDGER_RATE_LIMIT_KEY_PREFIX",
         description="Prefix of the rate limiter's Redis keys (several ledgers may share a Redis).",
+    )
+    # What a request may hold (docs/api.md#limits-on-what-a-request-holds),
+    # checked at the edge before anything is parsed or written. A body over
+    # its limit answers 413; the batch route has its own, for 8190 transfers.
+    # At most the 16 MiB the Idempotency-Key middleware holds to digest.
+    request_body_bytes_max: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        validation_alias="LEDGER_REQUEST_BODY_BYTES_MAX",
+    )
+    batch_request_body_bytes_max: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        validation_alias="LEDGER_BATCH_REQUEST_BODY_BYTES_MAX",
+    )
+    # Any string of a body, path, query or declared header, in characters:
+    # the longest field (a webhook URL) fits; each field's schema may be tighter.
+    string_length_max: int = Field(
+        default=2048, ge=64, le=65_536, validation_alias="LEDGER_STRING_LENGTH_MAX"
+    )
+    # Any `metadata` object of a body. The ledger's own limits (domain.account)
+    # are the ceilings: these can tighten them, never widen them.
+    metadata_keys_max: int = Field(
+        default=METADATA_KEYS_MAX,
+        ge=1,
+        le=METADATA_KEYS_MAX,
+        validation_alias="LEDGER_METADATA_KEYS_MAX",
+    )
+    metadata_key_length_max: int = Field(
+        default=METADATA_KEY_LENGTH_MAX,
+        ge=1,
+        le=METADATA_KEY_LENGTH_MAX,
+        validation_alias="LEDGER_METADATA_KEY_LENGTH_MAX",
+    )
+    metadata_value_length_max: int = Field(
+        default=METADATA_VALUE_LENGTH_MAX,
+        ge=1,
+        le=METADATA_VALUE_LENGTH_MAX,
+        validation_alias="LEDGER_METADATA_VALUE_LENGTH_MAX",
+    )
+    # 1: the object holds only plain values (the ledger's metadata is flat).
+    metadata_depth_max: int = Field(
+        default=1, ge=1, le=32, validation_alias="LEDGER_METADATA_DEPTH_MAX"
+    )
+    # The object as compact UTF-8 JSON.
+    metadata_bytes_max: int = Field(
+        default=8192, ge=64, le=65_536, validation_alias="LEDGER_METADATA_BYTES_MAX"
     )
     # Webhooks (docs/events.md): run the delivery worker inside `ledger serve`
     # (one process at a time, under a lease), how often it looks for events

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from interface.api.errors import install_error_handlers
 from interface.api.middleware.authentication import AuthenticationMiddleware
+from interface.api.middleware.body_size_limit import BodySizeLimitMiddleware
 from interface.api.middleware.database_faults import DatabaseFaultMiddleware
 from interface.api.middleware.idempotency import install_idempotency
 from interface.api.middleware.rate_limiting import RATE_LIMITER_STATE_KEY, RateLimitMiddleware
 from interface.api.middleware.request_context import RequestContextMiddleware
+from interface.api.request_checks import check_request
 from interface.api.routes import accounts as routes_accounts
 from interface.api.routes import audit as routes_audit
 from interface.api.routes import closures as routes_closures
@@ -71,13 +73,23 @@ def create_app(
                 if closes:
                     app.state.ledger.close()
 
-    app = FastAPI(title="Ledger", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Ledger",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # Every route's first dependency: refuse at the edge what may not
+        # be stored (request_checks.py), before the route reads or writes.
+        dependencies=[Depends(check_request)],
+    )
     install_error_handlers(app)
     # Idempotency-Key: inside authentication, whose principal scopes the keys.
     install_idempotency(app)
     # Middleware added later runs earlier: request context (id, logs, metrics),
     # then database faults (503, whoever met them), then rate limiting (no
-    # database), then authentication, then the rest.
+    # database), then authentication (401 before the body is read), then the
+    # body's size limit (413 before it is parsed), then the rest.
+    app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(DatabaseFaultMiddleware)

@@ -699,7 +699,7 @@ def test_a_malformed_idempotency_key_is_refused(
         ({"timeout_s": 60}, "invalid_timeout"),
         ({"pending": True, "timeout_s": 0}, "invalid_request"),
         ({"metadata": {"k": "v" * 513}}, "invalid_metadata"),
-        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "invalid_request"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "invalid_metadata"),
         ({"metadata": {"k": 1}}, "invalid_request"),
         ({"pending": "true"}, "invalid_request"),
     ],
