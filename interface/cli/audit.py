@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from interface.audit.export import ExportFilter, export_lines
-from interface.audit.verify import Finding, VerifyReport, verify_ledger
+from interface.audit.report import Finding, VerifyReport
+from interface.audit.verify import verify_ledger
 from interface.cli.context import migrated_database_url
 
 audit_app = typer.Typer(help="Audit: export the event history, verify the ledger.")

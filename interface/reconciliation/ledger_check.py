@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import Final
 
 from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
-from interface.audit.verify import Finding, FindingKind, verify_ledger
+from interface.audit.report import Finding, FindingKind
+from interface.audit.verify import verify_ledger
 
 LEDGER_CHECK: Final[str] = "ledger"
 MEASURE: Final[str] = "posted debits vs credits, minor units, all currencies"

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from typing import Final
 
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
-from interface.audit.verify import Finding, Progress, ViewCheck, ViewStatus, check_views
+from interface.audit.report import Finding, Progress, ViewCheck, ViewStatus
+from interface.audit.view_checks import check_views
 from projections.rebuild import rebuild_with_shadow
 from projections.registry import view_named
 

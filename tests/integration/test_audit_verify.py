@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from interface.adapters.broker.simulated_broker import SimulatedBroker
-from interface.audit.verify import FindingKind, ViewStatus, verify_ledger
+from interface.audit.report import FindingKind, ViewStatus
+from interface.audit.verify import verify_ledger
 from interface.bootstrap import Ledger
 from interface.demo.funded_accounts import load_funded_demo
 from interface.demo.ledger_transfers import load_demo
