@@ -237,9 +237,9 @@ def guards_status_route(
         alerts = guards.pending_alerts(reading, PENDING_ALERTS_LISTED_MAX)
         alerts_total = guards.pending_alert_count(reading)
     # The worker is wired by bootstrap; a ledger built without one runs none.
-    thresholds = ledger.guards.thresholds
     worker = getattr(ledger, "guard_worker", None)
     settings = ledger.settings
+    thresholds = ledger.guards.thresholds
     return GuardsStatusResponse(
         worker_running=bool(getattr(worker, "is_running", False)),
         last_synced_at=last_synced_at,

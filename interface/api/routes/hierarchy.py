@@ -210,14 +210,14 @@ def _series(
     in at `start`, every day with events, carried forward to `end`. The
     accounts with no value carried in (opened in the period) are added to
     `opened_in_period`: their first day's return counts (`from_inception`)."""
-        if before is None and opened_in_period is not None:
-            opened_in_period.add(account_id)
     rows = daily_values.daily_values(cursor, account_ids, start, end)
     carried = daily_values.values_carried_in(cursor, account_ids, start)
     series: dict[UUID, list[DailyValue]] = {}
     for account_id in account_ids:
         values = []
         before = carried.get(account_id)
+        if before is None and opened_in_period is not None:
+            opened_in_period.add(account_id)
         if before is not None and (not rows[account_id] or rows[account_id][0].day > start):
             values.append(DailyValue(start, before.close_equity_minor))
         values += [

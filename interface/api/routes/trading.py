@@ -88,12 +88,12 @@ class PositionResponse(BaseModel):
 
 class QuoteResponse(BaseModel):
     symbol: str
-    open: str = Field(description="This session's open (the market guard's gap).")
-    last_close: str = Field(description="The previous session's close.")
-    volume: int = Field(description="This session's volume, in units (lots).")
     bid: str
     ask: str
     last: str
+    open: str = Field(description="This session's open (the market guard's gap).")
+    last_close: str = Field(description="The previous session's close.")
+    volume: int = Field(description="This session's volume, in units (lots).")
     currency: str
     at: datetime = Field(description="When the quote was quoted.")
 
@@ -101,6 +101,9 @@ class QuoteResponse(BaseModel):
 class SimulatedPriceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    bid: Amount
+    ask: Amount
+    volume: Annotated[int, Strict(), Field(ge=0, le=QUANTITY_MAX)] = SIMULATED_VOLUME_DEFAULT
     open: Amount | None = Field(
         default=None, description="This session's open; unset: the last price."
     )
@@ -112,9 +115,6 @@ class SimulatedPriceRequest(BaseModel):
         description="Freeze the quote at this time (a feed that stopped); unset: the "
         "market keeps quoting it, each read stamped now.",
     )
-    bid: Amount
-    ask: Amount
-    volume: Annotated[int, Strict(), Field(ge=0, le=QUANTITY_MAX)] = SIMULATED_VOLUME_DEFAULT
 
 
 def _funded_accounts(ledger: LedgerDep) -> FundedAccountsService:
@@ -189,10 +189,6 @@ def set_simulated_price_route(
 ) -> QuoteResponse:
     """Fix a symbol's quote on the simulated broker (demo and tests). 404 when a
     real broker is wired."""
-def _optional_amount(text: str | None) -> int | None:
-    return None if text is None else parse_amount(text, TIER_CURRENCY)
-
-
     broker = _simulated(ledger)
     bid, ask = parse_amount(body.bid, TIER_CURRENCY), parse_amount(body.ask, TIER_CURRENCY)
     if bid > ask:
@@ -205,13 +201,14 @@ def _optional_amount(text: str | None) -> int | None:
         ask_minor=ask,
         open_minor=_optional_amount(body.open),
         last_close_minor=_optional_amount(body.last_close),
-        open=format_amount(quote.open_minor, TIER_CURRENCY),
-        last_close=format_amount(quote.last_close_minor, TIER_CURRENCY),
-        volume=quote.volume,
         volume=body.volume,
         quoted_at=body.quoted_at,
     )
     return _quote_response(quote)
+
+
+def _optional_amount(text: str | None) -> int | None:
+    return None if text is None else parse_amount(text, TIER_CURRENCY)
 
 
 def _simulated(ledger: Ledger) -> SimulatedBroker:
@@ -226,6 +223,9 @@ def _quote_response(quote: Quote) -> QuoteResponse:
         bid=format_amount(quote.bid_minor, TIER_CURRENCY),
         ask=format_amount(quote.ask_minor, TIER_CURRENCY),
         last=format_amount(quote.last_minor, TIER_CURRENCY),
+        open=format_amount(quote.open_minor, TIER_CURRENCY),
+        last_close=format_amount(quote.last_close_minor, TIER_CURRENCY),
+        volume=quote.volume,
         currency=TIER_CURRENCY,
         at=quote.at,
     )
