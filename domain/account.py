@@ -16,6 +16,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.field_checks import is_storable_text
 from domain.money import AMOUNT_MINOR_MAX, currency_exponent
 from domain.result_codes import LedgerRefusal, ResultCode
 
@@ -84,6 +85,15 @@ def require_valid_metadata(metadata: object) -> dict[str, str]:
             ResultCode.INVALID_METADATA, f"metadata may have at most {METADATA_KEYS_MAX} keys"
         )
     for key, value in metadata.items():
+        if (
+            isinstance(key, str)
+            and isinstance(value, str)
+            and not (is_storable_text(key) and is_storable_text(value))
+        ):
+            raise LedgerRefusal(
+                ResultCode.INVALID_METADATA,
+                "metadata keys and values must be valid Unicode (no lone surrogates)",
+            )
         if not isinstance(key, str) or not 1 <= len(key) <= METADATA_KEY_LENGTH_MAX:
             raise LedgerRefusal(
                 ResultCode.INVALID_METADATA,

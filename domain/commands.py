@@ -14,6 +14,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from domain.account import Account, AccountKind, AccountState, require_valid_metadata
+from domain.field_checks import is_storable_text
 from domain.identifiers import account_id_for, reversal_id_for, transfer_id_for
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.transfer import PENDING_TIMEOUT_S_MAX, Posting, require_balanced
@@ -120,10 +121,10 @@ def open_account(
         currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits
     )
     checked_metadata = require_valid_metadata(metadata or {})
-    if not owner_id or len(owner_id) > ACTOR_LENGTH_MAX:
+    if not owner_id or len(owner_id) > ACTOR_LENGTH_MAX or not is_storable_text(owner_id):
         raise LedgerRefusal(
             ResultCode.INVALID_METADATA,
-            f"owner id must be 1 to {ACTOR_LENGTH_MAX} characters",
+            f"owner id must be 1 to {ACTOR_LENGTH_MAX} characters of valid Unicode",
         )
     details = (
         "account",
@@ -194,12 +195,14 @@ def create_transfer(
 def change_account_state(
     *, account_id: UUID, new_state: AccountState, reason: str, actor: str
 ) -> ChangeAccountState:
-    if not reason or len(reason) > REASON_LENGTH_MAX:
+    if not reason or len(reason) > REASON_LENGTH_MAX or not is_storable_text(reason):
         raise LedgerRefusal(
-            ResultCode.INVALID_METADATA, f"reason must be 1 to {REASON_LENGTH_MAX} characters"
+            ResultCode.INVALID_METADATA,
+            f"reason must be 1 to {REASON_LENGTH_MAX} characters of valid Unicode",
         )
-    if not actor or len(actor) > ACTOR_LENGTH_MAX:
+    if not actor or len(actor) > ACTOR_LENGTH_MAX or not is_storable_text(actor):
         raise LedgerRefusal(
-            ResultCode.INVALID_METADATA, f"actor must be 1 to {ACTOR_LENGTH_MAX} characters"
+            ResultCode.INVALID_METADATA,
+            f"actor must be 1 to {ACTOR_LENGTH_MAX} characters of valid Unicode",
         )
     return ChangeAccountState(account_id, new_state, reason, actor)

@@ -10,9 +10,27 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 
+def is_storable_text(value: str) -> bool:
+    """Whether the event store can keep this text: UTF-8 (and so JSON) cannot
+    encode a lone surrogate, and one in an event would fail the whole batch
+    it was written with, so a command carrying one is refused alone."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def require_text(name: str, value: object, length_max: int) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= length_max or value != value.strip():
-        raise ValueError(f"{name} must be 1 to {length_max} characters, without outer spaces")
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= length_max
+        or value != value.strip()
+        or not is_storable_text(value)
+    ):
+        raise ValueError(
+            f"{name} must be 1 to {length_max} characters of valid Unicode, without outer spaces"
+        )
     return value
 
 
