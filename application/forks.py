@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 from uuid import UUID
 
@@ -35,6 +36,7 @@ from application.aggregate_writes import (
 )
 from application.event_log import LedgerApplication
 from application.funded_accounts import FUNDED_SCOPE
+from application.ports.broker import Broker, BrokerError, Quote
 from application.ports.clock import Clock
 from application.ports.fork_load import ForkLoad
 from application.writer import LedgerWriter
@@ -42,8 +44,12 @@ from domain.commands import create_transfer, open_account
 from domain.fork import (
     FORK_COOLDOWN,
     FORKS_EXECUTING_MAX,
+    Confidence,
     Fork,
+    ForkDecision,
+    ForkInputs,
     ForkStatus,
+    SymbolMarket,
     child_assessment_id,
     fork_confidence,
     fork_plan,
@@ -58,6 +64,8 @@ from domain.transfer import Posting, Side
 log = structlog.get_logger(__name__)
 
 FORK_ACTOR_PREFIX: Final[str] = "fork"
+# The actor of a proposal a dry run tries and throws away.
+SCAN_DRY_RUN_ACTOR: Final[str] = "forks-scan-dry-run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +76,20 @@ class ForkOutcome:
 
 class ForksService:
     def __init__(
-        self, app: LedgerApplication, writer: LedgerWriter, clock: Clock, load: ForkLoad
+        self,
+        app: LedgerApplication,
+        writer: LedgerWriter,
+        clock: Clock,
+        load: ForkLoad,
+        broker: Broker | None = None,
     ) -> None:
         self._app = app
         self._writer = writer
         self._clock = clock
         self._load = load
+        # Quotes of the symbols an account holds, for the market factor; None:
+        # no market is known, and every held symbol counts as unquoted.
+        self._broker = broker
 
     def fork(self, fork_id: UUID) -> Fork | None:
         return self._app.load_fork(fork_id)
@@ -89,27 +105,44 @@ class ForksService:
     def forks_executing(self) -> int:
         return self._load.forks_executing()
 
+    def assess(self, funded_account_id: UUID) -> Confidence:
+        """The confidence a fork of the account would be proposed with now."""
+        return self._confidence(self._require_account(funded_account_id), self._clock.now())
+
+    def check_proposal(self, funded_account_id: UUID) -> LedgerRefusal | None:
+        """Why a fork of the account would be refused now (not active, in its
+        cooldown, under its threshold), or None: what a dry run asks."""
+        account = self._require_account(funded_account_id)
+        now = self._clock.now()
+        try:
+            _require_active(account)
+            last = account.last_fork_attempt_at
+            if last is not None and now < last + FORK_COOLDOWN:
+                # The same refusal the proposal would meet.
+                account.record_fork_attempt(funded_account_id, now, FORK_COOLDOWN)
+            Fork.propose(
+                parent_id=account.id,
+                parent_tier=account.tier.name,
+                balance_minor=account.current_balance_minor,
+                confidence=Confidence(()),
+                at=now,
+                actor=SCAN_DRY_RUN_ACTOR,
+            )
+        except LedgerRefusal as refusal:
+            return refusal
+        return None
+
     def propose(self, funded_account_id: UUID, actor: str) -> ForkOutcome:
         """Propose a fork of an account over its tier's threshold (once per 24
-        hours); approved by itself at 70 % confidence, then executed at once."""
+        hours). Its confidence decides: from 80 % approved and executed at
+        once; from 70 % approved, executed at its execution step (the next
+        scan, or `execute`); under 70 % it waits for an admin."""
 
         def attempt() -> ForkOutcome | None:
             account = self._require_account(funded_account_id)
-            if account.state is not FundedAccountState.ACTIVE:
-                raise LedgerRefusal(
-                    ResultCode.ACCOUNT_NOT_ACTIVE,
-                    f"a {account.state.value} funded account does not fork",
-                    state=account.state.value,
-                )
-            limits = TIERS[account.tier.name]
+            _require_active(account)
             now = self._clock.now()
-            confidence = fork_confidence(
-                balance_minor=account.current_balance_minor,
-                threshold_minor=limits.fork_threshold_minor or 0,
-                drawdown=drawdown(account.peak_balance_minor, account.equity_minor),
-                drawdown_limit=limits.drawdown_limit,
-                forks_executing=self._load.forks_executing(),
-            )
+            confidence = self._confidence(account, now)
             fork = Fork.propose(
                 parent_id=account.id,
                 parent_tier=account.tier.name,
@@ -126,10 +159,11 @@ class ForksService:
                 fork_id=str(fork.id),
                 parent_id=str(account.id),
                 confidence=float(confidence.score),
+                decision=confidence.decision.value,
                 status=fork.status.value,
                 actor=actor,
             )
-            if fork.status is ForkStatus.APPROVED:
+            if confidence.decision is ForkDecision.EXECUTE_AT_ONCE:
                 try:
                     return self.execute(fork.id)
                 except LedgerRefusal as refusal:
@@ -173,6 +207,47 @@ class ForksService:
             return ForkOutcome(self._roll_back(fork.id, refusal.message))
 
     # Inside -------------------------------------------------------------------------
+
+    def _confidence(self, account: FundedAccount, now: datetime) -> Confidence:
+        limits = TIERS[account.tier.name]
+        markets: list[SymbolMarket] = []
+        unquoted: list[str] = []
+        for symbol in sorted({held.symbol for held in account.positions}):
+            quote = self._quote(symbol)
+            if quote is None:
+                unquoted.append(symbol)
+                continue
+            markets.append(
+                SymbolMarket(
+                    symbol,
+                    quote.open_minor,
+                    quote.last_close_minor,
+                    quote.bid_minor,
+                    quote.ask_minor,
+                )
+            )
+        return fork_confidence(
+            ForkInputs(
+                balance_minor=account.current_balance_minor,
+                threshold_minor=limits.fork_threshold_minor or 0,
+                drawdown=drawdown(account.peak_balance_minor, account.equity_minor),
+                drawdown_limit=limits.drawdown_limit,
+                band=account.rule_status().band.value,
+                forks_executing=self._load.forks_executing(),
+                markets=tuple(markets),
+                unquoted=tuple(unquoted),
+                at=now,
+            )
+        )
+
+    def _quote(self, symbol: str) -> Quote | None:
+        if self._broker is None:
+            return None
+        try:
+            return self._broker.quote(symbol)
+        except BrokerError as error:
+            log.warning("fork_market_quote_failed", symbol=symbol, error=str(error))
+            return None
 
     def _start(self, fork_id: UUID) -> Fork:
         def attempt() -> Fork | None:
@@ -292,6 +367,15 @@ class ForksService:
 
     def _require_account(self, funded_account_id: UUID) -> FundedAccount:
         return require_funded_account(self._app, funded_account_id)
+
+
+def _require_active(account: FundedAccount) -> None:
+    if account.state is not FundedAccountState.ACTIVE:
+        raise LedgerRefusal(
+            ResultCode.ACCOUNT_NOT_ACTIVE,
+            f"a {account.state.value} funded account does not fork",
+            state=account.state.value,
+        )
 
 
 def _actor(fork_id: UUID) -> str:

@@ -108,6 +108,7 @@ class MergesService:
             reason=request.reason,
             at=self._clock.now(),
             actor=request.actor,
+            source_balance_minor=source.current_balance_minor,
         )
         if write_with_aggregates(self._writer, [], merge) is None:
             return self.require_merge(merge_id)
@@ -119,6 +120,7 @@ class MergesService:
             trigger=request.trigger.value,
             urgency=request.urgency.value,
             status=merge.status.value,
+            confidence=None if merge.confidence is None else float(merge.confidence),
         )
         if merge.status is MergeStatus.APPROVED:
             return self.execute(merge_id)

@@ -19,26 +19,38 @@ from $600,000. Conservation holds by construction, to the cent: the
 parent's balance before equals its balance after plus the child's.
 
 Confidence: a documented, deterministic score in [0, 1], the weighted sum of
-three factors, each in [0, 1] and shown with the decision:
+four factors, each in [0, 1] and recorded with the decision with its inputs
+(docs/rules.md#tiers-forks-and-merges):
 
-    performance  0.5   how far the account is from its drawdown limit:
-                       1 - drawdown / limit (0 at or past the limit)
-    load         0.3   1 - forks executing now / FORKS_EXECUTING_MAX
-    timing       0.2   how far past the threshold the balance is, capped:
-                       (balance - threshold) / threshold / 10 %, at most 1
-                       (a fork proposed just at the threshold may see the
-                       balance fall back under it before it executes)
+    market conditions  30 %  the mean of volatility (1 - the largest gap
+                             |open - last close| / last close among the
+                             symbols held, over 5 %), liquidity (1 - the
+                             widest spread (ask - bid) / bid, over 0.5 %) and
+                             the session (below); a symbol without a quote
+                             scores 0 for both
+    account performance 40 % the mean of recent returns (how far past the
+                             threshold the balance is, full at 10 %),
+                             consistency (the rules' band: safe 1, warning
+                             1/2, danger or violation 0) and risk (1 -
+                             drawdown / the tier's limit)
+    system load        20 %  1 - forks executing now / FORKS_EXECUTING_MAX
+    timing             10 %  the session: 1 in regular US market hours
+                             (14:30 to 21:00 UTC, Monday to Friday), 0 in
+                             their volatile first and last 30 minutes, 1/2
+                             outside them
 
-At 0.70 or more the fork is approved by itself; below, an admin decides.
+80 % or more: approved and executed at once. 70 % to under 80 %: approved by
+itself but executed only at its execution step (the next scan, or an explicit
+execute). Under 70 %: it waits for a person (manual review).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -50,12 +62,24 @@ from domain.tiers import TIERS, TierName
 FORK_NAMESPACE: Final = UUID("3e7b9d2c-5a14-4f08-b6e3-8c1d0f7a2b95")
 FORKS_EXECUTING_MAX: Final[int] = 5
 FORK_COOLDOWN: Final = timedelta(hours=24)
+# At least this: approved by itself; at least EXECUTE_AT_ONCE_CONFIDENCE
+# also executed at once.
 AUTO_APPROVAL_CONFIDENCE: Final = Fraction(70, 100)
-PERFORMANCE_WEIGHT: Final = Fraction(5, 10)
-LOAD_WEIGHT: Final = Fraction(3, 10)
-TIMING_WEIGHT: Final = Fraction(2, 10)
-# How far past its threshold a balance must be for the timing factor to be full.
-TIMING_FULL_MARGIN: Final = Fraction(10, 100)
+EXECUTE_AT_ONCE_CONFIDENCE: Final = Fraction(80, 100)
+MARKET_WEIGHT: Final = Fraction(3, 10)
+PERFORMANCE_WEIGHT: Final = Fraction(4, 10)
+LOAD_WEIGHT: Final = Fraction(2, 10)
+TIMING_WEIGHT: Final = Fraction(1, 10)
+# How far past its threshold a balance must be for recent returns to be full.
+RETURNS_FULL_MARGIN: Final = Fraction(10, 100)
+# A gap or a spread this wide scores 0 (the market guard's edges).
+VOLATILITY_ZERO_AT: Final = Fraction(5, 100)
+SPREAD_ZERO_AT: Final = Fraction(5, 1000)
+# The regular US session in UTC (standard time; no holidays), and how long its
+# volatile opening and closing periods last.
+SESSION_OPENS_AT: Final = time(14, 30)
+SESSION_CLOSES_AT: Final = time(21, 0)
+VOLATILE_PERIOD: Final = timedelta(minutes=30)
 REASON_LENGTH_MAX: Final[int] = 500
 ACTOR_LENGTH_MAX: Final[int] = 128
 SERVICE_ACTOR: Final[str] = "fork-service"
@@ -69,16 +93,35 @@ class ForkStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
 
 
+class ForkDecision(StrEnum):
+    """What a fork's confidence decides at its proposal."""
+
+    EXECUTE_AT_ONCE = "execute_at_once"
+    APPROVE_AND_WAIT = "approve_and_wait"
+    MANUAL_REVIEW = "manual_review"
+
+
 @dataclass(frozen=True, slots=True)
 class ConfidenceFactor:
     name: str
     weight: Fraction
     value: Fraction
     explanation: str
+    # What the value was computed from, as text (exact fractions, times).
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def contribution(self) -> Fraction:
         return self.weight * self.value
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "weight": str(self.weight),
+            "value": str(self.value),
+            "explanation": self.explanation,
+            "inputs": dict(self.inputs),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,42 +133,162 @@ class Confidence:
         return sum((factor.contribution for factor in self.factors), Fraction(0))
 
     @property
+    def decision(self) -> ForkDecision:
+        if self.score >= EXECUTE_AT_ONCE_CONFIDENCE:
+            return ForkDecision.EXECUTE_AT_ONCE
+        if self.score >= AUTO_APPROVAL_CONFIDENCE:
+            return ForkDecision.APPROVE_AND_WAIT
+        return ForkDecision.MANUAL_REVIEW
+
+    @property
     def approves_itself(self) -> bool:
-        return self.score >= AUTO_APPROVAL_CONFIDENCE
+        return self.decision is not ForkDecision.MANUAL_REVIEW
 
 
-def fork_confidence(
-    *,
-    balance_minor: int,
-    threshold_minor: int,
-    drawdown: Fraction,
-    drawdown_limit: Fraction,
-    forks_executing: int,
-) -> Confidence:
-    """The score and its factors (see the module's docstring)."""
-    performance = max(Fraction(0), 1 - drawdown / drawdown_limit) if drawdown_limit else Fraction(0)
-    load = max(Fraction(0), 1 - Fraction(forks_executing, FORKS_EXECUTING_MAX))
-    margin = Fraction(balance_minor - threshold_minor, threshold_minor) if threshold_minor else 0
-    timing = min(Fraction(1), max(Fraction(0), Fraction(margin) / TIMING_FULL_MARGIN))
+@dataclass(frozen=True, slots=True)
+class SymbolMarket:
+    """A held symbol's quote now, as the market factor reads it."""
+
+    symbol: str
+    open_minor: int
+    last_close_minor: int
+    bid_minor: int
+    ask_minor: int
+
+    @property
+    def gap(self) -> Fraction:
+        if self.last_close_minor <= 0:
+            return Fraction(1)
+        return Fraction(abs(self.open_minor - self.last_close_minor), self.last_close_minor)
+
+    @property
+    def spread(self) -> Fraction:
+        if self.bid_minor <= 0:
+            return Fraction(1)
+        return Fraction(self.ask_minor - self.bid_minor, self.bid_minor)
+
+
+@dataclass(frozen=True, slots=True)
+class ForkInputs:
+    """Everything a fork's confidence is computed from."""
+
+    balance_minor: int
+    threshold_minor: int
+    drawdown: Fraction
+    drawdown_limit: Fraction
+    # The rules' band now, by name: safe, warning, danger, violation.
+    band: str
+    forks_executing: int
+    # The symbols held, quoted now; `unquoted` those the broker gave no quote for.
+    markets: tuple[SymbolMarket, ...]
+    unquoted: tuple[str, ...]
+    at: datetime
+
+
+def session_score(at: datetime) -> Fraction:
+    """1 in regular hours, 0 in their volatile first and last 30 minutes, 1/2
+    outside them (nights, weekends)."""
+    moment = require_aware("at", at).astimezone(UTC)
+    if moment.weekday() >= 5:
+        return Fraction(1, 2)
+    opens = datetime.combine(moment.date(), SESSION_OPENS_AT, tzinfo=UTC)
+    closes = datetime.combine(moment.date(), SESSION_CLOSES_AT, tzinfo=UTC)
+    if not opens <= moment < closes:
+        return Fraction(1, 2)
+    if moment < opens + VOLATILE_PERIOD or moment >= closes - VOLATILE_PERIOD:
+        return Fraction(0)
+    return Fraction(1)
+
+
+_BAND_SCORES: Final[dict[str, Fraction]] = {
+    "safe": Fraction(1),
+    "warning": Fraction(1, 2),
+    "danger": Fraction(0),
+    "violation": Fraction(0),
+}
+
+
+def _falling_score(value: Fraction, zero_at: Fraction) -> Fraction:
+    """1 at 0, falling in a straight line to 0 at `zero_at` and beyond."""
+    return max(Fraction(0), 1 - value / zero_at)
+
+
+def _mean(*values: Fraction) -> Fraction:
+    return sum(values, Fraction(0)) / len(values)
+
+
+def fork_confidence(inputs: ForkInputs) -> Confidence:
+    """The score and its factors, each with its inputs (see the module's docstring)."""
+    session = session_score(inputs.at)
+    volatility = max((market.gap for market in inputs.markets), default=Fraction(0))
+    spread = max((market.spread for market in inputs.markets), default=Fraction(0))
+    quoted = not inputs.unquoted
+    volatility_score = _falling_score(volatility, VOLATILITY_ZERO_AT) if quoted else Fraction(0)
+    liquidity_score = _falling_score(spread, SPREAD_ZERO_AT) if quoted else Fraction(0)
+    market = _mean(volatility_score, liquidity_score, session)
+
+    limit = inputs.drawdown_limit
+    risk = max(Fraction(0), 1 - inputs.drawdown / limit) if limit else Fraction(0)
+    threshold = inputs.threshold_minor
+    margin = Fraction(inputs.balance_minor - threshold, threshold) if threshold else Fraction(0)
+    returns = min(Fraction(1), max(Fraction(0), margin / RETURNS_FULL_MARGIN))
+    consistency = _BAND_SCORES.get(inputs.band, Fraction(0))
+    performance = _mean(returns, consistency, risk)
+
+    load = max(Fraction(0), 1 - Fraction(inputs.forks_executing, FORKS_EXECUTING_MAX))
     return Confidence(
         (
             ConfidenceFactor(
-                "performance",
-                PERFORMANCE_WEIGHT,
-                performance,
-                f"drawdown {float(drawdown):.2%} of a {float(drawdown_limit):.0%} limit",
+                "market_conditions",
+                MARKET_WEIGHT,
+                market,
+                f"largest gap {float(volatility):.2%}, widest spread {float(spread):.3%}, "
+                f"session {session}",
+                {
+                    "volatility": str(volatility),
+                    "volatility_score": str(volatility_score),
+                    "spread": str(spread),
+                    "liquidity_score": str(liquidity_score),
+                    "session_score": str(session),
+                    "symbols": ",".join(market.symbol for market in inputs.markets),
+                    "unquoted": ",".join(inputs.unquoted),
+                },
             ),
             ConfidenceFactor(
-                "load",
+                "account_performance",
+                PERFORMANCE_WEIGHT,
+                performance,
+                f"balance {float(margin):.2%} past the threshold, band {inputs.band}, "
+                f"drawdown {float(inputs.drawdown):.2%} of a {float(limit):.0%} limit",
+                {
+                    "balance_minor": str(inputs.balance_minor),
+                    "threshold_minor": str(threshold),
+                    "returns_score": str(returns),
+                    "band": inputs.band,
+                    "consistency_score": str(consistency),
+                    "drawdown": str(inputs.drawdown),
+                    "drawdown_limit": str(limit),
+                    "risk_score": str(risk),
+                },
+            ),
+            ConfidenceFactor(
+                "system_load",
                 LOAD_WEIGHT,
                 load,
-                f"{forks_executing} of at most {FORKS_EXECUTING_MAX} forks executing",
+                f"{inputs.forks_executing} of at most {FORKS_EXECUTING_MAX} forks executing",
+                {
+                    "forks_executing": str(inputs.forks_executing),
+                    "forks_executing_max": str(FORKS_EXECUTING_MAX),
+                },
             ),
             ConfidenceFactor(
                 "timing",
                 TIMING_WEIGHT,
-                timing,
-                f"balance {float(margin):.2%} past the threshold",
+                session,
+                "regular hours"
+                if session == 1
+                else ("a volatile period" if session == 0 else "outside market hours"),
+                {"at": inputs.at.isoformat(), "session_score": str(session)},
             ),
         )
     )
@@ -200,18 +363,11 @@ class Fork(Aggregate):
             child_tier=plan.child_tier.value,
             amount_minor=plan.amount_minor,
             balance_minor=balance_minor,
-            factors=[
-                {
-                    "name": factor.name,
-                    "weight": str(factor.weight),
-                    "value": str(factor.value),
-                    "explanation": factor.explanation,
-                }
-                for factor in confidence.factors
-            ],
+            factors=[factor.as_record() for factor in confidence.factors],
             confidence=str(confidence.score),
             at=at,
             actor=require_text("actor", actor, ACTOR_LENGTH_MAX),
+            decision=confidence.decision.value,
         )
         if confidence.approves_itself:
             fork._approved(at=at, actor=SERVICE_ACTOR, automatic=True)
@@ -226,12 +382,16 @@ class Fork(Aggregate):
         child_tier: str,
         amount_minor: int,
         balance_minor: int,
-        factors: list[dict[str, str]],
+        factors: list[dict[str, Any]],
         confidence: str,
         at: datetime,
         actor: str,
+        # None on forks proposed before decisions were recorded (then 70 %
+        # approved and executed at once).
+        decision: str | None = None,
     ) -> None:
         self._parent_id = parent_id
+        self._decision = decision
         self.parent_tier = TierName(parent_tier)
         self.child_tier = TierName(child_tier)
         self.amount_minor = amount_minor
@@ -260,6 +420,19 @@ class Fork(Aggregate):
     @property
     def confidence(self) -> Fraction:
         return Fraction(self._confidence)
+
+    @property
+    def decision(self) -> ForkDecision:
+        """What the confidence decided at the proposal (forks proposed before
+        this was recorded executed at once when they approved themselves)."""
+        recorded: str | None = self.__dict__.get("_decision")
+        if recorded is not None:
+            return ForkDecision(recorded)
+        return (
+            ForkDecision.EXECUTE_AT_ONCE
+            if self.approved_automatically
+            else (ForkDecision.MANUAL_REVIEW)
+        )
 
     def approve(self, actor: str, at: datetime) -> None:
         self._require(ForkStatus.PROPOSED, "approve")

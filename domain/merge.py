@@ -11,16 +11,22 @@ urgency (critical, high, medium, low).
 A process kept as an aggregate: PROPOSED, APPROVED, EXECUTING, COMPLETED, or
 ROLLED_BACK with the reason. Approval: a merge an admin asks for (manual) or
 a critical one (risk cannot wait) is approved at once; the rest wait for an
-admin. Positions must be closed (or moved) first: a source holding open
-positions is refused (`open_positions`). The capital moves in one balanced
-transfer written with both accounts' events, so a failure moves nothing.
+admin. Every proposal records its consolidation confidence, the weighted sum
+of trigger reliability (30 %), benefit magnitude (40 %) and risk assessment
+(30 %), each factor with its inputs (`merge_confidence`); the score informs
+the admin and does not change who approves. Positions must be closed (or
+moved) first: a source holding open positions is refused (`open_positions`).
+The capital moves in one balanced transfer written with both accounts'
+events, so a failure moves nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from fractions import Fraction
+from typing import Any, Final
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -54,6 +60,69 @@ class MergeUrgency(StrEnum):
     LOW = "low"
 
 
+TRIGGER_RELIABILITY_WEIGHT: Final = Fraction(3, 10)
+BENEFIT_WEIGHT: Final = Fraction(4, 10)
+RISK_WEIGHT: Final = Fraction(3, 10)
+# How far each trigger is to be trusted: a person's request and a rule band
+# are facts; idle capital is measured over 30 days; underperformance is a
+# noisy reading of returns.
+TRIGGER_RELIABILITY: Final[dict[str, Fraction]] = {
+    "manual": Fraction(1),
+    "risk": Fraction(1),
+    "idle_capital": Fraction(3, 4),
+    "underperformance": Fraction(1, 2),
+}
+# What waiting would risk, by urgency.
+URGENCY_RISK: Final[dict[str, Fraction]] = {
+    "critical": Fraction(1),
+    "high": Fraction(3, 4),
+    "medium": Fraction(1, 2),
+    "low": Fraction(1, 4),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MergeConfidence:
+    score: Fraction
+    factors: tuple[dict[str, Any], ...]
+
+
+def merge_confidence(
+    trigger: str, urgency: str, amount_minor: int | None, source_balance_minor: int
+) -> MergeConfidence:
+    """Trigger reliability 30 %, benefit magnitude 40 % (the share of the
+    source's balance that moves: a whole merge 1) and risk assessment 30 %
+    (what waiting would risk, by urgency)."""
+    reliability = TRIGGER_RELIABILITY[trigger]
+    if amount_minor is None:
+        benefit = Fraction(1)
+    elif source_balance_minor <= 0:
+        benefit = Fraction(0)
+    else:
+        benefit = min(Fraction(1), Fraction(amount_minor, source_balance_minor))
+    risk = URGENCY_RISK[urgency]
+    factors = (
+        ("trigger_reliability", TRIGGER_RELIABILITY_WEIGHT, reliability, {"trigger": trigger}),
+        (
+            "benefit_magnitude",
+            BENEFIT_WEIGHT,
+            benefit,
+            {
+                "amount_minor": "whole" if amount_minor is None else str(amount_minor),
+                "source_balance_minor": str(source_balance_minor),
+            },
+        ),
+        ("risk_assessment", RISK_WEIGHT, risk, {"urgency": urgency}),
+    )
+    return MergeConfidence(
+        score=sum((weight * value for _, weight, value, _ in factors), Fraction(0)),
+        factors=tuple(
+            {"name": name, "weight": str(weight), "value": str(value), "inputs": inputs}
+            for name, weight, value, inputs in factors
+        ),
+    )
+
+
 class MergeStatus(StrEnum):
     PROPOSED = "proposed"
     APPROVED = "approved"
@@ -71,6 +140,10 @@ def new_account_assessment_id(merge_id: UUID) -> str:
     return f"merge:{merge_id}"
 
 
+def _confidence_fields(confidence: MergeConfidence) -> dict[str, Any]:
+    return {"confidence": str(confidence.score), "factors": list(confidence.factors)}
+
+
 class Merge(Aggregate):
     @classmethod
     def propose(
@@ -86,6 +159,7 @@ class Merge(Aggregate):
         reason: str,
         at: datetime,
         actor: str,
+        source_balance_minor: int = 0,
     ) -> Merge:
         if (target_kind is MergeTarget.NEW_ACCOUNT) != (target_id is None):
             raise ValueError("a merge into a new account has no target yet; the others have one")
@@ -102,6 +176,9 @@ class Merge(Aggregate):
             reason=require_text("reason", reason, REASON_LENGTH_MAX),
             at=require_aware("at", at),
             actor=require_text("actor", actor, ACTOR_LENGTH_MAX),
+            **_confidence_fields(
+                merge_confidence(trigger.value, urgency.value, amount_minor, source_balance_minor)
+            ),
         )
         if trigger is MergeTrigger.MANUAL or urgency is MergeUrgency.CRITICAL:
             merge._approved(at=at, actor=actor if trigger is MergeTrigger.MANUAL else SERVICE_ACTOR)
@@ -120,8 +197,13 @@ class Merge(Aggregate):
         reason: str,
         at: datetime,
         actor: str,
+        # None on merges proposed before the confidence was recorded.
+        confidence: str | None = None,
+        factors: list[dict[str, Any]] | None = None,
     ) -> None:
         self._source_id = source_id
+        self.confidence = None if confidence is None else Fraction(confidence)
+        self.confidence_factors = list(factors or [])
         self.target_kind = MergeTarget(target_kind)
         self._target_id = target_id
         # None: the whole balance (known when it executes).

@@ -276,7 +276,9 @@ def build_ledger(
     closing = closure_worker(database_url, closures, clock, settings.closure_worker_interval_s)
     if start_closure_worker and start_writer and settings.closure_worker_in_process:
         closing.start()
-    fork_service = ForksService(app, writer, clock, ViewedForkLoad(pool, writer, projections))
+    fork_service = ForksService(
+        app, writer, clock, ViewedForkLoad(pool, writer, projections), broker=broker
+    )
     scanner = fork_scanner(database_url, fork_service, settings.fork_scan_interval_s)
     if start_fork_scanner and start_writer and settings.fork_scanner_in_process:
         scanner.start()

@@ -81,7 +81,12 @@ def scan_forks(
         candidates = fork_candidates(cursor, fork_thresholds(), after_position=0, limit=SCAN_LIMIT)
     if dry_run:
         done.actions += [ScanAction("execute", fork_id, LISTED) for fork_id in waiting]
-        done.actions += [ScanAction("propose", row.funded_account_id, LISTED) for row in candidates]
+        for row in candidates:
+            # Listed only if a proposal would be taken now: never one the
+            # 24-hour cooldown (or anything else) forbids.
+            refusal = service.check_proposal(row.funded_account_id)
+            if refusal is None:
+                done.actions.append(ScanAction("propose", row.funded_account_id, LISTED))
         return done
     for fork_id in waiting:
         if stopping is not None and stopping.is_set():

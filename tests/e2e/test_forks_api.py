@@ -11,7 +11,7 @@ Accounts past a threshold are made as a trader makes them: a Gen account
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
@@ -30,8 +30,15 @@ from tests.support.withdrawals import profitable_funded_account
 
 OWNER, OTHER = "trader-f1", "trader-f2"
 GEN_START_MINOR: Final[int] = 10_000_00
-FACTORS: Final[list[str]] = ["performance", "load", "timing"]
-WEIGHTS: Final[list[str]] = ["1/2", "3/10", "1/5"]
+# docs/rules.md#tiers-forks-and-merges: market conditions 30 %, account
+# performance 40 %, system load 20 %, timing 10 %.
+FACTORS: Final[list[str]] = ["market_conditions", "account_performance", "system_load", "timing"]
+WEIGHTS: Final[list[str]] = ["3/10", "2/5", "1/5", "1/10"]
+# Monday, an hour and a half into the regular session: the session scores 1.
+REGULAR_HOURS: Final = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
+# Monday 14:45 UTC: the volatile first half hour of the session scores 0, for
+# the market's session input and for the timing factor alike.
+VOLATILE_PERIOD: Final = datetime(2026, 1, 5, 14, 45, tzinfo=UTC)
 # A symbol priced by the tests through the admin's simulated market.
 SYMBOL: Final[str] = "FORKX"
 UNKNOWN: Final[str] = "00000000-0000-4000-8000-000000000000"
@@ -188,8 +195,14 @@ def _actor(ledger: Ledger, headers: Headers) -> str:
 
 
 def test_opportunities_list_the_accounts_past_the_threshold_with_confidence_and_factors(
-    client: TestClient, ledger: Ledger, admin: Headers, auditor: Headers, platform: Headers
+    client: TestClient,
+    ledger: Ledger,
+    clock: SettableClock,
+    admin: Headers,
+    auditor: Headers,
+    platform: Headers,
 ) -> None:
+    clock.set(REGULAR_HOURS)
     ready = _account(ledger, 120_000_00)
     short_of_capital = _account(ledger, 105_000_00, OTHER)
     small = _account(ledger, 50_000_00)
@@ -205,20 +218,22 @@ def test_opportunities_list_the_accounts_past_the_threshold_with_confidence_and_
     assert (item["balance"], item["threshold"]) == ("120000.00", "100000.00")
     assert (item["amount"], item["executable_from"]) == ("100000.00", "110000.00")
     assert item["executable_now"] is True
-    # No drawdown, no fork executing, 20 % past the threshold: every factor full.
+    # No position, no drawdown, no fork executing, 20 % past the threshold,
+    # regular hours: every factor full.
     assert item["confidence"] == 1.0
     assert [f["name"] for f in item["factors"]] == FACTORS
     assert [f["weight"] for f in item["factors"]] == WEIGHTS
-    assert [f["value"] for f in item["factors"]] == ["1", "1", "1"]
-    assert all(f["explanation"] for f in item["factors"])
+    assert [f["value"] for f in item["factors"]] == ["1", "1", "1", "1"]
+    assert all(f["explanation"] and f["inputs"] for f in item["factors"])
 
     waiting = listed[short_of_capital]
     assert (waiting["owner_id"], waiting["balance"]) == (OTHER, "105000.00")
     # Past the threshold, but a fork would leave less than the Gen minimum.
     assert waiting["executable_now"] is False
-    # 5 % past the threshold: half the timing factor.
-    assert [f["value"] for f in waiting["factors"]] == ["1", "1", "1/2"]
-    assert waiting["confidence"] == pytest.approx(0.9)
+    # 5 % past the threshold: recent returns score 1/2 of the three
+    # performance inputs: (1/2 + 1 + 1) / 3 = 5/6.
+    assert [f["value"] for f in waiting["factors"]] == ["1", "5/6", "1", "1"]
+    assert waiting["confidence"] == pytest.approx(0.3 + 0.4 * 5 / 6 + 0.2 + 0.1)
 
 
 def test_opportunities_are_for_operators_and_limit_is_checked(
@@ -247,6 +262,7 @@ def test_a_fork_at_120000_makes_a_rev_child_with_100000_and_the_parent_keeps_200
     auditor: Headers,
     platform: Headers,
 ) -> None:
+    clock.set(REGULAR_HOURS)
     parent = _account(ledger, 120_000_00)
     fork = _forked(client, parent, platform)
 
@@ -353,32 +369,36 @@ def test_a_fork_that_would_leave_the_parent_under_its_minimum_rolls_back_and_mov
 def test_below_the_confidence_bar_a_fork_waits_for_an_admin(
     client: TestClient,
     ledger: Ledger,
+    clock: SettableClock,
     owner: Headers,
     admin: Headers,
     auditor: Headers,
     platform: Headers,
 ) -> None:
-    # $128,000, then a short of 5 at $1,000 that loses $8,000: $120,000, a
-    # drawdown of 1/16 against a 1/10 limit. Performance 3/8: 3/16 + 3/10 +
-    # 1/5 = 11/16 of confidence, under 7/10.
+    clock.set(VOLATILE_PERIOD)
+    # $128,000, then a short of 5 at $1,000 closed at $3,176, losing $10,880:
+    # $117,120, a drawdown of 17/200 against a 1/10 limit (the warning band).
+    # Performance (returns 1 + consistency 1/2 + risk 3/20) / 3 = 11/20; the
+    # market 2/3 and timing 0 in the volatile half hour; load 1:
+    # 0.3 x 2/3 + 0.4 x 11/20 + 0.2 + 0 = 31/50, under 7/10.
     parent = _account(ledger, 128_000_00)
     _price(client, admin, "1000.00")
     position = _open_position(client, parent, platform, "short", 5)
-    _price(client, admin, "2600.00")
+    _price(client, admin, "3176.00")
     _close_position(client, parent, position, platform)
-    assert _balance(client, parent, admin) == "120000.00"
-    assert _opportunities(client, admin)[parent]["confidence"] == 11 / 16
+    assert _balance(client, parent, admin) == "117120.00"
+    assert _opportunities(client, admin)[parent]["confidence"] == 31 / 50
 
     fork = _json(_propose_fork(client, parent, platform), 201)
     assert fork["status"] == "proposed"
-    assert fork["confidence"] == 11 / 16
-    assert [f["value"] for f in fork["factors"]] == ["3/8", "1", "1"]
+    assert fork["confidence"] == 31 / 50
+    assert [f["value"] for f in fork["factors"]] == ["2/3", "11/20", "1", "0"]
     assert (fork["approved_automatically"], fork["approved_by"], fork["child_id"]) == (
         False,
         None,
         None,
     )
-    assert _balance(client, parent, admin) == "120000.00"
+    assert _balance(client, parent, admin) == "117120.00"
 
     approve = f"/v1/forks/{fork['id']}/approve"
     for refused in (owner, auditor, platform):
@@ -388,7 +408,7 @@ def test_below_the_confidence_bar_a_fork_waits_for_an_admin(
     assert done["approved_by"] == _actor(ledger, admin)
     assert done["approved_automatically"] is False
     assert _funded(client, done["child_id"], owner)["balances"]["starting_balance"] == "100000.00"
-    assert _balance(client, parent, admin) == "20000.00"
+    assert _balance(client, parent, admin) == "17120.00"
     assert_error(client.post(approve, headers=admin), 409, "invalid_state_transition")
 
 
@@ -697,3 +717,95 @@ def test_a_merge_body_without_its_required_fields_is_refused(
         body = {k: v for k, v in _merge_body(child).items() if k != missing}
         assert_error(_propose_merge(client, body, platform), 422, "invalid_request")
     assert_error(_propose_merge(client, [], platform), 422, "invalid_request")
+
+
+# Fork confidence: execute at once, approve and wait, manual review ----------------
+
+
+def _hold(
+    client: TestClient,
+    admin: Headers,
+    owner: Headers,
+    account_id: str,
+    quote: dict[str, str],
+) -> None:
+    """One unit of SYMBOL held, quoted as given (bid, ask, open, last_close)."""
+    _json(client.put(f"/v1/admin/simulated-market/{SYMBOL}", json=quote, headers=admin))
+    _open_position(client, account_id, owner, "long", 1)
+
+
+def _values(fork: dict[str, Any]) -> list[str]:
+    return [factor["value"] for factor in fork["factors"]]
+
+
+def test_fork_confidence_of_80_percent_or_more_is_approved_and_executed_at_once(
+    client: TestClient, ledger: Ledger, clock: SettableClock, platform: Headers
+) -> None:
+    clock.set(VOLATILE_PERIOD)
+    parent = _account(ledger, 120_000_00)
+    fork = _json(_propose_fork(client, parent, platform), 201)
+    # Market (1 volatility + 1 liquidity + 0 session) / 3 = 2/3, performance 1,
+    # load 1, timing 0: 0.3 x 2/3 + 0.4 + 0.2 + 0 = 80 % exactly.
+    assert _values(fork) == ["2/3", "1", "1", "0"]
+    assert fork["confidence"] == pytest.approx(0.80)
+    assert (fork["decision"], fork["status"]) == ("execute_at_once", "completed")
+    assert fork["child_id"] is not None
+    timing = fork["factors"][3]
+    assert timing["inputs"] == {"at": VOLATILE_PERIOD.isoformat(), "session_score": "0"}
+
+
+def test_fork_confidence_from_70_to_80_percent_is_approved_and_waits_for_execution(
+    client: TestClient,
+    ledger: Ledger,
+    clock: SettableClock,
+    platform: Headers,
+    admin: Headers,
+    owner: Headers,
+) -> None:
+    clock.set(VOLATILE_PERIOD)
+    parent = _account(ledger, 120_000_00)
+    # A gap of 2.5 % (open 102.50, last close 100.00) on the symbol held:
+    # volatility scores 1/2, the market (1/2 + 1 + 0) / 3 = 1/2.
+    quote = {"bid": "100.00", "ask": "100.00", "open": "102.50", "last_close": "100.00"}
+    _hold(client, admin, owner, parent, quote)
+    fork = _json(_propose_fork(client, parent, platform), 201)
+    # 0.3 x 1/2 + 0.4 x 1 + 0.2 x 1 + 0.1 x 0 = 75 %.
+    assert _values(fork) == ["1/2", "1", "1", "0"]
+    assert fork["confidence"] == pytest.approx(0.75)
+    market = fork["factors"][0]["inputs"]
+    assert (market["volatility"], market["symbols"]) == ("1/40", SYMBOL)
+    # Approved, not executed: nothing moved.
+    assert (fork["decision"], fork["status"]) == ("approve_and_wait", "approved")
+    assert fork["approved_automatically"] is True and fork["child_id"] is None
+    assert _balance(client, parent, owner) == "120000.00"
+    assert _json(client.get(f"/v1/forks/{fork['id']}", headers=admin))["status"] == "approved"
+
+    # Its execution step: an explicit execute (or the next scan).
+    executed = _json(client.post(f"/v1/forks/{fork['id']}/execute", headers=admin))
+    assert executed["status"] == "completed" and executed["child_id"] is not None
+    assert _balance(client, parent, owner) == "20000.00"
+
+
+def test_fork_confidence_under_70_percent_waits_for_manual_review(
+    client: TestClient,
+    ledger: Ledger,
+    clock: SettableClock,
+    platform: Headers,
+    admin: Headers,
+    owner: Headers,
+) -> None:
+    clock.set(VOLATILE_PERIOD)
+    parent = _account(ledger, 120_000_00)
+    # A 5 % gap (volatility 0) and a 0.1 % spread (liquidity 1 - 0.1 / 0.5 = 4/5):
+    # the market (0 + 4/5 + 0) / 3 = 4/15.
+    quote = {"bid": "100.00", "ask": "100.10", "open": "105.00", "last_close": "100.00"}
+    _hold(client, admin, owner, parent, quote)
+    fork = _json(_propose_fork(client, parent, platform), 201)
+    assert _values(fork)[0] == "4/15"
+    # 0.3 x 4/15 + 0.4 x (just under 1: the long is marked 0.10 under its
+    # entry) + 0.2 + 0 = just under 68 %.
+    assert fork["confidence"] == pytest.approx(0.68, abs=1e-4)
+    assert fork["confidence"] < 0.70
+    assert (fork["decision"], fork["status"]) == ("manual_review", "proposed")
+    assert fork["approved_automatically"] is False
+    assert _balance(client, parent, owner) == "120000.00"

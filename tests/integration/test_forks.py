@@ -3,7 +3,7 @@ Rev child in one write; cooldown, capacity, low confidence, rollback."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from uuid import UUID
 
@@ -64,7 +64,12 @@ def test_a_gen_account_past_the_threshold_forks_a_rev_child_conserving_capital(
     fork, child = outcome.fork, outcome.child
     assert fork.status is ForkStatus.COMPLETED and fork.approved_automatically
     assert fork.confidence >= AUTO_APPROVAL_CONFIDENCE
-    assert [factor["name"] for factor in fork.factors] == ["performance", "load", "timing"]
+    assert [factor["name"] for factor in fork.factors] == [
+        "market_conditions",
+        "account_performance",
+        "system_load",
+        "timing",
+    ]
     assert child is not None
     assert (child.tier.name, child.parent_id, child.starting_balance_minor) == (
         TierName.REV,
@@ -111,8 +116,10 @@ def test_a_failed_fork_rolls_back_completely(ledger: Ledger) -> None:
     assert ledger.app.load_funded_account(child_id) is None
 
 
-def test_below_the_confidence_bar_an_admin_approves(ledger: Ledger) -> None:
+def test_below_the_confidence_bar_an_admin_approves(ledger: Ledger, clock: SettableClock) -> None:
     parent_id = _account_with_balance(ledger, 120_000_00)
+    # Monday 14:45 UTC: the volatile first half hour of the session.
+    clock.set(datetime(2026, 1, 5, 14, 45, tzinfo=UTC))
     # A $2,000 loss from the $120,000 peak: drawdown 1/60 of a 10 % limit.
     broker = ledger.broker
     assert isinstance(broker, SimulatedBroker)
@@ -123,9 +130,15 @@ def test_below_the_confidence_bar_an_admin_approves(ledger: Ledger) -> None:
     # Four of five forks executing elsewhere.
     service = ForksService(ledger.app, ledger.writer, ledger.clock, FixedLoad(4))
     fork = service.propose(parent_id, "service:platform").fork
-    performance = 1 - Fraction(2_000, 120_000) / Fraction(10, 100)
+    # Returns full (20 % past the threshold), band safe, risk 1 - (1/60) / (1/10).
+    performance = (1 + 1 + (1 - Fraction(2_000, 120_000) / Fraction(10, 100))) / 3
+    # No position: no gap, no spread; the session scores 0 in its first half hour.
+    market = Fraction(1 + 1 + 0, 3)
     assert fork.confidence == (
-        Fraction(5, 10) * performance + Fraction(3, 10) * Fraction(1, 5) + Fraction(2, 10)
+        Fraction(3, 10) * market
+        + Fraction(4, 10) * performance
+        + Fraction(2, 10) * Fraction(1, 5)
+        + Fraction(1, 10) * 0
     )
     assert fork.confidence < AUTO_APPROVAL_CONFIDENCE
     assert fork.status is ForkStatus.PROPOSED

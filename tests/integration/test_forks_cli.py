@@ -135,10 +135,10 @@ def test_a_scan_executes_an_approved_fork_that_waited_for_a_slot(
     waiting = busy.propose(ready, "service:platform").fork
     assert waiting.status is ForkStatus.APPROVED
 
-    # A dry run names it (and the account, still past the threshold).
+    # A dry run names it, and not the account: past the threshold, but its
+    # 24-hour cooldown forbids another proposal.
     assert _scan(environment, "--dry-run") == [
         {"fork_id": str(waiting.id), "action": "execute"},
-        {"funded_account_id": str(ready), "action": "propose"},
     ]
     assert service.forks.require_fork(waiting.id).status is ForkStatus.APPROVED
 
@@ -193,3 +193,19 @@ def test_scans_keep_the_cooldown_as_of_their_time(
 def test_a_time_that_is_not_iso_8601_is_a_usage_error(environment: dict[str, str]) -> None:
     code, output = _run(environment, "forks", "scan", "--now", "yesterday")
     assert code == 2 and output == ""
+
+
+def test_forks_scan_dry_run_never_proposes_a_fork_the_cooldown_forbids(
+    service: Ledger, environment: dict[str, str]
+) -> None:
+    # Past the $100,000 threshold, short of the $110,000 a fork executes from:
+    # the attempt rolls back, and the 24-hour cooldown starts.
+    cooling = _account(service, 105_000_00)
+    attempt = service.forks.propose(cooling, "service:platform").fork
+    assert attempt.status is ForkStatus.ROLLED_BACK
+
+    assert _scan(environment, "--dry-run") == []
+    later = (attempt.proposed_at + FORK_COOLDOWN).isoformat()
+    assert _scan(environment, "--dry-run", "--now", later) == [
+        {"funded_account_id": str(cooling), "action": "propose"}
+    ]

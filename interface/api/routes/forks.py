@@ -11,15 +11,21 @@ Each answer is the process as its aggregate holds it, always current.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from application.merges import MergeRequest
-from domain.fork import AUTO_APPROVAL_CONFIDENCE, Fork, ForkStatus, fork_confidence, fork_plan
-from domain.funded_rules import drawdown
+from domain.fork import (
+    AUTO_APPROVAL_CONFIDENCE,
+    EXECUTE_AT_ONCE_CONFIDENCE,
+    Fork,
+    ForkDecision,
+    ForkStatus,
+    fork_plan,
+)
 from domain.merge import Merge, MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
 from domain.money import format_amount, parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -50,6 +56,9 @@ class FactorResponse(BaseModel):
     weight: str = Field(description="Exact fraction, e.g. 1/2.")
     value: str = Field(description="The factor, from 0 to 1, as an exact fraction.")
     explanation: str
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="What the value was computed from."
+    )
 
 
 class ForkResponse(BaseModel):
@@ -62,6 +71,11 @@ class ForkResponse(BaseModel):
     status: ForkStatus
     confidence: float = Field(description="The weighted sum of the factors, from 0 to 1.")
     confidence_needed: float = Field(description="At least this approves a fork by itself.")
+    confidence_to_execute_at_once: float = Field(
+        description="At least this also executes it at once; between the two it is approved "
+        "and waits for its execution step (a scan, or POST .../execute)."
+    )
+    decision: ForkDecision = Field(description="What the confidence decided at the proposal.")
     factors: list[FactorResponse]
     approved_automatically: bool
     approved_by: str | None
@@ -82,6 +96,8 @@ class ForkResponse(BaseModel):
             status=fork.status,
             confidence=float(fork.confidence),
             confidence_needed=float(AUTO_APPROVAL_CONFIDENCE),
+            confidence_to_execute_at_once=float(EXECUTE_AT_ONCE_CONFIDENCE),
+            decision=fork.decision,
             factors=_factors(fork.factors),
             approved_automatically=fork.approved_automatically,
             approved_by=fork.approved_by,
@@ -131,6 +147,13 @@ class MergeResponse(BaseModel):
     urgency: MergeUrgency
     reason: str
     status: MergeStatus
+    confidence: float | None = Field(
+        description="Consolidation confidence: trigger reliability 30 %, benefit magnitude "
+        "40 %, risk assessment 30 %; null on merges proposed before it was recorded."
+    )
+    confidence_factors: list[dict[str, Any]] = Field(
+        description="Each factor's weight, value and inputs."
+    )
     approved_by: str | None
     rollback_reason: str | None
     proposed_at: datetime
@@ -154,6 +177,8 @@ class MergeResponse(BaseModel):
             urgency=merge.urgency,
             reason=merge.reason,
             status=merge.status,
+            confidence=None if merge.confidence is None else float(merge.confidence),
+            confidence_factors=merge.confidence_factors,
             approved_by=merge.approved_by,
             rollback_reason=merge.rollback_reason,
             proposed_at=merge.proposed_at,
@@ -180,7 +205,7 @@ class ProposeMergeRequest(BaseModel):
     idempotency_key: IdempotencyKey | None = None
 
 
-def _factors(factors: list[dict[str, str]]) -> list[FactorResponse]:
+def _factors(factors: list[dict[str, Any]]) -> list[FactorResponse]:
     return [FactorResponse(**factor) for factor in factors]
 
 
@@ -207,20 +232,13 @@ def fork_opportunities_route(
     views_caught_up(ledger, (funded_accounts.NAME,), None)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = funded_accounts.fork_candidates(reading, thresholds, after_position=0, limit=limit)
-    executing = ledger.forks.forks_executing()
     items = []
     for row in rows:
         tier = TIERS[TierName(row.tier)]
         plan = fork_plan(tier.name)
         if plan is None or tier.fork_threshold_minor is None:
             continue
-        confidence = fork_confidence(
-            balance_minor=row.current_balance_minor,
-            threshold_minor=tier.fork_threshold_minor,
-            drawdown=drawdown(row.peak_balance_minor, row.equity_minor),
-            drawdown_limit=tier.drawdown_limit,
-            forks_executing=executing,
-        )
+        confidence = ledger.forks.assess(row.funded_account_id)
         items.append(
             ForkOpportunityResponse(
                 funded_account_id=row.funded_account_id,
@@ -234,15 +252,7 @@ def fork_opportunities_route(
                 executable_now=row.current_balance_minor - row.reserved_withdrawals_minor
                 >= plan.executable_from_minor,
                 confidence=float(confidence.score),
-                factors=[
-                    FactorResponse(
-                        name=factor.name,
-                        weight=str(factor.weight),
-                        value=str(factor.value),
-                        explanation=factor.explanation,
-                    )
-                    for factor in confidence.factors
-                ],
+                factors=_factors([factor.as_record() for factor in confidence.factors]),
             )
         )
     return ForkOpportunitiesResponse(items=items)
@@ -253,9 +263,19 @@ def propose_fork_route(
     body: ProposeForkRequest, ledger: LedgerDep, principal: Platform
 ) -> ForkResponse:
     """Propose a fork of an account past its tier's threshold (one attempt per
-    account per 24 hours: `fork_cooldown` with when it ends). At 70 %
-    confidence it is approved and executed at once; below, an admin decides."""
+    account per 24 hours: `fork_cooldown` with when it ends). From 80 %
+    confidence it is approved and executed at once; from 70 % approved and
+    executed at its execution step (the next scan, or `execute`); below, an
+    admin decides."""
     return ForkResponse.of(ledger.forks.propose(body.funded_account_id, principal.actor).fork)
+
+
+@router.post("/v1/forks/{fork_id}/execute", response_model=ForkResponse, responses=ERROR_RESPONSES)
+def execute_fork_route(fork_id: UUID, ledger: LedgerDep, _: Admin) -> ForkResponse:
+    """Execute an approved fork now (one that waits for its execution step);
+    a fork executed before answers as it is. Five executing: 409
+    `fork_capacity_reached`."""
+    return ForkResponse.of(ledger.forks.execute(fork_id).fork)
 
 
 @router.get("/v1/forks/{fork_id}", response_model=ForkResponse, responses=ERROR_RESPONSES)
