@@ -438,7 +438,7 @@ class AccountGuard(Aggregate):
         failed: dict[str, str],
         at: datetime,
     ) -> None:
-        """The grace has passed: what was closed and what failed (each failure
+        """The pre-liquidation warning has passed: what was closed and what failed (each failure
         isolated; a failed position is tried again by the next pass). Closed
         entirely: the liquidation is done and the account starts a new episode."""
         self._liquidated(

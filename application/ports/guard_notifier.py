@@ -5,7 +5,7 @@ The owner is warned before a liquidation
 
 Three kinds of message, one per guard decision event: a drawdown warning, a
 liquidation scheduled (with when it will happen) and a liquidation carried out.
-Each names the positions concerned, so the owner can act during the grace
+Each names the positions concerned, so the owner can act during the warning
 period.
 
 A notification's id is the guard aggregate's id and the version of the event

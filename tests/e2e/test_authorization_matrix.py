@@ -841,6 +841,18 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "service": 403,
         },
     ),
+    ("POST", "/v1/forks/{fork_id}/execute"): (
+        # A completed fork: executing it again answers it as it is (200).
+        lambda w, h: w.client.post(f"/v1/forks/{w.fork()}/execute", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
     ("POST", "/v1/merges"): (
         # A new funded account for each caller: each allowed caller merges it.
         lambda w, h: w.client.post("/v1/merges", json=w.merge_body(), headers=h),
