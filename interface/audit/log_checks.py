@@ -1,9 +1,12 @@
 """The hash chain and the money, checked in one pass over the stored log in
 log order, for `ledger audit verify`:
 
-- the hash chain: each event's hash is recomputed from the stored hash of the
-  event before it, so a changed byte, a deleted event or two swapped events
-  are found, and the first bad event is named by its position;
+- the hash chain and the signed checkpoints (tamper_checks.py): each event's
+  link is recomputed from the stored link before it (chain version 1 or 2),
+  and the log is compared with every checkpoint signed by a trusted key, so a
+  changed byte, an event forged with the chain recomputed, a deleted,
+  inserted or moved event, a moved time or a cut tail are found, and the first
+  affected event is named with the checkpoint that proves it;
 - positions strictly increase, and every aggregate's versions run 1, 2, 3...
   in log order;
 - money: every transfer's postings balance per currency (and so do the
@@ -17,13 +20,14 @@ Memory stays flat in the length of the log: it holds the accounts' figures
 and the open holds' postings, never the events nor anything per closed
 transfer. A transfer's later events are matched to its earlier ones by the
 open-holds memory, or (reversals) by one indexed query per page. The per-event
-work is one sha256 and, for events that move money, one orjson decode.
+work is one sha256 and, for events that move money, one orjson decode; a
+checkpoint's events are kept until its range ends.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
@@ -31,7 +35,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from domain.event_chain import GENESIS_HASH
+from interface.adapters.audit_keys import PublicKeys
+from interface.audit.checkpoints import CheckpointCheck, CheckpointReport
 from interface.audit.report import Finding, FindingKind, Progress, VerifyReport
 from interface.audit.stored_events import (
     SELECT_HEAD,
@@ -39,6 +44,7 @@ from interface.audit.stored_events import (
     earlier_versions,
     snapshot_connection,
 )
+from interface.audit.tamper_checks import add_tamper_findings, tamper_check
 from projections.events import (
     ACCOUNT_OPENED,
     ACCOUNT_POSTINGS_APPLIED,
@@ -76,9 +82,17 @@ _FIGURES: Final = ("debits_pending", "debits_posted", "credits_pending", "credit
 _DEBITS_PENDING, _DEBITS_POSTED, _CREDITS_PENDING, _CREDITS_POSTED = 0, 1, 2, 3
 
 
-def check_log(database_url: str, report: VerifyReport, progress: Progress | None) -> None:
-    """The whole log, in one pass in one snapshot; what is wrong goes to `report`."""
-    check = LogCheck(report)
+def check_log(
+    database_url: str,
+    report: VerifyReport,
+    progress: Progress | None,
+    *,
+    public_keys: PublicKeys | None = None,
+    checkpoint_directory: Path | None = None,
+) -> None:
+    """The whole log, in one pass in one snapshot; what is wrong goes to
+    `report`. Against the checkpoints only with `public_keys` to trust."""
+    tamper_report = CheckpointReport()
     with (
         snapshot_connection(database_url) as reader,
         snapshot_connection(database_url) as looker,
@@ -87,6 +101,10 @@ def check_log(database_url: str, report: VerifyReport, progress: Progress | None
         head = reader.execute(SELECT_HEAD).fetchone()
         assert exported is not None and head is not None
         report.head_position = int(head[0])
+        # Read before the pages' thread takes the connection over.
+        check = LogCheck(
+            report, tamper_check(reader, tamper_report, public_keys, checkpoint_directory)
+        )
         # The lookups see exactly the log the pages do.
         looker.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(str(exported[0]))))
         with PrefetchedPages(reader) as pages, looker.cursor(binary=True) as lookups:
@@ -98,14 +116,16 @@ def check_log(database_url: str, report: VerifyReport, progress: Progress | None
                     progress("log", rows[-1][0], report.head_position)
             check.check_earlier_versions(lookups, final=True)
     check.finish()
+    add_tamper_findings(tamper_report, report)
 
 
 class LogCheck:
     """The state the single pass keeps: per account and per open hold only."""
 
-    def __init__(self, report: VerifyReport) -> None:
+    def __init__(self, report: VerifyReport, tamper: CheckpointCheck) -> None:
         self.report = report
-        self.previous_hash = GENESIS_HASH
+        # The chain and the checkpoints (tamper_checks.py).
+        self.tamper = tamper
         self.last_position = 0
         # Account id (16 bytes) -> [version, last position, currency, dp, dq, cp, cq]:
         # the figures as its own PostingsApplied events add them up.
@@ -157,11 +177,10 @@ class LogCheck:
         )
 
     def check_page(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        sha256 = hashlib.sha256
+        self.tamper.check_page(rows)
         handlers = self._handlers
-        previous_hash = self.previous_hash
         last_position = self.last_position
-        for position, originator, version, topic, state, stored_hash in rows:
+        for position, originator, version, topic, state, _link, _recorded in rows:
             if position <= last_position:
                 self.add(
                     FindingKind.POSITION_ORDER,
@@ -169,21 +188,6 @@ class LogCheck:
                     f"position {position} follows {last_position}",
                 )
             last_position = position
-            expected = sha256(
-                b"".join(
-                    (previous_hash, originator, version.to_bytes(8, "big"), topic, b"\0", state)
-                )
-            ).digest()
-            if expected != stored_hash:
-                self.add(
-                    FindingKind.HASH_CHAIN,
-                    position,
-                    f"event at position {position} ({_uuid(originator)} v{version}) does not "
-                    "hash to its stored hash from the one before it: it, or the event before "
-                    "it, was changed, removed, inserted or moved",
-                )
-            # The next event must follow from what is stored, whatever this one is.
-            previous_hash = stored_hash
             handler = handlers.get(topic)
             if handler is None:
                 self.add(
@@ -193,7 +197,6 @@ class LogCheck:
                 )
             else:
                 handler(position, originator, version, state)
-        self.previous_hash = previous_hash
         self.last_position = last_position
 
     # One per event type: (position, originator id, version, body).
@@ -429,7 +432,9 @@ class LogCheck:
                 )
 
     def finish(self) -> None:
-        """The checks over totals, once the whole log has been read."""
+        """The checks over totals, and the checkpoints the log did not reach,
+        once the whole log has been read."""
+        self.tamper.finish()
         derived = self.derived
         # Over every posted movement and open hold, as the transfers say (each
         # account's postings are in one currency: a posting in another is found).

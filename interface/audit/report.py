@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
+from uuid import UUID
+
+from interface.audit.checkpoints import CheckpointReport
 
 # Findings kept in the report; past this they are only counted.
 FINDINGS_MAX: Final[int] = 1_000
@@ -17,6 +20,9 @@ Progress = Callable[[str, int, int], None]
 
 class FindingKind(StrEnum):
     HASH_CHAIN = "hash_chain"
+    # Differs from what a signed checkpoint says, or a checkpoint that does
+    # not hold (interface/audit/checkpoints.py; the damage says which).
+    CHECKPOINT = "checkpoint"
     POSITION_ORDER = "position_order"
     VERSION_SEQUENCE = "version_sequence"
     UNKNOWN_EVENT = "unknown_event"
@@ -45,6 +51,13 @@ class Finding:
     # The money involved, in minor units of `currency` (0 when none is).
     amount_minor: int = 0
     currency: str | None = None
+    # Tamper evidence: the affected event's stream and version (when it is
+    # still stored), the kind of damage, and the signed checkpoint that
+    # proves it (None: found by the chain alone).
+    stream: UUID | None = None
+    version: int | None = None
+    damage: str | None = None
+    checkpoint: int | None = None
 
 
 class ViewStatus(StrEnum):
@@ -81,6 +94,8 @@ class VerifyReport:
     # transfers' postings add them up (minor units); filled at the end of the log.
     posted_debits_minor: dict[str, int] = field(default_factory=dict)
     posted_credits_minor: dict[str, int] = field(default_factory=dict)
+    # The chain and the signed checkpoints: what they cover, which keys.
+    checkpoints: CheckpointReport = field(default_factory=CheckpointReport)
 
     @property
     def ok(self) -> bool:

@@ -1,7 +1,8 @@
 """Reading `ledger_events` as stored, for `ledger audit verify`: plain SQL in
 one REPEATABLE READ snapshot, keyset pages on `notification_id` read ahead
 by a thread of their own, rows as tuples in binary with ids and topics as
-raw bytes (what the hash covers: no UUID or str made per event).
+raw bytes, and times as PostgreSQL's binary timestamptz (what the links
+cover: no UUID, str or datetime made per event).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ PREFETCHED_PAGES_MAX: Final[int] = 2
 PREFETCH_WAIT_S: Final[float] = 0.1
 
 _SELECT_PAGE: Final = (
-    "SELECT notification_id, originator_id, originator_version, topic, state, event_hash "
-    "FROM ledger_events WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+    "SELECT notification_id, originator_id, originator_version, topic, state, event_hash,"
+    " recorded_at FROM ledger_events WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
 )
 SELECT_HEAD: Final = "SELECT coalesce(max(notification_id), 0) FROM ledger_events"
 # For events whose predecessors memory does not hold (a reversal of a closed
@@ -44,13 +45,13 @@ _VERSIONS_LOOKED_UP_MAX: Final[int] = 8
 
 
 def snapshot_connection(database_url: str) -> psycopg.Connection[Any]:
-    """A read-only REPEATABLE READ connection that loads ids and text as raw
-    bytes: what the hash covers, with no UUID or str made per event."""
+    """A read-only REPEATABLE READ connection that loads ids, text and times
+    as raw bytes: what the links cover, with no object made per event."""
     connection = psycopg.connect(database_url)
     connection.isolation_level = IsolationLevel.REPEATABLE_READ
     connection.read_only = True
-    connection.adapters.register_loader("uuid", ByteaBinaryLoader)
-    connection.adapters.register_loader("text", ByteaBinaryLoader)
+    for type_name in ("uuid", "text", "timestamptz"):
+        connection.adapters.register_loader(type_name, ByteaBinaryLoader)
     return connection
 
 

@@ -34,6 +34,8 @@ WHOLE_LOG_SUBJECT: Final[str] = "the log"
 # What the audit finds, as the kinds reconciliation severities are set for.
 DISCREPANCY_KINDS: Final[dict[FindingKind, DiscrepancyKind]] = {
     FindingKind.HASH_CHAIN: DiscrepancyKind.HASH_CHAIN,
+    # Tampering a signed checkpoint proves is as grave as a broken chain.
+    FindingKind.CHECKPOINT: DiscrepancyKind.HASH_CHAIN,
     FindingKind.POSITION_ORDER: DiscrepancyKind.EVENT_ORDER,
     FindingKind.VERSION_SEQUENCE: DiscrepancyKind.EVENT_ORDER,
     FindingKind.UNKNOWN_EVENT: DiscrepancyKind.EVENT_ORDER,

@@ -9,7 +9,7 @@
 -- Events already stored keep their version 1 hash: ledger_chain_schemes
 -- records the first position of each version, and the first version 2 link
 -- follows the last version 1 hash.
--- depends: 0007.append-events-function
+-- depends: 0011.projection-failures
 
 LOCK TABLE ledger_events IN EXCLUSIVE MODE;
 
