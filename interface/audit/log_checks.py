@@ -196,7 +196,17 @@ class LogCheck:
                     f"event at position {position} has an unknown type {topic.decode()!r}",
                 )
             else:
-                handler(position, originator, version, state)
+                try:
+                    handler(position, originator, version, state)
+                except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+                    # A body changed under its link: the chain or a checkpoint
+                    # names the damage; here, that its money cannot be read.
+                    self.add(
+                        FindingKind.UNREADABLE_EVENT,
+                        position,
+                        f"event at position {position} has a body that cannot be read "
+                        f"as its type: {error!r}",
+                    )
         self.last_position = last_position
 
     # One per event type: (position, originator id, version, body).

@@ -26,6 +26,8 @@ class FindingKind(StrEnum):
     POSITION_ORDER = "position_order"
     VERSION_SEQUENCE = "version_sequence"
     UNKNOWN_EVENT = "unknown_event"
+    # A body that does not decode, or lacks what its type must hold.
+    UNREADABLE_EVENT = "unreadable_event"
     UNBALANCED_TRANSFER = "unbalanced_transfer"
     INVALID_POSTING = "invalid_posting"
     TRANSFER_LIFECYCLE = "transfer_lifecycle"

@@ -1,8 +1,12 @@
 """`ledger audit export` and `ledger audit verify`: for an auditor with
 database access, without starting the service (no writer, no projections).
 
-`verify` exits 1 when it finds anything, 0 when the ledger is sound, so a
-scheduled job or CI can run it; its report names the first bad event.
+`export` with no filter writes everything an offline audit needs (the stored
+bodies, the signed checkpoints, the public keys; `verify --export` checks it
+with no database). `verify` checks the log against the signed checkpoints
+with the public keys alone (docs/operations.md#audit); it exits 1 when it
+finds anything, 0 when the ledger is sound, so a scheduled job or CI can run
+it; its report names the first bad event.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from interface.adapters.audit_keys import AuditKeyError, PublicKeys
 from interface.audit.export import ExportFilter, export_lines
 from interface.audit.report import Finding, VerifyReport
 from interface.audit.verify import verify_ledger
-from interface.cli.context import migrated_database_url
+from interface.audit_setup import audit_public_keys, checkpoint_dir
+from interface.cli.audit_checkpoints import export_offline, print_tamper_report, verify_export
+from interface.cli.context import command_settings, migrated_database_url
+from interface.settings import Settings
 
 audit_app = typer.Typer(help="Audit: export the event history, verify the ledger.")
 
@@ -59,10 +67,20 @@ def export(
     after: Annotated[int, typer.Option(min=0, help="Only events after this log position")] = 0,
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
     with_state: Annotated[
-        bool, typer.Option(help="Add each event's stored body verbatim, to recheck its hash")
+        bool,
+        typer.Option(
+            help="The events only, each with its stored body verbatim, to recheck its hash"
+        ),
     ] = False,
 ) -> None:
-    """Stream the event history as JSON Lines, one event per line, in log order."""
+    """Stream the event history as JSON Lines, one event per line, in log order.
+
+    With no filter (and no --with-state): the offline export, every event's
+    stored body with the signed checkpoints and public keys, for
+    `ledger audit verify --export` with no database."""
+    if (account, since, until, after, with_state) == (None, None, None, 0, False):
+        export_offline(output)
+        return
     export_filter = ExportFilter(
         account_id=account,
         since=_time(since, "--from"),
@@ -94,10 +112,27 @@ def verify(
     skip_views: Annotated[
         bool, typer.Option("--skip-views", help="Check the log only, not the views")
     ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Verify this offline export (`ledger audit export`), no database"),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(help="Trusted public key(s), PEM (default: the configured file)"),
+    ] = None,
 ) -> None:
-    """Check the hash chain, versions, balances and every account's totals from
-    the events alone, then each view against a fresh replay. Exit 1 on any finding."""
+    """Check the hash chain and the signed checkpoints, versions, balances and
+    every account's totals from the events alone, then each view against a
+    fresh replay. Exit 1 on any finding."""
+    if export is not None:
+        tamper_report = verify_export(export, public_key)
+        print_tamper_report(Console(), tamper_report)
+        if tamper_report.ok:
+            Console().print("[green]OK[/green]: no findings")
+        raise typer.Exit(0 if tamper_report.ok else 1)
     console = Console(stderr=True)
+    settings = command_settings()
+    keys = _trusted_keys(console, settings, public_key)
     url = migrated_database_url()
     # Per phase, the position last printed: about PROGRESS_LINES_MAX lines each.
     reported: dict[str, int] = {}
@@ -108,9 +143,27 @@ def verify(
             reported[phase] = done
             console.print(f"[dim]{phase}: position {done:,} of {total:,}[/dim]")
 
-    report = verify_ledger(url, check_views=not skip_views, progress=progress)
+    report = verify_ledger(
+        url,
+        check_views=not skip_views,
+        progress=progress,
+        public_keys=keys,
+        checkpoint_directory=checkpoint_dir(settings) if keys is not None else None,
+    )
     print_report(Console(), report)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _trusted_keys(console: Console, settings: Settings, given: Path | None) -> PublicKeys | None:
+    """The keys given, else the configured ones; None (the chain alone) when
+    none are configured yet: no checkpoint was ever signed here."""
+    try:
+        return audit_public_keys(settings, given)
+    except AuditKeyError as error:
+        if given is not None:
+            raise typer.BadParameter(str(error)) from None
+        console.print(f"[yellow]{error}: checking the chain alone, not the checkpoints[/yellow]")
+        return None
 
 
 def print_report(console: Console, report: VerifyReport) -> None:
@@ -119,6 +172,8 @@ def print_report(console: Console, report: VerifyReport) -> None:
         f"{report.log_elapsed_s:.2f} s ({report.events_per_s:,.0f} events/s); "
         f"total {report.elapsed_s:.2f} s"
     )
+    if report.checkpoints.key_ids:
+        print_tamper_report(console, report.checkpoints, findings=False)
     if report.views:
         views = Table("view", "status", "position", "digest (live)", "digest (replayed)")
         for check in report.views:

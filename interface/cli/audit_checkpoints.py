@@ -124,13 +124,17 @@ def verify_export(export: Path, public_key: Path | None) -> CheckpointReport:
         raise typer.BadParameter(str(error)) from None
 
 
-def print_tamper_report(console: Console, report: CheckpointReport) -> None:
+def print_tamper_report(
+    console: Console, report: CheckpointReport, *, findings: bool = True
+) -> None:
+    """What the checkpoints cover; with `findings`, what differs from them
+    (`ledger audit verify` prints them among its own findings instead)."""
     console.print(
         f"checkpoints: {report.checkpoints_verified} verified (keys {', '.join(report.key_ids)}),"
         f" covering {report.events_covered:,} events through position "
         f"{report.covered_through:,}; {report.window_events:,} after the newest (chain only)"
     )
-    if report.ok:
+    if report.ok or not findings:
         return
     first = report.first
     if first is not None:

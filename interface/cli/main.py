@@ -56,6 +56,7 @@ def serve(
         start_reconciliation_schedule=True,
         start_guard_worker=True,
         start_webhook_worker=True,
+        start_checkpointer=True,
     )
     if demo:
         demo_data_set = load_demo_data_set(ledger)

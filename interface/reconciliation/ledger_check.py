@@ -39,6 +39,7 @@ DISCREPANCY_KINDS: Final[dict[FindingKind, DiscrepancyKind]] = {
     FindingKind.POSITION_ORDER: DiscrepancyKind.EVENT_ORDER,
     FindingKind.VERSION_SEQUENCE: DiscrepancyKind.EVENT_ORDER,
     FindingKind.UNKNOWN_EVENT: DiscrepancyKind.EVENT_ORDER,
+    FindingKind.UNREADABLE_EVENT: DiscrepancyKind.EVENT_ORDER,
     FindingKind.TRANSFER_LIFECYCLE: DiscrepancyKind.EVENT_ORDER,
     # A posting that is not a positive amount on a side cannot balance.
     FindingKind.UNBALANCED_TRANSFER: DiscrepancyKind.UNBALANCED_TRANSFER,
