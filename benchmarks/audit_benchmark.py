@@ -26,12 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import psycopg
-
 from benchmarks import databases
 from benchmarks.workload import Workload
 from benchmarks.writer_phases import open_and_fund_accounts, run_phase
-from interface.adapters.persistence.database import MIGRATIONS_DIR
 from interface.audit.checkpoint_sources import verify_database_checkpoints
 from interface.audit_setup import audit_public_keys, build_checkpointer, checkpoint_dir
 from interface.bootstrap import build_ledger
@@ -44,7 +41,6 @@ CHUNK_SIZE: Final[int] = 100
 ROUNDS_DEFAULT: Final[int] = 2
 MINIMUM_RATIO: Final[float] = 0.98
 MINIMUM_VERIFY_EVENTS_PER_S: Final[float] = 150_000.0
-_PENDING_CHAIN_V2: Final[Path] = MIGRATIONS_DIR / "pending" / "0012.chain-v2-and-checkpoints.sql"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +51,6 @@ class AuditBenchmarkConfig:
     database_url: str | None = None
 
 
-def _chain_v2(url: str) -> None:
-    """Migration 0012 while it waits in migrations/pending/ (applied once)."""
-    with psycopg.connect(url) as connection:
-        present = connection.execute("SELECT to_regclass('ledger_chain_schemes')").fetchone()
-        if _PENDING_CHAIN_V2.exists() and (present is None or present[0] is None):
-            connection.execute(_PENDING_CHAIN_V2.read_text().encode())
-
-
 def _phase(
     server_url: str, config: AuditBenchmarkConfig, *, on: bool, verify: bool
 ) -> dict[str, Any]:
@@ -71,9 +59,6 @@ def _phase(
         tempfile.TemporaryDirectory() as scratch,
     ):
         settings = Settings(database_url=url, data_dir=Path(scratch))
-        # Migrated by a first build, chain v2 added, then built again.
-        build_ledger(settings, start_writer=False, start_projections=False).close()
-        _chain_v2(url)
         ledger = build_ledger(settings, start_checkpointer=on)
         try:
             workload = Workload(accounts=config.accounts, seed=24, chunk_size=CHUNK_SIZE)

@@ -16,7 +16,7 @@ import orjson
 import psycopg
 import pytest
 
-from domain.event_chain import chained_hash
+from domain.event_chain import chained_link_of
 from interface.audit.export import ExportFilter, export_lines
 from interface.bootstrap import Ledger
 from interface.demo.ledger_transfers import load_demo
@@ -75,12 +75,14 @@ def test_every_event_once_in_log_order_with_the_chain_hashes(
         assert line["hash"] == bytes(event_hash).hex()
         assert line["previous_hash"] == previous_hash
         # Each line checks on its own: its hash follows from the previous one.
-        recomputed = chained_hash(
+        recomputed = chained_link_of(
             bytes.fromhex(line["previous_hash"]),
+            line["position"],
             UUID(line["originator_id"]),
             line["originator_version"],
             line["type"],
             line["state"].encode(),
+            datetime.fromisoformat(line["recorded_at"]),
         )
         assert recomputed.hex() == line["hash"]
         assert line["state"].encode() == bytes(state)

@@ -1,7 +1,8 @@
 """Auditing a ledger's database from its rows alone, as an outside auditor would.
 
 Reads `ledger_events` with plain SQL in notification order, recomputes the
-hash chain, and replays every aggregate from its events (no snapshots, no
+hash chain (version 2, as the database chains every event of a log begun
+after migration 0012), and replays every aggregate from its events (no snapshots, no
 caches, none of the service's own read paths) to check the ledger's
 invariants: each transfer balanced, each account's totals equal to the sum of
 the postings of the transfers behind them, total debits equal to total
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +23,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from application.event_log import LedgerApplication
 from domain.account import Account, Totals
-from domain.event_chain import GENESIS_HASH, chained_hash
+from domain.event_chain import GENESIS_HASH, chained_link_of
 from domain.transfer import Posting, Side, Transfer, TransferStatus
 from tests.support.in_memory_recorder import InMemoryLedgerRecorder
 
@@ -34,6 +36,7 @@ class EventRow:
     topic: str
     state: bytes
     event_hash: bytes
+    recorded_at: datetime
 
     def stored_event(self) -> StoredEvent:
         return StoredEvent(
@@ -47,11 +50,13 @@ class EventRow:
 def read_event_rows(database_url: str) -> list[EventRow]:
     with psycopg.connect(database_url) as connection:
         rows = connection.execute(
-            "SELECT notification_id, originator_id, originator_version, topic, state, event_hash "
-            "FROM ledger_events ORDER BY notification_id"
+            "SELECT notification_id, originator_id, originator_version, topic, state, event_hash,"
+            " recorded_at FROM ledger_events ORDER BY notification_id"
         ).fetchall()
     return [
-        EventRow(int(row[0]), row[1], int(row[2]), str(row[3]), bytes(row[4]), bytes(row[5]))
+        EventRow(
+            int(row[0]), row[1], int(row[2]), str(row[3]), bytes(row[4]), bytes(row[5]), row[6]
+        )
         for row in rows
     ]
 
@@ -61,8 +66,14 @@ def first_broken_link(rows: list[EventRow]) -> int | None:
     before it (the stored predecessor); None when the whole chain holds."""
     previous = GENESIS_HASH
     for index, row in enumerate(rows):
-        expected = chained_hash(
-            previous, row.originator_id, row.originator_version, row.topic, row.state
+        expected = chained_link_of(
+            previous,
+            row.notification_id,
+            row.originator_id,
+            row.originator_version,
+            row.topic,
+            row.state,
+            row.recorded_at,
         )
         if expected != row.event_hash:
             return index

@@ -19,7 +19,6 @@ from interface.audit_setup import audit_public_keys, build_checkpointer, checkpo
 from interface.bootstrap import build_ledger
 from interface.demo.ledger_transfers import load_demo
 from interface.settings import Settings
-from tests.support.chain_v2_migration import ensure_chain_v2
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,6 @@ def checkpointed_log(
     database_url: str, data_dir: Path, *, transfers: int, events_per_checkpoint: int
 ) -> CheckpointedLog:
     """A demo log of `transfers`, checkpointed every `events_per_checkpoint`."""
-    ensure_chain_v2(database_url)
     settings = Settings(
         database_url=database_url,
         data_dir=data_dir,

@@ -10,7 +10,7 @@ from uuid import UUID
 import orjson
 import psycopg
 
-from domain.event_chain import GENESIS_HASH, chained_hash, chained_link_of
+from domain.event_chain import GENESIS_HASH, chained_link_of
 from projections.events import TRANSFER_RECORDED
 
 _FORGED_TIME: Final = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
@@ -19,8 +19,8 @@ _FORGED_TIME: Final = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+
 def append_with_chain(
     database_url: str, originator_id: UUID, version: int, topic: str, body: dict[str, Any]
 ) -> int:
-    """Append an event whose link follows the chain (version 2 from where
-    ledger_chain_schemes says it begins); its log position."""
+    """Append an event whose link follows the chain as the database extends
+    it (version 2, ledger_append_events); its log position."""
     state = orjson.dumps(body)
     with psycopg.connect(database_url) as connection:
         connection.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")
@@ -29,15 +29,12 @@ def append_with_chain(
         ).fetchone()
         previous = bytes(row[0]) if row else GENESIS_HASH
         position_row = connection.execute(
-            "SELECT nextval(pg_get_serial_sequence('ledger_events', 'notification_id')), now(),"
-            " to_regclass('ledger_chain_schemes') IS NOT NULL"
+            "SELECT nextval(pg_get_serial_sequence('ledger_events', 'notification_id')), now()"
         ).fetchone()
         assert position_row is not None
-        position, recorded_at, chained_v2 = position_row
-        link = (
-            chained_link_of(previous, position, originator_id, version, topic, state, recorded_at)
-            if chained_v2
-            else chained_hash(previous, originator_id, version, topic, state)
+        position, recorded_at = position_row
+        link = chained_link_of(
+            previous, position, originator_id, version, topic, state, recorded_at
         )
         connection.execute(
             "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic,"
