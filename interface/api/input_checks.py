@@ -160,7 +160,8 @@ def _refuse_first_fault(document: Any, limits: Settings) -> None:
     while pending:
         field, name, value = pending.pop()
         if isinstance(value, str):
-            check_string(value, field, limits.string_length_max)
+            # A body that is a bare string is named as the framework names it.
+            check_string(value, field or "body", limits.string_length_max)
             continue
         if isinstance(value, dict):
             for key in value:

@@ -81,6 +81,10 @@ def test_every_string_and_key_of_a_document_is_checked_and_named_by_its_path() -
     assert refusal({"owner_id": "x" * 2049}).details["reason"] == "too_long"
 
 
+def test_a_body_that_is_a_bare_string_is_named_body() -> None:
+    assert refusal("a\x00").details["field"] == "body"
+
+
 def test_the_first_fault_in_document_order_is_the_one_named() -> None:
     document = {"a": "bad\x01", "b": ["bad\x02"], "c": "bad\x03"}
     assert refusal(document).details["field"] == "a"
