@@ -1,15 +1,12 @@
-"""What any string, JSON body and `metadata` object must be to enter the ledger.
+"""What any JSON body and `metadata` object must be to enter the ledger.
 
 Checked at the edge (request_checks.py), before a route runs, so a value that
 could not be stored, projected or printed faithfully never reaches the writer
 (docs/api.md#limits-on-what-a-request-holds):
 
-- no control character, C0 (U+0000-U+001F, tab and newlines included), DEL
-  or C1 (U+0080-U+009F): no field of the API holds multi-line text, and a NUL
-  cannot even be stored in a PostgreSQL text column;
-- no unpaired surrogate (JSON's `"\\ud800"` decodes to one): it has no UTF-8
-  encoding, so it could be neither stored nor answered;
-- at most `string_length_max` characters, keys of objects included;
+- every string and every key of an object as interface/text_rules.py says
+  (no control character, no unpaired surrogate, at most `string_length_max`
+  characters);
 - no object with the same key twice (which one would count is up to a parser);
 - every `metadata` object within its limits: keys, key and value lengths,
   nesting depth and size as compact UTF-8 JSON.
@@ -22,11 +19,11 @@ A body is walked once without keeping paths (a batch of 8190 transfers is
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Final
 
 from interface.api.errors import ApiError
 from interface.settings import Settings
+from interface.text_rules import FORBIDDEN_CHARACTER, describe_fault, printable, text_fault
 
 INVALID_STRING: Final[str] = "invalid_string"
 DUPLICATE_KEY: Final[str] = "duplicate_key"
@@ -35,12 +32,6 @@ INVALID_METADATA: Final[str] = "invalid_metadata"
 MALFORMED_BODY: Final[str] = "malformed_body"
 
 METADATA_FIELD: Final[str] = "metadata"
-
-_FORBIDDEN_CHARACTER: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_SURROGATES: Final = range(0xD800, 0xE000)
-# A hostile name is quoted in an answer escaped and cut to this many characters.
-_QUOTED_NAME_LENGTH_MAX: Final[int] = 64
-
 
 # Before the lifespan has built the ledger (a test's bare app), the defaults.
 _DEFAULT_LIMITS: Final[Settings] = Settings.model_construct()
@@ -52,41 +43,13 @@ def limits_in_force(app: Any) -> Settings:
     return ledger.settings if ledger is not None else _DEFAULT_LIMITS
 
 
-def printable(name: str) -> str:
-    """A name safe to put in an answer or a log line: forbidden characters
-    escaped (an unpaired surrogate cannot even be encoded), long names cut."""
-    escaped = _FORBIDDEN_CHARACTER.sub(lambda found: f"\\u{ord(found.group()):04x}", name)
-    if len(escaped) > _QUOTED_NAME_LENGTH_MAX:
-        return escaped[:_QUOTED_NAME_LENGTH_MAX] + "..."
-    return escaped
-
-
-def _string_fault(value: str, length_max: int) -> dict[str, Any] | None:
-    if len(value) > length_max:
-        return {"reason": "too_long", "length_max": length_max}
-    found = _FORBIDDEN_CHARACTER.search(value)
-    if found is None:
-        return None
-    code_point = ord(found.group())
-    return {
-        "reason": "unpaired_surrogate" if code_point in _SURROGATES else "control_character",
-        "character": f"U+{code_point:04X}",
-        "position": found.start(),
-    }
-
-
 def check_string(value: str, field: str, length_max: int) -> None:
-    fault = _string_fault(value, length_max)
-    if fault is None:
-        return
-    quoted = printable(field)
-    if fault["reason"] == "too_long":
-        message = f"{quoted} is longer than {length_max} characters"
-    else:
-        surrogate = fault["reason"] == "unpaired_surrogate"
-        what = "an unpaired surrogate" if surrogate else "a control character"
-        message = f"{quoted} holds {what} ({fault['character']}) at character {fault['position']}"
-    raise ApiError(422, INVALID_STRING, message, {"field": quoted, **fault})
+    fault = text_fault(value, length_max)
+    if fault is not None:
+        quoted = printable(field)
+        raise ApiError(
+            422, INVALID_STRING, describe_fault(quoted, fault), {"field": quoted, **fault}
+        )
 
 
 class _JsonObject(dict[str, Any]):
@@ -128,7 +91,7 @@ def _is_clean(document: Any, limits: Settings) -> bool:
     """The rules of check_json_document, without a path in sight, and as few
     calls per value as Python allows."""
     length_max = limits.string_length_max
-    search = _FORBIDDEN_CHARACTER.search
+    search = FORBIDDEN_CHARACTER.search
     pending = [document]
     while pending:
         value = pending.pop()

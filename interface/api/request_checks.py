@@ -33,8 +33,8 @@ from interface.api.input_checks import (
     check_string,
     limits_in_force,
     parse_json_body,
-    printable,
 )
+from interface.text_rules import printable
 
 UNKNOWN_QUERY_PARAMETER: Final[str] = "unknown_query_parameter"
 

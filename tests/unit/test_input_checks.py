@@ -13,9 +13,9 @@ from interface.api.input_checks import (
     check_metadata,
     check_string,
     parse_json_body,
-    printable,
 )
 from interface.settings import Settings
+from interface.text_rules import printable
 
 DEFAULTS = Settings.model_construct()
 
