@@ -19,6 +19,7 @@ from uuid import UUID
 import typer
 
 from interface.cli.context import command_settings
+from interface.cli.stored_text import stored_text
 
 if TYPE_CHECKING:
     from domain.closure import Closure
@@ -145,7 +146,9 @@ def show(closure_id: Annotated[str, typer.Argument(help="The closure's id")]) ->
 def resume(
     closure_id: Annotated[str, typer.Argument(help="The closure's id")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what it would do")] = False,
-    actor: Annotated[str, typer.Option(help="Who resumes it (recorded)")] = "operator:cli",
+    actor: Annotated[
+        str, typer.Option(help="Who resumes it (recorded)", callback=stored_text)
+    ] = "operator:cli",
 ) -> None:
     """Resume a stuck closure: its phase is tried again now, with a new deadline."""
     from domain.result_codes import LedgerRefusal

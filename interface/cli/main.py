@@ -15,6 +15,7 @@ from interface.cli.context import command_settings
 from interface.cli.forks import forks_app
 from interface.cli.projections import projections_app
 from interface.cli.reconcile import reconcile_app
+from interface.cli.stored_text import stored_text
 from interface.cli.webhooks import webhooks_app
 
 app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
@@ -98,8 +99,12 @@ def db_upgrade() -> None:
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="user, admin, auditor or service")],
-    owner: Annotated[str | None, typer.Option(help="The owner a user key acts for")] = None,
-    label: Annotated[str, typer.Option(help="A note to recognise the key by")] = "",
+    owner: Annotated[
+        str | None, typer.Option(help="The owner a user key acts for", callback=stored_text)
+    ] = None,
+    label: Annotated[
+        str, typer.Option(help="A note to recognise the key by", callback=stored_text)
+    ] = "",
 ) -> None:
     """Make a key and print it once; only its digest is stored."""
     from interface.adapters.persistence.api_keys import Role

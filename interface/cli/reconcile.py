@@ -21,6 +21,7 @@ import typer
 
 from domain.reconciliation import RunType, Severity
 from interface.cli.context import command_settings
+from interface.cli.stored_text import stored_text
 
 reconcile_app = typer.Typer(
     help="Reconciliation: cross-checks of the ledger against its other records.",
@@ -118,8 +119,10 @@ def run(
 @reconcile_app.command("resolve")
 def resolve(
     exception_id: Annotated[str, typer.Argument(help="The exception's id")],
-    resolved_by: Annotated[str, typer.Option("--by", help="Your name")],
-    note: Annotated[str, typer.Option("--note", help="What you found and did")],
+    resolved_by: Annotated[str, typer.Option("--by", help="Your name", callback=stored_text)],
+    note: Annotated[
+        str, typer.Option("--note", help="What you found and did", callback=stored_text)
+    ],
 ) -> None:
     """Close an open exception with your name and a note."""
     from uuid import UUID

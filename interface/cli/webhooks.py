@@ -15,6 +15,7 @@ from uuid import UUID
 import typer
 
 from interface.cli.context import command_settings, migrated_database_url
+from interface.cli.stored_text import stored_text
 
 webhooks_app = typer.Typer(help="Webhook endpoints.", no_args_is_help=True)
 
@@ -46,11 +47,13 @@ def _line(endpoint: Any, **extra: str) -> str:
 
 @webhooks_app.command("add")
 def add(
-    url: str,
+    url: Annotated[str, typer.Argument(callback=stored_text)],
     event_type: Annotated[
         list[str] | None, typer.Option("--type", help="An event type (repeat); none: every type")
     ] = None,
-    description: Annotated[str, typer.Option(help="What it is for")] = "webhook endpoint",
+    description: Annotated[
+        str, typer.Option(help="What it is for", callback=stored_text)
+    ] = "webhook endpoint",
 ) -> None:
     """Subscribe URL; prints the endpoint with its signing secret (shown once)."""
     from interface.adapters.webhooks.url_safety import UrlRefused, require_callable_url
