@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+# pytest-xdist workers: one per core unless told otherwise.
+TEST_WORKERS ?= auto
 
 .PHONY: run test test-fast lint typecheck bench demo lock clean
 
@@ -33,11 +35,18 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
-	$(BIN)/pytest
+# Lint and type checks side by side, then every test on every core
+# (pytest-xdist: each worker has a PostgreSQL of its own).
+test: $(DEV_STAMP)
+	$(MAKE) --no-print-directory -j 2 lint typecheck
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
+# The layers that need no database, in under a minute. The Schemathesis
+# module is left out, not just deselected (it builds its cases at
+# collection), and so is its plugin (seconds of imports in every worker).
 test-fast: $(DEV_STAMP)
-	$(BIN)/pytest tests/unit tests/property
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not postgres" -p no:schemathesis \
+		--ignore=tests/contract/test_openapi_schemathesis.py tests/unit tests/property tests/contract
 
 bench: $(DEV_STAMP)
 	$(BIN)/ledger bench

@@ -12,15 +12,35 @@ from interface.settings import Settings
 from tests.support import databases
 from tests.support.ledgers import EPOCH
 
+# Fixtures of these scopes hold state several tests share, often in order
+# (a module-scoped target attacked test by test, then checked).
+SHARED_FIXTURE_SCOPES = frozenset({"class", "module", "package"})
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    # pytest keeps an item's fixture definitions on a private attribute only.
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definition.scope in SHARED_FIXTURE_SCOPES
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that needs PostgreSQL, however indirectly, so the fast
-    layer can leave them out (`make test-fast` selects `not postgres`); and
-    run the slow ones first, so under xdist the longest test starts at once
-    instead of lengthening the end of the run on one worker."""
+    layer can leave them out (`make test-fast` selects `not postgres`). Under
+    xdist (`--dist loadgroup`), keep a module whose tests share a fixture on
+    one worker, in order. And run the slow tests first, so the longest starts
+    at once instead of lengthening the end of the run on one worker."""
+    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
         if "postgres_server_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+        if grouping and _shares_a_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     # sort is stable: the rest keep their order.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
