@@ -58,9 +58,9 @@ DECLARE
     previous bytea;
     positions bigint[] := '{}';
     hashes bytea[] := '{}';
+    recorded_times timestamptz[] := '{}';
     event_count integer := coalesce(cardinality(originator_ids), 0);
-    recorded timestamptz := now();
-    recorded_field bytea := '\x00000008'::bytea || timestamptz_send(now());
+    recorded timestamptz;
     position bigint;
     topic bytea;
 BEGIN
@@ -76,6 +76,9 @@ BEGIN
         -- ids are a contiguous run.
         position := nextval('ledger_events_notification_id_seq');
         topic := convert_to(topics[i], 'UTF8');
+        -- Per event, under the lock, as the column's default was (0005): the
+        -- record time grows with the position.
+        recorded := clock_timestamp();
         previous := sha256(
             previous
             || '\x00000008'::bytea || int8send(position)
@@ -83,16 +86,17 @@ BEGIN
             || '\x00000008'::bytea || int8send(originator_versions[i])
             || int4send(octet_length(topic)) || topic
             || int4send(octet_length(states[i])) || states[i]
-            || recorded_field
+            || '\x00000008'::bytea || timestamptz_send(recorded)
         );
         positions[i] := position;
         hashes[i] := previous;
+        recorded_times[i] := recorded;
     END LOOP;
     INSERT INTO ledger_events
         (notification_id, originator_id, originator_version, topic, state, event_hash, recorded_at)
-    SELECT p, o, v, t, s, h, recorded
-    FROM unnest(positions, originator_ids, originator_versions, topics, states, hashes)
-        AS batch(p, o, v, t, s, h);
+    SELECT p, o, v, t, s, h, r
+    FROM unnest(positions, originator_ids, originator_versions, topics, states, hashes,
+        recorded_times) AS batch(p, o, v, t, s, h, r);
     IF cardinality(removed_deadline_transfer_ids) > 0 THEN
         DELETE FROM ledger_pending_deadlines
         WHERE transfer_id = ANY(removed_deadline_transfer_ids);
