@@ -28,6 +28,7 @@ from application.reconciliation import ReconciliationService
 from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
 from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.broker.simulated_broker_store import PostgresSimulatedBrokerStore
 from interface.adapters.email.outbox_mailer import (
     FolderTransport,
     MailTransport,
@@ -40,6 +41,7 @@ from interface.adapters.notifications.guard_notification_files import (
     FileGuardNotifier,
 )
 from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
+from interface.adapters.payouts.sandbox_payout_store import PostgresSandboxPayoutStore
 from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
 from interface.adapters.persistence import database
 from interface.adapters.persistence.api_keys import ApiKeyStore
@@ -250,15 +252,16 @@ def build_ledger(
     if start_writer:
         writer.start()
     # The embedded default: a deterministic market that tests, the demo and an
-    # admin (PUT /v1/admin/simulated-market/{symbol}) set prices in.
-    broker = broker or SimulatedBroker(clock)
+    # admin (PUT /v1/admin/simulated-market/{symbol}) set prices in. Its
+    # state is kept in its own tables, so a restart finds its accounts.
+    broker = broker or SimulatedBroker(clock, store=PostgresSimulatedBrokerStore(pool))
     funded_accounts = FundedAccountsService(
         app, writer, broker, clock, mark_age_max=mark_age_max(settings)
     )
     rules_monitor = RulesMonitor(database_url, funded_accounts, settings.rules_monitor_interval_s)
     if start_rules_monitor and start_writer and settings.rules_monitor_in_process:
         rules_monitor.start()
-    payout_gateway = payout_gateway or build_payout_gateway(settings, clock)
+    payout_gateway = payout_gateway or build_payout_gateway(settings, clock, pool)
     withdrawals = WithdrawalsService(app, writer, payout_gateway, clock)
     payouts = payout_worker(database_url, withdrawals, clock, settings.payout_worker_interval_s)
     if start_payout_worker and start_writer and settings.payout_worker_in_process:
@@ -359,14 +362,15 @@ def build_ledger(
     )
 
 
-def build_payout_gateway(settings: Settings, clock: Clock) -> PayoutGateway:
+def build_payout_gateway(settings: Settings, clock: Clock, pool: ConnectionPool) -> PayoutGateway:
     """Stripe through its SDK when STRIPE_API_KEY is set (STRIPE_API_BASE points
     it elsewhere, a test server say); otherwise the built-in sandbox, which
-    pays at once, moves no money and says so in the logs."""
+    pays at once, moves no money and says so in the logs. The sandbox keeps
+    its payouts in its own table, so a restart forgets none."""
     if settings.stripe_api_key:
         return StripePayoutGateway(settings.stripe_api_key, settings.stripe_api_base)
     log.warning("payout_gateway_sandbox", reason="STRIPE_API_KEY is not set")
-    return SandboxPayoutGateway(clock)
+    return SandboxPayoutGateway(clock, store=PostgresSandboxPayoutStore(pool))
 
 
 def build_mailer(settings: Settings, pool: ConnectionPool) -> Mailer:

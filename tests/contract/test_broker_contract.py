@@ -1,4 +1,6 @@
-"""The Broker port: one contract, held by every broker (today the simulator).
+"""The Broker port: one contract, held by every broker (today the simulator,
+in memory, kept in PostgreSQL, and kept in PostgreSQL and restarted before
+every call, so that nothing it answers lives only in memory).
 
 A subclass gives `make_broker`, which makes a broker and the `Market` that
 funds its accounts and sets its prices; everything else is the same for
@@ -7,7 +9,7 @@ every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID, uuid4
@@ -32,7 +34,9 @@ from application.ports.broker import (
 )
 from domain.positions import PositionSide
 from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.adapters.broker.simulated_broker_store import PostgresSimulatedBrokerStore
 from tests.support.ledgers import EPOCH
+from tests.support.simulator_state import empty_simulator_tables, simulator_pool
 
 START_CASH_MINOR = 10_000_000  # $100,000.00
 
@@ -300,9 +304,16 @@ class BrokerContract:
 
     # Conservation -------------------------------------------------------------------
 
-    # The fixture is a factory: each example makes a broker of its own.
+    # The fixture is a factory: each example makes a broker of its own. Every
+    # subclass runs this same method, each with its own broker (the differing
+    # executors are those subclasses).
     @settings(
-        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(data=st.data())
     def test_cash_and_unrealized_pnl_conserve_money_exactly(
@@ -395,3 +406,69 @@ class TestSimulatedBroker(BrokerContract):
             return broker, broker
 
         return make
+
+
+# Each example of the conservation property starts from emptied tables, and
+# the restarting broker reads them back before every call: fewer examples
+# keep these runs to seconds; the in-memory run explores the space.
+DURABLE_CONSERVATION_EXAMPLES_MAX = 20
+
+
+class DurableContract(BrokerContract):
+    @settings(
+        max_examples=DURABLE_CONSERVATION_EXAMPLES_MAX,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
+    )
+    @given(data=st.data())
+    def test_cash_and_unrealized_pnl_conserve_money_exactly(
+        self, make_broker: MakeBroker, data: st.DataObject
+    ) -> None:
+        conservation = BrokerContract.test_cash_and_unrealized_pnl_conserve_money_exactly
+        conservation.hypothesis.inner_test(self, make_broker, data)  # type: ignore[attr-defined]
+
+
+class TestDurableSimulatedBroker(DurableContract):
+    """The simulator as `build_ledger` wires it: its state in its own tables."""
+
+    @pytest.fixture
+    def make_broker(self, database_url: str) -> Iterator[MakeBroker]:
+        with simulator_pool(database_url) as pool:
+
+            def make() -> tuple[Broker, Market]:
+                empty_simulator_tables(pool)
+                store = PostgresSimulatedBrokerStore(pool)
+                broker = SimulatedBroker(SettableClock(EPOCH), store=store)
+                return broker, broker
+
+            yield make
+
+
+class RestartingBroker:
+    """A simulator read back from its store before every call: whatever the
+    contract sees has survived a restart."""
+
+    def __init__(self, clock: SettableClock, store: PostgresSimulatedBrokerStore) -> None:
+        self._clock = clock
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(SimulatedBroker(self._clock, store=self._store), name)
+
+
+class TestSimulatedBrokerRestartedBeforeEveryCall(DurableContract):
+    @pytest.fixture
+    def make_broker(self, database_url: str) -> Iterator[MakeBroker]:
+        with simulator_pool(database_url) as pool:
+
+            def make() -> tuple[Broker, Market]:
+                empty_simulator_tables(pool)
+                restarting = RestartingBroker(
+                    SettableClock(EPOCH), PostgresSimulatedBrokerStore(pool)
+                )
+                return restarting, restarting  # type: ignore[return-value]
+
+            yield make

@@ -28,8 +28,10 @@ from application.ports.payout_gateway import (
     PayoutUnavailable,
 )
 from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
+from interface.adapters.payouts.sandbox_payout_store import PostgresSandboxPayoutStore
 from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
 from tests.support.fake_stripe import FakeStripe
+from tests.support.simulator_state import empty_simulator_tables, simulator_pool
 
 # Whole seconds, as Stripe counts them.
 FIRST_CREATED: Final = datetime(2026, 1, 1, tzinfo=UTC)
@@ -227,8 +229,8 @@ class TickingClock:
 
 
 class SandboxWorld:
-    def __init__(self) -> None:
-        self.sandbox = SandboxPayoutGateway(TickingClock(FIRST_CREATED))
+    def __init__(self, store: PostgresSandboxPayoutStore | None = None) -> None:
+        self.sandbox = SandboxPayoutGateway(TickingClock(FIRST_CREATED), store=store)
 
     @property
     def gateway(self) -> PayoutGateway:
@@ -253,6 +255,58 @@ class TestSandboxPayoutGateway(PayoutGatewayContract):
     @pytest.fixture
     def world(self) -> PayoutWorld:
         return SandboxWorld()
+
+
+class RestartingSandboxWorld(SandboxWorld):
+    """The sandbox read back from its table whenever the contract reaches for
+    the gateway, unless a fault is scripted (faults live in memory): whatever
+    the contract sees has survived a restart."""
+
+    def __init__(self, store: PostgresSandboxPayoutStore) -> None:
+        self._clock = TickingClock(FIRST_CREATED)
+        self._store = store
+        self._fault_scripted = False
+        self.sandbox = SandboxPayoutGateway(self._clock, store=store)
+
+    @property
+    def gateway(self) -> PayoutGateway:
+        if not self._fault_scripted:
+            self.sandbox = SandboxPayoutGateway(self._clock, store=self._store)
+        self._fault_scripted = False
+        return self.sandbox
+
+    def refuse_next(self, code: str) -> None:
+        super().refuse_next(code)
+        self._fault_scripted = True
+
+    def unavailable_next(self) -> None:
+        super().unavailable_next()
+        self._fault_scripted = True
+
+    def lose_next_answer(self) -> None:
+        super().lose_next_answer()
+        self._fault_scripted = True
+
+
+class TestDurableSandboxPayoutGateway(PayoutGatewayContract):
+    """The sandbox as `build_ledger` wires it: its payouts in their own table."""
+
+    expected_name = "sandbox"
+
+    @pytest.fixture
+    def world(self, database_url: str) -> Iterator[PayoutWorld]:
+        with simulator_pool(database_url) as pool:
+            empty_simulator_tables(pool)
+            yield SandboxWorld(PostgresSandboxPayoutStore(pool))
+
+
+class TestSandboxPayoutGatewayRestartedBeforeEveryCall(PayoutGatewayContract):
+    expected_name = "sandbox"
+
+    @pytest.fixture
+    def world(self, database_url: str) -> Iterator[PayoutWorld]:
+        with simulator_pool(database_url) as pool:
+            yield RestartingSandboxWorld(PostgresSandboxPayoutStore(pool))
 
 
 # Stripe -------------------------------------------------------------------------------

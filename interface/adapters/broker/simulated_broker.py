@@ -20,6 +20,11 @@ client order ids) and adds what tests and the demo need to drive it:
 
 Position ids are derived from the account and client order id, so the same
 script gives the same ids whatever the threads' interleaving.
+
+Given a `store`, the simulator starts from the state kept there and writes
+every change to it before answering (accounts, positions, orders, prices; not
+faults), so it remembers its accounts across a restart as a broker would
+(simulated_broker_store.py). Without one it lives in memory only.
 """
 
 from __future__ import annotations
@@ -57,6 +62,14 @@ from interface.adapters.broker.price_path import (
     VOLUME_DEFAULT,
     PricePath,
     PriceStep,
+)
+from interface.adapters.broker.simulated_broker_store import (
+    SimulatedBrokerStore,
+    StoredAccount,
+    StoredMarket,
+    StoredOrder,
+    StoredPosition,
+    StoredState,
 )
 
 SYMBOLS_MAX: Final[int] = 1_000
@@ -129,6 +142,7 @@ class SimulatedBroker:
         orders_per_account_max: int = ORDERS_PER_ACCOUNT_MAX,
         reply_timeout_s: float = REPLY_TIMEOUT_S,
         sleep: Callable[[float], None] = time.sleep,
+        store: SimulatedBrokerStore | None = None,
     ) -> None:
         self._clock = clock
         self.currency = currency
@@ -146,6 +160,38 @@ class SimulatedBroker:
         self._accounts: dict[UUID, _Account] = {}
         self._positions: dict[str, _Position] = {}
         self._faults: dict[UUID, _Faults] = {}
+        self._store = store
+        if store is not None:
+            self._restore(store.load())
+
+    def _restore(self, state: StoredState) -> None:
+        for stored in state.accounts:
+            self._accounts[stored.account_id] = _Account(
+                cash_minor=stored.cash_minor, realized_pnl_minor=stored.realized_pnl_minor
+            )
+        for held in state.positions:
+            self._positions[held.position_id] = _Position(
+                held.position_id,
+                held.account_id,
+                held.symbol,
+                held.side,
+                held.quantity,
+                held.entry_price_minor,
+                held.opened_at,
+                held.closed_by,
+            )
+            if held.closed_by is None:
+                self._accounts[held.account_id].open_position_ids[held.position_id] = None
+        for account_id, order in state.orders:
+            self._accounts[account_id].orders[order.client_order_id] = _Order(
+                order.request, order.fill
+            )
+        for market in state.markets:
+            self._markets[market.symbol] = (
+                PricePath(market.steps) if market.is_path else market.steps[0].quote(market.symbol)
+            )
+            if market.live:
+                self._live.add(market.symbol)
 
     # Scripting the market and the accounts ----------------------------------------
 
@@ -178,19 +224,14 @@ class SimulatedBroker:
                 volume=volume,
             )
             quote = step.quote(symbol)
-            self._set_market(symbol, quote)
-            if quoted_at is None:
-                self._live.add(symbol)
-            else:
-                self._live.discard(symbol)
+            self._set_market(symbol, quote, live=quoted_at is None)
             return quote
 
     def load_path(self, symbol: str, path: PricePath) -> None:
         """Script the symbol's quotes against the clock (replaces any fixed price)."""
         _require_symbol(symbol)
         with self._lock:
-            self._set_market(symbol, path)
-            self._live.add(symbol)
+            self._set_market(symbol, path, live=True)
 
     def fund(self, account_id: UUID, cash_minor: int) -> None:
         """Open the account with this cash, or add it to an open one."""
@@ -200,12 +241,21 @@ class SimulatedBroker:
             if account is None:
                 self._add_account(account_id, cash_minor)
             else:
+                self._save_account(account_id, account.cash_minor + cash_minor, account)
                 account.cash_minor += cash_minor
 
     def _add_account(self, account_id: UUID, cash_minor: int) -> None:
         if len(self._accounts) >= self._accounts_max:
             raise ValueError(f"the simulator holds at most {self._accounts_max} accounts")
-        self._accounts[account_id] = _Account(cash_minor=cash_minor)
+        account = _Account(cash_minor=cash_minor)
+        self._save_account(account_id, cash_minor, account)
+        self._accounts[account_id] = account
+
+    def _save_account(self, account_id: UUID, cash_minor: int, account: _Account) -> None:
+        if self._store is not None:
+            self._store.save_account(
+                StoredAccount(account_id, cash_minor, account.realized_pnl_minor)
+            )
 
     def register_account(self, account_id: UUID, cash_minor: int) -> None:
         _require_cash(cash_minor)
@@ -355,9 +405,17 @@ class SimulatedBroker:
             realized_pnl_minor=0,
             at=now,
         )
+        order = _Order(("open", symbol, side, quantity), fill)
+        if self._store is not None:
+            self._store.record_open(
+                StoredPosition(
+                    position_id, account_id, symbol, side, quantity, price, now, closed_by=None
+                ),
+                StoredOrder(client_order_id, order.request, fill),
+            )
         self._positions[position_id] = position
         account.open_position_ids[position_id] = None
-        account.orders[client_order_id] = _Order(("open", symbol, side, quantity), fill)
+        account.orders[client_order_id] = order
         return fill
 
     def _close(self, account: _Account, position: _Position, client_order_id: str) -> Fill:
@@ -384,11 +442,22 @@ class SimulatedBroker:
             realized_pnl_minor=pnl,
             at=self._clock.now(),
         )
+        order = _Order(("close", position.position_id), fill)
+        if self._store is not None:
+            self._store.record_close(
+                StoredAccount(
+                    position.account_id,
+                    account.cash_minor + pnl,
+                    account.realized_pnl_minor + pnl,
+                ),
+                position.position_id,
+                StoredOrder(client_order_id, order.request, fill),
+            )
         account.cash_minor += pnl
         account.realized_pnl_minor += pnl
         del account.open_position_ids[position.position_id]
         position.closed_by = client_order_id
-        account.orders[client_order_id] = _Order(("close", position.position_id), fill)
+        account.orders[client_order_id] = order
         return fill
 
     def _replay(
@@ -440,10 +509,16 @@ class SimulatedBroker:
             raise UnknownSymbol(symbol, f"not priced before {market.steps[0].at.isoformat()}")
         return replace(step.quote(symbol), at=now)
 
-    def _set_market(self, symbol: str, market: Quote | PricePath) -> None:
+    def _set_market(self, symbol: str, market: Quote | PricePath, *, live: bool) -> None:
         if symbol not in self._markets and len(self._markets) >= self._symbols_max:
             raise ValueError(f"the simulator prices at most {self._symbols_max} symbols")
+        if self._store is not None:
+            self._store.save_market(_stored_market(symbol, market, live))
         self._markets[symbol] = market
+        if live:
+            self._live.add(symbol)
+        else:
+            self._live.discard(symbol)
 
     def _account(self, account_id: UUID) -> _Account:
         account = self._accounts.get(account_id)
@@ -485,6 +560,22 @@ class SimulatedBroker:
             self._sleep(latency_s)
         if error is not None:
             raise error
+
+
+def _stored_market(symbol: str, market: Quote | PricePath, live: bool) -> StoredMarket:
+    if isinstance(market, PricePath):
+        return StoredMarket(symbol, market.steps, is_path=True, live=live)
+    # Every price set, so the step gives back this very quote.
+    step = PriceStep(
+        market.at,
+        market.bid_minor,
+        market.ask_minor,
+        last_minor=market.last_minor,
+        open_minor=market.open_minor,
+        last_close_minor=market.last_close_minor,
+        volume=market.volume,
+    )
+    return StoredMarket(symbol, (step,), is_path=False, live=live)
 
 
 def _require_cash(cash_minor: object) -> None:

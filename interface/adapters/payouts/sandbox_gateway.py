@@ -4,6 +4,11 @@ of the layers above, which can script its failures.
 It keeps Stripe's promises about idempotency keys, so code written against it
 behaves the same against Stripe. Scripted failures are not remembered under
 the key: the retry that follows one reaches the sandbox as a new attempt.
+
+Given a `store`, it starts from the payouts kept there and writes each new
+payout and change of status to it before answering, so a restart forgets
+none, as Stripe would not (sandbox_payout_store.py). Without one it lives in
+memory only.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from application.ports.payout_gateway import (
     PayoutStatus,
     PayoutUnavailable,
 )
+from interface.adapters.payouts.sandbox_payout_store import SandboxPayoutStore
 
 # Payouts are kept in memory for idempotency and listing; past this the sandbox refuses more.
 PAYOUTS_KEPT_MAX: Final[int] = 100_000
@@ -59,13 +65,19 @@ _Fault = _Rejection | _Unavailable | _UnavailableAfterCreate
 class SandboxPayoutGateway:
     name: Final = "sandbox"
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(
+        self, clock: Clock | None = None, *, store: SandboxPayoutStore | None = None
+    ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._payouts: dict[str, Payout] = {}
         # The first request under each key, and the payout it made.
         self._by_key: dict[str, tuple[PayoutRequest, str]] = {}
         self._faults: deque[_Fault] = deque()
+        self._store = store
+        for request, payout in store.load() if store is not None else []:
+            self._payouts[payout.payout_id] = payout
+            self._by_key[request.idempotency_key] = (request, payout.payout_id)
 
     # The port -------------------------------------------------------------------
 
@@ -149,6 +161,8 @@ class SandboxPayoutGateway:
                 failure_code=failure_code,
                 failure_message=failure_message,
             )
+            if self._store is not None:
+                self._store.record_status(changed)
             self._payouts[payout_id] = changed
             return changed
 
@@ -179,6 +193,8 @@ class SandboxPayoutGateway:
             metadata=request.metadata,
             created_at=self._clock.now(),
         )
+        if self._store is not None:
+            self._store.record_created(request, payout)
         self._payouts[payout.payout_id] = payout
         self._by_key[request.idempotency_key] = (request, payout.payout_id)
         return payout, True
