@@ -82,7 +82,7 @@ def send_canary_requests(client: httpx.Client, keys: Keys, canary: dict[str, str
     common = {"X-Custom": canary["header"], "Cookie": f"session={canary['cookie']}"}
     sent: list[httpx.Response] = []
     opened = client.post(
-        f"/v1/accounts?note={canary['query']}",
+        "/v1/accounts",
         json={
             "idempotency_key": canary["idempotency_key"],
             "currency": "USD",
@@ -95,10 +95,7 @@ def send_canary_requests(client: httpx.Client, keys: Keys, canary: dict[str, str
     assert opened.status_code == 201, opened.text
     account_id = opened.json()["id"]
     sent += [
-        client.get(
-            f"/v1/accounts/{account_id}?secret={canary['query']}",
-            headers={**bearer(keys.user), **common},
-        ),
+        client.get(f"/v1/accounts/{account_id}", headers={**bearer(keys.user), **common}),
         client.get(f"/v1/accounts/{account_id}", headers={**bearer(keys.other_user), **common}),
         client.get(f"/v1/accounts/{account_id}", headers={**bearer(canary["api_key"]), **common}),
         client.get(
@@ -117,6 +114,12 @@ def send_canary_requests(client: httpx.Client, keys: Keys, canary: dict[str, str
         ),
         client.post("/v1/transfers/batch", json={"transfers": []}, headers=bearer(keys.user)),
         client.get("/metrics", headers={**bearer(keys.auditor), **common}),
+        # A query value, declared by the route or refused as unknown.
+        client.get(f"/v1/accounts?owner_id={canary['query']}", headers=bearer(keys.service)),
+        client.get(
+            f"/v1/accounts/{account_id}?secret={canary['query']}",
+            headers={**bearer(keys.user), **common},
+        ),
     ]
     assert [response.status_code for response in sent] == [
         201,
@@ -128,6 +131,8 @@ def send_canary_requests(client: httpx.Client, keys: Keys, canary: dict[str, str
         422,
         403,
         200,
+        200,
+        422,
     ], [response.text for response in sent]
     return [response.headers["X-Request-ID"] for response in sent]
 
@@ -185,7 +190,7 @@ def test_each_request_gets_one_access_line_with_route_status_duration_and_actor(
         json={"currency": "USD", "owner_id": "owner-1"},
         headers=bearer(keys.service),
     ).json()["id"]
-    response = client.get(f"/v1/accounts/{account_id}?x=1", headers=bearer(keys.user))
+    response = client.get(f"/v1/accounts/{account_id}?min_position=0", headers=bearer(keys.user))
     anonymous = client.get(f"/v1/accounts/{account_id}")
 
     opened, read, refused = events_named(output, "http_request")
