@@ -409,8 +409,6 @@ class CheckpointCheck:
             return Damage.DELETED, f"is missing (the next event stored is at {position})"
         if position < signed_position:
             return Damage.INSERTED, "is not among the signed events"
-        if recorded != signed_recorded:
-            return Damage.TIME_MOVED, "was recorded at another time than signed"
         stored_links = [row[5] for row in rows]
         signed_links = {link: at for at, (_, _, link) in enumerate(signed)}
         elsewhere = signed_links.get(stored)
@@ -423,6 +421,10 @@ class CheckpointCheck:
             return Damage.DELETED, "is missing (the events after it were moved up)"
         if signed_link in stored_links[index + 1 :]:
             return Damage.INSERTED, "is not among the signed events (those after it moved down)"
+        # After the moves: an event moved carries its own time with it. With
+        # its signed link kept, only the time changed.
+        if recorded != signed_recorded and stored == signed_link:
+            return Damage.TIME_MOVED, "was recorded at another time than signed"
         previous = rows[index - 1][5] if index else self._range_previous
         if position >= self._v2_from:
             expected = chained_link(previous, position, originator, version, topic, state, recorded)
