@@ -218,7 +218,8 @@ class ReconciliationPage:
 
 class ReconciliationView:
     name = NAME
-    version = 1
+    # 2: the checks' totals are numeric (a bigint overflowed on large books).
+    version = 2
     tables: tuple[str, ...] = (
         "view_reconciliation_runs",
         "view_reconciliation_checks",
@@ -249,8 +250,8 @@ class ReconciliationView:
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS view_reconciliation_checks ("
             " run_id uuid NOT NULL, name text NOT NULL, status text NOT NULL,"
-            " measure text NOT NULL, expected bigint NOT NULL, actual bigint NOT NULL,"
-            " difference bigint NOT NULL, discrepancies_found integer NOT NULL,"
+            " measure text NOT NULL, expected numeric NOT NULL, actual numeric NOT NULL,"
+            " difference numeric NOT NULL, discrepancies_found integer NOT NULL,"
             " already_open jsonb NOT NULL, reason text, elapsed_ms bigint NOT NULL,"
             " recorded_at timestamptz NOT NULL, position bigint NOT NULL,"
             " PRIMARY KEY (run_id, name))"
@@ -420,7 +421,22 @@ def checks_of(cursor: Cursor, run_id: UUID) -> list[CheckRow]:
         " WHERE run_id = %s ORDER BY position",
         (run_id,),
     )
-    return [CheckRow(*found) for found in cursor.fetchall()]
+    return [_check_of(found) for found in cursor.fetchall()]
+
+
+_CHECK_TOTALS: Final = frozenset({"expected", "actual", "difference"})
+
+
+def _check_of(found: tuple[Any, ...]) -> CheckRow:
+    # The totals are numeric, not bigint: a check may total amounts that no
+    # single account could hold (every account's debits together), and a view
+    # column that overflows would stop the view for good.
+    return CheckRow(
+        *(
+            int(value) if column in _CHECK_TOTALS else value
+            for column, value in zip(_CHECK_COLUMNS, found, strict=True)
+        )
+    )
 
 
 def exceptions_of(cursor: Cursor, run_id: UUID) -> list[ExceptionRow]:

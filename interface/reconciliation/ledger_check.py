@@ -26,7 +26,9 @@ from interface.audit.report import Finding, FindingKind
 from interface.audit.verify import verify_ledger
 
 LEDGER_CHECK: Final[str] = "ledger"
-MEASURE: Final[str] = "posted debits vs credits, minor units, all currencies"
+# Counted per currency, never summed across them: a total over every account
+# and currency means nothing and can pass any integer range a record holds.
+MEASURE: Final[str] = "currencies whose posted debits equal their posted credits"
 # Said of a finding that names nothing narrower (every log finding names
 # something; this keeps a future one from failing the whole check).
 WHOLE_LOG_SUBJECT: Final[str] = "the log"
@@ -60,12 +62,18 @@ class LedgerConsistencyCheck:
     def run(self) -> CheckResult:
         report = verify_ledger(self._database_url, check_views=False)
         discrepancies = discrepancies_of(report.findings)
+        currencies = sorted(set(report.posted_debits_minor) | set(report.posted_credits_minor))
         return CheckResult(
             LEDGER_CHECK,
             CheckStatus.FAILED if discrepancies or report.findings_dropped else CheckStatus.PASSED,
             MEASURE,
-            expected=sum(report.posted_debits_minor.values()),
-            actual=sum(report.posted_credits_minor.values()),
+            expected=len(currencies),
+            actual=sum(
+                1
+                for currency in currencies
+                if report.posted_debits_minor.get(currency, 0)
+                == report.posted_credits_minor.get(currency, 0)
+            ),
             discrepancies=discrepancies,
             elapsed_s=report.elapsed_s,
         )
