@@ -12,7 +12,7 @@ from eventsourcing.postgres import PostgresFactory
 from psycopg_pool import ConnectionPool
 
 from application.broker_sync import BrokerSyncService
-from application.clock import SystemClock
+from application.clock import SettableClock, SystemClock
 from application.closures import ClosuresService
 from application.event_log import LedgerApplication
 from application.forks import ForksService
@@ -226,7 +226,7 @@ def build_ledger(
         env=database.eventsourcing_environment(database_url, settings.database_pool_size),
         recorder_factory=_hash_chained_recorder,
     )
-    clock = clock or SystemClock()
+    clock = clock or service_clock(settings)
     writer_metrics = WriterMetrics()
     writer = LedgerWriter(app, clock, writer_limits(settings), observer=writer_metrics)
     writer_metrics.track(writer)
@@ -360,6 +360,16 @@ def build_ledger(
             start=start_checkpointer and settings.audit_checkpointer_in_process,
         ),
     )
+
+
+def service_clock(settings: Settings) -> Clock:
+    """The system clock; with LEDGER_CLOCK_SETTABLE, one that starts at the
+    system time and moves only when an admin moves it: every timer (closures,
+    payouts, guards) reads this one clock, in the service as in tests."""
+    if settings.clock_settable:
+        log.warning("clock_settable", reason="LEDGER_CLOCK_SETTABLE is set: time moves on request")
+        return SettableClock(SystemClock().now())
+    return SystemClock()
 
 
 def build_payout_gateway(settings: Settings, clock: Clock, pool: ConnectionPool) -> PayoutGateway:

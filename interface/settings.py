@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT
@@ -323,6 +323,18 @@ class Settings(BaseSettings):
     environment: Literal["local", "production"] = Field(
         default="local", validation_alias="LEDGER_ENVIRONMENT"
     )
+    # The service's clock starts at the system time and then moves only when an
+    # admin moves it (POST /v1/admin/clock/advance), so a served closure's
+    # timers can be driven past their timeouts in a test or a demo. Refused in
+    # production, where every timer runs on the system clock.
+    clock_settable: bool = Field(default=False, validation_alias="LEDGER_CLOCK_SETTABLE")
+
+    @model_validator(mode="after")
+    def _no_settable_clock_in_production(self) -> Settings:
+        if self.clock_settable and self.environment == "production":
+            raise ValueError("LEDGER_CLOCK_SETTABLE is refused with LEDGER_ENVIRONMENT=production")
+        return self
+
     # Signed checkpoints of the log (docs/operations.md#audit): the Ed25519
     # private key (PEM text, or a file), the public keys a verify trusts (every
     # key ever used, one PEM block each), the append-only directory outside the

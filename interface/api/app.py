@@ -27,6 +27,7 @@ from interface.api.routes import hierarchy as routes_hierarchy
 from interface.api.routes import journal as routes_journal
 from interface.api.routes import metrics as routes_metrics
 from interface.api.routes import reconciliation as routes_reconciliation
+from interface.api.routes import simulation as routes_simulation
 from interface.api.routes import trading as routes_trading
 from interface.api.routes import transfers as routes_transfers
 from interface.api.routes import webhook_endpoints as routes_webhook_endpoints
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(routes_journal.router)
     app.include_router(routes_funded_accounts.router)
     app.include_router(routes_trading.router)
+    app.include_router(routes_simulation.router)
     app.include_router(routes_withdrawals.router)
     app.include_router(routes_closures.router)
     app.include_router(routes_forks.router)

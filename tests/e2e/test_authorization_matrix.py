@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from domain.positions import PositionSide
 from domain.reconciliation import RunType
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.adapters.persistence.api_keys import Role
@@ -899,6 +900,63 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "service": 200,
         },
     ),
+    ("GET", "/v1/admin/clock"): (
+        lambda w, h: w.client.get("/v1/admin/clock", headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/admin/clock/advance"): (
+        lambda w, h: w.client.post("/v1/admin/clock/advance", json={"seconds": 1}, headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/admin/simulated-broker/accounts/{account_id}/stray-positions"): (
+        lambda w, h: w.client.post(
+            f"/v1/admin/simulated-broker/accounts/{_broker_account(w)}/stray-positions",
+            json={
+                "symbol": MATRIX_SYMBOL,
+                "side": "long",
+                "quantity": 1,
+                "client_order_id": f"stray-{uuid.uuid4()}",
+            },
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
+    ("POST", "/v1/admin/simulated-broker/stray-positions/{position_id}/close"): (
+        lambda w, h: w.client.post(
+            f"/v1/admin/simulated-broker/stray-positions/{_stray_position(w)}/close",
+            json={"client_order_id": f"stray-close-{uuid.uuid4()}"},
+            headers=h,
+        ),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 403,
+            "admin": 200,
+            "auditor": 403,
+            "service": 403,
+        },
+    ),
     ("PUT", "/v1/admin/simulated-market/{symbol}"): (
         lambda w, h: w.client.put(
             f"/v1/admin/simulated-market/{MATRIX_SYMBOL}",
@@ -991,6 +1049,22 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
         },
     ),
 }
+
+
+def _broker_account(w: World) -> str:
+    """Alice's funded account, open at the simulated broker (one trade opens it)."""
+    w.position()
+    return w.alice_funded_account
+
+
+def _stray_position(w: World) -> str:
+    """A position at the simulated broker the ledger never heard of; its id."""
+    broker = w.ledger.broker
+    assert isinstance(broker, SimulatedBroker)
+    account = uuid.UUID(_broker_account(w))
+    return broker.open_position(
+        account, MATRIX_SYMBOL, PositionSide.LONG, 1, f"stray-{uuid.uuid4()}"
+    ).position_id
 
 
 def _declared_routes() -> set[tuple[str, str]]:

@@ -1,0 +1,155 @@
+"""Admin routes that drive the simulations of a test or demo service: its
+clock, and trades the ledger never hears of at the simulated broker.
+
+With LEDGER_CLOCK_SETTABLE (refused in production) the service's one clock,
+which every timer reads (closures, payouts, guards), moves only when an admin
+moves it here: a test drives a served closure past its three-business-day
+settlement timeout in one call, and the closure worker does the rest. 404
+`settable_clock_unavailable` on a service on the system clock.
+
+A stray position opened here is a trade at the broker the ledger never
+recorded (a broker that will not settle, say): what leaves a closure stuck
+in settling until it is closed here and an admin resumes the closure. 404
+`simulated_market_unavailable` when a real broker is wired.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Final, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+from application.clock import SettableClock
+from application.ports.broker import BrokerError, Fill
+from domain.positions import PositionSide
+from interface.adapters.broker.simulated_broker import SimulatedBroker
+from interface.api.deps import Admin, LedgerDep
+from interface.api.errors import ApiError
+from interface.api.responses import ERROR_RESPONSES
+from interface.api.routes.trading import POSITION_ID_LENGTH_MAX, QUANTITY_MAX, Symbol
+from interface.bootstrap import Ledger
+
+router = APIRouter(tags=["simulation"])
+
+# A year at most per call: enough for any timer (the longest is days), and an
+# operator's slip of a digit is refused rather than jumping decades.
+CLOCK_ADVANCE_MAX_S: Final[int] = 366 * 24 * 3600
+CLIENT_ORDER_ID_LENGTH_MAX: Final[int] = 128
+
+ClientOrderId = Annotated[
+    str, Strict(), Field(min_length=1, max_length=CLIENT_ORDER_ID_LENGTH_MAX, pattern=r"^[!-~]+$")
+]
+
+
+class ClockResponse(BaseModel):
+    now: datetime
+    settable: bool
+
+
+class ClockAdvanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Forward only: timers already recorded never see time run back.
+    seconds: Annotated[int, Strict(), Field(ge=1, le=CLOCK_ADVANCE_MAX_S)]
+
+
+class StrayPositionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol
+    side: Literal["long", "short"]
+    quantity: Annotated[int, Strict(), Field(ge=1, le=QUANTITY_MAX)]
+    client_order_id: ClientOrderId
+
+
+class StrayCloseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: ClientOrderId
+
+
+class StrayFillResponse(BaseModel):
+    position_id: str
+    account_id: UUID
+    symbol: str
+    side: str
+    quantity: int
+    kind: str
+    at: datetime
+
+
+@router.get("/v1/admin/clock", response_model=ClockResponse, responses=ERROR_RESPONSES)
+def clock_route(ledger: LedgerDep, _: Admin) -> ClockResponse:
+    """The service's time, and whether an admin can move it."""
+    return ClockResponse(now=ledger.clock.now(), settable=isinstance(ledger.clock, SettableClock))
+
+
+@router.post("/v1/admin/clock/advance", response_model=ClockResponse, responses=ERROR_RESPONSES)
+def advance_clock_route(body: ClockAdvanceRequest, ledger: LedgerDep, _: Admin) -> ClockResponse:
+    """Move the service's settable clock forward; the workers act on their
+    next pass as of the new time."""
+    clock = ledger.clock
+    if not isinstance(clock, SettableClock):
+        raise ApiError(404, "settable_clock_unavailable", "the service runs on the system clock")
+    clock.advance(timedelta(seconds=body.seconds))
+    return ClockResponse(now=clock.now(), settable=True)
+
+
+@router.post(
+    "/v1/admin/simulated-broker/accounts/{account_id}/stray-positions",
+    response_model=StrayFillResponse,
+    responses=ERROR_RESPONSES,
+)
+def open_stray_position_route(
+    account_id: UUID, body: StrayPositionRequest, ledger: LedgerDep, _: Admin
+) -> StrayFillResponse:
+    """Open a position at the simulated broker that the ledger never records."""
+    broker = _simulated(ledger)
+    try:
+        fill = broker.open_position(
+            account_id, body.symbol, PositionSide(body.side), body.quantity, body.client_order_id
+        )
+    except BrokerError as error:
+        raise ApiError(409, "broker_refused", str(error)) from error
+    return _fill_response(fill)
+
+
+@router.post(
+    "/v1/admin/simulated-broker/stray-positions/{position_id}/close",
+    response_model=StrayFillResponse,
+    responses=ERROR_RESPONSES,
+)
+def close_stray_position_route(
+    position_id: Annotated[str, Path(min_length=1, max_length=POSITION_ID_LENGTH_MAX)],
+    body: StrayCloseRequest,
+    ledger: LedgerDep,
+    _: Admin,
+) -> StrayFillResponse:
+    """Close a position at the simulated broker without the ledger hearing of it."""
+    broker = _simulated(ledger)
+    try:
+        fill = broker.close_position(position_id, body.client_order_id)
+    except BrokerError as error:
+        raise ApiError(409, "broker_refused", str(error)) from error
+    return _fill_response(fill)
+
+
+def _simulated(ledger: Ledger) -> SimulatedBroker:
+    if not isinstance(ledger.broker, SimulatedBroker):
+        raise ApiError(404, "simulated_market_unavailable", "the broker is not the simulated one")
+    return ledger.broker
+
+
+def _fill_response(fill: Fill) -> StrayFillResponse:
+    return StrayFillResponse(
+        position_id=fill.position_id,
+        account_id=fill.account_id,
+        symbol=fill.symbol,
+        side=fill.side.value,
+        quantity=fill.quantity,
+        kind=fill.kind.value,
+        at=fill.at,
+    )
