@@ -431,12 +431,11 @@ def _check_of(found: tuple[Any, ...]) -> CheckRow:
     # The totals are numeric, not bigint: a check may total amounts that no
     # single account could hold (every account's debits together), and a view
     # column that overflows would stop the view for good.
-    return CheckRow(
-        *(
-            int(value) if column in _CHECK_TOTALS else value
-            for column, value in zip(_CHECK_COLUMNS, found, strict=True)
-        )
-    )
+    values: list[Any] = [
+        int(value) if column in _CHECK_TOTALS else value
+        for column, value in zip(_CHECK_COLUMNS, found, strict=True)
+    ]
+    return CheckRow(*values)
 
 
 def exceptions_of(cursor: Cursor, run_id: UUID) -> list[ExceptionRow]:
