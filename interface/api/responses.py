@@ -6,7 +6,7 @@ from typing import Any
 
 from domain.ledger_batch import CommandResult
 from domain.result_codes import LedgerRefusal
-from interface.api.schemas.ledger import ErrorResponse
+from interface.api.schemas.common import ErrorResponse
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not decodable JSON"},

@@ -10,23 +10,16 @@ Each answer is the process as its aggregate holds it, always current.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from application.merges import MergeRequest
 from domain.fork import (
-    AUTO_APPROVAL_CONFIDENCE,
-    EXECUTE_AT_ONCE_CONFIDENCE,
-    Fork,
-    ForkDecision,
-    ForkStatus,
     fork_plan,
 )
-from domain.merge import Merge, MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
+from domain.merge import MergeTrigger, MergeUrgency
 from domain.money import format_amount, parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
@@ -40,173 +33,25 @@ from interface.api.deps import (
     visible_funded_account,
 )
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey
+from interface.api.schemas.common import IdempotencyKey
+from interface.api.schemas.forks import (
+    ForkOpportunitiesResponse,
+    ForkOpportunityResponse,
+    ForkResponse,
+    MergeOpportunitiesResponse,
+    MergeOpportunityResponse,
+    MergeResponse,
+    ProposeForkRequest,
+    ProposeMergeRequest,
+    factor_responses,
+)
 from projections import daily_values, funded_accounts, hierarchy
 from projections.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
 router = APIRouter(tags=["forks and merges"])
 
-REASON_LENGTH_MAX: Final[int] = 500
 # An account with no position and no trade closed for this long holds idle capital.
 IDLE_AFTER_DAYS: Final[int] = 30
-
-
-class FactorResponse(BaseModel):
-    name: str
-    weight: str = Field(description="Exact fraction, e.g. 1/2.")
-    value: str = Field(description="The factor, from 0 to 1, as an exact fraction.")
-    explanation: str
-    inputs: dict[str, str] = Field(
-        default_factory=dict, description="What the value was computed from."
-    )
-
-
-class ForkResponse(BaseModel):
-    id: UUID
-    parent_id: UUID
-    parent_tier: TierName
-    child_tier: TierName
-    amount: str = Field(description="What moves to the child: its tier's minimum capital.")
-    currency: str
-    status: ForkStatus
-    confidence: float = Field(description="The weighted sum of the factors, from 0 to 1.")
-    confidence_needed: float = Field(description="At least this approves a fork by itself.")
-    confidence_to_execute_at_once: float = Field(
-        description="At least this also executes it at once; between the two it is approved "
-        "and waits for its execution step (a scan, or POST .../execute)."
-    )
-    decision: ForkDecision = Field(description="What the confidence decided at the proposal.")
-    factors: list[FactorResponse]
-    approved_automatically: bool
-    approved_by: str | None
-    child_id: UUID | None
-    rollback_reason: str | None
-    proposed_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, fork: Fork) -> ForkResponse:
-        return cls(
-            id=fork.id,
-            parent_id=fork.parent_id,
-            parent_tier=fork.parent_tier,
-            child_tier=fork.child_tier,
-            amount=format_amount(fork.amount_minor, TIER_CURRENCY),
-            currency=TIER_CURRENCY,
-            status=fork.status,
-            confidence=float(fork.confidence),
-            confidence_needed=float(AUTO_APPROVAL_CONFIDENCE),
-            confidence_to_execute_at_once=float(EXECUTE_AT_ONCE_CONFIDENCE),
-            decision=fork.decision,
-            factors=_factors(fork.factors),
-            approved_automatically=fork.approved_automatically,
-            approved_by=fork.approved_by,
-            child_id=UUID(fork.child_id) if fork.child_id else None,
-            rollback_reason=fork.rollback_reason,
-            proposed_at=fork.proposed_at,
-            updated_at=fork.updated_at,
-        )
-
-
-class ForkOpportunityResponse(BaseModel):
-    funded_account_id: UUID
-    owner_id: str
-    tier: TierName
-    child_tier: TierName
-    balance: str
-    threshold: str
-    amount: str = Field(description="What would move to the child.")
-    executable_from: str = Field(
-        description="The balance a fork executes from: the child's capital plus the parent's "
-        "own tier minimum, which it keeps."
-    )
-    executable_now: bool
-    confidence: float
-    factors: list[FactorResponse]
-
-
-class ForkOpportunitiesResponse(BaseModel):
-    items: list[ForkOpportunityResponse]
-
-
-class ProposeForkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    funded_account_id: UUID
-
-
-class MergeResponse(BaseModel):
-    id: UUID
-    source_id: UUID
-    target_kind: MergeTarget
-    target_id: UUID | None
-    amount: str | None = Field(description="A partial merge's amount; null for the whole balance.")
-    moved: str | None = Field(description="What moved, once completed.")
-    currency: str
-    trigger: MergeTrigger
-    urgency: MergeUrgency
-    reason: str
-    status: MergeStatus
-    confidence: float | None = Field(
-        description="Consolidation confidence: trigger reliability 30 %, benefit magnitude "
-        "40 %, risk assessment 30 %; null on merges proposed before it was recorded."
-    )
-    confidence_factors: list[dict[str, Any]] = Field(
-        description="Each factor's weight, value and inputs."
-    )
-    approved_by: str | None
-    rollback_reason: str | None
-    proposed_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, merge: Merge) -> MergeResponse:
-        return cls(
-            id=merge.id,
-            source_id=merge.source_id,
-            target_kind=merge.target_kind,
-            target_id=merge.target_id,
-            amount=None
-            if merge.amount_minor is None
-            else format_amount(merge.amount_minor, TIER_CURRENCY),
-            moved=None
-            if merge.moved_minor is None
-            else format_amount(merge.moved_minor, TIER_CURRENCY),
-            currency=TIER_CURRENCY,
-            trigger=merge.trigger,
-            urgency=merge.urgency,
-            reason=merge.reason,
-            status=merge.status,
-            confidence=None if merge.confidence is None else float(merge.confidence),
-            confidence_factors=merge.confidence_factors,
-            approved_by=merge.approved_by,
-            rollback_reason=merge.rollback_reason,
-            proposed_at=merge.proposed_at,
-            updated_at=merge.updated_at,
-        )
-
-
-class ProposeMergeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source_id: UUID = Field(description="The funded account whose capital moves.")
-    target_kind: MergeTarget
-    target_id: UUID | None = Field(
-        default=None, description="The sibling, for target_kind sibling."
-    )
-    amount: Amount | None = Field(default=None, description="Partial: this much; whole: null.")
-    trigger: MergeTrigger = MergeTrigger.MANUAL
-    urgency: MergeUrgency = MergeUrgency.MEDIUM
-    reason: Annotated[
-        str,
-        Strict(),
-        Field(min_length=1, max_length=REASON_LENGTH_MAX, pattern=PLAIN_TEXT_PATTERN),
-    ]
-    idempotency_key: IdempotencyKey | None = None
-
-
-def _factors(factors: list[dict[str, Any]]) -> list[FactorResponse]:
-    return [FactorResponse(**factor) for factor in factors]
 
 
 # Forks --------------------------------------------------------------------------------
@@ -252,7 +97,7 @@ def fork_opportunities_route(
                 executable_now=row.current_balance_minor - row.reserved_withdrawals_minor
                 >= plan.executable_from_minor,
                 confidence=float(confidence.score),
-                factors=_factors([factor.as_record() for factor in confidence.factors]),
+                factors=factor_responses([factor.as_record() for factor in confidence.factors]),
             )
         )
     return ForkOpportunitiesResponse(items=items)
@@ -299,21 +144,6 @@ def approve_fork_route(fork_id: UUID, ledger: LedgerDep, principal: Admin) -> Fo
 
 
 # Merges -------------------------------------------------------------------------------
-
-
-class MergeOpportunityResponse(BaseModel):
-    source_id: UUID
-    parent_id: UUID
-    tier: TierName
-    band: str
-    balance: str
-    trigger: MergeTrigger
-    urgency: MergeUrgency
-    reason: str
-
-
-class MergeOpportunitiesResponse(BaseModel):
-    items: list[MergeOpportunityResponse]
 
 
 @router.get(

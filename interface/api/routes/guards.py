@@ -48,7 +48,7 @@ from interface.api.deps import (
     Reader,
 )
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.funded_accounts import ratio_text
+from interface.api.schemas.common import ratio_text
 from interface.api.schemas.guards import (
     DIVERGENCES_LISTED_MAX,
     MARKED_LISTED_MAX,

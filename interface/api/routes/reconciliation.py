@@ -13,20 +13,12 @@ and did.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from domain.reconciliation import (
-    ACTOR_LENGTH_MAX,
-    NOTE_LENGTH_MAX,
-    CheckStatus,
-    DiscrepancyKind,
-    ExceptionStatus,
-    RunStatus,
     RunType,
     Severity,
 )
@@ -35,7 +27,16 @@ from interface.api.consistency import MinPosition, tell_position, views_caught_u
 from interface.api.deps import Admin, LedgerDep, Operator
 from interface.api.query_types import POSITION_MAX
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN
+from interface.api.schemas.reconciliation import (
+    CheckResponse,
+    ExceptionPageResponse,
+    ExceptionResponse,
+    ReportPageResponse,
+    ReportResponse,
+    ReportSummaryResponse,
+    ResolveExceptionRequest,
+    StartRunRequest,
+)
 from interface.bootstrap import Ledger
 from projections import reconciliation
 from projections.account_listing import (
@@ -45,162 +46,11 @@ from projections.account_listing import (
     decode_cursor,
     encode_cursor,
 )
-from projections.reconciliation import CheckRow, ExceptionRow, RunRow
 
 router = APIRouter(tags=["reconciliation"])
 
 CURSOR_LENGTH_MAX: Final[int] = 64
 VIEWS: Final = (reconciliation.NAME,)
-
-
-class CheckResponse(BaseModel):
-    name: str
-    status: CheckStatus
-    passed: bool
-    measure: str = Field(description="What expected and actual count: minor units, or rows.")
-    expected: int = Field(description="The ledger's side.")
-    actual: int = Field(description="The other record's side.")
-    difference: int = Field(description="actual - expected.")
-    discrepancies_found: int
-    already_open: dict[str, UUID] = Field(
-        description="Discrepancies an earlier run raised and nobody has closed: "
-        "fingerprint -> the open exception (not raised again)."
-    )
-    reason: str | None = Field(description="Why the check errored or was skipped.")
-    elapsed_ms: int
-    recorded_at: datetime
-
-    @classmethod
-    def of(cls, row: CheckRow) -> CheckResponse:
-        return cls(
-            name=row.name,
-            status=CheckStatus(row.status),
-            passed=row.status == CheckStatus.PASSED.value,
-            measure=row.measure,
-            expected=row.expected,
-            actual=row.actual,
-            difference=row.difference,
-            discrepancies_found=row.discrepancies_found,
-            already_open={key: UUID(value) for key, value in row.already_open.items()},
-            reason=row.reason,
-            elapsed_ms=row.elapsed_ms,
-            recorded_at=row.recorded_at,
-        )
-
-
-class ExceptionResponse(BaseModel):
-    id: UUID
-    run_id: UUID
-    check: str
-    kind: DiscrepancyKind
-    severity: Severity
-    subject: str
-    message: str
-    amount_minor: int = Field(description="The money involved, in minor units; 0 when none.")
-    currency: str | None
-    expected: str | None
-    actual: str | None
-    fingerprint: str = Field(description="kind:subject; the same fault in a later run.")
-    correction: str | None = Field(description="The safe fix the service may apply itself.")
-    status: ExceptionStatus
-    resolved: bool
-    raised_at: datetime
-    closed_at: datetime | None
-    closed_by: str | None = Field(description="The person who resolved it, or the service.")
-    closing_note: str | None = Field(description="Their note, or the correction made.")
-    position: int = Field(description="The log position of its last change.")
-
-    @classmethod
-    def of(cls, row: ExceptionRow) -> ExceptionResponse:
-        return cls(
-            id=row.exception_id,
-            run_id=row.run_id,
-            check=row.check_name,
-            kind=DiscrepancyKind(row.kind),
-            severity=Severity(row.severity),
-            subject=row.subject,
-            message=row.message,
-            amount_minor=row.amount_minor,
-            currency=row.currency,
-            expected=row.expected,
-            actual=row.actual,
-            fingerprint=row.fingerprint,
-            correction=row.correction,
-            status=ExceptionStatus(row.status),
-            resolved=row.status != ExceptionStatus.OPEN.value,
-            raised_at=row.raised_at,
-            closed_at=row.closed_at,
-            closed_by=row.closed_by,
-            closing_note=row.closing_note,
-            position=row.position,
-        )
-
-
-class ReportSummaryResponse(BaseModel):
-    id: UUID
-    type: RunType
-    status: RunStatus
-    started_at: datetime
-    started_by: str
-    completed_at: datetime | None
-    checks_passed: int
-    checks_failed: int
-    exceptions_raised: int
-
-    @classmethod
-    def of(cls, row: RunRow) -> ReportSummaryResponse:
-        return cls(
-            id=row.run_id,
-            type=RunType(row.run_type),
-            status=RunStatus(row.status),
-            started_at=row.started_at,
-            started_by=row.started_by,
-            completed_at=row.completed_at,
-            checks_passed=row.checks_passed,
-            checks_failed=row.checks_failed,
-            exceptions_raised=row.exceptions_raised,
-        )
-
-
-class ReportResponse(ReportSummaryResponse):
-    checks: list[CheckResponse]
-    exceptions: list[ExceptionResponse]
-
-
-class ReportPageResponse(BaseModel):
-    items: list[ReportSummaryResponse]
-    next_cursor: str | None
-
-
-class ExceptionPageResponse(BaseModel):
-    items: list[ExceptionResponse]
-    next_cursor: str | None
-
-
-class StartRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: RunType = Field(
-        default=RunType.MANUAL,
-        description="manual (the default); hourly or daily to run a scheduled kind by hand.",
-    )
-
-
-class ResolveExceptionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    resolved_by: Annotated[str, Strict()] = Field(
-        min_length=1,
-        max_length=ACTOR_LENGTH_MAX,
-        pattern=PLAIN_TEXT_PATTERN,
-        description="The name of the person who looked into it.",
-    )
-    note: Annotated[str, Strict()] = Field(
-        min_length=1,
-        max_length=NOTE_LENGTH_MAX,
-        pattern=PLAIN_TEXT_PATTERN,
-        description="What they found and what they did.",
-    )
 
 
 def _cursor_position(cursor: str | None) -> int:

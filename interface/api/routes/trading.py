@@ -13,108 +13,32 @@ trades twice, even if the first request's response was lost.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Final, Literal
-from uuid import UUID, uuid4, uuid5
+from typing import Annotated, Final
+from uuid import uuid4, uuid5
 
 from fastapi import APIRouter, Depends, Header, Path
-from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from application.funded_accounts import FundedAccountsService, PositionChange
-from application.ports.broker import Quote
-from domain.money import format_amount, parse_amount
+from application.funded_accounts import FundedAccountsService
+from domain.money import parse_amount
 from domain.positions import PositionSide
 from domain.tiers import TIER_CURRENCY
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.api.deps import Admin, LedgerDep, Mover, OwnedFundedAccount, Reader
 from interface.api.errors import ApiError
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.ledger import Amount, IdempotencyKey
+from interface.api.schemas.common import IdempotencyKey
+from interface.api.schemas.trading import (
+    SYMBOL_PATTERN,
+    OpenPositionRequest,
+    PositionResponse,
+    QuoteResponse,
+    SimulatedPriceRequest,
+)
 from interface.bootstrap import Ledger
 
 router = APIRouter(tags=["trading"])
 
-SYMBOL_PATTERN: Final[str] = r"^[A-Z0-9.\-]{1,16}$"
-QUANTITY_MAX: Final[int] = 1_000_000_000
 POSITION_ID_LENGTH_MAX: Final[int] = 128
-# A simulated market's session volume when none is given.
-SIMULATED_VOLUME_DEFAULT: Final[int] = 1_000_000
-
-Symbol = Annotated[
-    str, Strict(), Field(pattern=SYMBOL_PATTERN, examples=["ACME"], description="Ticker")
-]
-
-
-class OpenPositionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    symbol: Symbol
-    side: Literal["long", "short"]
-    quantity: Annotated[int, Strict(), Field(ge=1, le=QUANTITY_MAX)]
-
-
-class PositionResponse(BaseModel):
-    funded_account_id: UUID
-    position_id: str
-    symbol: str
-    side: str
-    quantity: int
-    # The fill: entry price for an open, exit price for a close.
-    price: str
-    currency: str
-    realized_pnl: str
-    filled_at: datetime
-    # The account after the change: its rule band and state.
-    band: str
-    account_state: str
-
-    @classmethod
-    def of(cls, change: PositionChange) -> PositionResponse:
-        fill = change.fill
-        return cls(
-            funded_account_id=change.account.id,
-            position_id=change.position_id,
-            symbol=fill.symbol,
-            side=fill.side.value,
-            quantity=fill.quantity,
-            price=format_amount(fill.price_minor, TIER_CURRENCY),
-            currency=TIER_CURRENCY,
-            realized_pnl=format_amount(fill.realized_pnl_minor, TIER_CURRENCY),
-            filled_at=fill.at,
-            band=change.rule_status.band.value,
-            account_state=change.account.state.value,
-        )
-
-
-class QuoteResponse(BaseModel):
-    symbol: str
-    bid: str
-    ask: str
-    last: str
-    open: str = Field(description="This session's open (the market guard's gap).")
-    last_close: str = Field(description="The previous session's close.")
-    volume: int = Field(description="This session's volume, in units (lots).")
-    currency: str
-    at: datetime = Field(description="When the quote was quoted.")
-
-
-class SimulatedPriceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    bid: Amount
-    ask: Amount
-    volume: Annotated[int, Strict(), Field(ge=0, le=QUANTITY_MAX)] = SIMULATED_VOLUME_DEFAULT
-    open: Amount | None = Field(
-        default=None, description="This session's open; unset: the last price."
-    )
-    last_close: Amount | None = Field(
-        default=None, description="The previous session's close; unset: the last price."
-    )
-    quoted_at: datetime | None = Field(
-        default=None,
-        description="Freeze the quote at this time (a feed that stopped); unset: the "
-        "market keeps quoting it, each read stamped now.",
-    )
 
 
 def _funded_accounts(ledger: LedgerDep) -> FundedAccountsService:
@@ -173,7 +97,7 @@ def quote_route(
 ) -> QuoteResponse:
     """The broker's prices for a symbol now."""
     quote = ledger.funded_accounts.quote(symbol)
-    return _quote_response(quote)
+    return QuoteResponse.of(quote)
 
 
 @router.put(
@@ -204,7 +128,7 @@ def set_simulated_price_route(
         volume=body.volume,
         quoted_at=body.quoted_at,
     )
-    return _quote_response(quote)
+    return QuoteResponse.of(quote)
 
 
 def _optional_amount(text: str | None) -> int | None:
@@ -215,17 +139,3 @@ def _simulated(ledger: Ledger) -> SimulatedBroker:
     if not isinstance(ledger.broker, SimulatedBroker):
         raise ApiError(404, "simulated_market_unavailable", "the broker is not the simulated one")
     return ledger.broker
-
-
-def _quote_response(quote: Quote) -> QuoteResponse:
-    return QuoteResponse(
-        symbol=quote.symbol,
-        bid=format_amount(quote.bid_minor, TIER_CURRENCY),
-        ask=format_amount(quote.ask_minor, TIER_CURRENCY),
-        last=format_amount(quote.last_minor, TIER_CURRENCY),
-        open=format_amount(quote.open_minor, TIER_CURRENCY),
-        last_close=format_amount(quote.last_close_minor, TIER_CURRENCY),
-        volume=quote.volume,
-        currency=TIER_CURRENCY,
-        at=quote.at,
-    )

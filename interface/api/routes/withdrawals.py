@@ -45,7 +45,7 @@ from interface.api.deps import (
 from interface.api.errors import ApiError
 from interface.api.query_types import POSITION_MAX
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.ledger import IdempotencyKey
+from interface.api.schemas.common import IdempotencyKey
 from interface.api.schemas.withdrawals import (
     RejectWithdrawalRequest,
     RequestWithdrawalRequest,

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 from interface.adapters.webhooks.endpoint_store import Delivery, WebhookEndpoint
 from interface.adapters.webhooks.url_safety import URL_LENGTH_MAX
-from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN
 from projections.integration_catalogue import EVENT_TYPE_NAMES, EVENT_TYPES
 from projections.integration_event_reads import IntegrationEvent
 

@@ -13,7 +13,6 @@ value at a limit reads exactly at the limit, never rounded past it.
 from __future__ import annotations
 
 from datetime import datetime
-from fractions import Fraction
 from typing import Annotated, Any, Final
 from uuid import UUID
 
@@ -28,28 +27,17 @@ from domain.funded_rules import (
     RuleName,
     RuleStatus,
 )
-from domain.money import format_amount
 from domain.tiers import TIER_CURRENCY, Tier, TierName
 from interface.api.query_types import IsoTime
-from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN
-from projections.funded_accounts import FundedAccountDetail, FundedAccountRow
-
-RATIO_DESCRIPTION: Final[str] = (
-    'An exact ratio as text: "numerator/denominator" in lowest terms, or a whole '
-    'number ("1"). "1/5" is 20 %.'
+from interface.api.schemas.common import (
+    PLAIN_TEXT_PATTERN,
+    RATIO_DESCRIPTION,
+    Money,
+    Ratio,
+    money,
+    ratio_text,
 )
-Ratio = Annotated[
-    str,
-    Field(pattern=r"^[0-9]+(/[0-9]+)?$", examples=["1/5"], description=RATIO_DESCRIPTION),
-]
-Money = Annotated[
-    str,
-    Field(
-        examples=["10000.00"],
-        description="Decimal string in major units of `currency`; never a JSON number.",
-    ),
-]
-
+from projections.funded_accounts import FundedAccountDetail, FundedAccountRow
 
 ASSESSMENT_ID_LENGTH_MAX: Final[int] = 128
 OWNER_ID_LENGTH_MAX: Final[int] = 128
@@ -124,14 +112,6 @@ class ChangeFundedAccountStateRequest(BaseModel):
     reason: Annotated[
         str, Strict(), Field(min_length=1, max_length=REASON_LENGTH_MAX, pattern=PLAIN_TEXT_PATTERN)
     ]
-
-
-def ratio_text(ratio: Fraction) -> str:
-    return str(ratio)
-
-
-def money(minor: int) -> str:
-    return format_amount(minor, TIER_CURRENCY)
 
 
 class FundedBalancesResponse(BaseModel):

@@ -18,8 +18,7 @@ from domain.account_guard import (
 from domain.money import format_amount
 from domain.tiers import TIER_CURRENCY
 from interface.adapters.persistence.broker_sync_status import SyncStatus
-from interface.api.schemas.funded_accounts import Money, Ratio
-from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Money, Ratio
 from projections.guards import AlertKind, AlertRow, DivergenceRow, PendingAlert
 
 # Rows listed in one answer; the totals say how many there are.

@@ -1,63 +1,25 @@
-"""Request and response bodies. Requests forbid unknown fields; amounts are strings."""
+"""Bodies of the ledger routes: accounts, their balances, and transfers.
+Requests forbid unknown fields; amounts are strings."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, model_validator
+from pydantic import BaseModel, Field, Strict, StrictBool, model_validator
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT
 from domain.account import METADATA_KEYS_MAX, Account, AccountKind, Totals
-from domain.identifiers import IDEMPOTENCY_KEY_LENGTH_MAX
 from domain.money import format_amount
 from domain.transfer import PENDING_TIMEOUT_S_MAX, POSTINGS_MAX, Posting, Transfer
+from interface.api.schemas.common import Amount, Currency, IdempotencyKey, RequestModel
 from projections.account_summaries import AccountSummary
 from projections.balances import Balance
 
-# A decimal string in major units, e.g. "1234.56"; JSON numbers are refused.
-Amount = Annotated[
-    str,
-    Strict(),
-    Field(
-        min_length=1,
-        max_length=64,
-        # Documented, not enforced here: the domain refuses with the precise
-        # code (amount_must_be_positive for "-1", too many decimals, ...).
-        json_schema_extra={"pattern": r"^[0-9]+(\.[0-9]+)?$"},
-        examples=["1234.56"],
-        description="Decimal string in major units; never a JSON number.",
-    ),
-]
-Currency = Annotated[
-    str,
-    Strict(),
-    Field(pattern=r"^[A-Z]{3}$", examples=["USD"], description="ISO 4217 code"),
-]
-# Free text a person writes (a reason, a name): no control characters anywhere
-# (a NUL cannot be stored in a PostgreSQL text column), no outer whitespace.
-PLAIN_TEXT_PATTERN: Final[str] = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
-
-IdempotencyKey = Annotated[
-    str,
-    Strict(),
-    Field(
-        min_length=1,
-        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
-        description="The client's key for this request; the same key finds the same result.",
-    ),
-]
 Metadata = Annotated[
     dict[Annotated[str, Strict()], Annotated[str, Strict()]], Field(max_length=METADATA_KEYS_MAX)
 ]
-
-
-class RequestModel(BaseModel):
-    """Unknown fields are refused, so a client can never set what it should not.
-    Strings, booleans and numbers are strict (no "1" for true, no 1 for "1")."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class AccountFlags(RequestModel):
@@ -297,16 +259,6 @@ class TransferBatchResponse(BaseModel):
     results: list[BatchItemResult]
     succeeded: int
     failed: int
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
 
 
 def _uuid(text: str | None) -> UUID | None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from domain.money import format_amount
 from domain.withdrawal import REASON_LENGTH_MAX, WithdrawalStatus
-from interface.api.schemas.ledger import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey
 from projections.withdrawals import WithdrawalRow
 
 
