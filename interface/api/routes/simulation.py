@@ -29,7 +29,8 @@ from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.api.deps import Admin, LedgerDep
 from interface.api.errors import ApiError
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.routes.trading import POSITION_ID_LENGTH_MAX, QUANTITY_MAX, Symbol
+from interface.api.routes.trading import POSITION_ID_LENGTH_MAX
+from interface.api.schemas.trading import QUANTITY_MAX, Symbol
 from interface.bootstrap import Ledger
 
 router = APIRouter(tags=["simulation"])
