@@ -15,71 +15,30 @@ in settling until it is closed here and an admin resumes the closure. 404
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated, Final, Literal
+from datetime import timedelta
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from application.clock import SettableClock
-from application.ports.broker import BrokerError, Fill
+from application.ports.broker import BrokerError
 from domain.positions import PositionSide
 from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.api.deps import Admin, LedgerDep
 from interface.api.errors import ApiError
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.routes.trading import POSITION_ID_LENGTH_MAX
-from interface.api.schemas.trading import QUANTITY_MAX, Symbol
+from interface.api.schemas.simulation import (
+    ClockAdvanceRequest,
+    ClockResponse,
+    StrayCloseRequest,
+    StrayFillResponse,
+    StrayPositionRequest,
+)
 from interface.bootstrap import Ledger
 
 router = APIRouter(tags=["simulation"])
-
-# A year at most per call: enough for any timer (the longest is days), and an
-# operator's slip of a digit is refused rather than jumping decades.
-CLOCK_ADVANCE_MAX_S: Final[int] = 366 * 24 * 3600
-CLIENT_ORDER_ID_LENGTH_MAX: Final[int] = 128
-
-ClientOrderId = Annotated[
-    str, Strict(), Field(min_length=1, max_length=CLIENT_ORDER_ID_LENGTH_MAX, pattern=r"^[!-~]+$")
-]
-
-
-class ClockResponse(BaseModel):
-    now: datetime
-    settable: bool
-
-
-class ClockAdvanceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # Forward only: timers already recorded never see time run back.
-    seconds: Annotated[int, Strict(), Field(ge=1, le=CLOCK_ADVANCE_MAX_S)]
-
-
-class StrayPositionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    symbol: Symbol
-    side: Literal["long", "short"]
-    quantity: Annotated[int, Strict(), Field(ge=1, le=QUANTITY_MAX)]
-    client_order_id: ClientOrderId
-
-
-class StrayCloseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    client_order_id: ClientOrderId
-
-
-class StrayFillResponse(BaseModel):
-    position_id: str
-    account_id: UUID
-    symbol: str
-    side: str
-    quantity: int
-    kind: str
-    at: datetime
 
 
 @router.get("/v1/admin/clock", response_model=ClockResponse, responses=ERROR_RESPONSES)
@@ -115,7 +74,7 @@ def open_stray_position_route(
         )
     except BrokerError as error:
         raise ApiError(409, "broker_refused", str(error)) from error
-    return _fill_response(fill)
+    return StrayFillResponse.of(fill)
 
 
 @router.post(
@@ -135,22 +94,10 @@ def close_stray_position_route(
         fill = broker.close_position(position_id, body.client_order_id)
     except BrokerError as error:
         raise ApiError(409, "broker_refused", str(error)) from error
-    return _fill_response(fill)
+    return StrayFillResponse.of(fill)
 
 
 def _simulated(ledger: Ledger) -> SimulatedBroker:
     if not isinstance(ledger.broker, SimulatedBroker):
         raise ApiError(404, "simulated_market_unavailable", "the broker is not the simulated one")
     return ledger.broker
-
-
-def _fill_response(fill: Fill) -> StrayFillResponse:
-    return StrayFillResponse(
-        position_id=fill.position_id,
-        account_id=fill.account_id,
-        symbol=fill.symbol,
-        side=fill.side.value,
-        quantity=fill.quantity,
-        kind=fill.kind.value,
-        at=fill.at,
-    )
