@@ -10,8 +10,6 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import audit_benchmark, reconciliation_benchmark, webhooks_benchmark
-from benchmarks.http_benchmark import BENCHMARKS, run_selected
 from interface.cli.context import command_settings
 
 
@@ -58,6 +56,11 @@ def bench(
     `--only audit` (never part of all): the writer's transfers/s with
     checkpoint signing on as a ratio to off, and `audit verify` against the
     checkpoints in events/s; --accounts N, --transfers N, --rounds N, --quick."""
+    # Imported here, not at the top: every `ledger` command loads this plugin
+    # to list `bench`, and the benchmark modules cost a second of start-up.
+    from benchmarks import audit_benchmark, reconciliation_benchmark, webhooks_benchmark
+    from benchmarks.http_benchmark import BENCHMARKS, run_selected
+
     if only == "reconciliation":
         command_settings()
         raise typer.Exit(reconciliation_benchmark.main(list(context.args)))

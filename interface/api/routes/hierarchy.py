@@ -30,7 +30,6 @@ from domain.performance import (
 )
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY
-from interface.api.charts import equity_chart
 from interface.api.consistency import views_caught_up
 from interface.api.deps import (
     LedgerDep,
@@ -294,6 +293,10 @@ def chart_route(
         )
     if len(drawn) > 1:
         drawn["subtree"] = combine_series(drawn.values())
+    # Imported here: matplotlib is a third of the service's start-up, and
+    # only this route draws.
+    from interface.api.charts import equity_chart
+
     image = equity_chart(drawn, f"Equity of {str(account_id)[:8]} ({period})", image_format)
     media_type = "image/png" if image_format == "png" else "image/svg+xml"
     return Response(content=image, media_type=media_type)
