@@ -22,6 +22,7 @@ from application.ledger_use_cases import LedgerService
 from domain.account import Account
 from domain.funded_account import FundedAccount
 from domain.result_codes import LedgerRefusal, ResultCode
+from interface.adapters.broker.simulated_broker import SimulatedBroker
 from interface.adapters.persistence.api_keys import ApiKeyStore, Principal, Role
 from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.errors import ApiError
@@ -237,3 +238,17 @@ OwnedFundedAccountUnderAccounts = Annotated[FundedAccount, Depends(_funded_accou
 OwnedFundedAccountDetailUnderAccounts = Annotated[
     FundedAccountDetail, Depends(_funded_account_detail_under_accounts)
 ]
+
+
+# The simulated broker ------------------------------------------------------------------
+
+
+async def _simulated_broker(ledger: LedgerDep) -> SimulatedBroker:
+    if not isinstance(ledger.broker, SimulatedBroker):
+        raise ApiError(404, "simulated_market_unavailable", "the broker is not the simulated one")
+    return ledger.broker
+
+
+# Routes that drive the simulated broker (demo and tests); 404 when a real one
+# is wired. Declared after the role alias, like the ownership aliases.
+SimulatedBrokerDep = Annotated[SimulatedBroker, Depends(_simulated_broker)]

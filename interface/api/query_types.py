@@ -1,15 +1,20 @@
-"""Query parameter types shared by the read routes."""
+"""Query and path parameter types shared by the routes."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Final
 
+from fastapi import Path
 from pydantic import AwareDatetime, BeforeValidator
 
 from projections.events import POSITION_MAX
 
-__all__ = ["POSITION_MAX", "IsoTime"]
+__all__ = ["POSITION_MAX", "IsoTime", "PositionId"]
+
+POSITION_ID_LENGTH_MAX: Final[int] = 128
+# A broker position's id in a path.
+PositionId = Annotated[str, Path(min_length=1, max_length=POSITION_ID_LENGTH_MAX)]
 
 # A time as ISO 8601 text with an offset. Pydantic alone would also take a
 # number ("0.5") as seconds since 1970, which the schema (date-time) refuses.

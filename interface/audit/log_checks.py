@@ -39,7 +39,6 @@ from interface.adapters.audit_keys import PublicKeys
 from interface.audit.checkpoints import CheckpointCheck, CheckpointReport
 from interface.audit.report import Finding, FindingKind, Progress, VerifyReport
 from interface.audit.stored_events import (
-    SELECT_HEAD,
     PrefetchedPages,
     earlier_versions,
     snapshot_connection,
@@ -56,6 +55,7 @@ from projections.events import (
     TRANSFER_REVERSED,
     VERSIONED_AGGREGATES,
 )
+from projections.runner import log_head
 
 # Events whose earlier versions are asked of the database in one query.
 LOOKUPS_PER_QUERY: Final[int] = 10_000
@@ -98,9 +98,9 @@ def check_log(
         snapshot_connection(database_url) as looker,
     ):
         exported = reader.execute("SELECT pg_export_snapshot()").fetchone()
-        head = reader.execute(SELECT_HEAD).fetchone()
-        assert exported is not None and head is not None
-        report.head_position = int(head[0])
+        assert exported is not None
+        with reader.cursor() as cursor:
+            report.head_position = log_head(cursor)
         # Read before the pages' thread takes the connection over.
         check = LogCheck(
             report, tamper_check(reader, tamper_report, public_keys, checkpoint_directory)

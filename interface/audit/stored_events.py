@@ -29,7 +29,6 @@ _SELECT_PAGE: Final = (
     "SELECT notification_id, originator_id, originator_version, topic, state, event_hash,"
     " recorded_at FROM ledger_events WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
 )
-SELECT_HEAD: Final = "SELECT coalesce(max(notification_id), 0) FROM ledger_events"
 # For events whose predecessors memory does not hold (a reversal of a closed
 # transfer): the first versions of the same aggregate, by the primary key's
 # index (the LIMIT keeps the planner on the index whatever its statistics say;

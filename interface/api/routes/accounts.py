@@ -14,6 +14,7 @@ from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, tell_position, views_caught_up
 from interface.api.deps import LedgerDep, Mover, OwnedAccountSummary, Reader, ServiceDep
 from interface.api.errors import ApiError, status_for
+from interface.api.pagination import PageCursor, PageLimit
 from interface.api.query_types import POSITION_MAX, IsoTime
 from interface.api.responses import ERROR_RESPONSES, refusal_of
 from interface.api.schemas.ledger import (
@@ -24,7 +25,7 @@ from interface.api.schemas.ledger import (
     BalancesResponse,
     OpenAccountRequest,
 )
-from projections.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, AccountListing
+from projections.account_listing import PAGE_SIZE_DEFAULT, AccountListing
 from projections.account_summaries import SUMMARY_VIEWS
 from projections.balances import balance_as_of
 
@@ -92,8 +93,8 @@ def list_accounts_route(
     ledger: LedgerDep,
     principal: Reader,
     owner_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> AccountPageResponse:
     """Accounts in the order they were opened, a page at a time. A user lists

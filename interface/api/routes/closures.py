@@ -22,19 +22,18 @@ import math
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final, Literal
 from uuid import UUID
 
 import redis.asyncio
 import structlog
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from application.closures import ClosureRequest
 from domain.closure import TRANCHE_MAX_MINOR, Closure, ClosurePhase
-from domain.money import format_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY
 from interface.adapters.notifications.closure_progress import (
@@ -44,7 +43,7 @@ from interface.adapters.notifications.closure_progress import (
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.deps import Admin, LedgerDep, Mover, OwnedFundedAccountUnderAccounts, Reader
-from interface.api.query_types import POSITION_MAX
+from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.closures import (
     OVERDUE_AFTER,
@@ -56,13 +55,11 @@ from interface.api.schemas.closures import (
     ResumeClosureResponse,
     TrancheResponse,
 )
+from interface.api.schemas.common import money
 from interface.bootstrap import Ledger
 from projections import closures as closures_view
 from projections.account_listing import (
     PAGE_SIZE_DEFAULT,
-    PAGE_SIZE_MAX,
-    InvalidCursor,
-    decode_cursor,
     encode_cursor,
 )
 
@@ -71,7 +68,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["closures"])
 
 VIEWS: Final[tuple[str, ...]] = (closures_view.NAME,)
-CURSOR_LENGTH_MAX: Final[int] = 64
 # The live stream: how often it looks when no Redis message comes, how often it
 # says it is alive, and how long it lasts before the client reconnects.
 STREAM_POLL_S: Final[float] = 1.0
@@ -123,7 +119,7 @@ def _progress(ledger: Ledger, closure: Closure) -> ClosureResponse:
                 number=tranche["number"],
                 attempt=tranche["attempt"],
                 withdrawal_id=UUID(tranche["withdrawal_id"]),
-                amount=format_amount(tranche["amount_minor"], TIER_CURRENCY),
+                amount=money(tranche["amount_minor"]),
                 status=tranche["status"],
                 requested_at=datetime.fromisoformat(tranche["requested_at"]),
                 settled_at=datetime.fromisoformat(tranche["settled_at"])
@@ -135,7 +131,7 @@ def _progress(ledger: Ledger, closure: Closure) -> ClosureResponse:
         ],
         tranches_done=closure.tranches_completed,
         tranches_remaining=remaining,
-        total_paid=format_amount(closure.total_paid_minor, TIER_CURRENCY),
+        total_paid=money(closure.total_paid_minor),
         currency=TIER_CURRENCY,
         initiated_at=closure.initiated_at,
         completed_at=closure.completed_at,
@@ -292,16 +288,14 @@ def list_closures_route(
     ledger: LedgerDep,
     principal: Reader,
     status: Literal["stuck", "active", "completed"] | None = None,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> ClosurePageResponse:
     """Closures in the order they were initiated. `status=stuck`: those that
     need a person (marked stuck, or overdue by an hour: no worker ran them);
     `active`; `completed`. A user lists their own."""
-    after = decode_cursor(cursor)
-    if after > POSITION_MAX:
-        raise InvalidCursor
+    after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     now = ledger.clock.now()
     owner = principal.owner_id if principal.is_user else None
@@ -315,10 +309,10 @@ def list_closures_route(
             after_position=after,
             limit=limit + 1,
         )
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.initiated_log_position))
     return ClosurePageResponse(
         items=[ClosureSummaryResponse.of(row, now) for row in page],
-        next_cursor=encode_cursor(page[-1].initiated_log_position) if more else None,
+        next_cursor=next_cursor,
     )
 
 

@@ -11,8 +11,6 @@ catalogue of types and payloads: docs/events.md.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import time
 from typing import Annotated, Final
 from uuid import UUID
@@ -23,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import views_caught_up
 from interface.api.deps import LedgerDep, Reader
+from interface.api.pagination import PageCursor, PageLimit, decode_key_cursor, encode_key_cursor
 from interface.api.query_types import IsoTime
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.events import (
@@ -31,7 +30,7 @@ from interface.api.schemas.events import (
     IntegrationEventResponse,
 )
 from interface.bootstrap import Ledger
-from projections.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, InvalidCursor
+from projections.account_listing import PAGE_SIZE_DEFAULT, InvalidCursor
 from projections.integration_event_reads import (
     START,
     EventFilter,
@@ -47,25 +46,18 @@ router = APIRouter(tags=["events"])
 WAIT_S_MAX: Final[float] = 30.0
 # How often a waiting page looks for new events.
 WAIT_POLL_INTERVAL_S: Final[float] = 0.25
-CURSOR_LENGTH_MAX: Final[int] = 64
 _CURSOR_VERSION: Final[str] = "e1"
 
 
 def encode_event_cursor(key: EventKey) -> str:
-    text = f"{_CURSOR_VERSION}:{key.position}:{key.ordinal}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return encode_key_cursor(_CURSOR_VERSION, key.position, key.ordinal)
 
 
 def decode_event_cursor(cursor: str | None) -> EventKey:
     if cursor is None:
         return START
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        version, position, ordinal = base64.urlsafe_b64decode(padded).decode().split(":")
-        key = EventKey(int(position), int(ordinal))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor from None
-    if version != _CURSOR_VERSION or key.position < 0 or key.ordinal < 0:
+    key = EventKey(*decode_key_cursor(_CURSOR_VERSION, cursor))
+    if key.position < 0 or key.ordinal < 0:
         raise InvalidCursor
     return key
 
@@ -111,8 +103,8 @@ async def list_events_route(
     until: Annotated[
         IsoTime | None, Query(alias="to", description="Recorded before this time.")
     ] = (None),
-    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     wait_s: Annotated[
         float,
         Query(ge=0, le=WAIT_S_MAX, description="An empty page waits this long for an event."),

@@ -13,16 +13,17 @@ from __future__ import annotations
 from typing import Annotated, Final
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header
 
 from application.merges import MergeRequest
 from domain.fork import (
     fork_plan,
 )
 from domain.merge import MergeTrigger, MergeUrgency
-from domain.money import format_amount, parse_amount
+from domain.money import parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
+from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import views_caught_up
 from interface.api.deps import (
     Admin,
@@ -32,8 +33,9 @@ from interface.api.deps import (
     Reader,
     visible_funded_account,
 )
+from interface.api.pagination import PageLimit
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.common import IdempotencyKey
+from interface.api.schemas.common import IdempotencyKey, money
 from interface.api.schemas.forks import (
     ForkOpportunitiesResponse,
     ForkOpportunityResponse,
@@ -45,13 +47,25 @@ from interface.api.schemas.forks import (
     ProposeMergeRequest,
     factor_responses,
 )
+from interface.bootstrap import Ledger
 from projections import daily_values, funded_accounts, hierarchy
-from projections.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from projections.account_listing import PAGE_SIZE_DEFAULT
 
 router = APIRouter(tags=["forks and merges"])
 
 # An account with no position and no trade closed for this long holds idle capital.
 IDLE_AFTER_DAYS: Final[int] = 30
+
+
+def _require_visible(
+    ledger: Ledger, principal: Principal, funded_account_id: UUID, hidden: LedgerRefusal
+) -> None:
+    """A user sees the forks and merges of their own accounts only; another
+    owner's answers `hidden`, the same 404 as an unknown id."""
+    try:
+        visible_funded_account(ledger, principal, funded_account_id)
+    except LedgerRefusal as refusal:
+        raise hidden from refusal
 
 
 # Forks --------------------------------------------------------------------------------
@@ -65,7 +79,7 @@ IDLE_AFTER_DAYS: Final[int] = 30
 def fork_opportunities_route(
     ledger: LedgerDep,
     _: Operator,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
 ) -> ForkOpportunitiesResponse:
     """Active accounts past their tier's fork threshold, each with what a fork
     would move, whether it could execute now, and its confidence now."""
@@ -90,10 +104,10 @@ def fork_opportunities_route(
                 owner_id=row.owner_id,
                 tier=tier.name,
                 child_tier=plan.child_tier,
-                balance=format_amount(row.current_balance_minor, TIER_CURRENCY),
-                threshold=format_amount(tier.fork_threshold_minor, TIER_CURRENCY),
-                amount=format_amount(plan.amount_minor, TIER_CURRENCY),
-                executable_from=format_amount(plan.executable_from_minor, TIER_CURRENCY),
+                balance=money(row.current_balance_minor),
+                threshold=money(tier.fork_threshold_minor),
+                amount=money(plan.amount_minor),
+                executable_from=money(plan.executable_from_minor),
                 executable_now=row.current_balance_minor - row.reserved_withdrawals_minor
                 >= plan.executable_from_minor,
                 confidence=float(confidence.score),
@@ -127,12 +141,8 @@ def execute_fork_route(fork_id: UUID, ledger: LedgerDep, _: Admin) -> ForkRespon
 def get_fork_route(fork_id: UUID, ledger: LedgerDep, principal: Reader) -> ForkResponse:
     """A fork: its status, confidence and factors, the child it made."""
     fork = ledger.forks.require_fork(fork_id)
-    try:
-        visible_funded_account(ledger, principal, fork.parent_id)
-    except LedgerRefusal as hidden:
-        raise LedgerRefusal(
-            ResultCode.FORK_NOT_FOUND, f"no fork {fork_id}", fork_id=str(fork_id)
-        ) from hidden
+    hidden = LedgerRefusal(ResultCode.FORK_NOT_FOUND, f"no fork {fork_id}", fork_id=str(fork_id))
+    _require_visible(ledger, principal, fork.parent_id, hidden)
     return ForkResponse.of(fork)
 
 
@@ -154,7 +164,7 @@ def approve_fork_route(fork_id: UUID, ledger: LedgerDep, principal: Admin) -> Fo
 def merge_opportunities_route(
     ledger: LedgerDep,
     _: Operator,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
 ) -> MergeOpportunitiesResponse:
     """Children worth merging back, with the trigger and urgency a proposal
     would carry: a rule band past safe is `risk` (danger or violation:
@@ -184,7 +194,7 @@ def merge_opportunities_route(
                 parent_id=candidate.parent_id,
                 tier=TierName(candidate.tier),
                 band=candidate.band,
-                balance=format_amount(candidate.balance_minor, TIER_CURRENCY),
+                balance=money(candidate.balance_minor),
                 trigger=trigger,
                 urgency=urgency,
                 reason=reason,
@@ -222,12 +232,10 @@ def propose_merge_route(
 @router.get("/v1/merges/{merge_id}", response_model=MergeResponse, responses=ERROR_RESPONSES)
 def get_merge_route(merge_id: UUID, ledger: LedgerDep, principal: Reader) -> MergeResponse:
     merge = ledger.merges.require_merge(merge_id)
-    try:
-        visible_funded_account(ledger, principal, merge.source_id)
-    except LedgerRefusal as hidden:
-        raise LedgerRefusal(
-            ResultCode.MERGE_NOT_FOUND, f"no merge {merge_id}", merge_id=str(merge_id)
-        ) from hidden
+    hidden = LedgerRefusal(
+        ResultCode.MERGE_NOT_FOUND, f"no merge {merge_id}", merge_id=str(merge_id)
+    )
+    _require_visible(ledger, principal, merge.source_id, hidden)
     return MergeResponse.of(merge)
 
 

@@ -34,7 +34,7 @@ from domain.tiers import TIER_CURRENCY, TIERS
 from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.deps import Admin, LedgerDep, OwnedFundedAccountDetail, Reader, ServiceOnly
 from interface.api.errors import ApiError
-from interface.api.query_types import POSITION_MAX
+from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.funded_accounts import (
     ActivateFundedAccountRequest,
@@ -47,28 +47,17 @@ from interface.api.schemas.funded_accounts import (
 from projections import funded_accounts
 from projections.account_listing import (
     PAGE_SIZE_DEFAULT,
-    PAGE_SIZE_MAX,
-    InvalidCursor,
-    decode_cursor,
     encode_cursor,
 )
 
 router = APIRouter(tags=["funded accounts"])
 
 VIEWS: Final[tuple[str, ...]] = (funded_accounts.NAME,)
-CURSOR_LENGTH_MAX: Final[int] = 64
 OWNER_ID_LENGTH_MAX: Final[int] = 128
 ASSESSMENT_PASSED: Final[str] = "passed"
 _ACTIVATED_BEFORE: dict[int | str, dict[str, Any]] = {
     200: {"model": FundedAccountDetailResponse, "description": "Activated before: the same account"}
 }
-
-
-def _activated_after(cursor: str | None) -> int:
-    position = decode_cursor(cursor)
-    if position > POSITION_MAX:
-        raise InvalidCursor
-    return position
 
 
 @router.get(
@@ -78,8 +67,8 @@ def list_funded_accounts_route(
     ledger: LedgerDep,
     principal: Reader,
     owner_id: Annotated[str | None, Query(min_length=1, max_length=OWNER_ID_LENGTH_MAX)] = None,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> FundedAccountPageResponse:
     """Funded accounts in the order they were activated, a page at a time. A
@@ -89,16 +78,16 @@ def list_funded_accounts_route(
         if owner_id not in (None, principal.owner_id):
             raise ApiError(403, "forbidden", "a user key lists its own funded accounts only")
         owner_id = principal.owner_id
-    after = _activated_after(cursor)
+    after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = funded_accounts.funded_account_page(
             reading, owner_id=owner_id, after_position=after, limit=limit + 1
         )
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.activated_log_position))
     return FundedAccountPageResponse(
         items=[FundedAccountResponse.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].activated_log_position) if more else None,
+        next_cursor=next_cursor,
     )
 
 

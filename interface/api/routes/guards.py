@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Final, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 
 from application.ports.broker import BrokerError, BrokerPosition, UnknownAccount
 from domain.account_guard import (
@@ -35,7 +35,6 @@ from domain.account_guard import (
     drawdown_from_peak,
     drawdown_level,
 )
-from domain.money import format_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY
 from interface.adapters.persistence.broker_sync_status import read_sync_status
@@ -47,8 +46,9 @@ from interface.api.deps import (
     Platform,
     Reader,
 )
+from interface.api.query_types import PositionId
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.common import ratio_text
+from interface.api.schemas.common import money, ratio_text
 from interface.api.schemas.guards import (
     DIVERGENCES_LISTED_MAX,
     MARKED_LISTED_MAX,
@@ -75,7 +75,6 @@ from projections.view import Cursor
 router = APIRouter(tags=["guards"])
 
 VIEWS: Final = (funded_accounts.NAME, guards.NAME)
-POSITION_ID_LENGTH_MAX: Final[int] = 128
 
 
 def _sync_totals(cursor: Cursor) -> tuple[datetime | None, int, int]:
@@ -208,13 +207,13 @@ def _positions_response(
         currency=TIER_CURRENCY,
         at=live.at,
         equity_source=live.source,
-        equity=format_amount(equity, TIER_CURRENCY),
-        cash=format_amount(live.cash_minor, TIER_CURRENCY),
-        unrealized_pnl=format_amount(live.unrealized_pnl_minor, TIER_CURRENCY),
-        peak_equity=format_amount(peak, TIER_CURRENCY),
+        equity=money(equity),
+        cash=money(live.cash_minor),
+        unrealized_pnl=money(live.unrealized_pnl_minor),
+        peak_equity=money(peak),
         drawdown=decimal_text(drawdown),
         drawdown_ratio=ratio_text(drawdown),
-        minimum_equity=format_amount(minimum, TIER_CURRENCY),
+        minimum_equity=money(minimum),
         level=DrawdownLevel.OK if guard is None else DrawdownLevel(guard.level),
         level_now=drawdown_level(peak, equity, thresholds),
         liquidation_due_at=None if guard is None else guard.liquidation_due_at,
@@ -249,7 +248,7 @@ def guards_status_route(
         thresholds=ThresholdsResponse(
             drawdown_warn_from=ratio_text(thresholds.drawdown_warn_from),
             drawdown_liquidate_above=ratio_text(thresholds.drawdown_liquidate_above),
-            minimum_equity=format_amount(thresholds.minimum_equity_minor, TIER_CURRENCY),
+            minimum_equity=money(thresholds.minimum_equity_minor),
             gap_above=ratio_text(thresholds.gap_above),
             spread_above=ratio_text(thresholds.spread_above),
             liquidity_check_enabled=thresholds.liquidity_check_enabled,
@@ -269,7 +268,7 @@ def guards_status_route(
     responses=ERROR_RESPONSES,
 )
 def close_position_route(
-    position_id: Annotated[str, Path(min_length=1, max_length=POSITION_ID_LENGTH_MAX)],
+    position_id: PositionId,
     body: ClosePositionRequest,
     ledger: LedgerDep,
     principal: Platform,
@@ -288,8 +287,8 @@ def close_position_route(
     return ClosedPositionResponse(
         funded_account_id=outcome.funded_account_id,
         position_id=outcome.position_id,
-        price=format_amount(outcome.price_minor, TIER_CURRENCY),
-        realized_pnl=format_amount(outcome.realized_pnl_minor, TIER_CURRENCY),
+        price=money(outcome.price_minor),
+        realized_pnl=money(outcome.realized_pnl_minor),
         currency=TIER_CURRENCY,
         closed_now=outcome.closed_now,
     )

@@ -125,11 +125,7 @@ def _performance(ledger: Ledger, account_id: UUID, period: str) -> PerformanceRe
     since_opening = from_inception if account_id in opened else list
     own = since_opening(series[account_id])
     if not own:
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {account_id} has no daily values in the period",
-            funded_account_id=str(account_id),
-        )
+        raise _no_daily_values(account_id)
     account_figures = _with_trades(metrics(own), [trades[account_id]])
     subtree_figures = None
     if len(members) > 1:
@@ -152,6 +148,23 @@ def _members(node: HierarchyNode) -> list[UUID]:
     return found
 
 
+def _not_in_hierarchy(account_id: UUID) -> LedgerRefusal:
+    # A funded account the hierarchy view has not reached yet.
+    return LedgerRefusal(
+        ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+        f"funded account {account_id} is not in the hierarchy yet",
+        funded_account_id=str(account_id),
+    )
+
+
+def _no_daily_values(account_id: UUID) -> LedgerRefusal:
+    return LedgerRefusal(
+        ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
+        f"funded account {account_id} has no daily values in the period",
+        funded_account_id=str(account_id),
+    )
+
+
 # Routes ---------------------------------------------------------------------------
 
 
@@ -170,11 +183,7 @@ def hierarchy_route(
     with ledger.pool.connection() as connection, connection.cursor() as cursor:
         tree = hierarchy.tree_of(cursor, account_id)
     if tree is None:
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {account_id} is not in the hierarchy yet",
-            funded_account_id=str(account_id),
-        )
+        raise _not_in_hierarchy(account_id)
     return HierarchyResponse(
         account_id=account_id,
         root_id=tree.funded_account_id,
@@ -196,11 +205,7 @@ def lineage_route(
     with ledger.pool.connection() as connection, connection.cursor() as cursor:
         found = hierarchy.lineage(cursor, account_id)
     if found is None:
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {account_id} is not in the hierarchy yet",
-            funded_account_id=str(account_id),
-        )
+        raise _not_in_hierarchy(account_id)
 
     def flow(item: hierarchy.CapitalFlow) -> FlowResponse:
         return FlowResponse(
@@ -286,11 +291,7 @@ def chart_route(
         series = _series(cursor, members, start, end)
     drawn = {str(member)[:8]: values for member, values in series.items() if values}
     if not drawn:
-        raise LedgerRefusal(
-            ResultCode.FUNDED_ACCOUNT_NOT_FOUND,
-            f"funded account {account_id} has no daily values in the period",
-            funded_account_id=str(account_id),
-        )
+        raise _no_daily_values(account_id)
     if len(drawn) > 1:
         drawn["subtree"] = combine_series(drawn.values())
     # Imported here: matplotlib is a third of the service's start-up, and

@@ -9,8 +9,6 @@ positions behind opaque cursors: no skips or repeats while the log grows.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Final
 from uuid import UUID
 
@@ -22,6 +20,14 @@ from domain.transfer import POSTINGS_MAX
 from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.deps import LedgerDep, OwnedAccountSummary, Reader, visible_account_summary
 from interface.api.errors import ApiError
+from interface.api.pagination import (
+    PageCursor,
+    PageLimit,
+    decode_key_cursor,
+    encode_key_cursor,
+    page_of,
+    position_after,
+)
 from interface.api.query_types import POSITION_MAX, IsoTime
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.journal import (
@@ -34,9 +40,7 @@ from interface.api.schemas.journal import (
 from projections import journal
 from projections.account_listing import (
     PAGE_SIZE_DEFAULT,
-    PAGE_SIZE_MAX,
     InvalidCursor,
-    decode_cursor,
     encode_cursor,
 )
 
@@ -44,14 +48,11 @@ router = APIRouter(tags=["journal"])
 
 VIEWS: Final[tuple[str, ...]] = (journal.NAME,)
 _STATEMENT_CURSOR_VERSION: Final[str] = "s1"
-CURSOR_LENGTH_MAX: Final[int] = 64
 # `key:value`, split at the first colon: a key has no colon in it.
 METADATA_FILTER_PATTERN: Final[str] = (
     rf"^[^:]{{1,{METADATA_KEY_LENGTH_MAX}}}:[\s\S]{{0,{METADATA_VALUE_LENGTH_MAX}}}$"
 )
 
-Cursor = Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)]
-Limit = Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)]
 LoggedFrom = Annotated[
     IsoTime | None,
     Query(alias="from", description="Logged at or after this time (ISO 8601 with offset)."),
@@ -80,30 +81,15 @@ def _metadata_filter(filters: list[str] | None) -> dict[str, str]:
     return wanted
 
 
-def _transfers_after(cursor: str | None) -> int:
-    position = decode_cursor(cursor)
-    if position > POSITION_MAX:
-        raise InvalidCursor
-    return position
-
-
 def encode_statement_cursor(position: int, seq: int) -> str:
-    text = f"{_STATEMENT_CURSOR_VERSION}:{position}:{seq}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return encode_key_cursor(_STATEMENT_CURSOR_VERSION, position, seq)
 
 
 def decode_statement_cursor(cursor: str | None) -> tuple[int, int] | None:
     if cursor is None:
         return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        version, position, seq = base64.urlsafe_b64decode(padded.encode()).decode().split(":")
-        after = (int(position), int(seq))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor from None
-    if version != _STATEMENT_CURSOR_VERSION or not (
-        0 <= after[0] <= POSITION_MAX and 0 <= after[1] < POSTINGS_MAX
-    ):
+    after = decode_key_cursor(_STATEMENT_CURSOR_VERSION, cursor)
+    if not (0 <= after[0] <= POSITION_MAX and 0 <= after[1] < POSTINGS_MAX):
         raise InvalidCursor
     return after
 
@@ -117,8 +103,8 @@ def list_transfers_route(
     logged_from: LoggedFrom = None,
     logged_to: LoggedTo = None,
     metadata: MetadataFilters = None,
-    cursor: Cursor = None,
-    limit: Limit = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
 ) -> TransferPageResponse:
     """Transfers in the order they were recorded, a page at a time: those with
     a posting on `account_id`, logged in [`from`, `to`), whose metadata has
@@ -129,7 +115,7 @@ def list_transfers_route(
     auditor keys list every transfer, or one account's."""
     views_caught_up(ledger, VIEWS, min_position)
     wanted = _metadata_filter(metadata)
-    after = _transfers_after(cursor)
+    after = position_after(cursor)
     if account_id is not None:
         visible_account_summary(ledger, principal, account_id, min_position)
     elif principal.is_user:
@@ -148,10 +134,10 @@ def list_transfers_route(
             after_position=after,
             limit=limit + 1,
         )
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.position))
     return TransferPageResponse(
         items=[JournalTransferResponse.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].position) if more else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -167,8 +153,8 @@ def statement_route(
     min_position: MinPosition = None,
     logged_from: LoggedFrom = None,
     logged_to: LoggedTo = None,
-    cursor: Cursor = None,
-    limit: Limit = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
 ) -> StatementResponse:
     """The account's entries in log order, logged in [`from`, `to`), each with
     the account's posted balance and pending totals after it, and the figures
@@ -186,13 +172,13 @@ def statement_route(
             after=after,
             limit=limit + 1,
         )
-    entries, more = found.entries[:limit], len(found.entries) > limit
+    entries, next_cursor = page_of(
+        found.entries, limit, lambda entry: encode_statement_cursor(entry.position, entry.seq)
+    )
     return StatementResponse(
         account_id=account_id,
         currency=currency,
         opening=RunningFiguresResponse.of(found.opening, currency),
         entries=[StatementEntryResponse.of(entry) for entry in entries],
-        next_cursor=encode_statement_cursor(entries[-1].position, entries[-1].seq)
-        if more
-        else None,
+        next_cursor=next_cursor,
     )

@@ -13,10 +13,10 @@ and did.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Final
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from domain.reconciliation import (
     RunType,
@@ -25,7 +25,7 @@ from domain.reconciliation import (
 from domain.result_codes import LedgerRefusal, ResultCode
 from interface.api.consistency import MinPosition, tell_position, views_caught_up
 from interface.api.deps import Admin, LedgerDep, Operator
-from interface.api.query_types import POSITION_MAX
+from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.reconciliation import (
     CheckResponse,
@@ -41,23 +41,12 @@ from interface.bootstrap import Ledger
 from projections import reconciliation
 from projections.account_listing import (
     PAGE_SIZE_DEFAULT,
-    PAGE_SIZE_MAX,
-    InvalidCursor,
-    decode_cursor,
     encode_cursor,
 )
 
 router = APIRouter(tags=["reconciliation"])
 
-CURSOR_LENGTH_MAX: Final[int] = 64
 VIEWS: Final = (reconciliation.NAME,)
-
-
-def _cursor_position(cursor: str | None) -> int:
-    position = decode_cursor(cursor)
-    if position > POSITION_MAX:
-        raise InvalidCursor
-    return position
 
 
 def _report(ledger: Ledger, run_id: UUID, min_position: int | None) -> ReportResponse:
@@ -86,19 +75,19 @@ def _report(ledger: Ledger, run_id: UUID, min_position: int | None) -> ReportRes
 def list_reports_route(
     ledger: LedgerDep,
     _: Operator,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> ReportPageResponse:
     """Reconciliation reports, newest first."""
-    before = _cursor_position(cursor) if cursor is not None else None
+    before = position_after(cursor) if cursor is not None else None
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = reconciliation.run_page(reading, before_position=before, limit=limit + 1)
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.started_log_position))
     return ReportPageResponse(
         items=[ReportSummaryResponse.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].started_log_position) if more else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -124,22 +113,22 @@ def list_exceptions_route(
     _: Operator,
     severity: Severity | None = None,
     resolved: bool | None = None,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> ExceptionPageResponse:
     """Exceptions of every run, oldest first: `resolved=false` is the queue
     waiting for a person (corrected ones count as resolved)."""
-    after = _cursor_position(cursor)
+    after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = reconciliation.exception_page(
             reading, severity=severity, resolved=resolved, after_position=after, limit=limit + 1
         )
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.raised_log_position))
     return ExceptionPageResponse(
         items=[ExceptionResponse.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].raised_log_position) if more else None,
+        next_cursor=next_cursor,
     )
 
 

@@ -16,19 +16,17 @@ in settling until it is closed here and an admin resumes the closure. 404
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from application.clock import SettableClock
 from application.ports.broker import BrokerError
 from domain.positions import PositionSide
-from interface.adapters.broker.simulated_broker import SimulatedBroker
-from interface.api.deps import Admin, LedgerDep
+from interface.api.deps import Admin, LedgerDep, SimulatedBrokerDep
 from interface.api.errors import ApiError
+from interface.api.query_types import PositionId
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.routes.trading import POSITION_ID_LENGTH_MAX
 from interface.api.schemas.simulation import (
     ClockAdvanceRequest,
     ClockResponse,
@@ -36,7 +34,6 @@ from interface.api.schemas.simulation import (
     StrayFillResponse,
     StrayPositionRequest,
 )
-from interface.bootstrap import Ledger
 
 router = APIRouter(tags=["simulation"])
 
@@ -64,10 +61,9 @@ def advance_clock_route(body: ClockAdvanceRequest, ledger: LedgerDep, _: Admin) 
     responses=ERROR_RESPONSES,
 )
 def open_stray_position_route(
-    account_id: UUID, body: StrayPositionRequest, ledger: LedgerDep, _: Admin
+    account_id: UUID, body: StrayPositionRequest, _: Admin, broker: SimulatedBrokerDep
 ) -> StrayFillResponse:
     """Open a position at the simulated broker that the ledger never records."""
-    broker = _simulated(ledger)
     try:
         fill = broker.open_position(
             account_id, body.symbol, PositionSide(body.side), body.quantity, body.client_order_id
@@ -83,21 +79,14 @@ def open_stray_position_route(
     responses=ERROR_RESPONSES,
 )
 def close_stray_position_route(
-    position_id: Annotated[str, Path(min_length=1, max_length=POSITION_ID_LENGTH_MAX)],
+    position_id: PositionId,
     body: StrayCloseRequest,
-    ledger: LedgerDep,
     _: Admin,
+    broker: SimulatedBrokerDep,
 ) -> StrayFillResponse:
     """Close a position at the simulated broker without the ledger hearing of it."""
-    broker = _simulated(ledger)
     try:
         fill = broker.close_position(position_id, body.client_order_id)
     except BrokerError as error:
         raise ApiError(409, "broker_refused", str(error)) from error
     return StrayFillResponse.of(fill)
-
-
-def _simulated(ledger: Ledger) -> SimulatedBroker:
-    if not isinstance(ledger.broker, SimulatedBroker):
-        raise ApiError(404, "simulated_market_unavailable", "the broker is not the simulated one")
-    return ledger.broker

@@ -13,7 +13,7 @@ trades twice, even if the first request's response was lost.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated
 from uuid import uuid4, uuid5
 
 from fastapi import APIRouter, Depends, Header, Path
@@ -22,9 +22,16 @@ from application.funded_accounts import FundedAccountsService
 from domain.money import parse_amount
 from domain.positions import PositionSide
 from domain.tiers import TIER_CURRENCY
-from interface.adapters.broker.simulated_broker import SimulatedBroker
-from interface.api.deps import Admin, LedgerDep, Mover, OwnedFundedAccount, Reader
+from interface.api.deps import (
+    Admin,
+    LedgerDep,
+    Mover,
+    OwnedFundedAccount,
+    Reader,
+    SimulatedBrokerDep,
+)
 from interface.api.errors import ApiError
+from interface.api.query_types import PositionId
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.common import IdempotencyKey
 from interface.api.schemas.trading import (
@@ -34,11 +41,8 @@ from interface.api.schemas.trading import (
     QuoteResponse,
     SimulatedPriceRequest,
 )
-from interface.bootstrap import Ledger
 
 router = APIRouter(tags=["trading"])
-
-POSITION_ID_LENGTH_MAX: Final[int] = 128
 
 
 def _funded_accounts(ledger: LedgerDep) -> FundedAccountsService:
@@ -81,7 +85,7 @@ def open_position_route(
     responses=ERROR_RESPONSES,
 )
 def close_position_route(
-    position_id: Annotated[str, Path(min_length=1, max_length=POSITION_ID_LENGTH_MAX)],
+    position_id: PositionId,
     service: FundedAccountsDep,
     principal: Mover,
     account: OwnedFundedAccount,
@@ -108,12 +112,11 @@ def quote_route(
 def set_simulated_price_route(
     symbol: Annotated[str, Path(pattern=SYMBOL_PATTERN)],
     body: SimulatedPriceRequest,
-    ledger: LedgerDep,
     _: Admin,
+    broker: SimulatedBrokerDep,
 ) -> QuoteResponse:
     """Fix a symbol's quote on the simulated broker (demo and tests). 404 when a
     real broker is wired."""
-    broker = _simulated(ledger)
     bid, ask = parse_amount(body.bid, TIER_CURRENCY), parse_amount(body.ask, TIER_CURRENCY)
     if bid > ask:
         raise ApiError(422, "invalid_request", "bid must not be above ask")
@@ -133,9 +136,3 @@ def set_simulated_price_route(
 
 def _optional_amount(text: str | None) -> int | None:
     return None if text is None else parse_amount(text, TIER_CURRENCY)
-
-
-def _simulated(ledger: Ledger) -> SimulatedBroker:
-    if not isinstance(ledger.broker, SimulatedBroker):
-        raise ApiError(404, "simulated_market_unavailable", "the broker is not the simulated one")
-    return ledger.broker

@@ -8,15 +8,16 @@ public addresses unless LEDGER_WEBHOOKS_ALLOW_PRIVATE_URLS allows others
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Final, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from interface.adapters.webhooks.endpoint_store import EndpointChange, WebhookEndpoint
 from interface.adapters.webhooks.url_safety import UrlRefused, require_callable_url
 from interface.api.deps import Admin, LedgerDep
 from interface.api.errors import ApiError
+from interface.api.pagination import PageLimit
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.events import (
     CreatedWebhookEndpointResponse,
@@ -28,7 +29,7 @@ from interface.api.schemas.events import (
     WebhookEndpointResponse,
 )
 from interface.bootstrap import Ledger
-from projections.account_listing import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from projections.account_listing import PAGE_SIZE_DEFAULT
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
 
@@ -120,7 +121,7 @@ def list_deliveries_route(
     ledger: LedgerDep,
     _: Admin,
     status: DeliveryStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
 ) -> DeliveryListResponse:
     """The endpoint's delivery log, newest first, each with its latest attempts."""
     store = ledger.integration.webhook_endpoints

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
 
 import structlog
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from application.withdrawals import PayoutUpdate, WithdrawalRequest
@@ -43,7 +43,7 @@ from interface.api.deps import (
     Reader,
 )
 from interface.api.errors import ApiError
-from interface.api.query_types import POSITION_MAX
+from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.common import IdempotencyKey
 from interface.api.schemas.withdrawals import (
@@ -57,9 +57,6 @@ from interface.bootstrap import Ledger
 from projections import withdrawals
 from projections.account_listing import (
     PAGE_SIZE_DEFAULT,
-    PAGE_SIZE_MAX,
-    InvalidCursor,
-    decode_cursor,
     encode_cursor,
 )
 from projections.withdrawals import WithdrawalRow
@@ -69,18 +66,10 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["withdrawals"])
 
 VIEWS: Final[tuple[str, ...]] = (withdrawals.NAME,)
-CURSOR_LENGTH_MAX: Final[int] = 64
 STRIPE_SIGNATURE_HEADER: Final[str] = "Stripe-Signature"
 _CREATED_BEFORE: Final[dict[int | str, dict[str, Any]]] = {
     200: {"model": WithdrawalResponse, "description": "Requested before: the same withdrawal"}
 }
-
-
-def _requested_after(cursor: str | None) -> int:
-    position = decode_cursor(cursor)
-    if position > POSITION_MAX:
-        raise InvalidCursor
-    return position
 
 
 def _not_found(withdrawal_id: UUID) -> LedgerRefusal:
@@ -103,10 +92,10 @@ def _visible_row(
 
 
 def _page(rows: list[WithdrawalRow], limit: int) -> WithdrawalPageResponse:
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.requested_log_position))
     return WithdrawalPageResponse(
         items=[WithdrawalResponse.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].requested_log_position) if more else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -157,12 +146,12 @@ def list_account_withdrawals_route(
     ledger: LedgerDep,
     principal: Reader,
     detail: OwnedFundedAccountDetail,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> WithdrawalPageResponse:
     """An account's withdrawals in the order they were requested."""
-    after = _requested_after(cursor)
+    after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = withdrawals.withdrawal_page(
@@ -195,14 +184,14 @@ def list_withdrawals_route(
     _: Auditor,
     status: WithdrawalStatus | None = None,
     needs_attention: bool | None = None,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> WithdrawalPageResponse:
     """Every account's withdrawals, oldest request first: `status=pending` is the
     queue waiting for a decision, `needs_attention=true` the payouts that
     stopped retrying."""
-    after = _requested_after(cursor)
+    after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = withdrawals.withdrawal_page(

@@ -7,12 +7,10 @@ from datetime import datetime, timedelta
 from typing import Annotated, Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from domain.closure import ClosurePhase
-from domain.money import format_amount
-from domain.tiers import TIER_CURRENCY
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, RequestModel, money
 from projections.closures import ClosureRow
 
 NAME_LENGTH_MAX: Final[int] = 200
@@ -33,9 +31,7 @@ EMAIL_ADDRESS_PATTERN: Final[str] = r'^[^\s@<>"(),;:]+@[^\s@<>"(),;:]+$'
 OVERDUE_AFTER: Final = timedelta(hours=1)
 
 
-class InitiateClosureRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class InitiateClosureRequest(RequestModel):
     recipient_name: Annotated[
         str, Strict(), Field(min_length=1, max_length=NAME_LENGTH_MAX, pattern=PLAIN_TEXT_PATTERN)
     ] = Field(description="Who the closure emails greet.")
@@ -114,7 +110,7 @@ class ClosureSummaryResponse(BaseModel):
             next_action_at=row.next_action_at,
             overdue=row.next_action_at is not None and row.next_action_at < now - OVERDUE_AFTER,
             tranches_done=row.tranches_completed,
-            total_paid=format_amount(row.total_paid_minor, TIER_CURRENCY),
+            total_paid=money(row.total_paid_minor),
             updated_at=row.updated_at,
         )
 
@@ -124,9 +120,7 @@ class ClosurePageResponse(BaseModel):
     next_cursor: str | None
 
 
-class ResumeClosureRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ResumeClosureRequest(RequestModel):
     dry_run: bool = Field(default=False, description="Say what resuming would do; do nothing.")
 
 

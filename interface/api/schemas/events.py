@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, Field, Strict
 
 from interface.adapters.webhooks.endpoint_store import Delivery, WebhookEndpoint
 from interface.adapters.webhooks.url_safety import URL_LENGTH_MAX
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, RequestModel
 from projections.integration_catalogue import EVENT_TYPE_NAMES, EVENT_TYPES
 from projections.integration_event_reads import IntegrationEvent
 
@@ -93,9 +93,7 @@ class WebhookEndpointListResponse(BaseModel):
     items: list[WebhookEndpointResponse]
 
 
-class CreateWebhookEndpointRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CreateWebhookEndpointRequest(RequestModel):
     url: WebhookUrl = Field(description="http(s) URL; it must resolve to public addresses.")
     event_types: list[EventTypeName] = Field(
         default_factory=list, description="The types to receive; empty or omitted: every type."
@@ -103,9 +101,7 @@ class CreateWebhookEndpointRequest(BaseModel):
     description: EndpointDescription = "webhook endpoint"
 
 
-class UpdateWebhookEndpointRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UpdateWebhookEndpointRequest(RequestModel):
     url: WebhookUrl | None = None
     event_types: list[EventTypeName] | None = None
     description: EndpointDescription | None = None

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from domain.fork import (
     AUTO_APPROVAL_CONFIDENCE,
@@ -17,9 +17,14 @@ from domain.fork import (
     ForkStatus,
 )
 from domain.merge import Merge, MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
-from domain.money import format_amount
 from domain.tiers import TIER_CURRENCY, TierName
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey
+from interface.api.schemas.common import (
+    PLAIN_TEXT_PATTERN,
+    Amount,
+    IdempotencyKey,
+    RequestModel,
+    money,
+)
 
 REASON_LENGTH_MAX: Final[int] = 500
 
@@ -64,7 +69,7 @@ class ForkResponse(BaseModel):
             parent_id=fork.parent_id,
             parent_tier=fork.parent_tier,
             child_tier=fork.child_tier,
-            amount=format_amount(fork.amount_minor, TIER_CURRENCY),
+            amount=money(fork.amount_minor),
             currency=TIER_CURRENCY,
             status=fork.status,
             confidence=float(fork.confidence),
@@ -102,9 +107,7 @@ class ForkOpportunitiesResponse(BaseModel):
     items: list[ForkOpportunityResponse]
 
 
-class ProposeForkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProposeForkRequest(RequestModel):
     funded_account_id: UUID
 
 
@@ -139,12 +142,8 @@ class MergeResponse(BaseModel):
             source_id=merge.source_id,
             target_kind=merge.target_kind,
             target_id=merge.target_id,
-            amount=None
-            if merge.amount_minor is None
-            else format_amount(merge.amount_minor, TIER_CURRENCY),
-            moved=None
-            if merge.moved_minor is None
-            else format_amount(merge.moved_minor, TIER_CURRENCY),
+            amount=None if merge.amount_minor is None else money(merge.amount_minor),
+            moved=None if merge.moved_minor is None else money(merge.moved_minor),
             currency=TIER_CURRENCY,
             trigger=merge.trigger,
             urgency=merge.urgency,
@@ -159,9 +158,7 @@ class MergeResponse(BaseModel):
         )
 
 
-class ProposeMergeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProposeMergeRequest(RequestModel):
     source_id: UUID = Field(description="The funded account whose capital moves.")
     target_kind: MergeTarget
     target_id: UUID | None = Field(

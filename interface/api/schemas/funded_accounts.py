@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from domain.funded_account import OpenPosition
 from domain.funded_account_states import FundedAccountState
@@ -34,6 +34,7 @@ from interface.api.schemas.common import (
     RATIO_DESCRIPTION,
     Money,
     Ratio,
+    RequestModel,
     money,
     ratio_text,
 )
@@ -45,11 +46,9 @@ OWNER_ID_LENGTH_MAX: Final[int] = 128
 PROFIT_SPLIT_LENGTH_MAX: Final[int] = 32
 
 
-class ActivateFundedAccountRequest(BaseModel):
+class ActivateFundedAccountRequest(RequestModel):
     """A passed assessment to fund. The assessment id names the account: the
     same request again finds it; the same id with other details is refused."""
-
-    model_config = ConfigDict(extra="forbid")
 
     assessment_id: Annotated[
         str,
@@ -105,9 +104,7 @@ class ActivateFundedAccountRequest(BaseModel):
 REASON_LENGTH_MAX: Final[int] = 1024
 
 
-class ChangeFundedAccountStateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChangeFundedAccountStateRequest(RequestModel):
     state: FundedAccountState
     reason: Annotated[
         str, Strict(), Field(min_length=1, max_length=REASON_LENGTH_MAX, pattern=PLAIN_TEXT_PATTERN)

@@ -7,7 +7,7 @@ from fractions import Fraction
 from typing import Annotated, Final, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from application.ports.broker import BrokerPosition
 from domain.account_guard import (
@@ -15,10 +15,9 @@ from domain.account_guard import (
     DivergenceKind,
     DrawdownLevel,
 )
-from domain.money import format_amount
 from domain.tiers import TIER_CURRENCY
 from interface.adapters.persistence.broker_sync_status import SyncStatus
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Money, Ratio
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Money, Ratio, RequestModel, money
 from projections.guards import AlertKind, AlertRow, DivergenceRow, PendingAlert
 
 # Rows listed in one answer; the totals say how many there are.
@@ -31,7 +30,7 @@ DRAWDOWN_DECIMAL_PLACES: Final[int] = 6
 
 
 def money_text(minor: int | None) -> str | None:
-    return None if minor is None else format_amount(minor, TIER_CURRENCY)
+    return None if minor is None else money(minor)
 
 
 def decimal_text(ratio: Fraction, places: int = DRAWDOWN_DECIMAL_PLACES) -> str:
@@ -95,7 +94,7 @@ class DivergenceResponse(BaseModel):
             broker_quantity=row.broker_quantity,
             ledger_entry_price=money_text(row.ledger_entry_minor),
             broker_entry_price=money_text(row.broker_entry_minor),
-            amount=format_amount(row.amount_minor, TIER_CURRENCY),
+            amount=money(row.amount_minor),
             found_at=row.found_at,
         )
 
@@ -145,10 +144,10 @@ class LivePositionResponse(BaseModel):
             symbol=held.symbol,
             side=held.side.value,
             quantity=held.quantity,
-            entry_price=format_amount(held.entry_price_minor, TIER_CURRENCY),
-            current_price=format_amount(held.current_price_minor, TIER_CURRENCY),
-            market_value=format_amount(held.market_value_minor, TIER_CURRENCY),
-            unrealized_pnl=format_amount(held.unrealized_pnl_minor, TIER_CURRENCY),
+            entry_price=money(held.entry_price_minor),
+            current_price=money(held.current_price_minor),
+            market_value=money(held.market_value_minor),
+            unrealized_pnl=money(held.unrealized_pnl_minor),
             opened_at=held.opened_at,
             marked_for_closing=held.position_id in marked,
         )
@@ -243,9 +242,7 @@ class GuardsStatusResponse(BaseModel):
     pending_alerts_total: int
 
 
-class ClosePositionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClosePositionRequest(RequestModel):
     reason: Annotated[str, Strict()] = Field(
         min_length=1,
         max_length=REASON_LENGTH_MAX,

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.performance import PerformanceMetrics
-from interface.api.schemas.common import money
+from interface.api.schemas.common import RequestModel, money
 from projections.hierarchy import HierarchyNode
 
 COMPARE_ACCOUNTS_MAX: Final[int] = 10
@@ -143,9 +143,7 @@ class PerformanceResponse(BaseModel):
     subtree_accounts: int
 
 
-class CompareRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CompareRequest(RequestModel):
     account_ids: list[UUID] = Field(min_length=1, max_length=COMPARE_ACCOUNTS_MAX)
     period: Period = "1y"
 

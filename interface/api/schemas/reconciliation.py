@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from domain.reconciliation import (
     ACTOR_LENGTH_MAX,
@@ -19,7 +19,7 @@ from domain.reconciliation import (
     RunType,
     Severity,
 )
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, RequestModel
 from projections.reconciliation import CheckRow, ExceptionRow, RunRow
 
 
@@ -147,18 +147,14 @@ class ExceptionPageResponse(BaseModel):
     next_cursor: str | None
 
 
-class StartRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StartRunRequest(RequestModel):
     type: RunType = Field(
         default=RunType.MANUAL,
         description="manual (the default); hourly or daily to run a scheduled kind by hand.",
     )
 
 
-class ResolveExceptionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ResolveExceptionRequest(RequestModel):
     resolved_by: Annotated[str, Strict()] = Field(
         min_length=1,
         max_length=ACTOR_LENGTH_MAX,

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated, Final, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from application.ports.broker import Fill
+from interface.api.schemas.common import RequestModel
 from interface.api.schemas.trading import QUANTITY_MAX, Symbol
 
 # A year at most per call: enough for any timer (the longest is days), and an
@@ -30,25 +31,19 @@ class ClockResponse(BaseModel):
     settable: bool
 
 
-class ClockAdvanceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClockAdvanceRequest(RequestModel):
     # Forward only: timers already recorded never see time run back.
     seconds: Annotated[int, Strict(), Field(ge=1, le=CLOCK_ADVANCE_MAX_S)]
 
 
-class StrayPositionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StrayPositionRequest(RequestModel):
     symbol: Symbol
     side: Literal["long", "short"]
     quantity: Annotated[int, Strict(), Field(ge=1, le=QUANTITY_MAX)]
     client_order_id: ClientOrderId
 
 
-class StrayCloseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StrayCloseRequest(RequestModel):
     client_order_id: ClientOrderId
 
 

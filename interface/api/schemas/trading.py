@@ -8,13 +8,12 @@ from datetime import datetime
 from typing import Annotated, Final, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from application.funded_accounts import PositionChange
 from application.ports.broker import Quote
-from domain.money import format_amount
 from domain.tiers import TIER_CURRENCY
-from interface.api.schemas.common import Amount
+from interface.api.schemas.common import Amount, RequestModel, money
 
 SYMBOL_PATTERN: Final[str] = r"^[A-Z0-9.\-]{1,16}$"
 
@@ -31,9 +30,7 @@ Symbol = Annotated[
 ]
 
 
-class OpenPositionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OpenPositionRequest(RequestModel):
     symbol: Symbol
     side: Literal["long", "short"]
     quantity: Annotated[int, Strict(), Field(ge=1, le=QUANTITY_MAX)]
@@ -63,9 +60,9 @@ class PositionResponse(BaseModel):
             symbol=fill.symbol,
             side=fill.side.value,
             quantity=fill.quantity,
-            price=format_amount(fill.price_minor, TIER_CURRENCY),
+            price=money(fill.price_minor),
             currency=TIER_CURRENCY,
-            realized_pnl=format_amount(fill.realized_pnl_minor, TIER_CURRENCY),
+            realized_pnl=money(fill.realized_pnl_minor),
             filled_at=fill.at,
             band=change.rule_status.band.value,
             account_state=change.account.state.value,
@@ -87,20 +84,18 @@ class QuoteResponse(BaseModel):
     def of(cls, quote: Quote) -> QuoteResponse:
         return cls(
             symbol=quote.symbol,
-            bid=format_amount(quote.bid_minor, TIER_CURRENCY),
-            ask=format_amount(quote.ask_minor, TIER_CURRENCY),
-            last=format_amount(quote.last_minor, TIER_CURRENCY),
-            open=format_amount(quote.open_minor, TIER_CURRENCY),
-            last_close=format_amount(quote.last_close_minor, TIER_CURRENCY),
+            bid=money(quote.bid_minor),
+            ask=money(quote.ask_minor),
+            last=money(quote.last_minor),
+            open=money(quote.open_minor),
+            last_close=money(quote.last_close_minor),
             volume=quote.volume,
             currency=TIER_CURRENCY,
             at=quote.at,
         )
 
 
-class SimulatedPriceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SimulatedPriceRequest(RequestModel):
     bid: Amount
     ask: Amount
     volume: Annotated[int, Strict(), Field(ge=0, le=QUANTITY_MAX)] = SIMULATED_VOLUME_DEFAULT

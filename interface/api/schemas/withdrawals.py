@@ -7,17 +7,15 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, Field, Strict
 
 from domain.money import format_amount
 from domain.withdrawal import REASON_LENGTH_MAX, WithdrawalStatus
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey, RequestModel
 from projections.withdrawals import WithdrawalRow
 
 
-class RequestWithdrawalRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RequestWithdrawalRequest(RequestModel):
     amount: Amount = Field(
         description="At least 100.00 and at most the account's withdrawable amount."
     )
@@ -28,9 +26,7 @@ class RequestWithdrawalRequest(BaseModel):
     )
 
 
-class RejectWithdrawalRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RejectWithdrawalRequest(RequestModel):
     reason: Annotated[
         str,
         Strict(),
