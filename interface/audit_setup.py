@@ -82,6 +82,13 @@ def audit_public_keys(settings: Settings, given: Path | None = None) -> PublicKe
     return PublicKeys.from_file(path)
 
 
+def trusted_public_keys(settings: Settings) -> PublicKeys | None:
+    """The configured public keys, or None while there are none yet (the
+    default local setup writes them when the checkpointer first starts)."""
+    path = public_keys_path(settings)
+    return PublicKeys.from_file(path) if path.exists() else None
+
+
 def build_checkpointer(
     settings: Settings, database_url: str, *, start: bool = False
 ) -> Checkpointer:

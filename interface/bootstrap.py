@@ -54,7 +54,7 @@ from interface.adapters.rate_limits import (
     RateLimiter,
     RedisRateLimiter,
 )
-from interface.audit_setup import build_checkpointer
+from interface.audit_setup import build_checkpointer, checkpoint_dir, trusted_public_keys
 from interface.integration import Integration, build_integration
 from interface.observability.metrics import WriterMetrics
 from interface.reconciliation.background_runs import BackgroundRuns
@@ -308,7 +308,13 @@ def build_ledger(
         app,
         writer,
         clock,
-        reconciliation_checks(database_url, payout_gateway, broker),
+        reconciliation_checks(
+            database_url,
+            payout_gateway,
+            broker,
+            trusted_keys=lambda: trusted_public_keys(settings),
+            checkpoint_directory=checkpoint_dir(settings),
+        ),
         ViewedOpenExceptions(pool, writer, projections),
     )
     schedule = reconciliation_schedule(

@@ -9,13 +9,15 @@ the withdrawals' holds; last the broker sync's divergences still open.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from application.ports.broker import Broker
 from application.ports.payout_gateway import PayoutGateway
 from application.ports.reconciliation_checks import ReconciliationCheck
 from interface.reconciliation.broker_check import BROKER_CHECK, BrokerCheck
 from interface.reconciliation.broker_sync_check import BrokerSyncCheck
 from interface.reconciliation.deposits_check import DepositsCheck
-from interface.reconciliation.ledger_check import LedgerConsistencyCheck
+from interface.reconciliation.ledger_check import LedgerConsistencyCheck, TrustedKeys
 from interface.reconciliation.payouts_check import PAYOUTS_CHECK, PayoutsCheck
 from interface.reconciliation.projections_check import ProjectionsCheck
 from interface.reconciliation.withdrawals_check import WithdrawalsCheck
@@ -24,10 +26,17 @@ __all__ = ["BROKER_CHECK", "PAYOUTS_CHECK", "reconciliation_checks"]
 
 
 def reconciliation_checks(
-    database_url: str, payout_gateway: PayoutGateway, broker: Broker
+    database_url: str,
+    payout_gateway: PayoutGateway,
+    broker: Broker,
+    *,
+    trusted_keys: TrustedKeys | None = None,
+    checkpoint_directory: Path | None = None,
 ) -> list[ReconciliationCheck]:
     return [
-        LedgerConsistencyCheck(database_url),
+        LedgerConsistencyCheck(
+            database_url, trusted_keys=trusted_keys, checkpoint_directory=checkpoint_directory
+        ),
         ProjectionsCheck(database_url),
         PayoutsCheck(database_url, payout_gateway),
         BrokerCheck(database_url, broker),

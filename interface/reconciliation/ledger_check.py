@@ -19,9 +19,12 @@ service: a broken log is for a person to look into.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
+from interface.adapters.audit_keys import PublicKeys
 from interface.audit.report import Finding, FindingKind
 from interface.audit.verify import verify_ledger
 
@@ -51,16 +54,37 @@ DISCREPANCY_KINDS: Final[dict[FindingKind, DiscrepancyKind]] = {
 }
 
 
+# The keys the check trusts, read at each run: the default local setup makes
+# its key pair when the checkpointer first starts, after the checks are built.
+TrustedKeys = Callable[[], PublicKeys | None]
+
+
 class LedgerConsistencyCheck:
-    def __init__(self, database_url: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        trusted_keys: TrustedKeys | None = None,
+        checkpoint_directory: Path | None = None,
+    ) -> None:
         self._database_url = database_url
+        self._trusted_keys = trusted_keys
+        self._checkpoint_directory = checkpoint_directory
 
     @property
     def name(self) -> str:
         return LEDGER_CHECK
 
     def run(self) -> CheckResult:
-        report = verify_ledger(self._database_url, check_views=False)
+        # With the public keys, the log is also held against every signed
+        # checkpoint, so a rewritten or truncated tail is caught here too
+        # (docs/operations.md#signed-checkpoints), not only by `audit verify`.
+        report = verify_ledger(
+            self._database_url,
+            check_views=False,
+            public_keys=self._trusted_keys() if self._trusted_keys is not None else None,
+            checkpoint_directory=self._checkpoint_directory,
+        )
         discrepancies = discrepancies_of(report.findings)
         currencies = sorted(set(report.posted_debits_minor) | set(report.posted_credits_minor))
         return CheckResult(

@@ -13,11 +13,13 @@ from typing import Final
 import psycopg
 import pytest
 
+from domain.reconciliation import CheckStatus, DiscrepancyKind
 from interface.audit.checkpoints import Damage
 from interface.audit.report import FindingKind
 from interface.audit.verify import verify_ledger
+from interface.reconciliation.ledger_check import LedgerConsistencyCheck
 from tests.support.checkpointed_log import CheckpointedLog, checkpointed_log, tampering
-from tests.support.tampering import forge
+from tests.support.tampering import forge, truncate_from
 
 TRANSFERS: Final[int] = 60
 EVENTS_PER_CHECKPOINT: Final[int] = 50
@@ -148,3 +150,28 @@ def test_the_cli_exports_and_verifies_offline_and_names_a_forged_event(
     assert "damage: forged" in verified.stdout
     # The export made before the forgery still verifies: it holds the originals.
     assert _ledger_cli(log, "audit", "verify", "--export", str(export)).returncode == 0
+
+
+def test_reconciliation_holds_the_log_against_the_signed_checkpoints(
+    log: CheckpointedLog,
+) -> None:
+    # Events before the newest checkpoint deleted the way a database superuser
+    # would: the chain left standing is sound, so only a signed checkpoint
+    # that covers the missing events can tell.
+    with psycopg.connect(log.database_url) as connection:
+        row = connection.execute("SELECT max(notification_id) FROM ledger_events").fetchone()
+    assert row is not None
+    newest = int(row[0])
+    with tampering(log.database_url) as connection:
+        truncate_from(connection, newest - 5)
+
+    without_keys = LedgerConsistencyCheck(log.database_url).run()
+    with_keys = LedgerConsistencyCheck(
+        log.database_url, trusted_keys=lambda: log.keys, checkpoint_directory=log.directory
+    ).run()
+
+    assert DiscrepancyKind.HASH_CHAIN not in {d.kind for d in without_keys.discrepancies}
+    assert with_keys.status is CheckStatus.FAILED
+    proven = [d for d in with_keys.discrepancies if d.kind is DiscrepancyKind.HASH_CHAIN]
+    assert proven, with_keys.discrepancies
+    assert any("checkpoint" in d.message for d in proven), proven
