@@ -39,7 +39,10 @@ def bench(
     Options pass through. Both: --quick, --json, --seed N, --data-dir DIR,
     --database-url URL. Writer: --accounts N, --history-transfers N,
     --measured-transfers N, --baseline-transfers N, --prebuilt-transfers N,
-    --client-threads N, --chunk-size N, --profile-writer. HTTP:
+    --client-threads N, --chunk-size N, --profile-writer, and the floors beside
+    it: --copy-limit-rows N (0 skips the floors), --round-trip-iterations N,
+    --single-client-transfers N, --waiting-clients N,
+    --waiting-clients-transfers N. HTTP:
     --http-duration-s S, --http-warmup-s S, --http-clients N, --http-accounts N,
     --http-server-workers 1,2, --http-phases transfers,reads,
     --http-idempotency-header, --http-client raw|httpx, --http-profile (py-spy),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.naive_baseline import NaiveBaselineResult
+from benchmarks.writer_floors import CopyLimit, RoundTripFloor
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,80 @@ class Verification:
 
 
 @dataclass(frozen=True, slots=True)
+class WriterFloors:
+    """The writer beside the database's own limits, measured in the same run
+    on the same server (benchmarks/writer_floors.py), with the clients that
+    wait on each transfer."""
+
+    copy_limit: CopyLimit
+    round_trip_floor: RoundTripFloor
+    # One client submitting one transfer at a time and waiting for its result.
+    single_client: PhaseResult
+    # `waiting_clients` such clients at once.
+    waiting_clients: int
+    many_clients: PhaseResult
+
+
+# The targets of docs/performance.md ("Writer"), as ratios in one run.
+PREBUILT_COPY_FRACTION_TARGET = 0.25
+THREADS_TO_PREBUILT_TARGET = 0.80
+SINGLE_CLIENT_TO_ROUND_TRIP_TARGET = 0.80
+MANY_TO_SINGLE_CLIENT_TARGET = 2.0
+
+
+def floors_document(
+    floors: WriterFloors, measured: PhaseResult, prebuilt: PhaseResult | None
+) -> dict[str, Any]:
+    """The floors under their stable keys, and the ratios between them. A
+    transfer costs as many COPY rows as the events it writes (the prebuilt
+    phase's events per transfer, stated under `events_per_transfer`)."""
+    prebuilt_per_s = prebuilt.transfers_per_s if prebuilt is not None else None
+    events_per_transfer = (
+        prebuilt.events_written / prebuilt.transfers
+        if prebuilt is not None and prebuilt.transfers
+        else measured.events_written / measured.transfers
+    )
+    copy_rows_per_s = floors.copy_limit.rows_per_s
+    single = floors.single_client.transfers_per_s
+    ratios: dict[str, float | None] = {
+        "prebuilt_copy_rows_to_copy_limit": (
+            prebuilt_per_s * events_per_transfer / copy_rows_per_s
+            if prebuilt_per_s is not None and copy_rows_per_s
+            else None
+        ),
+        "threads_to_prebuilt": (
+            measured.transfers_per_s / prebuilt_per_s if prebuilt_per_s else None
+        ),
+        "single_client_to_round_trip_floor": (
+            single / floors.round_trip_floor.per_s if floors.round_trip_floor.per_s else None
+        ),
+        "eight_clients_to_single_client": (
+            floors.many_clients.transfers_per_s / single if single else None
+        ),
+    }
+    return {
+        "copy_limit_rows_per_s": copy_rows_per_s,
+        "round_trip_floor_per_s": floors.round_trip_floor.per_s,
+        "writer_prebuilt_transfers_per_s": prebuilt_per_s,
+        "writer_threads_transfers_per_s": measured.transfers_per_s,
+        "single_client_transfers_per_s": single,
+        "single_client_latency_p50_ms": floors.single_client.submission_latency_p50_ms,
+        "single_client_latency_p99_ms": floors.single_client.submission_latency_p99_ms,
+        "eight_clients_transfers_per_s": floors.many_clients.transfers_per_s,
+        "eight_clients_latency_p50_ms": floors.many_clients.submission_latency_p50_ms,
+        "eight_clients_latency_p99_ms": floors.many_clients.submission_latency_p99_ms,
+        "events_per_transfer": events_per_transfer,
+        "ratios": ratios,
+        "targets": {
+            "prebuilt_copy_rows_to_copy_limit": PREBUILT_COPY_FRACTION_TARGET,
+            "threads_to_prebuilt": THREADS_TO_PREBUILT_TARGET,
+            "single_client_to_round_trip_floor": SINGLE_CLIENT_TO_ROUND_TRIP_TARGET,
+            "eight_clients_to_single_client": MANY_TO_SINGLE_CLIENT_TARGET,
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class WriterBenchmarkReport:
     config: dict[str, Any]
     environment: dict[str, str]
@@ -71,6 +146,7 @@ class WriterBenchmarkReport:
     verification: Verification
     memory: MemoryUsage
     timed: str
+    floors: WriterFloors | None = None
     writer_profile: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -85,6 +161,8 @@ def to_json(report: WriterBenchmarkReport, indent: int | None = 2) -> str:
     document["speedup"] = report.speedup
     document["verification"]["ok"] = report.verification.ok
     document["memory"]["measured_peak_growth_kib"] = report.memory.measured_peak_growth_kib
+    if report.floors is not None:
+        document.update(floors_document(report.floors, report.measured, report.prebuilt))
     return json.dumps(document, indent=indent, default=json_default)
 
 
@@ -161,6 +239,45 @@ def _table(report: WriterBenchmarkReport) -> list[str]:
     return lines
 
 
+def _ratio(value: float | None, target: float) -> str:
+    if value is None:
+        return "not measured"
+    return f"{value:.2f} (target {target:g}: {'met' if value >= target else 'NOT met'})"
+
+
+def _floor_lines(report: WriterBenchmarkReport) -> list[str]:
+    if report.floors is None:
+        return []
+    floors = report.floors
+    document = floors_document(floors, report.measured, report.prebuilt)
+    ratios, targets = document["ratios"], document["targets"]
+    prebuilt = document["writer_prebuilt_transfers_per_s"]
+    single, many = floors.single_client, floors.many_clients
+    lines = [
+        "",
+        "floors (same run, same server):",
+        f"  COPY limit: {floors.copy_limit.rows_per_s:,.0f} rows/s "
+        f"({floors.copy_limit.rows:,} event-sized rows, mean body "
+        f"{floors.copy_limit.mean_state_bytes:,.0f} B, "
+        f"{floors.copy_limit.rows_per_transaction:,} per transaction)",
+        f"  round-trip floor: {floors.round_trip_floor.per_s:,.0f} INSERT+COMMIT/s (one client)",
+        "  writer, prebuilt commands: "
+        + (f"{prebuilt:,.0f} transfers/s" if prebuilt is not None else "not measured")
+        + f" ({document['events_per_transfer']:.2f} events = COPY rows per transfer)",
+        f"  writer, {report.config['client_threads']} client threads building commands: "
+        f"{report.measured.transfers_per_s:,.0f} transfers/s",
+        f"  one waiting client: {single.transfers_per_s:,.0f} transfers/s, "
+        f"p50 {single.submission_latency_p50_ms:.2f} ms, "
+        f"p99 {single.submission_latency_p99_ms:.2f} ms",
+        f"  {floors.waiting_clients} waiting clients: {many.transfers_per_s:,.0f} transfers/s, "
+        f"p50 {many.submission_latency_p50_ms:.2f} ms, "
+        f"p99 {many.submission_latency_p99_ms:.2f} ms",
+        "ratios:",
+    ]
+    lines += [f"  {name}: {_ratio(value, targets[name])}" for name, value in ratios.items()]
+    return lines
+
+
 def render(report: WriterBenchmarkReport) -> str:
     measured, history, baseline = report.measured, report.history, report.baseline
     config = report.config
@@ -192,6 +309,7 @@ def render(report: WriterBenchmarkReport) -> str:
         f"{_kib(memory.peak_rss_before_measured_kib)} before the measured phase, "
         f"{_kib(memory.peak_rss_after_measured_kib)} after it "
         f"(+{_kib(memory.measured_peak_growth_kib)})",
+        *_floor_lines(report),
         "",
         f"timed: {report.timed}",
         "",

@@ -27,20 +27,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final
+from uuid import UUID
 
 from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter, WriteReceipt
 from benchmarks import databases
 from benchmarks.arguments import config_from
 from benchmarks.naive_baseline import run_naive_baseline
-from benchmarks.report import MemoryUsage, WriterBenchmarkReport, render, to_json
+from benchmarks.report import (
+    MemoryUsage,
+    WriterBenchmarkReport,
+    WriterFloors,
+    render,
+    to_json,
+)
 from benchmarks.workload import Workload
+from benchmarks.writer_floors import measure_copy_limit, measure_round_trip_floor
 from benchmarks.writer_phases import (
     BenchmarkFailed,
     open_and_fund_accounts,
     run_phase,
+    run_waiting_clients,
     verify_ledger,
 )
-from domain.commands import Command
 from interface.bootstrap import build_ledger
 from interface.settings import Settings
 
@@ -55,6 +63,10 @@ __all__ = [
 ]
 
 PROFILE_LINES: Final[int] = 15
+# A batch of transfers writes about this many events per transfer (the
+# transfer, and its accounts' events): the COPY limit commits as many rows
+# per transaction as a full batch of the writer does.
+COPY_ROWS_PER_TRANSFER_ESTIMATE: Final[int] = 2
 TIMED: Final[str] = (
     "ledger: wall time from starting the client threads until the last result arrived; "
     "inside it each client draws its transfers, builds the CreateTransfer commands "
@@ -85,13 +97,33 @@ class WriterBenchmarkConfig:
     # After the measured phase, this many more transfers whose commands are
     # all built before the clock starts: the writer's own rate, without the
     # clients' share of the one interpreter lock. 0 skips the phase.
-    prebuilt_transfers: int = 0
+    prebuilt_transfers: int = 100_000
+    # The floors beside the writer (benchmarks/writer_floors.py); 0 skips
+    # them all: rows for the COPY limit, iterations of the round-trip floor,
+    # transfers for one waiting client and for `waiting_clients` of them.
+    copy_limit_rows: int = 300_000
+    round_trip_iterations: int = 3_000
+    single_client_transfers: int = 3_000
+    waiting_clients: int = 8
+    waiting_clients_transfers: int = 6_000
 
     def __post_init__(self) -> None:
         if self.accounts < 2:
             raise ValueError("accounts must be at least 2")
-        if self.history_transfers < 0 or self.prebuilt_transfers < 0:
-            raise ValueError("history_transfers and prebuilt_transfers must not be negative")
+        if (
+            min(
+                self.history_transfers,
+                self.prebuilt_transfers,
+                self.copy_limit_rows,
+                self.round_trip_iterations,
+                self.single_client_transfers,
+                self.waiting_clients_transfers,
+            )
+            < 0
+        ):
+            raise ValueError("phase and floor sizes must not be negative")
+        if self.waiting_clients < 1:
+            raise ValueError("waiting_clients must be at least 1")
         if self.measured_transfers < 1 or self.baseline_transfers < 1:
             raise ValueError("measured_transfers and baseline_transfers must be at least 1")
         if self.client_threads < 1:
@@ -108,6 +140,11 @@ class WriterBenchmarkConfig:
             measured_transfers=5_000,
             baseline_transfers=300,
             chunk_size=1_000,
+            prebuilt_transfers=5_000,
+            copy_limit_rows=20_000,
+            round_trip_iterations=300,
+            single_client_transfers=300,
+            waiting_clients_transfers=800,
         )
         return replace(small, **overrides)
 
@@ -145,7 +182,7 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
             )
             rss_after_measured = peak_rss_kib()
             if profiler is not None:
-                del vars(writer)["apply"]
+                del vars(writer)["apply_submissions"]
             phases = [history, measured]
             prebuilt = None
             if config.prebuilt_transfers:
@@ -160,6 +197,10 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
                     prebuild=True,
                 )
                 phases.append(prebuilt)
+            floors = None
+            if config.copy_limit_rows:
+                floors = _measure_floors(config, writer, workload, account_ids, ledger_url)
+                phases += [floors.single_client, floors.many_clients]
             verification = verify_ledger(ledger, workload, account_ids, phases)
         finally:
             ledger.close()
@@ -180,9 +221,40 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
         verification=verification,
         memory=MemoryUsage(rss_at_start, rss_before_measured, rss_after_measured, peak_rss_kib()),
         timed=TIMED,
+        floors=floors,
         writer_profile=_profile_text(profiler) if profiler is not None else None,
         notes=_notes(config),
     )
+
+
+def _measure_floors(
+    config: WriterBenchmarkConfig,
+    writer: LedgerWriter,
+    workload: Workload,
+    account_ids: Sequence[UUID],
+    ledger_url: str,
+) -> WriterFloors:
+    """The database's limits, then the clients that wait on each transfer, on
+    the ledger's own database and server, after the writer's batch phases."""
+    databases.checkpoint(ledger_url)
+    rows_per_transaction = config.chunk_size * COPY_ROWS_PER_TRANSFER_ESTIMATE
+    copy_limit = measure_copy_limit(ledger_url, config.copy_limit_rows, rows_per_transaction)
+    databases.checkpoint(ledger_url)
+    round_trip = measure_round_trip_floor(ledger_url, config.round_trip_iterations)
+    databases.checkpoint(ledger_url)
+    single = run_waiting_clients(
+        writer, workload, account_ids, "single", config.single_client_transfers, 1
+    )
+    databases.checkpoint(ledger_url)
+    many = run_waiting_clients(
+        writer,
+        workload,
+        account_ids,
+        "many",
+        config.waiting_clients_transfers,
+        config.waiting_clients,
+    )
+    return WriterFloors(copy_limit, round_trip, single, config.waiting_clients, many)
 
 
 def peak_rss_kib() -> int:
@@ -193,14 +265,15 @@ def peak_rss_kib() -> int:
 
 def _profile_batches(writer: LedgerWriter) -> cProfile.Profile:
     """Profile the writer thread's batches without touching the writer's code:
-    `apply` runs only on the writer thread, so the profile is that thread's."""
+    `apply_submissions` runs only on the writer thread (every queued batch
+    goes through it), so the profile is that thread's."""
     profiler = cProfile.Profile()
-    original: Callable[[Sequence[Command]], WriteReceipt] = writer.apply
+    original: Callable[..., list[WriteReceipt]] = writer.apply_submissions
 
-    def profiled_apply(commands: Sequence[Command]) -> WriteReceipt:
-        return profiler.runcall(original, commands)
+    def profiled_apply_submissions(*arguments: Any, **keywords: Any) -> list[WriteReceipt]:
+        return profiler.runcall(original, *arguments, **keywords)
 
-    vars(writer)["apply"] = profiled_apply
+    vars(writer)["apply_submissions"] = profiled_apply_submissions
     return profiler
 
 
@@ -235,6 +308,11 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[WriterBenchmarkCo
             "measured_transfers",
             "baseline_transfers",
             "prebuilt_transfers",
+            "copy_limit_rows",
+            "round_trip_iterations",
+            "single_client_transfers",
+            "waiting_clients",
+            "waiting_clients_transfers",
             "client_threads",
             "chunk_size",
             "seed",

@@ -173,6 +173,54 @@ def run_phase(
     )
 
 
+def run_waiting_clients(
+    writer: LedgerWriter,
+    workload: Workload,
+    account_ids: Sequence[UUID],
+    phase: str,
+    transfers: int,
+    clients: int,
+) -> PhaseResult:
+    """`clients` threads, each building one transfer, submitting it alone and
+    waiting for its result before the next: the latency-bound case, timed
+    from starting the clients until the last result."""
+    specs = list(enumerate(workload.transfers(phase, transfers)))
+    # next() on a list iterator is atomic under the GIL: each transfer goes once.
+    remaining = iter(specs)
+    tallies: list[_ClientTally] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        tally = _ClientTally([], Counter())
+        tallies.append(tally)
+        try:
+            for number, spec in remaining:
+                build_started = time.thread_time()
+                command = _transfer_command(phase, number, spec, account_ids)
+                tally.build_cpu_s += time.thread_time() - build_started
+                submitted = time.perf_counter()
+                receipt = submit(writer, [command]).result(RESULT_TIMEOUT_S)
+                tally.latencies_s.append(time.perf_counter() - submitted)
+                tally.codes.update(result.code.value for result in receipt.results)
+        except BaseException as error:  # noqa: BLE001 - the main thread raises it
+            errors.append(error)
+
+    before = replace(writer.statistics)
+    threads = [
+        threading.Thread(target=client, name=f"bench-waiting-client-{number}")
+        for number in range(clients)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if errors:
+        raise BenchmarkFailed(f"a client thread failed in the {phase} phase") from errors[0]
+    return _phase_result(phase, transfers, seconds, before, writer, tallies, False, 0.0)
+
+
 def _phase_result(
     phase: str,
     transfers: int,
