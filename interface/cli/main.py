@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from typing import Annotated, Final
 
 import typer
@@ -12,13 +12,16 @@ from interface.cli.audit import audit_app
 from interface.cli.audit_checkpoints import register as register_checkpoint_commands
 from interface.cli.closures import closures_app
 from interface.cli.context import command_settings
+from interface.cli.errors import LedgerGroup
 from interface.cli.forks import forks_app
 from interface.cli.projections import projections_app
 from interface.cli.reconcile import reconcile_app
 from interface.cli.stored_text import stored_text
 from interface.cli.webhooks import webhooks_app
 
-app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True)
+app = typer.Typer(
+    help="Event-sourced double-entry ledger.", no_args_is_help=True, cls=LedgerGroup
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -30,6 +33,32 @@ app.add_typer(closures_app, name="closures")
 app.add_typer(forks_app, name="forks")
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(webhooks_app, name="webhooks")
+
+
+def _print_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"ledger {version('ledger')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="LEDGER_DEBUG",
+            help="Show the traceback of a configuration problem instead of one line",
+        ),
+    ] = False,
+) -> None:
+    """Event-sourced double-entry ledger. Exit statuses: docs/operations.md#the-command-line."""
 
 
 @app.command()
