@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -65,6 +66,14 @@ class Settings(BaseSettings):
     # the log's write lock (see application.writer.WriterLimits).
     writer_decide_under_lock: bool = Field(
         default=False, validation_alias="LEDGER_WRITER_DECIDE_UNDER_LOCK"
+    )
+    # The writer process's ZeroMQ endpoint (tcp://127.0.0.1:7701,
+    # ipc:///run/ledger/writer.sock): `ledger writer` binds it, every other
+    # process submits to it. Unset: each process runs its own writer.
+    writer_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^(tcp|ipc)://\S+$",
+        validation_alias="LEDGER_WRITER_ENDPOINT",
     )
     # Run the projection runner inside `ledger serve` (off: run
     # `ledger projections run` as its own process instead).
@@ -319,6 +328,41 @@ class Settings(BaseSettings):
     stream_length_max: int = Field(
         default=1_000_000, ge=1_000, le=1_000_000_000, validation_alias="LEDGER_STREAM_LENGTH_MAX"
     )
+    # The integration events copied to a Kafka topic when the bootstrap servers
+    # are set (the `kafka` extra; docs/events.md#kafka). Client settings are
+    # librdkafka's, as a JSON object (TLS, SASL: they may hold a password).
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1_024,
+        validation_alias="LEDGER_KAFKA_BOOTSTRAP_SERVERS",
+    )
+    kafka_topic: str = Field(
+        default="ledger.events",
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        validation_alias="LEDGER_KAFKA_TOPIC",
+    )
+    kafka_client_settings: SecretStr | None = Field(
+        default=None, validation_alias="LEDGER_KAFKA_CLIENT_SETTINGS"
+    )
+
+    @model_validator(mode="after")
+    def _kafka_client_settings_are_an_object(self) -> Settings:
+        if self.kafka_client_settings is None:
+            return self
+        try:
+            parsed = json.loads(self.kafka_client_settings.get_secret_value())
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(value, str | int | float | bool) for value in parsed.values()
+        ):
+            raise ValueError(
+                "LEDGER_KAFKA_CLIENT_SETTINGS must be a JSON object of librdkafka settings, "
+                'for example {"security.protocol": "SASL_SSL"}'
+            )
+        return self
+
     # Where this runs: "production" refuses to start without an audit signing key.
     environment: Literal["local", "production"] = Field(
         default="local", validation_alias="LEDGER_ENVIRONMENT"

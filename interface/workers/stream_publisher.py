@@ -1,24 +1,32 @@
-"""The stream publisher: integration events copied to a Redis stream.
+"""The stream publishers: integration events copied to a Redis stream or a
+Kafka topic.
 
-A leased loop (one process at a time, interface/workers/leased_worker.py):
-each pass asks the stream for its last id and adds the events after it from
-the integration events view, a page at a time
-(interface/adapters/streams/redis_streams.py). The stream itself is the
-resume point, so nothing is kept here and a crash repeats nothing. A Redis
-that is down fails the pass; the next pass starts where the stream ends.
+A leased loop per publisher (one process at a time,
+interface/workers/leased_worker.py): each pass asks the publisher where it
+stopped and adds the events after it from the integration events view, a
+page at a time. The Redis stream is its own resume point
+(interface/adapters/streams/redis_streams.py), so a crash repeats nothing;
+the Kafka publisher records its point after each acknowledged page
+(interface/adapters/streams/kafka_topic.py), so a crash repeats at most a
+page. A broker that is down fails the pass; the next pass starts where the
+publisher stopped.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, Protocol
 
 import structlog
 
-from interface.adapters.persistence.advisory_locks import STREAM_PUBLISHER_LOCK_KEY
-from interface.adapters.streams.redis_streams import RedisStreamPublisher
 from interface.workers.leased_worker import Connection, LeasedLoop, OnLeasedLoop
-from projections.integration_event_reads import EventFilter, integration_event_page
+from projections.integration_event_reads import (
+    EventFilter,
+    EventKey,
+    IntegrationEvent,
+    integration_event_page,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -27,15 +35,34 @@ PAGE_SIZE: Final[int] = 1_000
 PAGES_PER_PASS_MAX: Final[int] = 50
 
 
+class EventStreamPublisher(Protocol):
+    def last_published(self) -> EventKey:
+        """The key of the last event published, START for none."""
+        ...
+
+    def publish(self, events: Sequence[IntegrationEvent]) -> None:
+        """Add the events, in order, after the last published; raise if the
+        broker did not take all of them."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class StreamPublisherWorker(OnLeasedLoop[int]):
     def __init__(
-        self, *, database_url: str, publisher: RedisStreamPublisher, interval_s: float
+        self,
+        *,
+        name: str,
+        database_url: str,
+        publisher: EventStreamPublisher,
+        lock_key: int,
+        interval_s: float,
     ) -> None:
         self._publisher = publisher
         self._loop = LeasedLoop(
-            name="stream-publisher",
+            name=name,
             database_url=database_url,
-            lock_key=STREAM_PUBLISHER_LOCK_KEY,
+            lock_key=lock_key,
             interval_s=interval_s,
             work=self._pass,
             report=self._report,

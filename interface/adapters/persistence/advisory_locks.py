@@ -35,8 +35,12 @@ RECONCILIATION_SCHEDULE_LOCK_KEY: Final[int] = 0x7265636F6E63
 WEBHOOK_WORKER_LOCK_KEY: Final[int] = 0x776562686F6F6B
 # The stream publisher's copies to Redis ("streams").
 STREAM_PUBLISHER_LOCK_KEY: Final[int] = 0x73747265616D73
+# The Kafka publisher's copies, apart from the Redis one's ("kafka").
+KAFKA_PUBLISHER_LOCK_KEY: Final[int] = 0x6B61666B61
 # The checkpointer's signed checkpoints of the log ("chkpt").
 CHECKPOINTER_LOCK_KEY: Final[int] = 0x63686B7074
+# The writer lease: one `ledger writer` process per database ("writer").
+WRITER_LEASE_LOCK_KEY: Final[int] = 0x777269746572
 
 # Scratch schemas, one per database: one user at a time.
 # SHADOW_LOCK_KEY (imported above): the shadow schema views are rebuilt into,
@@ -50,6 +54,7 @@ __all__ = [
     "CLOSURE_WORKER_LOCK_KEY",
     "FORK_SCANNER_LOCK_KEY",
     "GUARD_WORKER_LOCK_KEY",
+    "KAFKA_PUBLISHER_LOCK_KEY",
     "MIGRATION_LOCK_KEY",
     "PAYOUT_WORKER_LOCK_KEY",
     "RECONCILIATION_SCHEDULE_LOCK_KEY",
@@ -57,4 +62,5 @@ __all__ = [
     "SHADOW_LOCK_KEY",
     "STREAM_PUBLISHER_LOCK_KEY",
     "WEBHOOK_WORKER_LOCK_KEY",
+    "WRITER_LEASE_LOCK_KEY",
 ]
