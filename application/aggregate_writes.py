@@ -17,7 +17,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from application.event_log import LedgerApplication
-from application.writer import AggregateChanges, ChangesOutcome, LedgerWriter, WriteReceipt
+from application.ports.writer import Writer
+from application.writer import AggregateChanges, ChangesOutcome, WriteReceipt
 from domain.commands import Command
 from domain.funded_account import FundedAccount
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -31,7 +32,7 @@ R = TypeVar("R")
 
 
 def write_with_aggregates(
-    writer: LedgerWriter, commands: Sequence[Command], *aggregates: Aggregate
+    writer: Writer, commands: Sequence[Command], *aggregates: Aggregate
 ) -> WriteReceipt | None:
     """Record the aggregates' new events with the commands, all or nothing.
 
@@ -67,7 +68,7 @@ def retry_while_stale(attempt: Callable[[], R | None], contended: Callable[[], L
 
 
 def change_alone(
-    writer: LedgerWriter,
+    writer: Writer,
     load: Callable[[], A],
     decide: Callable[[A], None],
     contended: Callable[[], LedgerRefusal],

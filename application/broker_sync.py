@@ -34,7 +34,7 @@ from application.ports.broker import (
 )
 from application.ports.broker_sync_status import SyncFailure, SyncSnapshot, SyncStatusStore
 from application.ports.clock import Clock
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from domain.account_guard import (
     AccountGuard,
     Divergence,
@@ -62,7 +62,7 @@ class BrokerSyncService:
     def __init__(
         self,
         app: LedgerApplication,
-        writer: LedgerWriter,
+        writer: Writer,
         broker: Broker,
         clock: Clock,
         status: SyncStatusStore,

@@ -52,8 +52,8 @@ from application.ports.closure_mailer import (
     closure_email_message_id,
 )
 from application.ports.closure_progress import ClosureProgress, NoClosureProgress
+from application.ports.writer import Writer
 from application.withdrawals import WithdrawalRequest, WithdrawalsService
-from application.writer import LedgerWriter
 from domain.account import AccountKind, AccountState
 from domain.closure import (
     CLOSING_TIMEOUT,
@@ -117,7 +117,7 @@ class ClosuresService:
     def __init__(
         self,
         app: LedgerApplication,
-        writer: LedgerWriter,
+        writer: Writer,
         funded_accounts: FundedAccountsService,
         withdrawals: WithdrawalsService,
         broker: Broker,

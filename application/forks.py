@@ -39,7 +39,7 @@ from application.funded_accounts import FUNDED_SCOPE
 from application.ports.broker import Broker, BrokerError, Quote
 from application.ports.clock import Clock
 from application.ports.fork_load import ForkLoad
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from domain.commands import create_transfer, open_account
 from domain.fork import (
     FORK_COOLDOWN,
@@ -78,7 +78,7 @@ class ForksService:
     def __init__(
         self,
         app: LedgerApplication,
-        writer: LedgerWriter,
+        writer: Writer,
         clock: Clock,
         load: ForkLoad,
         broker: Broker | None = None,

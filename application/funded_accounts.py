@@ -64,7 +64,8 @@ from application.ports.broker import (
     exit_price_for,
 )
 from application.ports.clock import Clock
-from application.writer import LedgerWriter, WriteReceipt
+from application.ports.writer import Writer
+from application.writer import WriteReceipt
 from domain.account import AccountKind
 from domain.commands import Command, OpenAccount, create_transfer, open_account
 from domain.funded_account import (
@@ -151,7 +152,7 @@ class FundedAccountsService:
     def __init__(
         self,
         app: LedgerApplication,
-        writer: LedgerWriter,
+        writer: Writer,
         broker: Broker,
         clock: Clock,
         mark_age_max: timedelta = MARK_AGE_MAX_DEFAULT,

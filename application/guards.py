@@ -61,7 +61,7 @@ from application.ports.guard_notifier import (
     GuardNotifier,
     notification_for,
 )
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from domain.account_guard import (
     ACTOR_LENGTH_MAX,
     REASON_LENGTH_MAX,
@@ -123,7 +123,7 @@ class GuardsService:
     def __init__(
         self,
         app: LedgerApplication,
-        writer: LedgerWriter,
+        writer: Writer,
         funded_accounts: FundedAccountsService,
         broker: Broker,
         clock: Clock,

@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from application.event_log import LedgerApplication
-from application.writer import LedgerWriter, WriteReceipt
+from application.ports.writer import Writer
+from application.writer import WriteReceipt
 from domain.account import Account
 from domain.commands import Command
 from domain.transfer import Transfer
 
 
 class LedgerService:
-    def __init__(self, app: LedgerApplication, writer: LedgerWriter) -> None:
+    def __init__(self, app: LedgerApplication, writer: Writer) -> None:
         self._app = app
         self._writer = writer
 

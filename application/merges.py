@@ -26,7 +26,7 @@ from application.aggregate_writes import (
 from application.event_log import LedgerApplication
 from application.funded_accounts import FUNDED_SCOPE
 from application.ports.clock import Clock
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from domain.account import AccountState
 from domain.commands import Command, change_account_state, create_transfer, open_account
 from domain.funded_account import FundedAccount, funded_account_id_for, merge_capital_transfer_key
@@ -63,7 +63,7 @@ class MergeRequest:
 
 
 class MergesService:
-    def __init__(self, app: LedgerApplication, writer: LedgerWriter, clock: Clock) -> None:
+    def __init__(self, app: LedgerApplication, writer: Writer, clock: Clock) -> None:
         self._app = app
         self._writer = writer
         self._clock = clock

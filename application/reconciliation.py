@@ -37,7 +37,7 @@ from application.aggregate_writes import change_alone, write_with_aggregates
 from application.event_log import LedgerApplication
 from application.ports.clock import Clock
 from application.ports.reconciliation_checks import OpenExceptions, ReconciliationCheck
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from domain.reconciliation import (
     CheckResult,
     CheckStatus,
@@ -59,7 +59,7 @@ class ReconciliationService:
     def __init__(
         self,
         app: LedgerApplication,
-        writer: LedgerWriter,
+        writer: Writer,
         clock: Clock,
         checks: Sequence[ReconciliationCheck],
         open_exceptions: OpenExceptions,

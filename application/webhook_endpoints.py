@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from application.writer import AggregateChanges, ChangesOutcome, LedgerWriter
+from application.ports.writer import Writer
+from application.writer import AggregateChanges, ChangesOutcome
 from domain.webhook_endpoint import EndpointDisabling, endpoint_disabling_id
 
 
 def record_endpoint_disabled(
-    writer: LedgerWriter,
+    writer: Writer,
     endpoint_id: UUID,
     *,
     times_disabled_before: int,

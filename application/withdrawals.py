@@ -53,7 +53,7 @@ from application.ports.payout_gateway import (
     PayoutStatus,
     PayoutUnavailable,
 )
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from domain.account import AccountKind
 from domain.commands import PostPendingTransfer, VoidPendingTransfer, create_transfer
 from domain.funded_account import FundedAccount
@@ -108,7 +108,7 @@ class PayoutUpdate:
 
 class WithdrawalsService:
     def __init__(
-        self, app: LedgerApplication, writer: LedgerWriter, gateway: PayoutGateway, clock: Clock
+        self, app: LedgerApplication, writer: Writer, gateway: PayoutGateway, clock: Clock
     ) -> None:
         self._app = app
         self._writer = writer

@@ -24,6 +24,7 @@ from application.ports.broker import Broker
 from application.ports.clock import Clock
 from application.ports.closure_mailer import Mailer
 from application.ports.payout_gateway import PayoutGateway
+from application.ports.writer import Writer
 from application.reconciliation import ReconciliationService
 from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
@@ -117,6 +118,18 @@ def writer_limits(settings: Settings) -> WriterLimits:
     )
 
 
+def build_writer(
+    settings: Settings, app: LedgerApplication, clock: Clock, metrics: WriterMetrics
+) -> Writer:
+    """This process's writer; with LEDGER_WRITER_ENDPOINT, a client of the
+    `ledger writer` process there instead (docs/architecture.md#the-write-path)."""
+    if settings.writer_endpoint:
+        from interface.writer_process.client import RemoteWriter
+
+        return RemoteWriter(settings.writer_endpoint, writer_limits(settings))
+    return LedgerWriter(app, clock, writer_limits(settings), observer=metrics)
+
+
 @dataclass
 class Ledger:
     """The running parts of one service process."""
@@ -124,7 +137,7 @@ class Ledger:
     settings: Settings
     database_url: str
     app: LedgerApplication
-    writer: LedgerWriter
+    writer: Writer
     service: LedgerService
     # Connections for the interface's own tables (API keys, idempotency records).
     pool: ConnectionPool
@@ -228,7 +241,7 @@ def build_ledger(
     )
     clock = clock or service_clock(settings)
     writer_metrics = WriterMetrics()
-    writer = LedgerWriter(app, clock, writer_limits(settings), observer=writer_metrics)
+    writer = build_writer(settings, app, clock, writer_metrics)
     writer_metrics.track(writer)
     pool = ConnectionPool(
         database_url,

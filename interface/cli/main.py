@@ -18,6 +18,7 @@ from interface.cli.projections import projections_app
 from interface.cli.reconcile import reconcile_app
 from interface.cli.stored_text import stored_text
 from interface.cli.webhooks import webhooks_app
+from interface.cli.writer import writer
 
 app = typer.Typer(
     help="Event-sourced double-entry ledger.", no_args_is_help=True, cls=LedgerGroup
@@ -33,6 +34,7 @@ app.add_typer(closures_app, name="closures")
 app.add_typer(forks_app, name="forks")
 app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(webhooks_app, name="webhooks")
+app.command()(writer)
 
 
 def _print_version(shown: bool) -> None:

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
 
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from domain.commands import Command, CreateTransfer
 from domain.ledger_batch import CommandResult
 from projections.runner import ProjectionRunner
@@ -125,7 +125,7 @@ class WriterMetrics:
             registry=self.registry,
         )
 
-    def track(self, writer: LedgerWriter) -> None:
+    def track(self, writer: Writer) -> None:
         """Also expose the writer's queue depth and counters, read when scraped."""
         self.registry.register(_WriterStateCollector(writer))
 
@@ -138,7 +138,7 @@ class WriterMetrics:
         the reconciliation view when scraped."""
         self.registry.register(ReconciliationCollector(pool))
 
-    def track_projections(self, runner: ProjectionRunner, writer: LedgerWriter) -> None:
+    def track_projections(self, runner: ProjectionRunner, writer: Writer) -> None:
         """Also expose each view's position and lag behind this process's
         writes, read when scraped."""
         self.registry.register(_ProjectionStateCollector(runner, writer))
@@ -172,7 +172,7 @@ class WriterMetrics:
 
 
 class _WriterStateCollector(Collector):
-    def __init__(self, writer: LedgerWriter) -> None:
+    def __init__(self, writer: Writer) -> None:
         self._writer = writer
 
     def collect(self) -> Iterator[Metric]:
@@ -205,7 +205,7 @@ class _WriterStateCollector(Collector):
 
 
 class _ProjectionStateCollector(Collector):
-    def __init__(self, runner: ProjectionRunner, writer: LedgerWriter) -> None:
+    def __init__(self, runner: ProjectionRunner, writer: Writer) -> None:
         self._runner = runner
         self._writer = writer
 

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from interface.adapters.persistence.view_catch_up import catch_up_to_own_writes
 from projections import reconciliation
 from projections.runner import ProjectionRunner
@@ -27,7 +27,7 @@ VIEW_WAIT_S: Final[float] = 5.0
 
 class ViewedOpenExceptions:
     def __init__(
-        self, pool: ConnectionPool, writer: LedgerWriter, runner: ProjectionRunner | None
+        self, pool: ConnectionPool, writer: Writer, runner: ProjectionRunner | None
     ) -> None:
         self._pool = pool
         self._writer = writer

@@ -37,8 +37,8 @@ import httpx
 import structlog
 
 from application.ports.clock import Clock
+from application.ports.writer import Writer
 from application.webhook_endpoints import record_endpoint_disabled
-from application.writer import LedgerWriter
 from interface.adapters.persistence.advisory_locks import WEBHOOK_WORKER_LOCK_KEY
 from interface.adapters.webhooks import outbox
 from interface.adapters.webhooks.outbox import (
@@ -109,7 +109,7 @@ class WebhookWorker(OnLeasedLoop[DeliveryPass]):
         self,
         *,
         database_url: str,
-        writer: LedgerWriter,
+        writer: Writer,
         clock: Clock,
         policy: RetryPolicy,
         timeout_s: float,

@@ -14,7 +14,7 @@ from typing import Final
 
 from psycopg_pool import ConnectionPool
 
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from interface.adapters.persistence.view_catch_up import catch_up_to_own_writes
 from projections import forks
 from projections.runner import ProjectionRunner
@@ -25,7 +25,7 @@ VIEW_WAIT_S: Final[float] = 2.0
 
 class ViewedForkLoad:
     def __init__(
-        self, pool: ConnectionPool, writer: LedgerWriter, runner: ProjectionRunner | None
+        self, pool: ConnectionPool, writer: Writer, runner: ProjectionRunner | None
     ) -> None:
         self._pool = pool
         self._writer = writer

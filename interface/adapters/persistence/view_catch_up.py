@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from application.writer import LedgerWriter
+from application.ports.writer import Writer
 from projections.runner import ProjectionRunner
 
 
 def catch_up_to_own_writes(
-    runner: ProjectionRunner | None, writer: LedgerWriter, names: Sequence[str], wait_s: float
+    runner: ProjectionRunner | None, writer: Writer, names: Sequence[str], wait_s: float
 ) -> None:
     """Bring the named views up to this process's last write; past `wait_s`
     the read goes ahead on what the views hold."""

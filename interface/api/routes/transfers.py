@@ -145,12 +145,14 @@ async def create_transfer_route(
 
 
 @router.post("/batch", response_model=TransferBatchResponse, responses=ERROR_RESPONSES)
-def create_transfer_batch_route(
+async def create_transfer_batch_route(
     body: TransferBatchRequest, service: ServiceDep, principal: Platform, response: Response
 ) -> TransferBatchResponse:
     """Up to 8,190 transfers, decided in order; a result per item. Items marked
     `linked` succeed or fail together with the items after them up to the first
     unlinked one."""
+    # On the event loop, like the single transfer: the batch waits for the
+    # writer without holding a thread (none of this reads the database).
     results: dict[int, BatchItemResult] = {}
     commands: dict[int, Command] = {}
     for index, item in enumerate(body.transfers):
@@ -166,7 +168,7 @@ def create_transfer_batch_route(
     _fail_chains_with_invalid_members(body.transfers, results, commands)
     if commands:
         indexes = sorted(commands)
-        receipt = service.execute([commands[index] for index in indexes])
+        receipt = await service.execute_async([commands[index] for index in indexes])
         tell_position(response, receipt.position)
         for index, result in zip(indexes, receipt.results, strict=True):
             results[index] = BatchItemResult(

@@ -1,0 +1,183 @@
+"""The writer process's socket: submissions in, receipts out.
+
+A ROUTER socket bound to `LEDGER_WRITER_ENDPOINT` takes submissions from any
+number of client processes (each a DEALER) and queues them on the one
+LedgerWriter, whose group commit puts the submissions of every process that
+arrived together in one batch. Receipts come back on the writer's thread (a
+future's callback); they are handed to the socket's thread through a queue
+and a wake-up message, because a ZeroMQ socket belongs to one thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections import deque
+from concurrent.futures import Future
+from typing import Final
+
+import structlog
+import zmq
+
+from application.ports.writer import Writer
+from application.writer import WriteReceipt
+from interface.writer_process import wire
+
+log = structlog.get_logger(__name__)
+
+# How often the serving loop looks at its stop signal while idle.
+STOP_CHECK_INTERVAL_MS: Final[int] = 100
+# Messages taken from the socket per turn before answering what is ready, so
+# a flood of submissions never starves the answers.
+RECEIVED_PER_TURN_MAX: Final[int] = 1024
+# Answers and submissions queued in ZeroMQ per peer before it refuses more:
+# above the writer's own queue bound, which is what sheds load.
+SOCKET_HIGH_WATER_MARK: Final[int] = 1_000_000
+# How long the last answers may take to leave once the socket closes.
+CLOSING_LINGER_MS: Final[int] = 2000
+
+
+class WriterServer:
+    """Serves one running LedgerWriter on a ZeroMQ endpoint."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        endpoint: str,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self._writer = writer
+        self._endpoint = endpoint
+        self._context = context or zmq.Context.instance()
+        self._incarnation = uuid.uuid4().hex
+        # Answers ready to send: (client identity, kind, request id, body).
+        self._answers: deque[tuple[bytes, bytes, bytes, bytes]] = deque()
+        self._wake_pending = False
+        self._wake_lock = threading.Lock()
+        self._wake_address = f"inproc://ledger-writer-wake-{self._incarnation}"
+        self._wake_sender: zmq.Socket[bytes] | None = None
+
+    def serve(self, stop: threading.Event, bound: threading.Event | None = None) -> None:
+        """Answer until `stop` is set, on the calling thread; `bound` is set
+        once the endpoint takes connections. Then the writer stops, finishing
+        what it has queued, and those answers go out before the socket closes."""
+        router = self._context.socket(zmq.ROUTER)
+        wake_receiver = self._context.socket(zmq.PULL)
+        try:
+            router.setsockopt(zmq.LINGER, CLOSING_LINGER_MS)
+            router.setsockopt(zmq.SNDHWM, SOCKET_HIGH_WATER_MARK)
+            router.setsockopt(zmq.RCVHWM, SOCKET_HIGH_WATER_MARK)
+            # A client that has gone: its answers are dropped, not queued.
+            router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            router.bind(self._endpoint)
+            wake_receiver.bind(self._wake_address)
+            self._wake_sender = self._context.socket(zmq.PUSH)
+            self._wake_sender.setsockopt(zmq.LINGER, 0)
+            self._wake_sender.connect(self._wake_address)
+            log.info("writer_serving", endpoint=self._endpoint, incarnation=self._incarnation)
+            if bound is not None:
+                bound.set()
+            self._loop(router, wake_receiver, stop)
+        finally:
+            with self._wake_lock:
+                if self._wake_sender is not None:
+                    self._wake_sender.close()
+                    self._wake_sender = None
+            wake_receiver.close()
+            router.close()
+
+    def _loop(
+        self, router: zmq.Socket[bytes], wake_receiver: zmq.Socket[bytes], stop: threading.Event
+    ) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(wake_receiver, zmq.POLLIN)
+        while not stop.is_set():
+            ready = dict(poller.poll(STOP_CHECK_INTERVAL_MS))
+            if wake_receiver in ready:
+                _drain(wake_receiver)
+            if router in ready:
+                for _ in range(RECEIVED_PER_TURN_MAX):
+                    try:
+                        frames = router.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._take(frames)
+            self._send_answers(router)
+        # Queued submissions are decided before the writer stops, and answered.
+        self._writer.stop()
+        self._send_answers(router)
+
+    def _send_answers(self, router: zmq.Socket[bytes]) -> None:
+        # Cleared before the queue is read: an answer queued after this sends
+        # its own wake-up (see _answer).
+        self._wake_pending = False
+        while self._answers:
+            identity, kind, request_id, body = self._answers.popleft()
+            try:
+                router.send_multipart([identity, kind, request_id, body], zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("writer_answer_dropped", reason="client queue full")
+
+    def _take(self, frames: list[bytes]) -> None:
+        if len(frames) != 4:
+            log.warning("writer_message_malformed", frames=len(frames))
+            return
+        identity, kind, request_id, body = frames
+        if kind == wire.STATUS_QUERY:
+            self._answers.append((identity, wire.STATUS, request_id, self._status()))
+            return
+        if kind != wire.SUBMIT:
+            log.warning("writer_message_unknown", kind=kind.hex())
+            return
+        try:
+            commands, changes = wire.decode_submission(body)
+            future = self._writer.submit(commands, changes)
+        except Exception as error:  # noqa: BLE001 - the client raises it
+            # Refused at once (overloaded, stopped, not a valid submission).
+            self._answers.append((identity, wire.FAILURE, request_id, wire.encode_failure(error)))
+            return
+        future.add_done_callback(
+            lambda done: self._answer(identity, request_id, done),
+        )
+
+    def _answer(self, identity: bytes, request_id: bytes, future: Future[WriteReceipt]) -> None:
+        """On the writer's thread (or this one, if already done): queue the answer."""
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            answer = (identity, wire.RECEIPT, request_id, wire.encode_receipt(future.result()))
+        else:
+            answer = (identity, wire.FAILURE, request_id, wire.encode_failure(error))
+        self._answers.append(answer)
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        with self._wake_lock:
+            if self._wake_sender is not None:
+                # Full means a wake-up is already waiting.
+                with contextlib.suppress(zmq.Again):
+                    self._wake_sender.send(b"", zmq.NOBLOCK)
+
+    def _status(self) -> bytes:
+        writer = self._writer
+        return wire.encode_status(
+            wire.WriterStatus(
+                incarnation=self._incarnation,
+                running=writer.is_running,
+                last_position=writer.last_position,
+                queued_commands=writer.queued_commands,
+                statistics=writer.statistics,
+                limits=writer.limits,
+            )
+        )
+
+
+def _drain(socket: zmq.Socket[bytes]) -> None:
+    while True:
+        try:
+            socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
