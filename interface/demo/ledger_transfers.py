@@ -2,6 +2,12 @@
 
 Every command carries a deterministic idempotency key, so loading the demo
 again into the same database changes nothing (every result is `exists`).
+
+The platform's accounts are the ones its processes use
+(`application.funded_accounts.platform_account`: one of each kind per
+currency, found again by their key): the demo once opened its own under
+other keys, so the book showed two funding and two payouts-clearing
+accounts.
 """
 
 from __future__ import annotations
@@ -9,9 +15,11 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from application.funded_accounts import platform_account
 from application.ledger_use_cases import LedgerService
 from domain.account import AccountKind
 from domain.commands import (
@@ -30,6 +38,7 @@ USER_ACCOUNTS = 50
 # The owner whose demo key `make run` prints.
 DEMO_USER_OWNER = "user-01"
 TRANSFERS = 10_000
+CURRENCY = "USD"
 # Holds that expire on their own within the demo's run.
 EXPIRING_HOLD_TIMEOUT_S = 2
 CHUNK_SIZE = 1_000
@@ -57,14 +66,13 @@ class DemoSummary:
         return rows
 
 
+# Told (commands done, commands in all) after each batch.
+LoadProgress = Callable[[int, int], None]
+
+
 def _platform_accounts() -> list[OpenAccount]:
     return [
-        open_account(
-            idempotency_key=f"demo-platform-{kind.value}",
-            currency="USD",
-            owner_id="platform",
-            kind=kind,
-        )
+        platform_account(kind, CURRENCY)
         for kind in (
             AccountKind.CASH,
             AccountKind.FUNDING,
@@ -79,7 +87,7 @@ def _user_accounts() -> list[OpenAccount]:
     return [
         open_account(
             idempotency_key=f"demo-user-{number:02d}",
-            currency="USD",
+            currency=CURRENCY,
             owner_id=f"user-{number:02d}",
             debits_must_not_exceed_credits=True,
             metadata={"display_name": f"Demo trader {number:02d}"},
@@ -94,8 +102,8 @@ def _two_leg(
     return create_transfer(
         idempotency_key=key,
         postings=(
-            Posting(debit, Side.DEBIT, amount_minor, "USD"),
-            Posting(credit, Side.CREDIT, amount_minor, "USD"),
+            Posting(debit, Side.DEBIT, amount_minor, CURRENCY),
+            Posting(credit, Side.CREDIT, amount_minor, CURRENCY),
         ),
         **options,  # type: ignore[arg-type]
     )
@@ -127,9 +135,9 @@ def _transfer_plan(
                         create_transfer(
                             idempotency_key=key,
                             postings=(
-                                Posting(payer, Side.DEBIT, amount + fee, "USD"),
-                                Posting(payee, Side.CREDIT, amount, "USD"),
-                                Posting(fees, Side.CREDIT, fee, "USD"),
+                                Posting(payer, Side.DEBIT, amount + fee, CURRENCY),
+                                Posting(payee, Side.CREDIT, amount, CURRENCY),
+                                Posting(fees, Side.CREDIT, fee, CURRENCY),
                             ),
                         )
                     ],
@@ -156,7 +164,12 @@ def _transfer_plan(
     return plan
 
 
-def load_demo(service: LedgerService, transfers: int = TRANSFERS, seed: int = 7) -> DemoSummary:
+def load_demo(
+    service: LedgerService,
+    transfers: int = TRANSFERS,
+    seed: int = 7,
+    progress: LoadProgress | None = None,
+) -> DemoSummary:
     started = time.perf_counter()
     summary = DemoSummary()
     platform, users = _platform_accounts(), _user_accounts()
@@ -172,15 +185,22 @@ def load_demo(service: LedgerService, transfers: int = TRANSFERS, seed: int = 7)
         summary.user_account_ids,
         transfers,
     )
+    total = sum(len(commands) for _, commands in plan)
+    done = 0
     chunk: list[Command] = []
     for kind, commands in plan:
         summary.kinds[kind] += 1
         if len(chunk) + len(commands) > CHUNK_SIZE:
             _run(service, chunk, summary)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
             chunk = []
         chunk.extend(commands)
     if chunk:
         _run(service, chunk, summary)
+        if progress is not None:
+            progress(total, total)
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
