@@ -51,6 +51,8 @@ from domain.result_codes import LedgerRefusal, ResultCode
 
 log = structlog.get_logger(__name__)
 
+# Told (check name, checks done, checks in all) as each check starts.
+CheckProgress = Callable[[str, int, int], None]
 # The measure an errored check reports (it compared nothing).
 NOTHING_COMPARED: Final[str] = "nothing compared"
 
@@ -84,10 +86,11 @@ class ReconciliationService:
         *,
         run_id: UUID | None = None,
         skipped: dict[str, str] | None = None,
+        progress: CheckProgress | None = None,
     ) -> ReconciliationRun:
         """Run every check once and record the run; the completed run."""
         started = self.start(run_type, actor, run_id=run_id)
-        return self.carry_out(started.id, skipped=skipped)
+        return self.carry_out(started.id, skipped=skipped, progress=progress)
 
     def start(
         self, run_type: RunType, actor: str, *, run_id: UUID | None = None
@@ -107,13 +110,20 @@ class ReconciliationService:
         return run
 
     def carry_out(
-        self, run_id: UUID, *, skipped: dict[str, str] | None = None
+        self,
+        run_id: UUID,
+        *,
+        skipped: dict[str, str] | None = None,
+        progress: CheckProgress | None = None,
     ) -> ReconciliationRun:
         """Run every check of a started run, record each result, complete it.
-        `skipped`: check name -> why it is not run here (recorded as such)."""
+        `skipped`: check name -> why it is not run here (recorded as such);
+        `progress` hears of each check as it starts (a command's progress bar)."""
         skipped = skipped or {}
         already_open = self._open_exceptions.open_by_fingerprint()
-        for check in self._checks:
+        for done, check in enumerate(self._checks):
+            if progress is not None:
+                progress(check.name, done, len(self._checks))
             if check.name in skipped:
                 result = CheckResult(
                     check.name,

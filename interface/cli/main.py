@@ -14,6 +14,8 @@ from interface.cli.closures import closures_app
 from interface.cli.context import command_settings
 from interface.cli.errors import LedgerGroup
 from interface.cli.forks import forks_app
+from interface.cli.output import JsonOption, print_json, print_rows
+from interface.cli.progress import progress_bars
 from interface.cli.projections import projections_app
 from interface.cli.reconcile import reconcile_app
 from interface.cli.stored_text import stored_text
@@ -117,13 +119,16 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: JsonOption = False) -> None:
     """Apply every migration not yet applied."""
     from interface.adapters.persistence import database
     from interface.bootstrap import resolve_database_url
 
     settings = command_settings()
     applied = database.upgrade(resolve_database_url(settings))
+    if as_json:
+        print_json({"applied": applied})
+        return
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is current")
 
 
@@ -136,6 +141,7 @@ def keys_create(
     label: Annotated[
         str, typer.Option(help="A note to recognise the key by", callback=stored_text)
     ] = "",
+    as_json: JsonOption = False,
 ) -> None:
     """Make a key and print it once; only its digest is stored."""
     from interface.adapters.persistence.api_keys import Role
@@ -152,6 +158,9 @@ def keys_create(
         raise typer.BadParameter(str(error)) from None
     finally:
         ledger.close()
+    if as_json:
+        print_json({"id": str(key_id), "key": raw_key, "role": chosen.value, "owner_id": owner})
+        return
     typer.echo(f"key id: {key_id}")
     typer.echo(f"key:    {raw_key}")
     typer.echo("Store the key now: it cannot be shown again.")
@@ -174,43 +183,59 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")]) -> 
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(as_json: JsonOption = False) -> None:
     """Every key with its role, owner and state (never the key itself)."""
     from interface.bootstrap import build_ledger
 
     ledger = build_ledger(command_settings(), start_writer=False, start_projections=False)
     try:
-        for record in ledger.api_keys.list():
-            state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
-            typer.echo(
-                f"{record.key_id}  {record.key_prefix}...  {record.role.value:8}  "
-                f"{record.owner_id or '-':16}  {state:18}  {record.label}"
-            )
+        records = ledger.api_keys.list()
     finally:
         ledger.close()
+    rows = [
+        {
+            "id": str(record.key_id),
+            "prefix": f"{record.key_prefix}...",
+            "role": record.role.value,
+            "owner_id": record.owner_id,
+            "state": "revoked" if record.revoked_at else "active",
+            "created_at": record.created_at.isoformat(),
+            "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+            "label": record.label,
+        }
+        for record in records
+    ]
+    print_rows(rows, ["id", "prefix", "role", "owner_id", "state", "label"], as_json=as_json)
 
 
 @app.command()
 def demo(
     transfers: Annotated[int, typer.Option(min=100, max=1_000_000)] = 10_000,
+    as_json: JsonOption = False,
 ) -> None:
     """Load the demo data set (idempotent: a second run changes nothing) and summarise it."""
     from interface.bootstrap import build_ledger
-    from interface.demo.ledger_transfers import EXPIRING_HOLD_TIMEOUT_S, load_demo
+    from interface.demo.data_set import load_demo_data_set
+    from interface.demo.ledger_transfers import EXPIRING_HOLD_TIMEOUT_S
 
     settings = command_settings()
     ledger = build_ledger(settings)
     try:
-        summary = load_demo(ledger.service, transfers=transfers)
+        with progress_bars("commands", as_json=as_json) as bars:
+            loaded = load_demo_data_set(
+                ledger, transfers=transfers, progress=bars.phase("demo transfers", None)
+            )
         # Let the expiry sweep release the short holds before summarising.
         time.sleep(EXPIRING_HOLD_TIMEOUT_S + 2 * ledger.writer.limits.expiry_sweep_interval_s)
-        for line in summary.lines():
-            typer.echo(line)
-        typer.echo(
-            f"holds expired by the sweep: {ledger.writer.statistics.pending_transfers_expired}"
-        )
+        expired = ledger.writer.statistics.pending_transfers_expired
     finally:
         ledger.close()
+    if as_json:
+        print_json(loaded.described() | {"holds_expired_by_the_sweep": expired})
+        return
+    for line in loaded.lines:
+        typer.echo(line)
+    typer.echo(f"holds expired by the sweep: {expired}")
 
 
 # Commands shipped beside the product rather than in it (`ledger bench`, from

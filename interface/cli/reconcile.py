@@ -1,27 +1,36 @@
 """`ledger reconcile`: run the cross-checks by hand, resolve what they raised.
 
 `ledger reconcile run [--type manual]` runs every check once in this
-process and prints the report; it exits 1 when a high or critical exception
-is open afterwards (raised by this run or left open by an earlier one), so
-a cron job or a deploy step can stop on it, and 0 otherwise.
+process and prints the report. Its status is `passed` only when every check
+ran and passed; `failed` when a check found a discrepancy; `incomplete`
+when none failed but one could not run (skipped or errored), with the
+reasons. It exits 1 when a high or critical exception is open afterwards
+(raised by this run or left open by an earlier one), else 4 when the run
+was incomplete, else 0: a cron job or a deploy step can stop on either
+(interface/cli/exit_codes.py).
 
-The simulated broker and the sandbox payout gateway live inside the process
-that serves the API: another process has its own, empty, simulation. So
-here the checks against them are skipped, with that reason in the report;
-the service's scheduled runs (and POST /v1/reconciliation/runs) make them.
-With a real broker or Stripe configured every check runs here.
+The simulated broker and the sandbox payout gateway keep their state in
+the database, so this process checks them as the serving one does; one
+built without that state (in memory only) has nothing to compare, and its
+check is skipped with the reason, which makes the run incomplete.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from domain.reconciliation import RunType, Severity
+from domain.reconciliation import CheckStatus, RunType, Severity
+from interface.cli import exit_codes
 from interface.cli.context import command_settings
+from interface.cli.output import JsonOption
+from interface.cli.progress import progress_bars
 from interface.cli.stored_text import stored_text
+
+if TYPE_CHECKING:
+    from interface.bootstrap import Ledger
 
 reconcile_app = typer.Typer(
     help="Reconciliation: cross-checks of the ledger against its other records.",
@@ -29,12 +38,17 @@ reconcile_app = typer.Typer(
 )
 
 # Exit status when a high or critical exception is open after the run.
-EXIT_EXCEPTIONS_OPEN: Final[int] = 1
+EXIT_EXCEPTIONS_OPEN: Final[int] = exit_codes.FOUND_PROBLEMS
+# Exit status when nothing failed but a check did not run.
+EXIT_INCOMPLETE: Final[int] = exit_codes.INCOMPLETE
 CLI_ACTOR: Final[str] = "ledger-cli"
-SIMULATION_ELSEWHERE: Final[str] = (
-    "the {what} is a simulation inside the serving process, which this process cannot "
-    "see; the service's scheduled runs and POST /v1/reconciliation/runs check it"
+SIMULATION_IN_MEMORY: Final[str] = (
+    "the {what} is a simulation kept in memory only, which this process cannot see; "
+    "the service's scheduled runs and POST /v1/reconciliation/runs check it"
 )
+PASSED: Final[str] = "passed"
+FAILED: Final[str] = "failed"
+INCOMPLETE: Final[str] = "incomplete"
 
 
 @reconcile_app.command("run")
@@ -42,33 +56,49 @@ def run(
     run_type: Annotated[
         RunType, typer.Option("--type", help="The run's type, as its report records it")
     ] = RunType.MANUAL,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Run every check once; exit 1 if a high or critical exception is open."""
-    from interface.adapters.broker.simulated_broker import SimulatedBroker
-    from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
+    """Run every check once; exit 1 if a high or critical exception is open,
+    4 if a check did not run."""
     from interface.bootstrap import build_ledger
-    from interface.reconciliation.checks import BROKER_CHECK, PAYOUTS_CHECK
     from projections import reconciliation
 
     ledger = build_ledger(command_settings(), start_projections=False)
     try:
-        skipped: dict[str, str] = {}
-        if isinstance(ledger.broker, SimulatedBroker):
-            skipped[BROKER_CHECK] = SIMULATION_ELSEWHERE.format(what="broker")
-        if isinstance(ledger.payout_gateway, SandboxPayoutGateway):
-            skipped[PAYOUTS_CHECK] = SIMULATION_ELSEWHERE.format(what="payout gateway")
-        completed = ledger.reconciliation.run(run_type, CLI_ACTOR, skipped=skipped)
+        with progress_bars("checks", as_json=as_json) as bars:
+            advance = bars.phase("reconciliation", len(ledger.reconciliation.check_names))
+            completed = ledger.reconciliation.run(
+                run_type,
+                CLI_ACTOR,
+                skipped=_unavailable_checks(ledger),
+                progress=lambda _name, done, total: advance(done, total),
+            )
+            bars.finish("reconciliation")
         assert ledger.projections is not None
         ledger.projections.catch_up()
         with ledger.pool.connection() as connection, connection.cursor() as cursor:
             checks = reconciliation.checks_of(cursor, completed.id)
             raised = reconciliation.exceptions_of(cursor, completed.id)
             unresolved = reconciliation.unresolved_by_severity(cursor)
+        not_run = {
+            check.name: check.reason or check.status
+            for check in checks
+            if check.status in (CheckStatus.SKIPPED.value, CheckStatus.ERRORED.value)
+        }
+        if any(check.status == CheckStatus.FAILED.value for check in checks):
+            outcome = FAILED
+        elif not_run:
+            outcome = INCOMPLETE
+        else:
+            outcome = PASSED
         report: dict[str, Any] = {
             "run_id": str(completed.id),
             "type": completed.run_type.value,
-            "status": completed.status.value,
+            # passed only when every check ran and passed (the recorded
+            # run_status counts a skipped check as passed).
+            "status": outcome,
+            "run_status": completed.status.value,
+            "not_run": not_run,
             "checks": [
                 {
                     "name": check.name,
@@ -114,6 +144,29 @@ def run(
             err=True,
         )
         raise typer.Exit(EXIT_EXCEPTIONS_OPEN)
+    if outcome == INCOMPLETE:
+        typer.echo(
+            "reconciliation incomplete: "
+            + "; ".join(f"{name} did not run ({reason})" for name, reason in not_run.items()),
+            err=True,
+        )
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _unavailable_checks(ledger: Ledger) -> dict[str, str]:
+    """Checks whose source this process cannot see -> why: a simulator kept in
+    memory only (the ones `build_ledger` makes keep their state in the database)."""
+    from interface.adapters.broker.simulated_broker import SimulatedBroker
+    from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
+    from interface.reconciliation.checks import BROKER_CHECK, PAYOUTS_CHECK
+
+    unavailable: dict[str, str] = {}
+    if isinstance(ledger.broker, SimulatedBroker) and not ledger.broker.keeps_state:
+        unavailable[BROKER_CHECK] = SIMULATION_IN_MEMORY.format(what="broker")
+    gateway = ledger.payout_gateway
+    if isinstance(gateway, SandboxPayoutGateway) and not gateway.keeps_state:
+        unavailable[PAYOUTS_CHECK] = SIMULATION_IN_MEMORY.format(what="payout gateway")
+    return unavailable
 
 
 @reconcile_app.command("resolve")
@@ -148,6 +201,8 @@ def resolve(
 
 def _print_report(report: dict[str, Any]) -> None:
     typer.echo(f"run {report['run_id']} ({report['type']}): {report['status']}")
+    for name, reason in report["not_run"].items():
+        typer.echo(f"  not run: {name}: {reason}")
     for check in report["checks"]:
         line = (
             f"  {check['name']:<12} {check['status']:<8} expected {check['expected']} "

@@ -164,6 +164,11 @@ class SimulatedBroker:
         if store is not None:
             self._restore(store.load())
 
+    @property
+    def keeps_state(self) -> bool:
+        """Whether its state is in the database, where another process reads it."""
+        return self._store is not None
+
     def _restore(self, state: StoredState) -> None:
         for stored in state.accounts:
             self._accounts[stored.account_id] = _Account(

@@ -79,6 +79,11 @@ class SandboxPayoutGateway:
             self._payouts[payout.payout_id] = payout
             self._by_key[request.idempotency_key] = (request, payout.payout_id)
 
+    @property
+    def keeps_state(self) -> bool:
+        """Whether its payouts are in the database, where another process reads them."""
+        return self._store is not None
+
     # The port -------------------------------------------------------------------
 
     def create_payout(self, request: PayoutRequest) -> Payout:
