@@ -1,0 +1,45 @@
+"""`ledger worker`: everything that is neither HTTP nor the writer, in one process.
+
+The projection runner, the rules monitor, the broker sync and guards, the
+payout worker, the closure worker (timers and emails), the fork scanner, the
+reconciliation schedule, webhook delivery, the stream publishers and the
+checkpointer (docs/architecture.md#processes). Each still obeys its
+LEDGER_*_IN_PROCESS setting, and each takes its lease for every pass, so
+several worker processes may run: one at a time does each part's work.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from interface.cli.context import command_settings
+
+log = structlog.get_logger(__name__)
+
+
+def worker() -> None:
+    """Run the projections and every background worker until SIGTERM or Ctrl-C."""
+    from interface.bootstrap import build_ledger
+    from interface.processes.stop_signals import stop_requested
+
+    settings = command_settings()
+    # Before the build, so that a stop asked for during it is not lost.
+    stop = stop_requested()
+    ledger = build_ledger(
+        settings,
+        start_projections=True,
+        start_rules_monitor=True,
+        start_payout_worker=True,
+        start_closure_worker=True,
+        start_fork_scanner=True,
+        start_reconciliation_schedule=True,
+        start_guard_worker=True,
+        start_webhook_worker=True,
+        start_checkpointer=True,
+    )
+    try:
+        log.info("worker_started")
+        stop.wait()
+        log.info("worker_stopping")
+    finally:
+        ledger.close()

@@ -1,0 +1,2 @@
+"""The service's processes: `ledger serve`'s supervisor and what it starts
+(docs/architecture.md#processes)."""

@@ -1,0 +1,163 @@
+"""Child processes kept running: started in order, restarted when they
+crash, stopped in order (docs/architecture.md#processes).
+
+On SIGTERM the children stop in order: the HTTP processes first (they
+finish their requests), then the worker, the writer last (it commits what
+was submitted to it). The children stay in the supervisor's process group,
+so whatever signals the group (Ctrl-C at a terminal, a kill of the group)
+reaches every one of them at once, and nothing outlives a group killed hard.
+A child that exits while no stop was asked for is started again after a
+delay that doubles with each crash within a window; past a number of
+crashes within it the supervisor gives up, stops the others and reports
+failure, as a crash loop needs an operator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# The first restart's delay, doubled for each further crash within the
+# window, up to the longest.
+RESTART_DELAY_FIRST_S: Final[float] = 0.5
+RESTART_DELAY_MAX_S: Final[float] = 30.0
+# A child crashing this many times within the window makes the supervisor give up.
+CRASHES_IN_WINDOW_MAX: Final[int] = 5
+CRASH_WINDOW_S: Final[float] = 300.0
+# How long a child may take to stop after SIGTERM before it is killed.
+CHILD_STOP_WAIT_S: Final[float] = 30.0
+# How often the supervisor looks at its children.
+POLL_INTERVAL_S: Final[float] = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """One child: its name in the logs, its command, what it adds to the
+    supervisor's environment, the descriptors it inherits, and its stop
+    rank (lower ranks are stopped first)."""
+
+    name: str
+    argv: Sequence[str]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    pass_fds: Sequence[int] = ()
+    stop_rank: int = 0
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes] | None = None
+    # Monotonic times of its recent crashes (within the window).
+    crashes: deque[float] = field(default_factory=deque)
+    # When to start it again after a crash.
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            list(self.spec.argv),
+            env={**os.environ, **self.spec.environment},
+            pass_fds=tuple(self.spec.pass_fds),
+        )
+        self.restart_at = None
+        log.info("child_started", child=self.spec.name, pid=self.process.pid)
+
+
+class CrashLoop(Exception):
+    """A child crashed too often within the window: the supervisor gave up."""
+
+
+class Supervisor:
+    def __init__(self, specs: Sequence[ChildSpec]) -> None:
+        self._children = [_Child(spec) for spec in specs]
+
+    def pids(self) -> dict[str, int]:
+        """The running children's process ids, by name."""
+        return {
+            child.spec.name: child.process.pid
+            for child in self._children
+            if child.process is not None and child.process.poll() is None
+        }
+
+    def run(self, stop: threading.Event) -> None:
+        """Start every child in order, keep them running until `stop` is
+        set, then stop them all. Raises CrashLoop when a child crashes
+        too often (the others stopped first)."""
+        try:
+            for child in self._children:
+                if not stop.is_set():
+                    child.start()
+            while not stop.wait(POLL_INTERVAL_S):
+                for child in self._children:
+                    self._look_after(child)
+        finally:
+            self.stop_all()
+
+    def _look_after(self, child: _Child) -> None:
+        now = time.monotonic()
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.start()
+            return
+        assert child.process is not None
+        exit_code = child.process.poll()
+        if exit_code is None:
+            return
+        while child.crashes and now - child.crashes[0] > CRASH_WINDOW_S:
+            child.crashes.popleft()
+        child.crashes.append(now)
+        if len(child.crashes) > CRASHES_IN_WINDOW_MAX:
+            log.error(
+                "child_crash_loop",
+                child=child.spec.name,
+                crashes=len(child.crashes),
+                window_s=CRASH_WINDOW_S,
+            )
+            raise CrashLoop(
+                f"{child.spec.name} exited {len(child.crashes)} times within "
+                f"{CRASH_WINDOW_S:.0f} s (last exit code {exit_code})"
+            )
+        delay_s = min(RESTART_DELAY_FIRST_S * 2 ** (len(child.crashes) - 1), RESTART_DELAY_MAX_S)
+        child.restart_at = now + delay_s
+        log.warning(
+            "child_exited", child=child.spec.name, exit_code=exit_code, restart_in_s=delay_s
+        )
+
+    def stop_all(self) -> None:
+        """SIGTERM to each rank in turn, waited for; a kill past the wait."""
+        for rank in sorted({child.spec.stop_rank for child in self._children}):
+            running = [
+                child.process
+                for child in self._children
+                if child.spec.stop_rank == rank
+                and child.process is not None
+                and child.process.poll() is None
+            ]
+            for process in running:
+                _signal(process, signal.SIGTERM)
+            deadline = time.monotonic() + CHILD_STOP_WAIT_S
+            for process in running:
+                try:
+                    process.wait(max(deadline - time.monotonic(), 0))
+                except subprocess.TimeoutExpired:
+                    log.warning("child_killed", pid=process.pid, waited_s=CHILD_STOP_WAIT_S)
+                    _signal(process, signal.SIGKILL)
+                    process.wait()
+        for child in self._children:
+            child.restart_at = None
+
+
+def _signal(process: subprocess.Popen[bytes], signal_number: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal_number)
