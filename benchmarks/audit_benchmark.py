@@ -62,9 +62,9 @@ def _phase(
         ledger = build_ledger(settings, start_checkpointer=on)
         try:
             workload = Workload(accounts=config.accounts, seed=24, chunk_size=CHUNK_SIZE)
-            account_ids = open_and_fund_accounts(ledger.writer, workload)
+            account_ids = open_and_fund_accounts(ledger.local_writer, workload)
             result = run_phase(
-                ledger.writer,
+                ledger.local_writer,
                 workload,
                 account_ids,
                 "on" if on else "off",

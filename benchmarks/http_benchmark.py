@@ -512,7 +512,7 @@ def _set_up(config: HttpBenchmarkConfig, database_url: str) -> tuple[tuple[str, 
     ledger = build_ledger(settings, start_projections=False)
     try:
         workload = Workload(config.accounts, config.seed, SETUP_CHUNK_SIZE)
-        account_ids = open_and_fund_accounts(ledger.writer, workload)
+        account_ids = open_and_fund_accounts(ledger.local_writer, workload)
         _, api_key = ledger.api_keys.create(Role.SERVICE, label="http benchmark")
     finally:
         ledger.close()

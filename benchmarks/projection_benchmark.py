@@ -270,7 +270,7 @@ def build_history(database_url: str, config: ProjectionBenchmarkConfig) -> Histo
     )
     ledger = build_ledger(settings, start_projections=False)
     try:
-        writer = ledger.writer
+        writer = ledger.local_writer
         if writer.limits.batch_size_max < config.chunk_size:
             raise BenchmarkFailed(
                 f"chunk_size {config.chunk_size} exceeds the writer's batch_size_max "

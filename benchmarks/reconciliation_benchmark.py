@@ -153,7 +153,7 @@ class ReconciliationBenchmarkConfig:
 
 def load_data_set(ledger: Ledger, config: ReconciliationBenchmarkConfig) -> LoadResult:
     """The demo data set, then the history up to `events`; views rebuilt and caught up."""
-    writer = ledger.writer
+    writer = ledger.local_writer
     if writer.limits.batch_size_max < config.chunk_size:
         raise BenchmarkFailed(
             f"chunk_size {config.chunk_size} exceeds the writer's batch_size_max "

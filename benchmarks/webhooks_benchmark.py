@@ -128,7 +128,7 @@ def _phase(server_url: str, config: WebhooksBenchmarkConfig, *, on: bool) -> Pha
         record_path = Path(scratch) / "received.txt"
         try:
             workload = Workload(accounts=config.accounts, seed=24, chunk_size=CHUNK_SIZE)
-            account_ids = open_and_fund_accounts(ledger.writer, workload)
+            account_ids = open_and_fund_accounts(ledger.local_writer, workload)
             if on:
                 port = _free_port()
                 ready = multiprocessing.Event()
@@ -145,7 +145,7 @@ def _phase(server_url: str, config: WebhooksBenchmarkConfig, *, on: bool) -> Pha
                 ledger.writer.last_position, [INTEGRATION_VIEW], VIEW_WAIT_S
             )
             result = run_phase(
-                ledger.writer, workload, account_ids, name, config.transfers, CLIENT_THREADS
+                ledger.local_writer, workload, account_ids, name, config.transfers, CLIENT_THREADS
             )
             if not on:
                 return PhaseFigures(name, result.transfers_per_s)

@@ -161,7 +161,7 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
         )
         ledger = build_ledger(settings, start_projections=False)
         try:
-            writer = ledger.writer
+            writer = ledger.local_writer
             if writer.limits.batch_size_max < config.chunk_size:
                 raise BenchmarkFailed(
                     f"chunk_size {config.chunk_size} exceeds the writer's batch_size_max "

@@ -25,6 +25,7 @@ from application.ports.clock import Clock
 from application.ports.closure_mailer import Mailer
 from application.ports.payout_gateway import PayoutGateway
 from application.ports.writer import Writer
+from application.ports.writer import Writer
 from application.reconciliation import ReconciliationService
 from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
@@ -130,6 +131,18 @@ def build_writer(
     return LedgerWriter(app, clock, writer_limits(settings), observer=metrics)
 
 
+def build_writer(
+    settings: Settings, app: LedgerApplication, clock: Clock, metrics: WriterMetrics
+) -> Writer:
+    """This process's writer; with LEDGER_WRITER_ENDPOINT, a client of the
+    `ledger writer` process there instead (docs/architecture.md#the-write-path)."""
+    if settings.writer_endpoint:
+        from interface.writer_process.client import RemoteWriter
+
+        return RemoteWriter(settings.writer_endpoint, writer_limits(settings))
+    return LedgerWriter(app, clock, writer_limits(settings), observer=metrics)
+
+
 @dataclass
 class Ledger:
     """The running parts of one service process."""
@@ -188,6 +201,14 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
     # Signs checkpoints of the log (started by `ledger serve`; docs/operations.md#audit).
     checkpointer: Checkpointer | None = None
+
+    @property
+    def local_writer(self) -> LedgerWriter:
+        """The writer running in this process, for what drives it directly
+        (tests, benchmarks); none when the writer is the writer process."""
+        if not isinstance(self.writer, LedgerWriter):
+            raise RuntimeError("the writer runs in the writer process (LEDGER_WRITER_ENDPOINT)")
+        return self.writer
 
     def close(self) -> None:
         if self.checkpointer is not None:

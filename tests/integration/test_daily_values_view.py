@@ -458,7 +458,7 @@ def test_each_days_row_holds_the_aggregates_closing_figures_however_the_view_is_
     page_size: int,
 ) -> None:
     ledger_account = platform_account()
-    idle_ledger.writer.apply([ledger_account])
+    idle_ledger.local_writer.apply([ledger_account])
     story = Story(idle_ledger, ledger_account.account_id, page_size)
     try:
         for tier, zone in accounts:

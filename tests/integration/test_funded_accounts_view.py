@@ -351,7 +351,7 @@ def test_each_row_holds_the_aggregates_figures_and_a_replay_gives_the_same_view(
 ) -> None:
     # Events of other aggregates in the log, which the view must pass over.
     ledger_account = platform_account()
-    idle_ledger.writer.apply([ledger_account])
+    idle_ledger.local_writer.apply([ledger_account])
     story = Story(idle_ledger, ledger_account.account_id, page_size)
     try:
         for tier, split, owner_id in accounts:

@@ -148,7 +148,11 @@ def postgres_backend(server_url: str) -> Backend:
         stack.close()
         raise
     return Backend(
-        ledger.app, ledger.writer, clock, stack.close, lambda: _views_equal_a_fresh_replay(ledger)
+        ledger.app,
+        ledger.local_writer,
+        clock,
+        stack.close,
+        lambda: _views_equal_a_fresh_replay(ledger),
     )
 
 
