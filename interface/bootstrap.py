@@ -25,7 +25,6 @@ from application.ports.clock import Clock
 from application.ports.closure_mailer import Mailer
 from application.ports.payout_gateway import PayoutGateway
 from application.ports.writer import Writer
-from application.ports.writer import Writer
 from application.reconciliation import ReconciliationService
 from application.withdrawals import WithdrawalsService
 from application.writer import LedgerWriter, WriterLimits
@@ -117,18 +116,6 @@ def writer_limits(settings: Settings) -> WriterLimits:
         transfer_cache_size_max=settings.writer_transfer_cache_size_max,
         decide_under_lock=settings.writer_decide_under_lock,
     )
-
-
-def build_writer(
-    settings: Settings, app: LedgerApplication, clock: Clock, metrics: WriterMetrics
-) -> Writer:
-    """This process's writer; with LEDGER_WRITER_ENDPOINT, a client of the
-    `ledger writer` process there instead (docs/architecture.md#the-write-path)."""
-    if settings.writer_endpoint:
-        from interface.writer_process.client import RemoteWriter
-
-        return RemoteWriter(settings.writer_endpoint, writer_limits(settings))
-    return LedgerWriter(app, clock, writer_limits(settings), observer=metrics)
 
 
 def build_writer(
