@@ -57,7 +57,9 @@ from interface.adapters.rate_limits import (
 )
 from interface.audit_setup import build_checkpointer, checkpoint_dir, trusted_public_keys
 from interface.integration import Integration, build_integration
+from interface.observability import tracing
 from interface.observability.metrics import WriterMetrics
+from interface.observability.worker_metrics import WatchedLoop, WorkerCollector
 from interface.reconciliation.background_runs import BackgroundRuns
 from interface.reconciliation.checks import reconciliation_checks
 from interface.reconciliation.open_exceptions import ViewedOpenExceptions
@@ -100,6 +102,14 @@ GC_FIRST_GENERATION_THRESHOLD = 50_000
 def tune_garbage_collector() -> None:
     _, second, third = gc.get_threshold()
     gc.set_threshold(GC_FIRST_GENERATION_THRESHOLD, second, third)
+
+
+def prepare_process() -> None:
+    """Before any connection opens: the collector's thresholds, and tracing
+    when the environment asks for it (psycopg's connections are traced only
+    if made after; docs/operations.md#tracing)."""
+    tune_garbage_collector()
+    tracing.configure_from_environment()
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -189,6 +199,28 @@ class Ledger:
     # Signs checkpoints of the log (started by `ledger serve`; docs/operations.md#audit).
     checkpointer: Checkpointer | None = None
 
+    def __post_init__(self) -> None:
+        self.writer_metrics.registry.register(WorkerCollector(self.leased_loops))
+
+    def leased_loops(self) -> list[WatchedLoop]:
+        """Every background loop under a lease, started or not: /metrics
+        shows each (docs/operations.md#metrics)."""
+        loops: list[WatchedLoop] = [
+            self.rules_monitor.loop,
+            self.payout_worker.loop,
+            self.closure_worker.loop,
+            self.fork_scanner,
+            self.guard_worker.loop,
+            self.reconciliation_schedule,
+            self.integration.webhook_worker.loop,
+        ]
+        for publisher in (self.integration.stream_publisher, self.integration.kafka_publisher):
+            if publisher is not None:
+                loops.append(publisher.loop)
+        if self.checkpointer is not None:
+            loops.append(self.checkpointer.loop)
+        return loops
+
     @property
     def local_writer(self) -> LedgerWriter:
         """The writer running in this process, for what drives it directly
@@ -238,7 +270,7 @@ def build_ledger(
     tests run their passes themselves. `payout_gateway` replaces the one the
     settings choose (Stripe with STRIPE_API_KEY, the sandbox without); `mailer`
     and `broker` likewise replace the outbox mailer and the simulated broker."""
-    tune_garbage_collector()
+    prepare_process()
     database_url = resolve_database_url(settings)
     applied = database.upgrade(database_url)
     if applied:

@@ -33,6 +33,7 @@ from interface.api.routes import transfers as routes_transfers
 from interface.api.routes import webhook_endpoints as routes_webhook_endpoints
 from interface.api.routes import withdrawals as routes_withdrawals
 from interface.bootstrap import Ledger, build_ledger, build_rate_limiter
+from interface.observability import tracing
 from interface.observability.metrics import HttpMetrics
 from interface.settings import Settings
 
@@ -114,4 +115,8 @@ def create_app(
     app.include_router(routes_events.router)
     app.include_router(routes_webhook_endpoints.router)
     app.include_router(routes_metrics.router)
+    # A server span per request when OTEL_* variables turn tracing on
+    # (docs/operations.md#tracing); nothing otherwise.
+    tracing.configure_from_environment()
+    tracing.instrument_app(app)
     return app

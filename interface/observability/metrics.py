@@ -12,7 +12,15 @@ from collections.abc import Iterator, Sequence
 from typing import Final
 
 import psycopg
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
@@ -62,10 +70,15 @@ KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE
 
 
 class HttpMetrics:
-    """Requests by method, route template and status (never the raw path)."""
+    """Requests by method, route template and status (never the raw path);
+    and the process's own series: CPU, memory, open files, start time
+    (`process_*`), the interpreter (`python_info`) and its garbage collector
+    (`python_gc_*`), each read when scraped."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        for process_collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(process_collector)
         self._requests = Counter(
             "ledger_http_requests",
             "HTTP requests answered, by method, route template and status.",

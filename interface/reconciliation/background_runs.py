@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import structlog
@@ -19,6 +20,10 @@ import structlog
 from application.reconciliation import ReconciliationService
 from domain.reconciliation import ReconciliationRun, RunType
 from domain.result_codes import LedgerRefusal, ResultCode
+from interface.observability import tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Link
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +46,8 @@ class BackgroundRuns:
                 )
             run = self._service.start(run_type, actor)
             self._running = run.id
-        self._executor.submit(self._carry_out, run.id)
+        # The run's span links to the request that asked for it (when traced).
+        self._executor.submit(self._carry_out, run.id, tracing.current_link())
         return run
 
     @property
@@ -53,9 +59,12 @@ class BackgroundRuns:
         # it stays `running` in its report.
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _carry_out(self, run_id: UUID) -> None:
+    def _carry_out(self, run_id: UUID, link: Link | None = None) -> None:
         try:
-            self._service.carry_out(run_id)
+            with tracing.job_span(
+                "reconciliation run", {"ledger.reconciliation.run_id": str(run_id)}, link
+            ):
+                self._service.carry_out(run_id)
         except Exception:  # logged; the report shows the run as still running
             log.exception("reconciliation_run_failed", run_id=str(run_id))
         finally:

@@ -6,11 +6,16 @@ woken, take a lease, do the due work, let the lease go. The lease is a
 PostgreSQL advisory lock held on a connection of the pass's own, so a process
 killed mid-pass frees it with its connection and another process carries on
 at its next pass. A pass that fails is logged; the next one tries again.
+
+Every loop keeps its passes' statistics for /metrics (`PassStatistics`), and
+each pass that holds the lease is a trace span when tracing is on
+(interface/observability/tracing.py).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ import psycopg
 import structlog
 
 from domain.result_codes import LedgerRefusal
+from interface.observability import tracing
 from projections.view import Cursor
 
 log = structlog.get_logger(__name__)
@@ -29,6 +35,53 @@ STOP_TIMEOUT_S: Final[float] = 30.0
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 PassResult = TypeVar("PassResult")
+
+
+@dataclass
+class PassStatistics:
+    """What this process's passes of one loop did: read by /metrics
+    (interface/observability/worker_metrics.py). Wall-clock times for the
+    reader; the monotonic clock for how late the loop is."""
+
+    interval_s: float
+    # Passes by outcome: done under the lease, lease held elsewhere, raised.
+    completed: int = 0
+    not_leased: int = 0
+    failed: int = 0
+    # Items a due-work pass could not handle (logged; the pass went on).
+    item_failures: int = 0
+    last_completed_at: float | None = None
+    last_completed_duration_s: float | None = None
+    # When the last pass of any outcome ended, or the loop started.
+    last_ended_monotonic: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, outcome: str, duration_s: float) -> None:
+        with self._lock:
+            if outcome == "completed":
+                self.completed += 1
+                self.last_completed_at = time.time()
+                self.last_completed_duration_s = duration_s
+            elif outcome == "not_leased":
+                self.not_leased += 1
+            else:
+                self.failed += 1
+            self.last_ended_monotonic = time.monotonic()
+
+    def item_failed(self) -> None:
+        with self._lock:
+            self.item_failures += 1
+
+    def loop_started(self) -> None:
+        with self._lock:
+            self.last_ended_monotonic = time.monotonic()
+
+    def lag_s(self) -> float:
+        """How far past its interval the next pass is overdue (0 when on
+        time, or before the loop has started)."""
+        if self.last_ended_monotonic is None:
+            return 0.0
+        return max(0.0, time.monotonic() - self.last_ended_monotonic - self.interval_s)
 
 
 class LeasedLoop(Generic[PassResult]):
@@ -54,9 +107,20 @@ class LeasedLoop(Generic[PassResult]):
         self._stopping = threading.Event()
         self._woken = threading.Event()
         self._thread: threading.Thread | None = None
+        self.statistics = PassStatistics(interval_s=interval_s)
 
     def run_once(self) -> PassResult | None:
         """One pass if this process gets the lease; None when another holds it."""
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            result = self._leased_pass()
+            outcome = "not_leased" if result is None else "completed"
+            return result
+        finally:
+            self.statistics.record(outcome, time.monotonic() - started)
+
+    def _leased_pass(self) -> PassResult | None:
         with psycopg.connect(self._database_url, autocommit=True) as connection:
             leased = connection.execute(
                 "SELECT pg_try_advisory_lock(%s)", (self._lock_key,)
@@ -64,7 +128,9 @@ class LeasedLoop(Generic[PassResult]):
             if leased is None or not leased[0]:
                 return None
             try:
-                return self._work(connection, self._stopping)
+                # A span only for passes that hold the lease: the others did nothing.
+                with tracing.job_span(f"{self.name} pass", {"ledger.worker": self.name}):
+                    return self._work(connection, self._stopping)
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
 
@@ -78,6 +144,7 @@ class LeasedLoop(Generic[PassResult]):
         if self._thread is not None:
             return
         self._stopping.clear()
+        self.statistics.loop_started()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -127,6 +194,10 @@ class OnLeasedLoop(Generic[PassResult]):
     @property
     def is_running(self) -> bool:
         return self._loop.is_running
+
+    @property
+    def loop(self) -> LeasedLoop[PassResult]:
+        return self._loop
 
 
 # Walking a view's ids ---------------------------------------------------------------
@@ -242,8 +313,13 @@ class DueWorker(OnLeasedLoop[DuePass]):
     def _handle_one(self, item_id: UUID, done: DuePass) -> None:
         done.attempted += 1
         try:
-            outcome = self._handle(item_id)
+            with tracing.job_span(
+                f"{self._loop.name} item",
+                {"ledger.worker": self._loop.name, "ledger.item_id": str(item_id)},
+            ):
+                outcome = self._handle(item_id)
         except LedgerRefusal as refusal:
+            self._loop.statistics.item_failed()
             done.errors[item_id] = refusal.code.value
             log.warning(
                 "due_work_failed",
@@ -255,6 +331,7 @@ class DueWorker(OnLeasedLoop[DuePass]):
             return
         except Exception as error:
             # One item's fault never stops the others'.
+            self._loop.statistics.item_failed()
             done.errors[item_id] = type(error).__name__
             log.exception("due_work_failed", worker=self._loop.name, item_id=str(item_id))
             return
