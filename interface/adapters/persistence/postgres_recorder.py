@@ -10,10 +10,20 @@ path: the database function `ledger_append_events` (migration 0007) locks,
 chains, inserts, records pending deadlines and notifies in one statement, one
 round trip, where each round trip from Python costs the writer's thread the
 interpreter lock, which a busy event loop holds for up to its switch interval.
+
+That one round trip is the whole commit path: the writer's saves go over a
+connection of their own, kept open between batches, because the pool checks
+every connection it hands out with an empty query (a second round trip per
+commit). The kept connection is checked only when something arrived on it
+while it was idle (a killed backend, a server shutting down say so before
+they close it): then it is replaced before the save is sent.
 """
 
 from __future__ import annotations
 
+import select
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,8 +31,17 @@ from typing import Any, Final
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from application.ports.event_store import AppendEvents, PendingDeadlineChanges
@@ -61,6 +80,9 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
         self._select_due = SQL(
             "SELECT transfer_id FROM {} WHERE expires_at <= %s ORDER BY expires_at LIMIT %s"
         ).format(deadlines)
+        self._append_connection = _AppendConnection(datastore)
+        # Closed with the recorder, whoever drops it last.
+        weakref.finalize(self, self._append_connection.close)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -70,13 +92,18 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
             return []
         try:
             # One statement in autocommit: its own transaction, one round trip.
-            with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+            with self._append_connection.use() as connection, connection.cursor() as cursor:
                 last_id = self._append(cursor, stored_events, deadlines)
-        except IntegrityError:
-            raise
         except psycopg.errors.UniqueViolation as error:
             raise IntegrityError(str(error)) from error
+        except psycopg.Error as error:
+            raise _persistence_error(error) from error
         return list(range(last_id - len(stored_events) + 1, last_id + 1))
+
+    def close_append_connection(self) -> None:
+        """Close the writer's own connection now (it is otherwise closed with
+        the recorder, or at its next use once the pool is closed)."""
+        self._append_connection.close()
 
     @contextmanager
     def exclusive_append(self) -> Iterator[AppendEvents]:
@@ -162,6 +189,96 @@ class HashChainedPostgresRecorder(PostgresApplicationRecorder):
 
 
 NO_DEADLINE_CHANGES: Final = PendingDeadlineChanges()
+
+
+class _AppendConnection:
+    """One connection kept for the saves, opened like the pool's; another
+    thread saving at the same time takes one from the pool instead."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        self._datastore = datastore
+        self._connection: psycopg.Connection[DictRow] | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def use(self) -> Iterator[psycopg.Connection[DictRow]]:
+        if not self._lock.acquire(blocking=False):
+            with self._datastore.get_connection() as pooled:
+                yield pooled
+            return
+        try:
+            connection = self._ready()
+            try:
+                yield connection
+            finally:
+                if connection.closed or connection.broken:
+                    self._discard()
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def _ready(self) -> psycopg.Connection[DictRow]:
+        pool = self._datastore.pool
+        if pool.closed:
+            self._discard()
+            raise psycopg.OperationalError("the connection pool is closed")
+        connection = self._connection
+        if connection is not None and (
+            connection.closed or connection.broken or _has_unread_input(connection)
+        ):
+            # Something arrived while it was idle: most likely the server
+            # ending it. Check it as the pool would, and replace it if dead.
+            try:
+                pool.check_connection(connection)
+            except psycopg.Error:
+                self._discard()
+                connection = None
+        if connection is None:
+            connection = self._connection = self._open()
+        return connection
+
+    def _open(self) -> psycopg.Connection[DictRow]:
+        pool = self._datastore.pool
+        keywords = dict(pool.kwargs) if isinstance(pool.kwargs, Mapping) else {}
+        conninfo = pool.conninfo if isinstance(pool.conninfo, str) else ""
+        connection: psycopg.Connection[DictRow] = psycopg.Connection.connect(
+            conninfo, connect_timeout=int(pool.timeout) or None, **keywords
+        )
+        # Autocommit and the session settings the pool gives its connections.
+        self._datastore.after_connect_func()(connection)
+        return connection
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.closed:
+            connection.close()
+
+
+def _has_unread_input(connection: psycopg.Connection[Any]) -> bool:
+    """Whether the server sent anything while the connection was idle."""
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
+def _persistence_error(error: psycopg.Error) -> PersistenceError:
+    """The library's error for a psycopg one, as its own connections raise them."""
+    if isinstance(error, psycopg.IntegrityError):
+        return IntegrityError(str(error))
+    if isinstance(error, psycopg.OperationalError):
+        return OperationalError(str(error))
+    if isinstance(error, psycopg.InterfaceError):
+        return InterfaceError(str(error))
+    if isinstance(error, psycopg.InternalError):
+        return InternalError(str(error))
+    if isinstance(error, psycopg.DatabaseError):
+        return DatabaseError(str(error))
+    return PersistenceError(str(error))
 
 
 def _uuid(originator_id: object) -> UUID:
