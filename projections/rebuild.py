@@ -24,6 +24,7 @@ runner keeps it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import time
 from collections.abc import Callable, Sequence
@@ -106,18 +107,26 @@ def rebuild_all_in_place(
     one more, sharing one read of the log (reading it is most of their work,
     and Python's share is held to one core per process by the interpreter
     lock either way)."""
-    groups = _replay_groups(views)
+    groups = _replay_groups(views, replay_processes())
     if len(groups) == 1:
         return rebuild_views_in_place(database_url, views, progress=progress)
     return _in_processes(database_url, groups, _rebuild_named_views, progress)
 
 
-def _replay_groups(views: Sequence[View]) -> list[list[str]]:
-    """Each view with a set-based replay alone, the others together."""
+def replay_processes() -> int:
+    """Processes replaying at once: one per core, within REPLAY_PROCESSES_MAX."""
+    return max(1, min(os.cpu_count() or 1, REPLAY_PROCESSES_MAX))
+
+
+def _replay_groups(views: Sequence[View], processes: int = 2) -> list[list[str]]:
+    """Each view with a set-based replay alone; the others shared out, in
+    registry order, between the processes left (at least one): each group
+    reads the log once for all its views, so a group per core, not per view.
+    The grouping changes only where a view is replayed, never what."""
     groups = [[view.name] for view in views if view.name in SET_BASED_REPLAYS]
     paged = [view.name for view in views if view.name not in SET_BASED_REPLAYS]
-    if paged:
-        groups.append(paged)
+    shares = max(1, min(len(paged), processes - len(groups)))
+    groups.extend(paged[share::shares] for share in range(shares) if paged[share::shares])
     return groups
 
 
@@ -135,7 +144,7 @@ def _in_processes(
     with ProcessPoolExecutor(
         min(len(groups), REPLAY_PROCESSES_MAX),
         mp_context=context,
-        initializer=_report_progress_to,
+        initializer=report_progress_to,
         initargs=(progress_queue,),
     ) as processes:
         futures = [processes.submit(work, database_url, group) for group in groups]
@@ -158,12 +167,12 @@ def _in_processes(
 _progress_queue: multiprocessing.Queue[tuple[str, int]] | None = None
 
 
-def _report_progress_to(progress_queue: multiprocessing.Queue[tuple[str, int]]) -> None:
+def report_progress_to(progress_queue: multiprocessing.Queue[tuple[str, int]]) -> None:
     global _progress_queue  # noqa: PLW0603 - one per process, set once at its start
     _progress_queue = progress_queue
 
 
-def _report_to_parent(names: Sequence[str]) -> Progress:
+def progress_to_parent(names: Sequence[str]) -> Progress:
     def report(position: int) -> None:
         if _progress_queue is not None:
             for name in names:
@@ -178,7 +187,7 @@ def _rebuild_named_views(database_url: str, names: Sequence[str]) -> dict[str, i
     from projections.registry import view_named
 
     views = [view_named(name) for name in names]
-    return rebuild_views_in_place(database_url, views, progress=_report_to_parent(names))
+    return rebuild_views_in_place(database_url, views, progress=progress_to_parent(names))
 
 
 def _replay_named_views_into_shadow(database_url: str, names: Sequence[str]) -> dict[str, int]:
@@ -187,7 +196,7 @@ def _replay_named_views_into_shadow(database_url: str, names: Sequence[str]) -> 
 
     views = [view_named(name) for name in names]
     position = replay_views_into_schema(
-        database_url, views, SHADOW_SCHEMA, progress=_report_to_parent(names)
+        database_url, views, SHADOW_SCHEMA, progress=progress_to_parent(names)
     )
     return dict.fromkeys(names, position)
 
@@ -364,7 +373,7 @@ def rebuild_all_with_shadow(
         with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
             for view in views:
                 ensure_tracking(cursor, view)
-        groups = _replay_groups(views)
+        groups = _replay_groups(views, replay_processes())
         if len(groups) == 1:
             position = replay_views_into_schema(
                 database_url, views, SHADOW_SCHEMA, progress=progress

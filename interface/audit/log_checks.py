@@ -89,9 +89,12 @@ def check_log(
     *,
     public_keys: PublicKeys | None = None,
     checkpoint_directory: Path | None = None,
+    read: Callable[[LogCheck], None] | None = None,
 ) -> None:
     """The whole log, in one pass in one snapshot; what is wrong goes to
-    `report`. Against the checkpoints only with `public_keys` to trust."""
+    `report`. Against the checkpoints only with `public_keys` to trust.
+    `read`: called with the pass's state once the whole log is read, before
+    the totals are checked (the reconciliation keeps it to go on from)."""
     tamper_report = CheckpointReport()
     with (
         snapshot_connection(database_url) as reader,
@@ -115,6 +118,8 @@ def check_log(
                 if progress is not None:
                     progress("log", rows[-1][0], report.head_position)
             check.check_earlier_versions(lookups, final=True)
+    if read is not None:
+        read(check)
     check.finish()
     add_tamper_findings(tamper_report, report)
 

@@ -15,10 +15,11 @@ checks see one consistent log however much is written meanwhile.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from interface.adapters.audit_keys import PublicKeys
-from interface.audit.log_checks import check_log
+from interface.audit.log_checks import LogCheck, check_log
 from interface.audit.report import Progress, VerifyReport
 from interface.audit.view_checks import compare_views
 
@@ -30,9 +31,11 @@ def verify_ledger(
     progress: Progress | None = None,
     public_keys: PublicKeys | None = None,
     checkpoint_directory: Path | None = None,
+    log_read: Callable[[LogCheck], None] | None = None,
 ) -> VerifyReport:
     """The report. With `public_keys`, the log is also checked against every
-    checkpoint they sign, from the database and from `checkpoint_directory`."""
+    checkpoint they sign, from the database and from `checkpoint_directory`.
+    `log_read`: given the log pass's state once the log is read (`check_log`)."""
     started = time.perf_counter()
     report = VerifyReport()
     check_log(
@@ -41,6 +44,7 @@ def verify_ledger(
         progress,
         public_keys=public_keys,
         checkpoint_directory=checkpoint_directory,
+        read=log_read,
     )
     report.log_elapsed_s = time.perf_counter() - started
     if check_views:

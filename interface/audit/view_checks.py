@@ -10,7 +10,7 @@ so its differing rows can be listed in the finding.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -26,10 +26,10 @@ from interface.audit.report import (
     ViewCheck,
     ViewStatus,
 )
-from projections.digest import differing_rows, view_digest
-from projections.rebuild import LIVE_SCHEMA, replay_views_into_schema
+from projections.digest import differing_rows
+from projections.parallel_replay import replay_and_digest
+from projections.rebuild import LIVE_SCHEMA
 from projections.registry import all_views
-from projections.view import View
 
 # Where a view is replayed afresh, and where the live view is copied as of
 # the verify's snapshot when the two differ (to list the differing rows).
@@ -39,22 +39,38 @@ LIVE_COPY_SCHEMA: Final[str] = "ledger_verify_live"
 DIFFERING_ROWS_SHOWN: Final[int] = 20
 
 
-def check_views(database_url: str, *, progress: Progress | None = None) -> VerifyReport:
+def check_views(
+    database_url: str, *, progress: Progress | None = None, compared: Compared | None = None
+) -> VerifyReport:
     """Only each view against a fresh replay of the log, not the log itself:
     the report's `views`, and a VIEW_MISMATCH finding per differing table."""
     started = time.perf_counter()
     report = VerifyReport()
-    compare_views(database_url, report, progress)
+    compare_views(database_url, report, progress, compared=compared)
     report.elapsed_s = time.perf_counter() - started
     return report
 
 
-def compare_views(database_url: str, report: VerifyReport, progress: Progress | None) -> None:
+# Called with the views' comparisons while the replays are still in
+# VERIFY_SCHEMA (and the lock held): the reconciliation keeps the replays of
+# the views found equal, to go on from (interface/reconciliation/view_replica.py).
+Compared = Callable[[Sequence[ViewCheck]], None]
+
+
+def compare_views(
+    database_url: str,
+    report: VerifyReport,
+    progress: Progress | None,
+    *,
+    compared: Compared | None = None,
+) -> None:
     """Every view against its replay: its `ViewCheck` and any VIEW_MISMATCH to `report`."""
     with psycopg.connect(database_url, autocommit=True) as guard:
         # The scratch schemas are shared: one verify at a time.
         guard.execute("SELECT pg_advisory_lock(%s)", (AUDIT_VERIFY_LOCK_KEY,))
         report.views.extend(_check_all_views(database_url, report, progress))
+        if compared is not None:
+            compared(report.views)
         if all(check.status is not ViewStatus.DIFFERENT for check in report.views):
             # Kept when a view differs, for a look; the next verify replaces them.
             for schema in (VERIFY_SCHEMA, LIVE_COPY_SCHEMA):
@@ -66,12 +82,14 @@ def compare_views(database_url: str, report: VerifyReport, progress: Progress | 
 def _check_all_views(
     database_url: str, report: VerifyReport, progress: Progress | None
 ) -> list[ViewCheck]:
-    """Digest every live view and its tracking position in one snapshot,
-    replay the log up to those positions into a scratch schema, and compare.
+    """Read every view's tracking position in one snapshot, replay the log
+    up to those positions into a scratch schema and digest it, digest the
+    live views in that snapshot, and compare.
 
-    The runner moves its views together, so they have mostly reached one
-    position: the views at one position are replayed together, in one read
-    of the log (`replay_views_into_schema`), rather than each in its own."""
+    The replays and the digests run on every core, with the engine of
+    `ledger projections rebuild` (`projections.parallel_replay`); the live
+    digests in the snapshot exported to the workers, so each view is
+    compared exactly at the position its tracking row says."""
     views = all_views()
     checks: dict[str, ViewCheck] = {}
     with (
@@ -85,8 +103,9 @@ def _check_all_views(
                 "SELECT name, position, version FROM projection_tracking"
             ).fetchall()
         }
-        live: dict[str, dict[str, str]] = {}
-        by_position: dict[int, list[View]] = {}
+        exported = snapshot.execute("SELECT pg_export_snapshot()").fetchone()
+        assert exported is not None
+        positions: dict[str, int] = {}
         for view in views:
             found = tracked.get(view.name)
             if found is None:
@@ -94,39 +113,31 @@ def _check_all_views(
             elif found[1] != view.version:
                 checks[view.name] = ViewCheck(view.name, ViewStatus.OTHER_VERSION, found[0])
             else:
-                live[view.name] = view_digest(snapshot, view, LIVE_SCHEMA)
-                by_position.setdefault(found[0], []).append(view)
+                positions[view.name] = found[0]
         # The snapshot's transaction stays open (read only so far) while the
-        # replays run on connections of their own.
-        replayed: dict[str, dict[str, str]] = {}
-        for position, replaying in sorted(by_position.items()):
-            label = f"view:{','.join(view.name for view in replaying)}"
-            replay_views_into_schema(
-                database_url,
-                replaying,
-                VERIFY_SCHEMA,
-                until=position,
-                progress=None
-                if progress is None
-                else partial(_view_progress, progress, label, position),
-            )
-            with reader.transaction():
-                for view in replaying:
-                    replayed[view.name] = view_digest(reader, view, VERIFY_SCHEMA)
+        # workers replay and digest on connections of their own.
+        replayed, live = replay_and_digest(
+            database_url,
+            positions,
+            VERIFY_SCHEMA,
+            live_snapshot=str(exported[0]),
+            progress=None if progress is None else partial(_view_progress, progress, positions),
+        )
         differing: dict[str, list[str]] = {}
-        for position, compared in by_position.items():
-            for view in compared:
-                tables = [
-                    table
-                    for table in view.tables
-                    if live[view.name][table] != replayed[view.name][table]
-                ]
-                if tables:
-                    differing[view.name] = tables
-                status = ViewStatus.DIFFERENT if tables else ViewStatus.EQUAL
-                checks[view.name] = ViewCheck(
-                    view.name, status, position, live[view.name], replayed[view.name]
-                )
+        for view in views:
+            if view.name not in positions:
+                continue
+            tables = [
+                table
+                for table in view.tables
+                if live[view.name][table] != replayed[view.name][table]
+            ]
+            if tables:
+                differing[view.name] = tables
+            status = ViewStatus.DIFFERENT if tables else ViewStatus.EQUAL
+            checks[view.name] = ViewCheck(
+                view.name, status, positions[view.name], live[view.name], replayed[view.name]
+            )
         if not differing:
             snapshot.rollback()
             return [checks[view.name] for view in views]
@@ -155,8 +166,8 @@ def _check_all_views(
     return [checks[view.name] for view in views]
 
 
-def _view_progress(progress: Progress, label: str, position: int, reached: int) -> None:
-    progress(label, reached, position)
+def _view_progress(progress: Progress, positions: dict[str, int], name: str, reached: int) -> None:
+    progress(f"view:{name}", reached, positions.get(name, reached))
 
 
 def _copy_live_tables(snapshot: psycopg.Connection[Any], tables: Sequence[str]) -> None:

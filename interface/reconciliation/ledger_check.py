@@ -9,6 +9,10 @@ per currency, and each account's totals equal to the sums of the postings made
 to it. Nothing here reads a view, so a view that went wrong cannot hide a fault
 in the log (the projections check compares the views).
 
+An incremental run (`scope.incremental_runs`) checks the events after the
+last clean pass, going on from what it added up (ledger_state.py); without
+one it checks in full. A clean full pass keeps its state for that.
+
 Each finding becomes a discrepancy named by what it is about ("transfer
 <id>", "account <id>", "event at position 7", "currency USD"): words that
 stay the same from run to run, so an open exception is recognised again
@@ -25,8 +29,16 @@ from typing import Final
 
 from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
 from interface.adapters.audit_keys import PublicKeys
-from interface.audit.report import Finding, FindingKind
+from interface.audit.log_checks import LogCheck
+from interface.audit.report import Finding, FindingKind, VerifyReport
 from interface.audit.verify import verify_ledger
+from interface.reconciliation.ledger_state import (
+    check_log_since_verified,
+    forget_state,
+    keep_state,
+    state_of,
+)
+from interface.reconciliation.scope import is_incremental
 
 LEDGER_CHECK: Final[str] = "ledger"
 # Counted per currency, never summed across them: a total over every account
@@ -66,25 +78,27 @@ class LedgerConsistencyCheck:
         *,
         trusted_keys: TrustedKeys | None = None,
         checkpoint_directory: Path | None = None,
+        incremental: bool | None = None,
     ) -> None:
+        """`incremental`: True or False for every run; None (the service's)
+        as the run says (`scope.incremental_runs`)."""
         self._database_url = database_url
         self._trusted_keys = trusted_keys
         self._checkpoint_directory = checkpoint_directory
+        self._incremental = incremental
 
     @property
     def name(self) -> str:
         return LEDGER_CHECK
 
     def run(self) -> CheckResult:
-        # With the public keys, the log is also held against every signed
-        # checkpoint, so a rewritten or truncated tail is caught here too
-        # (docs/operations.md#signed-checkpoints), not only by `audit verify`.
-        report = verify_ledger(
-            self._database_url,
-            check_views=False,
-            public_keys=self._trusted_keys() if self._trusted_keys is not None else None,
-            checkpoint_directory=self._checkpoint_directory,
-        )
+        incremental = is_incremental() if self._incremental is None else self._incremental
+        report = check_log_since_verified(self._database_url) if incremental else None
+        if report is None:
+            report = self._full_pass()
+        elif not report.ok:
+            # Checked in full next time, until a full pass is clean again.
+            forget_state(self._database_url)
         discrepancies = discrepancies_of(report.findings)
         currencies = sorted(set(report.posted_debits_minor) | set(report.posted_credits_minor))
         return CheckResult(
@@ -101,6 +115,29 @@ class LedgerConsistencyCheck:
             discrepancies=discrepancies,
             elapsed_s=report.elapsed_s,
         )
+
+    def _full_pass(self) -> VerifyReport:
+        """The whole log; a clean pass's state kept to go on from."""
+        kept: list[tuple[bytes, int]] = []
+
+        def keep(check: LogCheck) -> None:
+            kept.append((state_of(check), check.last_position))
+
+        # With the public keys, the log is also held against every signed
+        # checkpoint, so a rewritten or truncated tail is caught here too
+        # (docs/operations.md#signed-checkpoints), not only by `audit verify`.
+        report = verify_ledger(
+            self._database_url,
+            check_views=False,
+            public_keys=self._trusted_keys() if self._trusted_keys is not None else None,
+            checkpoint_directory=self._checkpoint_directory,
+            log_read=keep,
+        )
+        if report.ok and kept:
+            keep_state(self._database_url, *kept[0])
+        else:
+            forget_state(self._database_url)
+        return report
 
     def correct(self, discrepancy: Discrepancy) -> str:
         raise ValueError(

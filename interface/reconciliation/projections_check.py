@@ -10,6 +10,12 @@ with the rows that differ. A view that lags the log is not a discrepancy (it is
 compared at its own position); one built by another version of its code is not
 either (the service rebuilds it at start).
 
+The replays and the digests are those of `ledger projections rebuild`, on
+every core (`projections.parallel_replay`). A full check keeps the replays
+of the views found equal (view_replica.py); an incremental run
+(`scope.incremental_runs`) goes on from them with the events since, and
+compares only the rows those events wrote; without them it checks in full.
+
 A view is derived data: one that differs, or was never built, is rebuilt
 from the log by the service itself. The rebuild is made aside, in the shadow
 schema, while the live view keeps serving and the live runner keeps it
@@ -20,11 +26,14 @@ the runner waits for the swap only (`projections.rebuild.rebuild_with_shadow`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Final
 
 from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
 from interface.audit.report import Finding, Progress, ViewCheck, ViewStatus
 from interface.audit.view_checks import check_views
+from interface.reconciliation.scope import is_incremental
+from interface.reconciliation.view_replica import check_views_incrementally, keep_replays
 from projections.rebuild import rebuild_with_shadow
 from projections.registry import view_named
 
@@ -40,16 +49,35 @@ DIGEST_QUOTED_CHARS: Final[int] = 12
 
 
 class ProjectionsCheck:
-    def __init__(self, database_url: str, *, progress: Progress | None = None) -> None:
+    """`incremental`: True or False for every run; None (the service's) as
+    the run says (`scope.incremental_runs`)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        progress: Progress | None = None,
+        incremental: bool | None = None,
+    ) -> None:
         self._database_url = database_url
         self._progress = progress
+        self._incremental = incremental
 
     @property
     def name(self) -> str:
         return PROJECTIONS_CHECK
 
     def run(self) -> CheckResult:
-        report = check_views(self._database_url, progress=self._progress)
+        incremental = is_incremental() if self._incremental is None else self._incremental
+        report = check_views_incrementally(self._database_url) if incremental else None
+        if report is None:
+            # In full; the replays of the views found equal are kept to go
+            # on from (the next incremental run's starting point).
+            report = check_views(
+                self._database_url,
+                progress=self._progress,
+                compared=partial(keep_replays, self._database_url),
+            )
         findings_by_view: dict[str, list[Finding]] = {}
         for finding in report.findings:
             findings_by_view.setdefault(finding.subject or "", []).append(finding)

@@ -8,7 +8,9 @@ slot's run id is derived from the slot, so a slot runs once however many
 processes look at it, and a process that was down runs the latest missed slot
 of each type when it comes back (not every missed hour: the next run checks
 everything the missed ones would have). The daily run stands in for the hourly
-run of its own hour.
+run of its own hour. The daily run checks everything; the hourly one is
+incremental (`scope.incremental_runs`): it checks what changed since the last
+clean run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from application.reconciliation import ReconciliationService
 from domain.reconciliation import ReconciliationRun, RunType
 from domain.result_codes import LedgerRefusal, ResultCode
 from interface.adapters.persistence.advisory_locks import RECONCILIATION_SCHEDULE_LOCK_KEY
+from interface.reconciliation.scope import incremental_runs
 from interface.workers.leased_worker import Connection, LeasedLoop
 
 log = structlog.get_logger(__name__)
@@ -75,7 +78,10 @@ def run_due(
         if service.run_of(slot.run_id) is not None:
             continue
         try:
-            done.runs.append(service.run(slot.run_type, SCHEDULE_ACTOR, run_id=slot.run_id))
+            # The hourly run goes on from the last clean one; the daily one
+            # checks everything (docs/operations.md#reconciliation).
+            with incremental_runs(slot.run_type is RunType.HOURLY):
+                done.runs.append(service.run(slot.run_type, SCHEDULE_ACTOR, run_id=slot.run_id))
         except LedgerRefusal as refusal:
             # Another process started this slot a moment ago.
             if refusal.code is not ResultCode.RECONCILIATION_RUNNING:
