@@ -57,15 +57,27 @@ def run(
         RunType, typer.Option("--type", help="The run's type, as its report records it")
     ] = RunType.MANUAL,
     as_json: JsonOption = False,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Check only what changed since each check's last clean run "
+            "(docs/operations.md#reconciliation); in full where there was none",
+        ),
+    ] = False,
 ) -> None:
     """Run every check once; exit 1 if a high or critical exception is open,
     4 if a check did not run."""
     from interface.bootstrap import build_ledger
+    from interface.reconciliation.scope import incremental_runs
     from projections import reconciliation
 
     ledger = build_ledger(command_settings(), start_projections=False)
     try:
-        with progress_bars("checks", as_json=as_json) as bars:
+        with (
+            progress_bars("checks", as_json=as_json) as bars,
+            incremental_runs(incremental),
+        ):
             advance = bars.phase("reconciliation", len(ledger.reconciliation.check_names))
             completed = ledger.reconciliation.run(
                 run_type,
