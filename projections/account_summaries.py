@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -48,17 +49,39 @@ def account_summaries(cursor: Cursor, account_ids: Sequence[UUID]) -> dict[UUID,
 
 
 def account_summary_page(
-    cursor: Cursor, *, owner_id: str | None, after_position: int, limit: int
+    cursor: Cursor,
+    *,
+    owner_id: str | None = None,
+    kind: str | None = None,
+    state: str | None = None,
+    currency: str | None = None,
+    opened_from: datetime | None = None,
+    opened_to: datetime | None = None,
+    after_position: int,
+    limit: int,
 ) -> list[AccountSummary]:
-    """Accounts opened after `after_position`, in opening order, at most `limit`."""
-    if owner_id is None:
-        cursor.execute(
-            f"{_SELECT} WHERE a.position > %s ORDER BY a.position LIMIT %s",
-            (after_position, limit),
-        )
-    else:
-        cursor.execute(
-            f"{_SELECT} WHERE a.owner_id = %s AND a.position > %s ORDER BY a.position LIMIT %s",
-            (owner_id, after_position, limit),
-        )
+    """Accounts opened after `after_position`, in opening order, at most
+    `limit`: of one owner, kind, state and currency when given, opened in
+    [opened_from, opened_to)."""
+    conditions = ["a.position > %s"]
+    parameters: list[Any] = [after_position]
+    for column, value in (
+        ("a.owner_id", owner_id),
+        ("a.kind", kind),
+        ("a.state", state),
+        ("a.currency", currency),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = %s")
+            parameters.append(value)
+    if opened_from is not None:
+        conditions.append("a.opened_at >= %s")
+        parameters.append(opened_from)
+    if opened_to is not None:
+        conditions.append("a.opened_at < %s")
+        parameters.append(opened_to)
+    cursor.execute(
+        f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY a.position LIMIT %s",
+        [*parameters, limit],
+    )
     return [_summary(row) for row in cursor.fetchall()]

@@ -259,12 +259,16 @@ def closure_list(
     owner_id: str | None,
     now: datetime,
     overdue_after: timedelta,
+    funded_account_id: UUID | None = None,
+    initiated_from: datetime | None = None,
+    initiated_to: datetime | None = None,
     after_position: int,
     limit: int,
 ) -> list[ClosureRow]:
     """Closures in the order they were initiated, after a log position:
     `stuck` (marked stuck, or work overdue by `overdue_after`), `active`
-    (not completed), `completed`, or all; of one owner, or everyone's."""
+    (not completed), `completed`, or all; of one owner, or everyone's; of one
+    funded account; initiated in [initiated_from, initiated_to)."""
     conditions: list[str] = ["initiated_log_position > %s"]
     parameters: list[Any] = [after_position]
     if status == "stuck":
@@ -277,6 +281,15 @@ def closure_list(
     if owner_id is not None:
         conditions.append("owner_id = %s")
         parameters.append(owner_id)
+    if funded_account_id is not None:
+        conditions.append("funded_account_id = %s")
+        parameters.append(funded_account_id)
+    if initiated_from is not None:
+        conditions.append("initiated_at >= %s")
+        parameters.append(initiated_from)
+    if initiated_to is not None:
+        conditions.append("initiated_at < %s")
+        parameters.append(initiated_to)
     cursor.execute(
         f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY initiated_log_position LIMIT %s",
         [*parameters, limit],

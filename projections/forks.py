@@ -163,13 +163,38 @@ def forks_executing(cursor: Cursor) -> int:
 
 
 def fork_page(
-    cursor: Cursor, *, status: ForkStatus | None, after_position: int, limit: int
+    cursor: Cursor,
+    *,
+    status: ForkStatus | None,
+    parent_id: UUID | None = None,
+    owner_id: str | None = None,
+    proposed_from: datetime | None = None,
+    proposed_to: datetime | None = None,
+    after_position: int,
+    limit: int,
 ) -> list[ForkRow]:
+    """Forks in the order they were proposed, after a log position: in one
+    status, of one parent funded account, of one owner's accounts (from the
+    funded accounts view), proposed in [proposed_from, proposed_to)."""
     conditions: list[str] = ["proposed_log_position > %s"]
     parameters: list[Any] = [after_position]
     if status is not None:
         conditions.append("status = %s")
         parameters.append(status.value)
+    if parent_id is not None:
+        conditions.append("parent_id = %s")
+        parameters.append(parent_id)
+    if owner_id is not None:
+        conditions.append(
+            "parent_id IN (SELECT funded_account_id FROM view_funded_accounts WHERE owner_id = %s)"
+        )
+        parameters.append(owner_id)
+    if proposed_from is not None:
+        conditions.append("proposed_at >= %s")
+        parameters.append(proposed_from)
+    if proposed_to is not None:
+        conditions.append("proposed_at < %s")
+        parameters.append(proposed_to)
     cursor.execute(
         f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY proposed_log_position LIMIT %s",
         [*parameters, limit],

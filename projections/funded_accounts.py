@@ -532,22 +532,40 @@ def funded_account_detail(cursor: Cursor, funded_account_id: UUID) -> FundedAcco
 
 
 def funded_account_page(
-    cursor: Cursor, *, owner_id: str | None, after_position: int, limit: int
+    cursor: Cursor,
+    *,
+    owner_id: str | None = None,
+    state: FundedAccountState | None = None,
+    tier: TierName | None = None,
+    activated_from: datetime | None = None,
+    activated_to: datetime | None = None,
+    after_position: int,
+    limit: int,
 ) -> list[FundedAccountRow]:
     """Accounts activated after log position `after_position`, in activation
-    order, at most `limit`; one owner's, or everyone's."""
-    if owner_id is None:
-        cursor.execute(
-            f"{_SELECT_ACCOUNTS} WHERE activated_log_position > %s"
-            " ORDER BY activated_log_position LIMIT %s",
-            (after_position, limit),
-        )
-    else:
-        cursor.execute(
-            f"{_SELECT_ACCOUNTS} WHERE owner_id = %s AND activated_log_position > %s"
-            " ORDER BY activated_log_position LIMIT %s",
-            (owner_id, after_position, limit),
-        )
+    order, at most `limit`: of one owner, state and tier when given,
+    activated in [activated_from, activated_to)."""
+    conditions = ["activated_log_position > %s"]
+    parameters: list[Any] = [after_position]
+    for column, value in (
+        ("owner_id", owner_id),
+        ("state", None if state is None else state.value),
+        ("tier", None if tier is None else tier.value),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = %s")
+            parameters.append(value)
+    if activated_from is not None:
+        conditions.append("activated_at >= %s")
+        parameters.append(activated_from)
+    if activated_to is not None:
+        conditions.append("activated_at < %s")
+        parameters.append(activated_to)
+    cursor.execute(
+        f"{_SELECT_ACCOUNTS} WHERE {' AND '.join(conditions)}"
+        " ORDER BY activated_log_position LIMIT %s",
+        [*parameters, limit],
+    )
     return [FundedAccountRow(*row) for row in cursor.fetchall()]
 
 

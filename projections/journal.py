@@ -224,6 +224,11 @@ class JournalView:
             "CREATE INDEX IF NOT EXISTS view_journal_transfers_metadata_idx"
             " ON view_journal_transfers USING gin (metadata jsonb_path_ops)"
         )
+        # The open holds (`GET /v1/transfers?status=pending`), few among many.
+        cursor.execute(
+            "CREATE INDEX IF NOT EXISTS view_journal_transfers_open_idx"
+            " ON view_journal_transfers (position) WHERE status = 'pending'"
+        )
         # A statement for a time range starts here, not at the account's first entry.
         cursor.execute(
             "CREATE INDEX IF NOT EXISTS view_journal_entries_logged_at_idx"
@@ -574,12 +579,15 @@ def transfers_page(
     logged_from: datetime | None = None,
     logged_to: datetime | None = None,
     metadata: dict[str, str] | None = None,
+    status: str | None = None,
+    currency: str | None = None,
     after_position: int = 0,
     limit: int,
 ) -> list[JournalTransfer]:
     """Transfers recorded after `after_position`, in log order: those with a
     posting on `account_id` (when given), logged in [logged_from, logged_to),
-    whose metadata holds every given key with the given value."""
+    whose metadata holds every given key with the given value, in `status`
+    (`pending`: the open holds) and with a posting in `currency`."""
     _check_limit(limit)
     if metadata and len(metadata) > METADATA_FILTERS_MAX:
         raise ValueError(f"at most {METADATA_FILTERS_MAX} metadata filters")
@@ -594,6 +602,12 @@ def transfers_page(
     if metadata:
         conditions.append("t.metadata @> %s::jsonb")
         parameters.append(orjson.dumps(metadata).decode())
+    if status is not None:
+        conditions.append("t.status = %s")
+        parameters.append(status)
+    if currency is not None:
+        conditions.append("t.postings @> %s::jsonb")
+        parameters.append(orjson.dumps([{"currency": currency}]).decode())
     where = " AND ".join(conditions)
     if account_id is None:
         query = (

@@ -264,18 +264,31 @@ def withdrawal_page(
     cursor: Cursor,
     *,
     funded_account_id: UUID | None = None,
+    owner_id: str | None = None,
     status: WithdrawalStatus | None = None,
     needs_attention: bool | None = None,
+    requested_from: datetime | None = None,
+    requested_to: datetime | None = None,
     after_position: int = 0,
     limit: int,
 ) -> list[WithdrawalRow]:
     """Withdrawals in the order they were requested, after a log position;
-    of one account, and/or of one status, as asked."""
+    of one account, one owner, one status, requested in [requested_from,
+    requested_to), as asked."""
     conditions = ["requested_log_position > %s"]
     parameters: list[Any] = [after_position]
     if funded_account_id is not None:
         conditions.append("funded_account_id = %s")
         parameters.append(funded_account_id)
+    if owner_id is not None:
+        conditions.append("owner_id = %s")
+        parameters.append(owner_id)
+    if requested_from is not None:
+        conditions.append("requested_at >= %s")
+        parameters.append(requested_from)
+    if requested_to is not None:
+        conditions.append("requested_at < %s")
+        parameters.append(requested_to)
     if status is not None:
         conditions.append("status = %s")
         parameters.append(status.value)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from interface.api.errors import install_error_handlers
 from interface.api.middleware.authentication import AuthenticationMiddleware
@@ -14,6 +15,7 @@ from interface.api.middleware.database_faults import DatabaseFaultMiddleware
 from interface.api.middleware.idempotency import install_idempotency
 from interface.api.middleware.rate_limiting import RATE_LIMITER_STATE_KEY, RateLimitMiddleware
 from interface.api.middleware.request_context import RequestContextMiddleware
+from interface.api.openapi import install_openapi
 from interface.api.request_checks import check_request
 from interface.api.routes import accounts as routes_accounts
 from interface.api.routes import audit as routes_audit
@@ -75,7 +77,9 @@ def create_app(
                 if closes:
                     app.state.ledger.close()
 
-    app = FastAPI(
+    # The docs pages load Swagger UI and ReDoc from the package's files,
+    # served under /static-offline-docs, not from a CDN: /docs works offline.
+    app = FastAPIOffline(
         title="Ledger",
         version="0.1.0",
         description=DESCRIPTION,
@@ -115,6 +119,7 @@ def create_app(
     app.include_router(routes_events.router)
     app.include_router(routes_webhook_endpoints.router)
     app.include_router(routes_metrics.router)
+    install_openapi(app)
     # A server span per request when OTEL_* variables turn tracing on
     # (docs/operations.md#tracing); nothing otherwise.
     tracing.configure_from_environment()

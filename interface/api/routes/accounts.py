@@ -8,13 +8,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from domain.account import AccountKind
+from domain.account import AccountKind, AccountState
 from domain.commands import open_account
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, tell_position, views_caught_up
 from interface.api.deps import LedgerDep, Mover, OwnedAccountSummary, Reader, ServiceDep
 from interface.api.errors import ApiError, status_for
-from interface.api.pagination import PageCursor, PageLimit
+from interface.api.pagination import (
+    CreatedFrom,
+    CreatedTo,
+    CurrencyFilter,
+    OwnerFilter,
+    PageCursor,
+    PageLimit,
+    page_of,
+    position_after,
+)
 from interface.api.query_types import POSITION_MAX, IsoTime
 from interface.api.responses import ERROR_RESPONSES, refusal_of
 from interface.api.schemas.ledger import (
@@ -25,8 +34,8 @@ from interface.api.schemas.ledger import (
     BalancesResponse,
     OpenAccountRequest,
 )
-from projections.account_listing import PAGE_SIZE_DEFAULT, AccountListing
-from projections.account_summaries import SUMMARY_VIEWS
+from projections.account_listing import PAGE_SIZE_DEFAULT, encode_cursor
+from projections.account_summaries import SUMMARY_VIEWS, account_summary_page
 from projections.balances import balance_as_of
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
@@ -92,21 +101,41 @@ def open_account_route(
 def list_accounts_route(
     ledger: LedgerDep,
     principal: Reader,
-    owner_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    owner_id: OwnerFilter = None,
+    kind: Annotated[AccountKind | None, Query(description="Accounts of this kind only.")] = None,
+    state: Annotated[AccountState | None, Query(description="Accounts in this state only.")] = None,
+    currency: CurrencyFilter = None,
+    opened_from: CreatedFrom = None,
+    opened_to: CreatedTo = None,
     cursor: PageCursor = None,
     limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> AccountPageResponse:
-    """Accounts in the order they were opened, a page at a time. A user lists
-    their own; platform keys list everyone's, or one owner's with `owner_id`."""
+    """Accounts in the order they were opened, a page at a time, of one owner,
+    kind, state and currency when given, opened in [`from`, `to`). A user
+    lists their own; platform keys list everyone's, or one owner's."""
     if principal.is_user:
         if owner_id not in (None, principal.owner_id):
             raise ApiError(403, "forbidden", "a user key lists its own owner's accounts only")
         owner_id = principal.owner_id
+    after = position_after(cursor)
     views_caught_up(ledger, SUMMARY_VIEWS, min_position)
-    page = AccountListing(ledger.pool).page(owner_id=owner_id, cursor=cursor, limit=limit)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        rows = account_summary_page(
+            reading,
+            owner_id=owner_id,
+            kind=None if kind is None else kind.value,
+            state=None if state is None else state.value,
+            currency=currency,
+            opened_from=opened_from,
+            opened_to=opened_to,
+            after_position=after,
+            limit=limit + 1,
+        )
+    page = page_of(rows, limit, lambda row: encode_cursor(row.entry.position))
     return AccountPageResponse(
         items=[AccountResponse.of_summary(summary) for summary in page.items],
+        has_more=page.has_more,
         next_cursor=page.next_cursor,
     )
 

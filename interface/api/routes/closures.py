@@ -22,12 +22,12 @@ import math
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 import redis.asyncio
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +43,16 @@ from interface.adapters.notifications.closure_progress import (
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.deps import Admin, LedgerDep, Mover, OwnedFundedAccountUnderAccounts, Reader
-from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
+from interface.api.errors import ApiError
+from interface.api.pagination import (
+    CreatedFrom,
+    CreatedTo,
+    OwnerFilter,
+    PageCursor,
+    PageLimit,
+    page_of,
+    position_after,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.closures import (
     OVERDUE_AFTER,
@@ -287,32 +296,49 @@ async def _unsubscribe(subscriber: Any) -> None:
 def list_closures_route(
     ledger: LedgerDep,
     principal: Reader,
-    status: Literal["stuck", "active", "completed"] | None = None,
+    status: Annotated[
+        Literal["stuck", "active", "completed"] | None,
+        Query(description="stuck: they need a person; active: not completed; completed."),
+    ] = None,
+    owner_id: OwnerFilter = None,
+    funded_account_id: Annotated[
+        UUID | None, Query(description="One funded account's closures only.")
+    ] = None,
+    initiated_from: CreatedFrom = None,
+    initiated_to: CreatedTo = None,
     cursor: PageCursor = None,
     limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> ClosurePageResponse:
     """Closures in the order they were initiated. `status=stuck`: those that
     need a person (marked stuck, or overdue by an hour: no worker ran them);
-    `active`; `completed`. A user lists their own."""
+    `active`; `completed`. Of one owner or funded account, initiated in
+    [`from`, `to`), when given. A user lists their own."""
+    if principal.is_user:
+        if owner_id not in (None, principal.owner_id):
+            raise ApiError(403, "forbidden", "a user key lists its own closures only")
+        owner_id = principal.owner_id
     after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     now = ledger.clock.now()
-    owner = principal.owner_id if principal.is_user else None
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = closures_view.closure_list(
             reading,
             status=status,
-            owner_id=owner,
+            owner_id=owner_id,
             now=now,
             overdue_after=OVERDUE_AFTER,
+            funded_account_id=funded_account_id,
+            initiated_from=initiated_from,
+            initiated_to=initiated_to,
             after_position=after,
             limit=limit + 1,
         )
-    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.initiated_log_position))
+    page = page_of(rows, limit, lambda row: encode_cursor(row.initiated_log_position))
     return ClosurePageResponse(
-        items=[ClosureSummaryResponse.of(row, now) for row in page],
-        next_cursor=next_cursor,
+        items=[ClosureSummaryResponse.of(row, now) for row in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
     )
 
 

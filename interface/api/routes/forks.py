@@ -13,18 +13,16 @@ from __future__ import annotations
 from typing import Annotated, Final
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 
 from application.merges import MergeRequest
-from domain.fork import (
-    fork_plan,
-)
+from domain.fork import ForkStatus, fork_plan
 from domain.merge import MergeTrigger, MergeUrgency
 from domain.money import parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
 from interface.adapters.persistence.api_keys import Principal
-from interface.api.consistency import views_caught_up
+from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.deps import (
     Admin,
     LedgerDep,
@@ -33,12 +31,22 @@ from interface.api.deps import (
     Reader,
     visible_funded_account,
 )
-from interface.api.pagination import PageLimit
+from interface.api.errors import ApiError
+from interface.api.pagination import (
+    CreatedFrom,
+    CreatedTo,
+    OwnerFilter,
+    PageCursor,
+    PageLimit,
+    page_of,
+    position_after,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.common import IdempotencyKey, money
 from interface.api.schemas.forks import (
     ForkOpportunitiesResponse,
     ForkOpportunityResponse,
+    ForkPageResponse,
     ForkResponse,
     MergeOpportunitiesResponse,
     MergeOpportunityResponse,
@@ -49,7 +57,8 @@ from interface.api.schemas.forks import (
 )
 from interface.bootstrap import Ledger
 from projections import daily_values, funded_accounts, hierarchy
-from projections.account_listing import PAGE_SIZE_DEFAULT
+from projections import forks as forks_view
+from projections.account_listing import PAGE_SIZE_DEFAULT, encode_cursor
 
 router = APIRouter(tags=["forks and merges"])
 
@@ -69,6 +78,49 @@ def _require_visible(
 
 
 # Forks --------------------------------------------------------------------------------
+
+
+@router.get("/v1/forks", response_model=ForkPageResponse, responses=ERROR_RESPONSES)
+def list_forks_route(
+    ledger: LedgerDep,
+    principal: Reader,
+    status: Annotated[ForkStatus | None, Query(description="Forks in this status only.")] = None,
+    funded_account_id: Annotated[
+        UUID | None, Query(description="Forks of this parent funded account only.")
+    ] = None,
+    owner_id: OwnerFilter = None,
+    proposed_from: CreatedFrom = None,
+    proposed_to: CreatedTo = None,
+    cursor: PageCursor = None,
+    limit: PageLimit = PAGE_SIZE_DEFAULT,
+    min_position: MinPosition = None,
+) -> ForkPageResponse:
+    """Forks in the order they were proposed, in one status, of one parent
+    account or owner, proposed in [`from`, `to`), when given; each as its
+    aggregate holds it. A user lists the forks of their own accounts."""
+    if principal.is_user:
+        if owner_id not in (None, principal.owner_id):
+            raise ApiError(403, "forbidden", "a user key lists its own forks only")
+        owner_id = principal.owner_id
+    after = position_after(cursor)
+    views_caught_up(ledger, (forks_view.NAME, funded_accounts.NAME), min_position)
+    with ledger.pool.connection() as connection, connection.cursor() as reading:
+        rows = forks_view.fork_page(
+            reading,
+            status=status,
+            parent_id=funded_account_id,
+            owner_id=owner_id,
+            proposed_from=proposed_from,
+            proposed_to=proposed_to,
+            after_position=after,
+            limit=limit + 1,
+        )
+    page = page_of(rows, limit, lambda row: encode_cursor(row.proposed_log_position))
+    return ForkPageResponse(
+        items=[ForkResponse.of(ledger.forks.require_fork(row.fork_id)) for row in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(

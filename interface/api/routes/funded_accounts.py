@@ -28,13 +28,22 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response
 
 from application.funded_accounts import ActivationRequest
+from domain.funded_account_states import FundedAccountState
 from domain.money import parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
-from domain.tiers import TIER_CURRENCY, TIERS
+from domain.tiers import TIER_CURRENCY, TIERS, TierName
 from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.deps import Admin, LedgerDep, OwnedFundedAccountDetail, Reader, ServiceOnly
 from interface.api.errors import ApiError
-from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
+from interface.api.pagination import (
+    CreatedFrom,
+    CreatedTo,
+    OwnerFilter,
+    PageCursor,
+    PageLimit,
+    page_of,
+    position_after,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.funded_accounts import (
     ActivateFundedAccountRequest,
@@ -53,7 +62,6 @@ from projections.account_listing import (
 router = APIRouter(tags=["funded accounts"])
 
 VIEWS: Final[tuple[str, ...]] = (funded_accounts.NAME,)
-OWNER_ID_LENGTH_MAX: Final[int] = 128
 ASSESSMENT_PASSED: Final[str] = "passed"
 _ACTIVATED_BEFORE: dict[int | str, dict[str, Any]] = {
     200: {"model": FundedAccountDetailResponse, "description": "Activated before: the same account"}
@@ -66,14 +74,21 @@ _ACTIVATED_BEFORE: dict[int | str, dict[str, Any]] = {
 def list_funded_accounts_route(
     ledger: LedgerDep,
     principal: Reader,
-    owner_id: Annotated[str | None, Query(min_length=1, max_length=OWNER_ID_LENGTH_MAX)] = None,
+    owner_id: OwnerFilter = None,
+    state: Annotated[
+        FundedAccountState | None, Query(description="Accounts in this state only.")
+    ] = None,
+    tier: Annotated[TierName | None, Query(description="Accounts of this tier only.")] = None,
+    activated_from: CreatedFrom = None,
+    activated_to: CreatedTo = None,
     cursor: PageCursor = None,
     limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> FundedAccountPageResponse:
-    """Funded accounts in the order they were activated, a page at a time. A
-    user lists their own; platform and auditor keys list everyone's, or one
-    owner's with `owner_id`."""
+    """Funded accounts in the order they were activated, a page at a time, in
+    one state and tier when given, activated in [`from`, `to`). A user lists
+    their own; platform and auditor keys list everyone's, or one owner's
+    with `owner_id`."""
     if principal.is_user:
         if owner_id not in (None, principal.owner_id):
             raise ApiError(403, "forbidden", "a user key lists its own funded accounts only")
@@ -82,12 +97,20 @@ def list_funded_accounts_route(
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = funded_accounts.funded_account_page(
-            reading, owner_id=owner_id, after_position=after, limit=limit + 1
+            reading,
+            owner_id=owner_id,
+            state=state,
+            tier=tier,
+            activated_from=activated_from,
+            activated_to=activated_to,
+            after_position=after,
+            limit=limit + 1,
         )
-    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.activated_log_position))
+    page = page_of(rows, limit, lambda row: encode_cursor(row.activated_log_position))
     return FundedAccountPageResponse(
-        items=[FundedAccountResponse.of(row) for row in page],
-        next_cursor=next_cursor,
+        items=[FundedAccountResponse.of(row) for row in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
     )
 
 

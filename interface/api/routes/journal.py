@@ -16,11 +16,12 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from domain.account import METADATA_KEY_LENGTH_MAX, METADATA_KEYS_MAX, METADATA_VALUE_LENGTH_MAX
-from domain.transfer import POSTINGS_MAX
+from domain.transfer import POSTINGS_MAX, TransferStatus
 from interface.api.consistency import MinPosition, views_caught_up
 from interface.api.deps import LedgerDep, OwnedAccountSummary, Reader, visible_account_summary
 from interface.api.errors import ApiError
 from interface.api.pagination import (
+    CurrencyFilter,
     PageCursor,
     PageLimit,
     decode_key_cursor,
@@ -103,12 +104,18 @@ def list_transfers_route(
     logged_from: LoggedFrom = None,
     logged_to: LoggedTo = None,
     metadata: MetadataFilters = None,
+    status: Annotated[
+        TransferStatus | None,
+        Query(description="Transfers in this status only: `pending` lists the open holds."),
+    ] = None,
+    currency: CurrencyFilter = None,
     cursor: PageCursor = None,
     limit: PageLimit = PAGE_SIZE_DEFAULT,
 ) -> TransferPageResponse:
     """Transfers in the order they were recorded, a page at a time: those with
     a posting on `account_id`, logged in [`from`, `to`), whose metadata has
-    every `metadata=key:value` given (repeat the parameter for several).
+    every `metadata=key:value` given (repeat the parameter for several), in
+    `status` (`pending`: the open holds), with a posting in `currency`.
 
     A user key must name one of its own accounts in `account_id` (without
     one: 403; another owner's or an unknown account: 404). Platform and
@@ -131,13 +138,16 @@ def list_transfers_route(
             logged_from=logged_from,
             logged_to=logged_to,
             metadata=wanted,
+            status=None if status is None else status.value,
+            currency=currency,
             after_position=after,
             limit=limit + 1,
         )
-    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.position))
+    page = page_of(rows, limit, lambda row: encode_cursor(row.position))
     return TransferPageResponse(
-        items=[JournalTransferResponse.of(row) for row in page],
-        next_cursor=next_cursor,
+        items=[JournalTransferResponse.of(row) for row in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -172,13 +182,14 @@ def statement_route(
             after=after,
             limit=limit + 1,
         )
-    entries, next_cursor = page_of(
+    page = page_of(
         found.entries, limit, lambda entry: encode_statement_cursor(entry.position, entry.seq)
     )
     return StatementResponse(
         account_id=account_id,
         currency=currency,
         opening=RunningFiguresResponse.of(found.opening, currency),
-        entries=[StatementEntryResponse.of(entry) for entry in entries],
-        next_cursor=next_cursor,
+        entries=[StatementEntryResponse.of(entry) for entry in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
     )

@@ -84,10 +84,11 @@ def list_reports_route(
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = reconciliation.run_page(reading, before_position=before, limit=limit + 1)
-    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.started_log_position))
+    page = page_of(rows, limit, lambda row: encode_cursor(row.started_log_position))
     return ReportPageResponse(
-        items=[ReportSummaryResponse.of(row) for row in page],
-        next_cursor=next_cursor,
+        items=[ReportSummaryResponse.of(row) for row in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -125,10 +126,11 @@ def list_exceptions_route(
         rows = reconciliation.exception_page(
             reading, severity=severity, resolved=resolved, after_position=after, limit=limit + 1
         )
-    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.raised_log_position))
+    page = page_of(rows, limit, lambda row: encode_cursor(row.raised_log_position))
     return ExceptionPageResponse(
-        items=[ExceptionResponse.of(row) for row in page],
-        next_cursor=next_cursor,
+        items=[ExceptionResponse.of(row) for row in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 from uuid import UUID, uuid4
 
 import structlog
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from application.withdrawals import PayoutUpdate, WithdrawalRequest
@@ -43,7 +43,15 @@ from interface.api.deps import (
     Reader,
 )
 from interface.api.errors import ApiError
-from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
+from interface.api.pagination import (
+    CreatedFrom,
+    CreatedTo,
+    OwnerFilter,
+    PageCursor,
+    PageLimit,
+    page_of,
+    position_after,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.common import IdempotencyKey
 from interface.api.schemas.withdrawals import (
@@ -80,6 +88,12 @@ def _not_found(withdrawal_id: UUID) -> LedgerRefusal:
     )
 
 
+WithdrawalStatusFilter = Annotated[
+    WithdrawalStatus | None,
+    Query(description="Withdrawals in this status only: `pending` waits for a decision."),
+]
+
+
 def _visible_row(
     ledger: Ledger, principal: Principal, withdrawal_id: UUID, position: int | None
 ) -> WithdrawalRow:
@@ -92,10 +106,11 @@ def _visible_row(
 
 
 def _page(rows: list[WithdrawalRow], limit: int) -> WithdrawalPageResponse:
-    page, next_cursor = page_of(rows, limit, lambda row: encode_cursor(row.requested_log_position))
+    page = page_of(rows, limit, lambda row: encode_cursor(row.requested_log_position))
     return WithdrawalPageResponse(
-        items=[WithdrawalResponse.of(row) for row in page],
-        next_cursor=next_cursor,
+        items=[WithdrawalResponse.of(row) for row in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -146,17 +161,25 @@ def list_account_withdrawals_route(
     ledger: LedgerDep,
     principal: Reader,
     detail: OwnedFundedAccountDetail,
+    status: WithdrawalStatusFilter = None,
+    requested_from: CreatedFrom = None,
+    requested_to: CreatedTo = None,
     cursor: PageCursor = None,
     limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> WithdrawalPageResponse:
-    """An account's withdrawals in the order they were requested."""
+    """An account's withdrawals in the order they were requested, in one
+    `status` when given (`pending`: waiting for a decision), requested in
+    [`from`, `to`)."""
     after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = withdrawals.withdrawal_page(
             reading,
             funded_account_id=detail.account.funded_account_id,
+            status=status,
+            requested_from=requested_from,
+            requested_to=requested_to,
             after_position=after,
             limit=limit + 1,
         )
@@ -182,22 +205,35 @@ def get_withdrawal_route(
 def list_withdrawals_route(
     ledger: LedgerDep,
     _: Auditor,
-    status: WithdrawalStatus | None = None,
-    needs_attention: bool | None = None,
+    status: WithdrawalStatusFilter = None,
+    needs_attention: Annotated[
+        bool | None, Query(description="true: the payouts that stopped retrying.")
+    ] = None,
+    owner_id: OwnerFilter = None,
+    funded_account_id: Annotated[
+        UUID | None, Query(description="One funded account's withdrawals only.")
+    ] = None,
+    requested_from: CreatedFrom = None,
+    requested_to: CreatedTo = None,
     cursor: PageCursor = None,
     limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> WithdrawalPageResponse:
     """Every account's withdrawals, oldest request first: `status=pending` is the
     queue waiting for a decision, `needs_attention=true` the payouts that
-    stopped retrying."""
+    stopped retrying; of one owner or funded account, requested in [`from`,
+    `to`), when given."""
     after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
         rows = withdrawals.withdrawal_page(
             reading,
+            funded_account_id=funded_account_id,
+            owner_id=owner_id,
             status=status,
             needs_attention=needs_attention,
+            requested_from=requested_from,
+            requested_to=requested_to,
             after_position=after,
             limit=limit + 1,
         )

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, Strict
 
 from domain.closure import ClosurePhase
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.common import PLAIN_TEXT_PATTERN, RequestModel, money
 from projections.closures import ClosureRow
 
@@ -117,7 +118,8 @@ class ClosureSummaryResponse(BaseModel):
 
 class ClosurePageResponse(BaseModel):
     items: list[ClosureSummaryResponse]
-    next_cursor: str | None
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class ResumeClosureRequest(RequestModel):

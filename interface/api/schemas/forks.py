@@ -18,6 +18,7 @@ from domain.fork import (
 )
 from domain.merge import Merge, MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
 from domain.tiers import TIER_CURRENCY, TierName
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.common import (
     PLAIN_TEXT_PATTERN,
     Amount,
@@ -105,6 +106,12 @@ class ForkOpportunityResponse(BaseModel):
 
 class ForkOpportunitiesResponse(BaseModel):
     items: list[ForkOpportunityResponse]
+
+
+class ForkPageResponse(BaseModel):
+    items: list[ForkResponse]
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class ProposeForkRequest(RequestModel):

@@ -28,6 +28,7 @@ from domain.funded_rules import (
     RuleStatus,
 )
 from domain.tiers import TIER_CURRENCY, Tier, TierName
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.query_types import IsoTime
 from interface.api.schemas.common import (
     PLAIN_TEXT_PATTERN,
@@ -190,9 +191,8 @@ def _account_fields(account: FundedAccountRow) -> dict[str, Any]:
 
 class FundedAccountPageResponse(BaseModel):
     items: list[FundedAccountResponse]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
-    )
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class FundedPositionResponse(BaseModel):

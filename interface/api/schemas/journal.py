@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from domain.money import format_amount
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.ledger import PostingResponse
 from projections.journal import JournalEntry, JournalTransfer, RunningFigures
 
@@ -62,9 +63,8 @@ class JournalTransferResponse(BaseModel):
 
 class TransferPageResponse(BaseModel):
     items: list[JournalTransferResponse]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
-    )
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class RunningFiguresResponse(BaseModel):
@@ -124,6 +124,7 @@ class StatementResponse(BaseModel):
         "at the start of the range asked for)."
     )
     entries: list[StatementEntryResponse]
+    has_more: HasMore
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
     )

@@ -13,6 +13,7 @@ from application.writer import BATCH_SIZE_MAX_DEFAULT
 from domain.account import METADATA_KEYS_MAX, Account, AccountKind, Totals
 from domain.money import format_amount
 from domain.transfer import PENDING_TIMEOUT_S_MAX, POSTINGS_MAX, Posting, Transfer
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.common import Amount, Currency, IdempotencyKey, RequestModel
 from projections.account_summaries import AccountSummary
 from projections.balances import Balance
@@ -194,9 +195,8 @@ class AccountResponse(BaseModel):
 
 class AccountPageResponse(BaseModel):
     items: list[AccountResponse]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
-    )
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class PostingResponse(BaseModel):

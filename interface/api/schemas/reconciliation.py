@@ -19,6 +19,7 @@ from domain.reconciliation import (
     RunType,
     Severity,
 )
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.common import PLAIN_TEXT_PATTERN, RequestModel
 from projections.reconciliation import CheckRow, ExceptionRow, RunRow
 
@@ -139,12 +140,14 @@ class ReportResponse(ReportSummaryResponse):
 
 class ReportPageResponse(BaseModel):
     items: list[ReportSummaryResponse]
-    next_cursor: str | None
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class ExceptionPageResponse(BaseModel):
     items: list[ExceptionResponse]
-    next_cursor: str | None
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class StartRunRequest(RequestModel):

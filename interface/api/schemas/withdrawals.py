@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, Strict
 
 from domain.money import format_amount
 from domain.withdrawal import REASON_LENGTH_MAX, WithdrawalStatus
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Amount, IdempotencyKey, RequestModel
 from projections.withdrawals import WithdrawalRow
 
@@ -98,9 +99,8 @@ class WithdrawalResponse(BaseModel):
 
 class WithdrawalPageResponse(BaseModel):
     items: list[WithdrawalResponse]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class WebhookReceipt(BaseModel):
