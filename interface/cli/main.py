@@ -14,12 +14,14 @@ from interface.cli.closures import closures_app
 from interface.cli.context import command_settings
 from interface.cli.errors import LedgerGroup
 from interface.cli.forks import forks_app
+from interface.cli.http import http as http_command
 from interface.cli.output import JsonOption, print_json, print_rows
 from interface.cli.progress import progress_bars
 from interface.cli.projections import projections_app
 from interface.cli.reconcile import reconcile_app
 from interface.cli.stored_text import stored_text
 from interface.cli.webhooks import webhooks_app
+from interface.cli.worker import worker as worker_command
 from interface.cli.writer import writer
 
 app = typer.Typer(
@@ -70,52 +72,30 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
     demo: Annotated[bool, typer.Option(help="Load the demo data set first")] = False,
+    http_processes: Annotated[
+        int | None,
+        typer.Option(help="HTTP processes sharing the port (default: one per core)", min=1, max=64),
+    ] = None,
 ) -> None:
-    """Run the HTTP API with its writer (and the embedded PostgreSQL if no URL is set)."""
-    import uvicorn
-
-    from interface.adapters.persistence.api_keys import Role
-    from interface.api.app import create_app
-    from interface.bootstrap import build_ledger
-    from interface.demo.data_set import load_demo_data_set
-    from interface.demo.ledger_transfers import DEMO_USER_OWNER
+    """Run the whole service: the writer, the HTTP processes and the worker as
+    supervised child processes (and the embedded PostgreSQL if no URL is set)."""
+    from interface.processes.serve import ServeOptions, default_http_processes
+    from interface.processes.serve import serve as serve_supervised
 
     settings = command_settings()
-    ledger = build_ledger(
-        settings,
-        start_rules_monitor=True,
-        start_payout_worker=True,
-        start_closure_worker=True,
-        start_fork_scanner=True,
-        start_reconciliation_schedule=True,
-        start_guard_worker=True,
-        start_webhook_worker=True,
-        start_checkpointer=True,
+    options = ServeOptions(
+        host=host or settings.host,
+        port=port or settings.port,
+        demo=demo,
+        http_processes=http_processes or default_http_processes(),
     )
-    if demo:
-        demo_data_set = load_demo_data_set(ledger)
-        summary = demo_data_set.summary
-        for line in demo_data_set.lines:
-            typer.echo(f"demo: {line}")
-        _, admin_key = ledger.api_keys.create(Role.ADMIN, label="demo admin")
-        _, user_key = ledger.api_keys.create(Role.USER, owner_id=DEMO_USER_OWNER, label="demo user")
-        typer.echo(f"demo admin key: {admin_key}")
-        typer.echo(f"demo user key ({DEMO_USER_OWNER}): {user_key}")
-        typer.echo(
-            f"try: curl -H 'Authorization: Bearer {user_key}' "
-            f"http://{host or settings.host}:{port or settings.port}"
-            f"/v1/accounts/{summary.user_account_ids[0]}"
-        )
-    listen_host, listen_port = host or settings.host, port or settings.port
-    typer.echo(f"API docs: http://{listen_host}:{listen_port}/docs")
-    # The app's lifespan closes the ledger on shutdown, SIGTERM included.
-    uvicorn.run(
-        create_app(settings, ledger=ledger, owns_ledger=True),
-        host=listen_host,
-        port=listen_port,
-        log_config=None,
-        access_log=False,
-    )
+    raise typer.Exit(serve_supervised(settings, options))
+
+
+# The parts `ledger serve` starts, each also run alone in production
+# (docs/architecture.md#processes).
+app.command("http")(http_command)
+app.command("worker")(worker_command)
 
 
 @db_app.command("upgrade")

@@ -56,7 +56,10 @@ def configure_logging(
     structlog.configure(
         processors=[*level_filter, *shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(min(threshold, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(output),
+        # One write per line, newline included (print() makes two): the
+        # processes of `ledger serve` share one output, and two writes
+        # let another process's line in between.
+        logger_factory=structlog.WriteLoggerFactory(output),
         cache_logger_on_first_use=cache_loggers,
     )
     # Libraries that log through the standard library go through the same renderer.

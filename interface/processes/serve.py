@@ -92,7 +92,9 @@ def serve(settings: Settings, options: ServeOptions) -> int:
                 stop,
             )
             try:
-                Supervisor(specs).run(stop)
+                # Once stopping, new connections are refused (when the HTTP
+                # processes have closed their copies) rather than left queued.
+                Supervisor(specs).run(stop, stopping=listening.close)
             except CrashLoop as error:
                 sys.stderr.write(f"ledger serve: stopped: {error}\n")
                 return 1

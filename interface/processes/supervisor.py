@@ -1,15 +1,18 @@
 """Child processes kept running: started in order, restarted when they
 crash, stopped in order (docs/architecture.md#processes).
 
-On SIGTERM the children stop in order: the HTTP processes first (they
-finish their requests), then the worker, the writer last (it commits what
-was submitted to it). The children stay in the supervisor's process group,
-so whatever signals the group (Ctrl-C at a terminal, a kill of the group)
-reaches every one of them at once, and nothing outlives a group killed hard.
-A child that exits while no stop was asked for is started again after a
-delay that doubles with each crash within a window; past a number of
-crashes within it the supervisor gives up, stops the others and reports
-failure, as a crash loop needs an operator.
+On SIGTERM or SIGINT the children stop in order: the HTTP processes first
+(they finish their requests), then the worker, the writer last (it commits
+what was submitted to it). For that order to hold, each child runs in a
+session of its own, so a signal to the supervisor's process group (Ctrl-C
+at a terminal, a `kill` of the group) reaches the supervisor alone; and on
+Linux each child asks the kernel to kill it when the supervisor dies
+(interface/processes/parent_death.py), so a supervisor killed hard leaves
+nothing behind. A child that exits while no
+stop was asked for is started again after a delay that doubles with each
+crash within a window; past a number of crashes within it the supervisor
+gives up, stops the others and reports failure, as a crash loop needs an
+operator.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 import structlog
+
+from interface.processes.parent_death import SUPERVISOR_PID_VARIABLE
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +72,9 @@ class _Child:
     def start(self) -> None:
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             list(self.spec.argv),
-            env={**os.environ, **self.spec.environment},
+            env={**os.environ, **self.spec.environment, SUPERVISOR_PID_VARIABLE: str(os.getpid())},
             pass_fds=tuple(self.spec.pass_fds),
+            start_new_session=True,
         )
         self.restart_at = None
         log.info("child_started", child=self.spec.name, pid=self.process.pid)
@@ -90,10 +96,11 @@ class Supervisor:
             if child.process is not None and child.process.poll() is None
         }
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, *, stopping: Callable[[], None] | None = None) -> None:
         """Start every child in order, keep them running until `stop` is
-        set, then stop them all. Raises CrashLoop when a child crashes
-        too often (the others stopped first)."""
+        set, then call `stopping` (the supervisor lets go of the listening
+        socket there) and stop them all. Raises CrashLoop when a child
+        crashes too often (the others stopped first)."""
         try:
             for child in self._children:
                 if not stop.is_set():
@@ -102,6 +109,8 @@ class Supervisor:
                 for child in self._children:
                     self._look_after(child)
         finally:
+            if stopping is not None:
+                stopping()
             self.stop_all()
 
     def _look_after(self, child: _Child) -> None:
