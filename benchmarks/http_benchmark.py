@@ -53,7 +53,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from benchmarks import databases
 from benchmarks.http_load import (
-    HEALTH,
+    BATCH,
+    BATCH_ITEMS,
+    FLOOR,
+    HOT,
+    PHASE_KINDS,
     READS,
     TRANSFERS,
     ClientKind,
@@ -73,6 +77,7 @@ from benchmarks.http_report import (
 from benchmarks.server_profile import CpuMeter, ProfileSummary, SamplingProfiler, parent_of
 from benchmarks.workload import CURRENCY, FUNDING_MINOR, TRANSFER_AMOUNT_MINOR_MAX, Workload
 from benchmarks.writer_phases import BenchmarkFailed, open_and_fund_accounts
+from benchmarks.writer_phases import run_phase as run_writer_phase
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -119,6 +124,13 @@ class HttpBenchmarkConfig:
     # one worker (several workers always do).
     projections_apart: bool = False
     client: ClientKind = "raw"
+    # The service as one `ledger writer` process and `server_workers` HTTP
+    # processes submitting to it (LEDGER_WRITER_ENDPOINT), the views in a
+    # `ledger projections run` beside them.
+    writer_process: bool = False
+    # Transfers the in-process writer takes in BATCH_ITEMS-transfer submissions
+    # for the batch route's baseline (measured when the batch phase runs).
+    writer_baseline_transfers: int = 200_000
     # py-spy the server during each measured window (needs py-spy installed).
     profile: bool = False
     seed: int = 1
@@ -138,15 +150,23 @@ class HttpBenchmarkConfig:
             raise ValueError("accounts must be at least 2")
         if not self.server_workers or min(self.server_workers) < 1:
             raise ValueError("server_workers needs at least one count of 1 or more")
-        if not self.phases or any(phase not in (TRANSFERS, READS, HEALTH) for phase in self.phases):
-            raise ValueError("phases are among transfers, reads and health")
+        if not self.phases or any(phase not in PHASE_KINDS for phase in self.phases):
+            raise ValueError(f"phases are among {', '.join(PHASE_KINDS)}")
+        if self.writer_baseline_transfers < BATCH_ITEMS:
+            raise ValueError(f"writer_baseline_transfers must be at least {BATCH_ITEMS}")
         if self.client not in ("raw", "httpx"):
             raise ValueError("client is raw or httpx")
 
     @classmethod
     def quick(cls, **overrides: Any) -> HttpBenchmarkConfig:
         """Every part in a few seconds: for smoke tests, not for figures."""
-        small = cls(duration_s=3.0, warmup_s=1.0, clients=8, accounts=100)
+        small = cls(
+            duration_s=3.0,
+            warmup_s=1.0,
+            clients=8,
+            accounts=100,
+            writer_baseline_transfers=20_000,
+        )
         return replace(small, **overrides)
 
 
@@ -172,26 +192,19 @@ def free_port() -> int:
         return port
 
 
-def projections_apart(workers: int, apart: bool) -> bool:
+def projections_apart(workers: int, apart: bool, writer_process: bool = False) -> bool:
     """Whether the server's views are kept by a `ledger projections run` of
-    their own: always with several workers (as the README's scaling notes say)."""
-    return apart or workers > 1
+    their own: always with several workers (as the README's scaling notes say),
+    and beside a writer process (HTTP processes do no background work)."""
+    return apart or workers > 1 or writer_process
 
 
-def server_command(workers: int, port: int, apart: bool = False) -> list[str]:
-    ledger = Path(sys.executable).with_name("ledger")
-    # The projections process runs in the server's process tree, so the
-    # server's CPU counts it.
-    beside = ["sh", "-c", f'"{ledger}" projections run & exec "$0" "$@"']
-    if workers == 1:
-        serve = [str(ledger), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        return [*beside, *serve] if apart else serve
+def uvicorn_command(factory: str, workers: int, port: int) -> list[str]:
     return [
-        *beside,
         sys.executable,
         "-m",
         "uvicorn",
-        f"{__name__}:create_server_app",
+        factory,
         "--factory",
         "--host",
         "127.0.0.1",
@@ -205,6 +218,27 @@ def server_command(workers: int, port: int, apart: bool = False) -> list[str]:
     ]
 
 
+def server_command(
+    workers: int, port: int, apart: bool = False, writer_process: bool = False
+) -> list[str]:
+    ledger = Path(sys.executable).with_name("ledger")
+    # The writer and projections processes run in the server's process tree,
+    # so the server's CPU counts them.
+    started_beside = [f'"{ledger}" writer & '] if writer_process else []
+    if apart:
+        started_beside.append(f'"{ledger}" projections run & ')
+    beside = ["sh", "-c", "".join(started_beside) + 'exec "$0" "$@"']
+    if workers == 1 and not writer_process:
+        serve = [str(ledger), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        return [*beside, *serve] if apart else serve
+    return [*beside, *uvicorn_command(f"{__name__}:create_server_app", workers, port)]
+
+
+def floor_command(workers: int, port: int) -> list[str]:
+    """The bare FastAPI app, under the same server and process count."""
+    return uvicorn_command("benchmarks.http_floor:create_floor_app", workers, port)
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -213,6 +247,8 @@ class ServerProcess:
     port: int
     log_path: Path
     _log: IO[bytes]
+    # Answers 200 once the server takes requests.
+    ready_path: str = "/readyz"
 
     @property
     def pid(self) -> int:
@@ -224,7 +260,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise BenchmarkFailed(f"the server exited early:\n{self.log_tail()}")
             with contextlib.suppress(OSError):
-                if http_get(self.host, self.port, "/readyz")[0] == 200:
+                if http_get(self.host, self.port, self.ready_path)[0] == 200:
                     return
             time.sleep(0.1)
         raise BenchmarkFailed(f"the server was not ready in {timeout_s:.0f} s:\n{self.log_tail()}")
@@ -272,9 +308,13 @@ def rate_limit_environment() -> dict[str, str]:
 
 
 def server_environment(
-    database_url: str, data_dir: Path, workers: int, apart: bool = False
+    database_url: str,
+    data_dir: Path,
+    workers: int,
+    apart: bool = False,
+    writer_endpoint: str | None = None,
 ) -> dict[str, str]:
-    return {
+    environment = {
         **os.environ,
         **rate_limit_environment(),
         "LEDGER_DATABASE_URL": database_url,
@@ -284,28 +324,67 @@ def server_environment(
         # Several workers are several writers on the same accounts: each
         # decides its batches under the log's write lock instead of racing,
         # and none runs the projections (one process beside them does).
-        "LEDGER_WRITER_DECIDE_UNDER_LOCK": "true" if workers > 1 else "false",
-        "LEDGER_PROJECTIONS_IN_PROCESS": "false" if projections_apart(workers, apart) else "true",
+        # With a writer process there is one writer, whatever the workers.
+        "LEDGER_WRITER_DECIDE_UNDER_LOCK": (
+            "true" if workers > 1 and writer_endpoint is None else "false"
+        ),
+        "LEDGER_PROJECTIONS_IN_PROCESS": (
+            "false" if projections_apart(workers, apart, writer_endpoint is not None) else "true"
+        ),
     }
+    if writer_endpoint is not None:
+        environment["LEDGER_WRITER_ENDPOINT"] = writer_endpoint
+    return environment
 
 
-@contextlib.contextmanager
-def running_server(
-    database_url: str, workers: int, data_dir: Path, log_path: Path, apart: bool = False
-) -> Iterator[ServerProcess]:
-    port = free_port()
-    apart = projections_apart(workers, apart)
-    command = server_command(workers, port, apart)
+def _start(
+    command: list[str], environment: dict[str, str], log_path: Path, ready_path: str
+) -> ServerProcess:
+    port = int(command[command.index("--port") + 1])
     log = log_path.open("ab")
     process = subprocess.Popen(  # noqa: S603 - our own server's fixed command line
         command,
-        env=server_environment(database_url, data_dir, workers, apart),
+        env=environment,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = ServerProcess(process, command, "127.0.0.1", port, log_path, log)
+    return ServerProcess(process, command, "127.0.0.1", port, log_path, log, ready_path)
+
+
+@contextlib.contextmanager
+def running_server(
+    database_url: str,
+    workers: int,
+    data_dir: Path,
+    log_path: Path,
+    apart: bool = False,
+    writer_process: bool = False,
+) -> Iterator[ServerProcess]:
+    port = free_port()
+    apart = projections_apart(workers, apart, writer_process)
+    endpoint = f"tcp://127.0.0.1:{free_port()}" if writer_process else None
+    server = _start(
+        server_command(workers, port, apart, writer_process),
+        server_environment(database_url, data_dir, workers, apart, endpoint),
+        log_path,
+        "/readyz",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_floor(workers: int, log_path: Path) -> Iterator[ServerProcess]:
+    server = _start(
+        floor_command(workers, free_port()),
+        {**os.environ, "PYTHONUNBUFFERED": "1"},
+        log_path,
+        "/",
+    )
     try:
         yield server
     finally:
@@ -564,14 +643,36 @@ def _verify_balances(
     ], []
 
 
+def _floor_phase(
+    config: HttpBenchmarkConfig, workers: int, output_dir: Path, run_tag: str
+) -> HttpPhaseResult:
+    """The bare FastAPI app's GET /, under the same server and process count."""
+    with running_floor(workers, output_dir / f"floor-{run_tag}.log") as floor:
+        floor.wait_ready()
+        setting = _PhaseSetting(config, floor, "", ("floor",), None, output_dir, run_tag)
+        phase, _ = run_phase(setting, FLOOR)
+    return phase
+
+
+def _command_shown(server: ServerProcess, workers: int, writer_process: bool) -> str:
+    # Past the `sh -c ...` that starts the writer and projections beside it, if any.
+    shown = server.command[3:] if server.command[0] == "sh" else server.command
+    if workers == 1 and not writer_process:
+        return " ".join(shown[:2])
+    command = " ".join(shown[1:5]) + f" --workers {workers}"
+    return f"ledger writer + {command}" if writer_process else command
+
+
 def run_server_configuration(
     config: HttpBenchmarkConfig, server_url: str, workers: int, output_dir: Path
 ) -> HttpServerRun:
     run_tag = f"http{workers}w-{uuid.uuid4().hex[:8]}"
+    phases: list[HttpPhaseResult] = []
+    if FLOOR in config.phases:
+        phases.append(_floor_phase(config, workers, output_dir, run_tag))
     with databases.temporary_database(server_url, "bench_http") as database_url:
         account_ids, api_key = _set_up(config, database_url)
         log_path = output_dir / f"server-{run_tag}.log"
-        phases: list[HttpPhaseResult] = []
         transfer_loads: list[LoadResult] = []
         failures: list[str] = []
         with running_server(
@@ -580,6 +681,7 @@ def run_server_configuration(
             config.data_dir or databases.DATA_DIR_DEFAULT,
             log_path,
             config.projections_apart,
+            config.writer_process,
         ) as server:
             server.wait_ready()
             setting = _PhaseSetting(
@@ -592,24 +694,24 @@ def run_server_configuration(
                 run_tag,
             )
             for kind in config.phases:
+                if kind == FLOOR:
+                    continue
                 databases.checkpoint(database_url)
                 phase, load = run_phase(setting, kind)
                 phases.append(phase)
-                if kind == TRANSFERS:
+                if kind in (TRANSFERS, HOT, BATCH):
                     transfer_loads.append(load)
                 if server.process.poll() is not None:
                     failures.append(f"the server exited during {kind}:\n{server.log_tail()}")
                     break
-            # Past the `sh -c ...` that starts the projections beside it, if any.
-            shown = server.command[3:] if server.command[0] == "sh" else server.command
-            command = " ".join(shown[:2] if workers == 1 else shown[1:5])
+            command = _command_shown(server, workers, config.writer_process)
         checks, balance_failures = _verify_balances(
             config, database_url, account_ids, transfer_loads
         )
         checks.append(f"server log: {log_path}")
     return HttpServerRun(
         workers=workers,
-        command=command + (f" --workers {workers}" if workers > 1 else ""),
+        command=command,
         accounts=len(account_ids),
         phases=phases,
         checks=checks,
@@ -617,11 +719,43 @@ def run_server_configuration(
     )
 
 
+def in_process_writer_transfers_per_s(config: HttpBenchmarkConfig, server_url: str) -> float:
+    """The batch route's baseline: transfers/s of the writer in this process,
+    taking BATCH_ITEMS-transfer submissions from `clients` threads (at most
+    16) that build their commands as they go, on a database of its own."""
+    from interface.bootstrap import build_ledger
+    from interface.settings import Settings
+
+    with databases.temporary_database(server_url, "bench_http_writer") as database_url:
+        settings = Settings(
+            database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+        )
+        ledger = build_ledger(settings, start_projections=False)
+        try:
+            workload = Workload(config.accounts, config.seed, BATCH_ITEMS)
+            writer = ledger.local_writer
+            account_ids = open_and_fund_accounts(writer, workload)
+            phase = run_writer_phase(
+                writer,
+                workload,
+                account_ids,
+                "http-baseline",
+                config.writer_baseline_transfers,
+                min(config.clients, 16),
+            )
+        finally:
+            ledger.close()
+    return phase.transfers_per_s
+
+
 def run_http_benchmark(config: HttpBenchmarkConfig) -> HttpBenchmarkReport:
     load_at_start = os.getloadavg()[0]
     server_url = databases.server_url(config.database_url, config.data_dir)
     output_dir = config.output_dir or Path(tempfile.mkdtemp(prefix="ledger-http-bench-"))
     output_dir.mkdir(parents=True, exist_ok=True)
+    writer_baseline = (
+        in_process_writer_transfers_per_s(config, server_url) if BATCH in config.phases else None
+    )
     runs = [
         run_server_configuration(config, server_url, workers, output_dir)
         for workers in config.server_workers
@@ -632,6 +766,7 @@ def run_http_benchmark(config: HttpBenchmarkConfig) -> HttpBenchmarkReport:
         runs=runs,
         timed=TIMED,
         notes=_notes(config, runs),
+        writer_baseline_transfers_per_s=writer_baseline,
     )
 
 
@@ -664,8 +799,19 @@ def _notes(config: HttpBenchmarkConfig, runs: list[HttpServerRun]) -> list[str]:
             if config.client == "raw"
             else "httpx.AsyncClient"
         ),
-        "server: LEDGER_LOG_LEVEL=WARNING (no access log lines); several workers each run "
-        "their own writer and PostgreSQL pool",
+        (
+            "server: `ledger writer` and the HTTP processes (uvicorn --workers N) submitting "
+            "to it over ZeroMQ, the views in a `ledger projections run` beside them; "
+            "LEDGER_LOG_LEVEL=WARNING"
+            if config.writer_process
+            else "server: LEDGER_LOG_LEVEL=WARNING (no access log lines); several workers "
+            "each run their own writer and PostgreSQL pool"
+        ),
+        "floor: a bare FastAPI app with one async route returning a constant "
+        "(benchmarks/http_floor.py), under the same server and process count",
+        f"batch: {BATCH_ITEMS} transfers per POST /v1/transfers/batch, figures per transfer; "
+        "its baseline is the in-process writer taking the same submissions from threads",
+        "hot: every transfer between the same two accounts, either way round",
         "reads run after the transfers, so accounts have history; a read comes from the "
         "views (directory and balances), after waiting for them to reach the server's "
         "last write",
@@ -700,7 +846,12 @@ def _notes(config: HttpBenchmarkConfig, runs: list[HttpServerRun]) -> list[str]:
 
 HTTP_PREFIX: Final[str] = "--http-"
 _HTTP_FLAGS: Final = frozenset(
-    {"--http-idempotency-header", "--http-profile", "--http-projections-apart"}
+    {
+        "--http-idempotency-header",
+        "--http-profile",
+        "--http-projections-apart",
+        "--http-writer-process",
+    }
 )
 _SHARED_FLAGS: Final = frozenset({"--quick", "--json"})
 _SHARED_WITH_VALUE: Final = frozenset({"--seed", "--data-dir", "--database-url"})
@@ -720,8 +871,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--http-phases",
         default=None,
-        help="comma-separated, in order: transfers,reads (default), health (GET /healthz)",
+        help="comma-separated, in order: transfers,reads (default); also floor (a bare "
+        "FastAPI app), health (GET /healthz), hot (transfers on one pair), batch",
     )
+    parser.add_argument(
+        "--http-writer-process",
+        action="store_true",
+        help="run `ledger writer` and N HTTP processes submitting to it",
+    )
+    parser.add_argument("--http-writer-baseline-transfers", type=int, default=None)
     parser.add_argument("--http-idempotency-header", action="store_true")
     parser.add_argument(
         "--http-projections-apart",
@@ -743,7 +901,15 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[HttpBenchmarkConf
     arguments = vars(_parser().parse_args(argv))
     base = HttpBenchmarkConfig.quick() if arguments["quick"] else HttpBenchmarkConfig()
     overrides: dict[str, Any] = {}
-    for name in ("duration_s", "warmup_s", "clients", "accounts", "client", "output_dir"):
+    for name in (
+        "duration_s",
+        "warmup_s",
+        "clients",
+        "accounts",
+        "client",
+        "output_dir",
+        "writer_baseline_transfers",
+    ):
         if arguments[f"http_{name}"] is not None:
             overrides[name] = arguments[f"http_{name}"]
     for name in ("seed", "data_dir", "database_url"):
@@ -763,6 +929,8 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[HttpBenchmarkConf
         overrides["profile"] = True
     if arguments["http_projections_apart"]:
         overrides["projections_apart"] = True
+    if arguments["http_writer_process"]:
+        overrides["writer_process"] = True
     return replace(base, **overrides), bool(arguments["json"])
 
 

@@ -41,12 +41,32 @@ from typing import Any, Final, Literal, cast
 import httptools
 
 TRANSFERS: Final = "transfers"
+# Transfers all between the same two accounts, one way or the other.
+HOT: Final = "hot"
 READS: Final = "reads"
-# The framework's floor: GET /healthz, no key, no database.
+# The service's GET /healthz, no key, no database.
 HEALTH: Final = "health"
-PhaseKind = Literal["transfers", "reads", "health"]
+# POST /v1/transfers/batch, BATCH_ITEMS transfers per request.
+BATCH: Final = "batch"
+# GET / of a bare FastAPI app returning a constant (benchmarks/http_floor.py).
+FLOOR: Final = "floor"
+PhaseKind = Literal["transfers", "hot", "reads", "health", "batch", "floor"]
+PHASE_KINDS: Final[tuple[str, ...]] = (FLOOR, HEALTH, TRANSFERS, HOT, READS, BATCH)
 ClientKind = Literal["raw", "httpx"]
-EXPECTED_STATUS: Final[dict[str, int]] = {TRANSFERS: 201, READS: 200, HEALTH: 200}
+EXPECTED_STATUS: Final[dict[str, int]] = {
+    TRANSFERS: 201,
+    HOT: 201,
+    READS: 200,
+    HEALTH: 200,
+    BATCH: 200,
+    FLOOR: 200,
+}
+# Transfers per batch request: the batch route's figures are per transfer.
+BATCH_ITEMS: Final[int] = 100
+# A batch answered 200 with an item refused counts as this status: not the
+# expected one, and its effect on the balances unknown.
+BATCH_REFUSED_ITEMS_STATUS: Final[int] = 207
+BATCH_ALL_SUCCEEDED: Final[bytes] = b'"failed":0'
 CONNECT_TIMEOUT_S: Final[float] = 10.0
 ERROR_PAUSE_S: Final[float] = 0.01
 # How long the parent waits for the child to connect and to report.
@@ -123,11 +143,14 @@ class HttpConnectionError(Exception):
 class _RawConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection; one request at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, check_batch: bool = False) -> None:
         self._loop = loop
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[int] | None = None
+        self._body = bytearray()
+        # Batch responses: read the body for refused items.
+        self.check_batch = check_batch
         self.closed = False
 
     # asyncio.Protocol
@@ -147,10 +170,17 @@ class _RawConnection(asyncio.Protocol):
         self._fail(HttpConnectionError("the server closed the connection"))
 
     # httptools callbacks
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
     def on_message_complete(self) -> None:
         waiter, self._waiter = self._waiter, None
+        status = self._parser.get_status_code()
+        if status == 200 and self.check_batch and BATCH_ALL_SUCCEEDED not in self._body:
+            status = BATCH_REFUSED_ITEMS_STATUS
+        self._body.clear()
         if waiter is not None and not waiter.done():
-            waiter.set_result(self._parser.get_status_code())
+            waiter.set_result(status)
         if not self._parser.should_keep_alive():
             self.close()
 
@@ -176,7 +206,7 @@ async def _open_raw(spec: LoadSpec) -> _RawConnection:
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(CONNECT_TIMEOUT_S):
         _, protocol = await loop.create_connection(
-            lambda: _RawConnection(loop), spec.host, spec.port
+            lambda: _RawConnection(loop, check_batch=spec.kind == BATCH), spec.host, spec.port
         )
     return protocol
 
@@ -189,8 +219,9 @@ class _Request:
     method: str
     path: str
     body: bytes
-    # For transfers: (debit index, credit index, amount) to count on a 201.
-    transfer: tuple[int, int, int] | None
+    # For transfers: (debit index, credit index, amount) of each, to count
+    # when answered with the expected status.
+    transfers: tuple[tuple[int, int, int], ...]
 
 
 class _RequestMaker:
@@ -210,21 +241,46 @@ class _RequestMaker:
     def next(self) -> _Request:
         number = self._sent
         self._sent += 1
-        if self._spec.kind == HEALTH:
-            return _Request("GET", "/healthz", b"", None)
+        kind = self._spec.kind
+        if kind == HEALTH:
+            return _Request("GET", "/healthz", b"", ())
+        if kind == FLOOR:
+            return _Request("GET", "/", b"", ())
+        if kind == READS:
+            account = self._ids[self._random.randint(0, self._last)]
+            return _Request("GET", f"/v1/accounts/{account}", b"", ())
+        if kind == BATCH:
+            drawn = [self._draw() for _ in range(BATCH_ITEMS)]
+            items = b",".join(
+                self._transfer_json(f"{number}-{index}", transfer)
+                for index, transfer in enumerate(drawn)
+            )
+            body = b'{"transfers":[' + items + b"]}"
+            return _Request("POST", "/v1/transfers/batch", body, tuple(drawn))
+        transfer = self._draw()
+        return _Request(
+            "POST", "/v1/transfers", self._transfer_json(str(number), transfer), (transfer,)
+        )
+
+    def _draw(self) -> tuple[int, int, int]:
+        """(debit index, credit index, amount) of the next transfer."""
+        amount = self._random.randint(1, self._spec.amount_minor_max)
+        if self._spec.kind == HOT:
+            # One pair of accounts, either way round, so neither runs dry.
+            return (0, 1, amount) if self._random.random() < 0.5 else (1, 0, amount)
         debit = self._random.randint(0, self._last)
-        if self._spec.kind == READS:
-            return _Request("GET", f"/v1/accounts/{self._ids[debit]}", b"", None)
         # A distinct second account, uniformly among the others.
         credit = (debit + self._random.randint(1, self._last)) % len(self._ids)
-        amount = self._random.randint(1, self._spec.amount_minor_max)
+        return debit, credit, amount
+
+    def _transfer_json(self, number: str, transfer: tuple[int, int, int]) -> bytes:
+        debit, credit, amount = transfer
         key = f"{self._spec.tag}-{self._client_number}-{number}"
-        body = (
+        return (
             f'{{"idempotency_key":"{key}","debit_account_id":"{self._ids[debit]}",'
             f'"credit_account_id":"{self._ids[credit]}",'
             f'"amount":"{amount // 100}.{amount % 100:02d}","currency":"{self._spec.currency}"}}'
         ).encode()
-        return _Request("POST", "/v1/transfers", body, (debit, credit, amount))
 
     def raw_bytes(self, request: _Request) -> bytes:
         head = f"{request.method} {request.path} HTTP/1.1\r\n{self._head_common}"
@@ -289,12 +345,12 @@ async def _client_loop(
             await asyncio.sleep(ERROR_PAUSE_S)
         if status == expected:
             tally.acknowledged += 1
-        if request.transfer is not None:
+        if request.transfers:
             if status == expected:
-                debit, credit, amount = request.transfer
-                tally.net_minor[debit] -= amount
-                tally.net_minor[credit] += amount
-            elif status == 0 or status >= 500:
+                for debit, credit, amount in request.transfers:
+                    tally.net_minor[debit] -= amount
+                    tally.net_minor[credit] += amount
+            elif status in (0, BATCH_REFUSED_ITEMS_STATUS) or status >= 500:
                 tally.unknown_outcomes += 1
         if sent_ns < measure_from_ns:
             tally.warmup_requests += 1
@@ -347,6 +403,12 @@ async def _run_clients(spec: LoadSpec, control: Connection) -> LoadResult:
                     content=request.body or None,
                     headers=maker.headers(request),
                 )
+                if (
+                    response.status_code == 200
+                    and spec.kind == BATCH
+                    and BATCH_ALL_SUCCEEDED not in response.content
+                ):
+                    return BATCH_REFUSED_ITEMS_STATUS
                 return response.status_code
 
             senders.append(send_httpx)
