@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         pattern=r"^(tcp|ipc)://\S+$",
         validation_alias="LEDGER_WRITER_ENDPOINT",
     )
+    # `ledger worker` serves its own /metrics (its background loops' series,
+    # docs/operations.md#metrics) on LEDGER_HOST at this port; unset: none.
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias="LEDGER_WORKER_METRICS_PORT"
+    )
     # Run the projection runner inside `ledger serve` (off: run
     # `ledger projections run` as its own process instead).
     projections_in_process: bool = Field(

@@ -20,6 +20,7 @@ log = structlog.get_logger(__name__)
 def worker() -> None:
     """Run the projections and every background worker until SIGTERM or Ctrl-C."""
     from interface.bootstrap import build_ledger
+    from interface.observability.metrics_server import serve_metrics
     from interface.processes.stop_signals import stop_requested
 
     settings = command_settings()
@@ -37,9 +38,17 @@ def worker() -> None:
         start_webhook_worker=True,
         start_checkpointer=True,
     )
+    # The loops run here, not in the HTTP processes: their series too.
+    metrics = (
+        serve_metrics(settings.host, settings.worker_metrics_port, ledger.writer_metrics.registry)
+        if settings.worker_metrics_port
+        else None
+    )
     try:
         log.info("worker_started")
         stop.wait()
         log.info("worker_stopping")
     finally:
+        if metrics is not None:
+            metrics.close()
         ledger.close()

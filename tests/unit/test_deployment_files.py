@@ -122,6 +122,9 @@ def test_each_long_running_service_has_a_health_check() -> None:
         check = services[name].get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), name
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    worker = services["worker"]
+    port = worker["environment"]["LEDGER_WORKER_METRICS_PORT"]
+    assert f"127.0.0.1:{port}/metrics" in " ".join(worker["healthcheck"]["test"])
 
 
 def test_services_start_after_what_they_need() -> None:
