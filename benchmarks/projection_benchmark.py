@@ -58,7 +58,11 @@ from benchmarks import databases, projection_baseline
 from benchmarks.arguments import config_from
 from benchmarks.projection_report import (
     REBUILD_TARGET_EVENTS_PER_S,
+    RECONCILE_FULL_TARGET_EVENTS_PER_S,
+    RECONCILE_INCREMENTAL_TARGET_EVENTS_PER_S,
+    RSS_GROWTH_TARGET,
     VERIFY_TARGET_EVENTS_PER_S,
+    VERIFY_VIEWS_TARGET_EVENTS_PER_S,
     HistoryResult,
     MemoryTrace,
     PhaseResult,
@@ -121,6 +125,9 @@ PROFILE_LINES: Final[int] = 25
 FINDINGS_SHOWN: Final[int] = 5
 
 ALL_AT_ONCE: Final[str] = "rebuild: all views at once (rebuild_all_in_place)"
+RECONCILE_FULL: Final[str] = "reconciliation: full run (daily)"
+RECONCILE_INCREMENTAL: Final[str] = "reconciliation: incremental run (hourly), new events"
+RECONCILE_ACTOR: Final[str] = "projection-benchmark"
 VIEW_BY_VIEW: Final[str] = "rebuild_in_place: all views (sum)"
 VERIFY_LOG: Final[str] = "audit verify: log only"
 VERIFY_VIEWS: Final[str] = "audit verify: log + views"
@@ -151,6 +158,14 @@ class ProjectionBenchmarkConfig:
     database_url: str | None = None
     # cProfile each view's rebuild_in_place in its child (slows it).
     profile_views: bool = False
+    # Events written after the full reconciliation run, before the incremental one.
+    growth_events: int = 10_000
+    # The history is first measured at this size (rebuild, audits,
+    # reconciliation) when `events` is larger, so growth is visible; 0: not.
+    smaller_size: int = 1_000_000
+    # Only the phases measured at every size: no view-by-view rebuilds, no
+    # baseline, no Python replay of the journal (they take long at scale).
+    scale_only: bool = False
 
     def __post_init__(self) -> None:
         if self.accounts < 2:
@@ -161,11 +176,22 @@ class ProjectionBenchmarkConfig:
             raise ValueError("baseline_events must be at least 1")
         if not 1 <= self.chunk_size <= BATCH_SIZE_MAX_DEFAULT:
             raise ValueError(f"chunk_size must be 1 to {BATCH_SIZE_MAX_DEFAULT}")
+        if self.growth_events < 1:
+            raise ValueError("growth_events must be at least 1")
+        if self.smaller_size < 0:
+            raise ValueError("smaller_size must be 0 (none) or a number of events")
 
     @classmethod
     def quick(cls, **overrides: Any) -> ProjectionBenchmarkConfig:
         """The whole harness in a few seconds: for tests, not for figures."""
-        small = cls(events=50_000, accounts=100, baseline_events=2_000, chunk_size=1_000)
+        small = cls(
+            events=50_000,
+            accounts=100,
+            baseline_events=2_000,
+            chunk_size=1_000,
+            growth_events=1_000,
+            smaller_size=20_000,
+        )
         return replace(small, **overrides)
 
 
@@ -264,7 +290,20 @@ def write_history(
         in_flight.append((len(commands), submit(writer, commands), pending, reversible))
 
 
-def build_history(database_url: str, config: ProjectionBenchmarkConfig) -> HistoryResult:
+@dataclass(slots=True)
+class _History:
+    """The history written so far, and what writes more of it."""
+
+    mix: _Mix
+    seconds: float = 0.0
+    results: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def build_history(
+    database_url: str, config: ProjectionBenchmarkConfig, events: int, history: _History | None
+) -> tuple[HistoryResult, _History]:
+    """Write the history until the log holds `events` events, on from
+    `history` (None: from an empty log)."""
     settings = Settings(
         database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
     )
@@ -277,25 +316,29 @@ def build_history(database_url: str, config: ProjectionBenchmarkConfig) -> Histo
                 f"{writer.limits.batch_size_max}"
             )
         started = time.perf_counter()
-        workload = Workload(config.accounts, config.seed, config.chunk_size)
-        account_ids = open_and_fund_accounts(writer, workload)
-        mix = _Mix(random.Random(f"{config.seed}:projections"), account_ids)
-        mix.counts["accounts opened"] = config.accounts + 1
-        mix.counts["fundings"] = config.accounts
-        results: collections.Counter[str] = collections.Counter()
-        write_history(writer, mix, config.events, config.chunk_size, results)
-        seconds = time.perf_counter() - started
+        if history is None:
+            workload = Workload(config.accounts, config.seed, config.chunk_size)
+            account_ids = open_and_fund_accounts(writer, workload)
+            history = _History(_Mix(random.Random(f"{config.seed}:projections"), account_ids))
+            history.mix.counts["accounts opened"] = config.accounts + 1
+            history.mix.counts["fundings"] = config.accounts
+        # This writer counts its own events only: on to the ones still missing.
+        missing = events - count_events(database_url)
+        if missing > 0:
+            target = writer.statistics.events_written + missing
+            write_history(writer, history.mix, target, config.chunk_size, history.results)
+        history.seconds += time.perf_counter() - started
     finally:
         ledger.close()
     stored = count_events(database_url)
     return HistoryResult(
         events=stored,
         accounts=config.accounts + 1,
-        commands=dict(mix.counts),
-        seconds=seconds,
-        events_per_s=stored / seconds if seconds else 0.0,
-        results=dict(sorted(results.items())),
-    )
+        commands=dict(history.mix.counts),
+        seconds=history.seconds,
+        events_per_s=stored / history.seconds if history.seconds else 0.0,
+        results=dict(sorted(history.results.items())),
+    ), history
 
 
 def count_events(database_url: str) -> int:
@@ -478,6 +521,32 @@ def child_verify(database_url: str, check_views: bool) -> ChildResult:
     return _measured(work)
 
 
+def child_reconcile(database_url: str, data_dir: Path, incremental: bool) -> ChildResult:
+    """One reconciliation run, full (the daily one's) or incremental (the
+    hourly one's), through the service as the schedule runs it; the value:
+    (the run's wall seconds, its status, each check's status)."""
+    from domain.reconciliation import RunType
+    from interface.reconciliation.scope import incremental_runs
+
+    def work() -> tuple[float, str, dict[str, str]]:
+        ledger = build_ledger(
+            Settings(database_url=database_url, data_dir=data_dir), start_projections=False
+        )
+        try:
+            started = time.perf_counter()
+            with incremental_runs(incremental):
+                completed = ledger.reconciliation.run(
+                    RunType.HOURLY if incremental else RunType.DAILY, RECONCILE_ACTOR
+                )
+            seconds = time.perf_counter() - started
+        finally:
+            ledger.close()
+        statuses = {name: status.value for name, status in completed.check_statuses.items()}
+        return seconds, completed.status.value, statuses
+
+    return _measured(work)
+
+
 def child_baseline(database_url: str, sample_events: int) -> ChildResult:
     return _measured(lambda: projection_baseline.run_baseline(database_url, sample_events))
 
@@ -584,144 +653,261 @@ def check_journal_against_python_replay(
     )
 
 
+def _sizes(config: ProjectionBenchmarkConfig) -> list[int]:
+    """The history's sizes measured, smallest first."""
+    smaller = [config.smaller_size] if 0 < config.smaller_size < config.events else []
+    return [*smaller, config.events]
+
+
+def _at(name: str, events: int, final: bool) -> str:
+    """A phase's name; at the smaller size, with the size."""
+    return name if final else f"{name} @ {events:,}"
+
+
+def _rebuild_all(url: str, events: int, final: bool, verification: Verification) -> PhaseResult:
+    child = in_child(child_rebuild_all, url)
+    _check(
+        all(position == events for position in child.value.values()),
+        f"all views at once ({events:,}): every view at position {events:,}",
+        f"all views at once ({events:,}): positions {child.value}, log head {events}",
+        verification,
+    )
+    return _phase(
+        _at(ALL_AT_ONCE, events, final),
+        "rebuild",
+        events,
+        child,
+        REBUILD_TARGET_EVENTS_PER_S,
+        {"views": len(child.value)},
+    )
+
+
+def _audits(url: str, events: int, final: bool, verification: Verification) -> list[PhaseResult]:
+    audits = ((VERIFY_LOG, False), (VERIFY_VIEWS, True)) if _audit_available() else ()
+    _check(
+        bool(audits),
+        "interface.audit.verify found",
+        "interface.audit.verify is missing: the audit was not measured",
+        verification,
+    )
+    phases: list[PhaseResult] = []
+    for name, check_views in audits:
+        databases.checkpoint(url)
+        child = in_child(child_verify, url, check_views)
+        ok, checked, findings = child.value
+        phases.append(
+            _phase(
+                _at(name, events, final),
+                "verify",
+                events,
+                child,
+                VERIFY_VIEWS_TARGET_EVENTS_PER_S if check_views else VERIFY_TARGET_EVENTS_PER_S,
+                {"events_checked": checked},
+            )
+        )
+        _check(
+            ok and checked == events,
+            f"{_at(name, events, final)}: OK, {checked:,} events checked",
+            f"{_at(name, events, final)}: ok={ok}, {checked} events checked of {events}; "
+            f"{findings}",
+            verification,
+        )
+    return phases
+
+
+def _reconciliations(
+    url: str,
+    config: ProjectionBenchmarkConfig,
+    history: _History,
+    events: int,
+    final: bool,
+    verification: Verification,
+) -> list[PhaseResult]:
+    """A full run; `growth_events` more events, the views caught up; an
+    incremental run. Both must pass."""
+    data_dir = config.data_dir or databases.DATA_DIR_DEFAULT
+    databases.checkpoint(url)
+    full = in_child(child_reconcile, url, data_dir, False)
+    full_phase = _phase(
+        _at(RECONCILE_FULL, events, final),
+        "reconcile",
+        events,
+        full,
+        RECONCILE_FULL_TARGET_EVENTS_PER_S,
+        {"checks": full.value[2]},
+        seconds=full.value[0],
+    )
+    before = count_events(url)
+    build_history(url, config, before + config.growth_events, history)
+    _catch_up_views(url, data_dir)
+    databases.checkpoint(url)
+    grown = count_events(url) - before
+    incremental = in_child(child_reconcile, url, data_dir, True)
+    incremental_phase = _phase(
+        _at(RECONCILE_INCREMENTAL, events, final),
+        "reconcile",
+        grown,
+        incremental,
+        RECONCILE_INCREMENTAL_TARGET_EVENTS_PER_S,
+        {"checks": incremental.value[2], "history_events": events},
+        seconds=incremental.value[0],
+    )
+    for phase, child in ((full_phase, full), (incremental_phase, incremental)):
+        _check(
+            child.value[1] == "passed",
+            f"{phase.name}: passed in {child.value[0]:,.2f} s",
+            f"{phase.name}: {child.value[1]}: {child.value[2]}",
+            verification,
+        )
+    return [full_phase, incremental_phase]
+
+
+def _catch_up_views(url: str, data_dir: Path) -> None:
+    """The live runner's way: the views follow the new events."""
+    ledger = build_ledger(Settings(database_url=url, data_dir=data_dir), start_projections=False)
+    try:
+        assert ledger.projections is not None
+        ledger.projections.catch_up()
+    finally:
+        ledger.close()
+
+
+def _rss_growth(phases: Sequence[PhaseResult]) -> list[str]:
+    """Each phase's peak RSS at the largest size beside the smaller one's."""
+    lines: list[str] = []
+    for phase in phases:
+        smaller = next(
+            (other for other in phases if other.name.startswith(f"{phase.name} @ ")), None
+        )
+        if smaller is None:
+            continue
+        growth = phase.memory.peak_rss_kib / smaller.memory.peak_rss_kib - 1
+        lines.append(
+            f"peak RSS of {phase.name}: {phase.memory.peak_rss_kib / 1024:,.0f} MiB at "
+            f"{phase.events:,} events, {smaller.memory.peak_rss_kib / 1024:,.0f} MiB at "
+            f"{smaller.events:,} ({growth:+.1%}; target within {RSS_GROWTH_TARGET:.0%}: "
+            f"{'met' if abs(growth) <= RSS_GROWTH_TARGET else 'MISSED'})"
+        )
+    return lines
+
+
 def run(config: ProjectionBenchmarkConfig) -> ProjectionBenchmarkReport:
     load_at_start = os.getloadavg()[0]
     server_url = databases.server_url(config.database_url, config.data_dir)
     verification = Verification([], [])
+    phases: list[PhaseResult] = []
+    baseline: PhaseResult | None = None
+    loads: dict[str, float] = {}
     with databases.temporary_database(server_url, "bench_projections") as url:
-        history = build_history(url, config)
-        _check(
-            set(history.results) <= {"ok"},
-            f"history: all {sum(history.results.values()):,} commands ok, "
-            f"{history.events:,} events in the log",
-            f"history: results {history.results}",
-            verification,
-        )
-        vacuum_and_checkpoint(url)
-        events = history.events
-        phases: list[PhaseResult] = []
-
-        child = in_child(child_rebuild_all, url)
-        phases.append(
-            _phase(
-                ALL_AT_ONCE,
-                "rebuild",
-                events,
-                child,
-                REBUILD_TARGET_EVENTS_PER_S,
-                {"views": len(child.value)},
-            )
-        )
-        _check(
-            all(position == events for position in child.value.values()),
-            f"all views at once: every view at position {events:,}",
-            f"all views at once: positions {child.value}, log head {events}",
-            verification,
-        )
-        first_digests = _digests(url)
-
-        per_view: list[PhaseResult] = []
-        for view in all_views():
-            databases.checkpoint(url)
-            child = in_child(child_rebuild_view, url, view.name, config.profile_views)
-            per_view.append(
-                _phase(f"rebuild_in_place: {view.name}", "rebuild", events, child, None)
-            )
+        written: _History | None = None
+        for size in _sizes(config):
+            final = size == config.events
+            history, written = build_history(url, config, size, written)
             _check(
-                child.value == events,
-                f"rebuild_in_place {view.name}: at position {events:,}",
-                f"rebuild_in_place {view.name}: at {child.value}, log head {events}",
+                set(history.results) <= {"ok"},
+                f"history: all {sum(history.results.values()):,} commands ok, "
+                f"{history.events:,} events in the log",
+                f"history: results {history.results}",
                 verification,
             )
-        total_s = sum(phase.seconds for phase in per_view)
-        phases.append(
-            PhaseResult(
-                name=VIEW_BY_VIEW,
-                kind="rebuild",
-                events=events,
-                seconds=total_s,
-                events_per_s=events / total_s if total_s else 0.0,
-                client_cpu_s=sum(phase.client_cpu_s for phase in per_view),
-                memory=max(per_view, key=lambda phase: phase.memory.peak_rss_kib).memory,
-                target_events_per_s=REBUILD_TARGET_EVENTS_PER_S,
-                detail={"views": len(per_view), "memory": "the largest view's"},
-            )
-        )
-        phases += per_view
-        second_digests = _digests(url)
-        for name, tables in first_digests.items():
-            _check(
-                second_digests.get(name) == tables,
-                f"{name}: digest after rebuild_all_in_place = digest after rebuild_in_place "
-                f"({', '.join(f'{table} {value[:12]}' for table, value in tables.items())})",
-                f"{name}: digests differ between the two rebuilds: {tables} vs "
-                f"{second_digests.get(name)}",
-                verification,
-            )
-        check_journal_against_python_replay(url, second_digests, verification)
-        check_balances_against_aggregates(url, config.seed, verification)
-
-        audits = ((VERIFY_LOG, False), (VERIFY_VIEWS, True)) if _audit_available() else ()
-        _check(
-            bool(audits),
-            "interface.audit.verify found",
-            "interface.audit.verify is missing: the audit was not measured",
-            verification,
-        )
-        for name, check_views in audits:
-            databases.checkpoint(url)
-            child = in_child(child_verify, url, check_views)
-            ok, checked, findings = child.value
-            phases.append(
-                _phase(
-                    name,
-                    "verify",
-                    events,
-                    child,
-                    VERIFY_TARGET_EVENTS_PER_S,
-                    {"events_checked": checked},
-                )
-            )
-            _check(
-                ok and checked == events,
-                f"{name}: OK, {checked:,} events checked",
-                f"{name}: ok={ok}, {checked} events checked of {events}; {findings}",
-                verification,
-            )
-
-        databases.checkpoint(url)
-        child = in_child(child_baseline, url, min(config.baseline_events, events))
-        seconds, processed, through = child.value
-        baseline = _phase(
-            f"baseline: library ProjectionRunner, balances, first {through:,} positions",
-            "baseline",
-            through,
-            child,
-            None,
-            {
-                "events_processed": processed,
-                "processed_events_per_s": round(processed / seconds) if seconds else 0,
-            },
-            seconds=seconds,
-        )
-        only_theirs, only_ours = projection_baseline.compare_with_view(url, through)
-        _check(
-            only_theirs == 0 and only_ours == 0,
-            f"baseline: its balance history up to position {through:,} = ours "
-            f"({processed:,} events processed)",
-            f"baseline: {only_theirs} history rows only in the baseline's view, {only_ours} "
-            "only in ours",
-            verification,
-        )
+            vacuum_and_checkpoint(url)
+            events = count_events(url)
+            loads[f"{events:,} events"] = os.getloadavg()[0]
+            phases.append(_rebuild_all(url, events, final, verification))
+            if final and not config.scale_only:
+                phases += _rebuild_view_by_view(url, config, events, verification)
+            phases += _audits(url, events, final, verification)
+            phases += _reconciliations(url, config, written, events, final, verification)
+        if not config.scale_only:
+            baseline = _baseline(url, config, events, verification)
     return ProjectionBenchmarkReport(
         config={item.name: getattr(config, item.name) for item in fields(config)},
-        environment=databases.environment(server_url, load_at_start),
+        environment={
+            **databases.environment(server_url, load_at_start),
+            **{f"load_average_1m_at_{size}": f"{load:.2f}" for size, load in loads.items()},
+            "load_average_1m_at_end": f"{os.getloadavg()[0]:.2f}",
+        },
         history=history,
         phases=phases,
         baseline=baseline,
         verification=verification,
         timed=TIMED,
-        notes=_notes(config),
+        notes=_notes(config) + _rss_growth(phases),
+    )
+
+
+def _rebuild_view_by_view(
+    url: str, config: ProjectionBenchmarkConfig, events: int, verification: Verification
+) -> list[PhaseResult]:
+    """Every view rebuilt again, one at a time: their digests must equal
+    those of the rebuild of all at once (just made)."""
+    first_digests = _digests(url)
+    per_view: list[PhaseResult] = []
+    for view in all_views():
+        databases.checkpoint(url)
+        child = in_child(child_rebuild_view, url, view.name, config.profile_views)
+        per_view.append(_phase(f"rebuild_in_place: {view.name}", "rebuild", events, child, None))
+        _check(
+            child.value == events,
+            f"rebuild_in_place {view.name}: at position {events:,}",
+            f"rebuild_in_place {view.name}: at {child.value}, log head {events}",
+            verification,
+        )
+    total_s = sum(phase.seconds for phase in per_view)
+    second_digests = _digests(url)
+    for name, tables in first_digests.items():
+        _check(
+            second_digests.get(name) == tables,
+            f"{name}: digest after rebuild_all_in_place = digest after rebuild_in_place "
+            f"({', '.join(f'{table} {value[:12]}' for table, value in tables.items())})",
+            f"{name}: digests differ between the two rebuilds: {tables} vs "
+            f"{second_digests.get(name)}",
+            verification,
+        )
+    check_journal_against_python_replay(url, second_digests, verification)
+    check_balances_against_aggregates(url, config.seed, verification)
+    return [
+        PhaseResult(
+            name=VIEW_BY_VIEW,
+            kind="rebuild",
+            events=events,
+            seconds=total_s,
+            events_per_s=events / total_s if total_s else 0.0,
+            client_cpu_s=sum(phase.client_cpu_s for phase in per_view),
+            memory=max(per_view, key=lambda phase: phase.memory.peak_rss_kib).memory,
+            target_events_per_s=REBUILD_TARGET_EVENTS_PER_S,
+            detail={"views": len(per_view), "memory": "the largest view's"},
+        ),
+        *per_view,
+    ]
+
+
+def _baseline(
+    url: str, config: ProjectionBenchmarkConfig, events: int, verification: Verification
+) -> PhaseResult:
+    databases.checkpoint(url)
+    child = in_child(child_baseline, url, min(config.baseline_events, events))
+    seconds, processed, through = child.value
+    only_theirs, only_ours = projection_baseline.compare_with_view(url, through)
+    _check(
+        only_theirs == 0 and only_ours == 0,
+        f"baseline: its balance history up to position {through:,} = ours "
+        f"({processed:,} events processed)",
+        f"baseline: {only_theirs} history rows only in the baseline's view, {only_ours} "
+        "only in ours",
+        verification,
+    )
+    return _phase(
+        f"baseline: library ProjectionRunner, balances, first {through:,} positions",
+        "baseline",
+        through,
+        child,
+        None,
+        {
+            "events_processed": processed,
+            "processed_events_per_s": round(processed / seconds) if seconds else 0,
+        },
+        seconds=seconds,
     )
 
 
@@ -752,10 +938,23 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[ProjectionBenchma
         "ProjectionRunner.",
     )
     parser.add_argument("--profile-views", action="store_true", help="cProfile each view")
+    parser.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only what is measured at every size: no view-by-view rebuilds, no baseline",
+    )
     return config_from(
         parser,
         argv,
-        ("events", "accounts", "baseline_events", "chunk_size", "seed"),
+        (
+            "events",
+            "accounts",
+            "baseline_events",
+            "chunk_size",
+            "seed",
+            "growth_events",
+            "smaller_size",
+        ),
         ProjectionBenchmarkConfig,
         ProjectionBenchmarkConfig.quick,
     )
