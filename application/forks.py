@@ -57,6 +57,7 @@ from domain.fork import (
 from domain.funded_account import FundedAccount, fork_capital_transfer_key, funded_account_id_for
 from domain.funded_account_states import FundedAccountState
 from domain.funded_rules import drawdown
+from domain.money import describe_money, format_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS
 from domain.transfer import Posting, Side
@@ -277,7 +278,11 @@ class ForksService:
                 raise LedgerRefusal(
                     ResultCode.INSUFFICIENT_CAPITAL,
                     f"the parent would keep less than its tier's minimum: it holds "
-                    f"{available} minor units, a fork needs {plan.executable_from_minor}",
+                    f"{describe_money(available, TIER_CURRENCY)}, a fork needs "
+                    f"{describe_money(plan.executable_from_minor, TIER_CURRENCY)}",
+                    currency=TIER_CURRENCY,
+                    available=format_amount(available, TIER_CURRENCY),
+                    needed=format_amount(plan.executable_from_minor, TIER_CURRENCY),
                     available_minor=available,
                     needed_minor=plan.executable_from_minor,
                 )

@@ -80,7 +80,9 @@ from domain.funded_account import (
 from domain.funded_account_states import ALLOWED_TRANSITIONS, FundedAccountState
 from domain.funded_rules import RISK_PER_TRADE_LIMIT, AccountRuleStatus, RuleBand
 from domain.marks import MARK_AGE_MAX_DEFAULT, Mark
+from domain.money import describe_money, format_amount
 from domain.positions import PositionSide
+from domain.ratios import format_percent
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TierName, position_decision
 from domain.transfer import Posting, Side
@@ -546,8 +548,13 @@ def _require_position_allowed(account: FundedAccount, value_minor: int) -> None:
     if Fraction(largest, account.current_balance_minor) > RISK_PER_TRADE_LIMIT:
         raise LedgerRefusal(
             ResultCode.POSITION_EXCEEDS_RISK_LIMIT,
-            f"a position of {value_minor} minor units would put risk per trade over "
-            f"{RISK_PER_TRADE_LIMIT * 100}% of the balance, which closes the account",
+            f"a position of {describe_money(value_minor, TIER_CURRENCY)} would put risk per "
+            f"trade over {format_percent(RISK_PER_TRADE_LIMIT)} of the balance, "
+            f"{describe_money(account.current_balance_minor, TIER_CURRENCY)}, which closes "
+            "the account",
+            currency=TIER_CURRENCY,
+            value=format_amount(value_minor, TIER_CURRENCY),
+            balance=format_amount(account.current_balance_minor, TIER_CURRENCY),
             value_minor=value_minor,
             balance_minor=account.current_balance_minor,
         )

@@ -60,10 +60,17 @@ from domain.funded_rules import (
     withdrawable_minor,
 )
 from domain.marks import Mark, marks_missing_or_stale
-from domain.money import require_valid_minor
+from domain.money import describe_money, format_amount, require_valid_minor
 from domain.positions import PositionSide, position_pnl_minor
 from domain.result_codes import LedgerRefusal, ResultCode
-from domain.tiers import TIERS, PositionRefusalReason, Tier, TierName, position_decision
+from domain.tiers import (
+    TIER_CURRENCY,
+    TIERS,
+    PositionRefusalReason,
+    Tier,
+    TierName,
+    position_decision,
+)
 
 # uuid5 namespace of funded account ids; never change it, or every id changes.
 FUNDED_ACCOUNT_NAMESPACE: Final = UUID("5d2b7c1e-8f4a-4e9b-b3c6-1a7d9e2f4c80")
@@ -175,7 +182,10 @@ class FundedAccount(Aggregate):
             raise FundedAccountRefusal(
                 FundedRefusalReason.STARTING_BALANCE_BELOW_TIER_MINIMUM,
                 f"a {tier_limits.name} account starts with at least "
-                f"{tier_limits.minimum_capital_minor} minor units",
+                f"{describe_money(tier_limits.minimum_capital_minor, TIER_CURRENCY)}",
+                currency=TIER_CURRENCY,
+                starting_balance=format_amount(starting, TIER_CURRENCY),
+                minimum_capital=format_amount(tier_limits.minimum_capital_minor, TIER_CURRENCY),
                 starting_balance_minor=starting,
                 minimum_capital_minor=tier_limits.minimum_capital_minor,
             )
@@ -542,7 +552,11 @@ class FundedAccount(Aggregate):
         if amount_minor < WITHDRAWAL_MINIMUM_MINOR and not closing:
             raise LedgerRefusal(
                 ResultCode.BELOW_MINIMUM,
-                f"a withdrawal is at least {WITHDRAWAL_MINIMUM_MINOR} minor units",
+                "a withdrawal is at least "
+                f"{describe_money(WITHDRAWAL_MINIMUM_MINOR, TIER_CURRENCY)}",
+                currency=TIER_CURRENCY,
+                amount=format_amount(amount_minor, TIER_CURRENCY),
+                minimum=format_amount(WITHDRAWAL_MINIMUM_MINOR, TIER_CURRENCY),
                 amount_minor=amount_minor,
                 minimum_minor=WITHDRAWAL_MINIMUM_MINOR,
             )
@@ -550,7 +564,11 @@ class FundedAccount(Aggregate):
         if amount_minor > withdrawable:
             raise LedgerRefusal(
                 ResultCode.EXCEEDS_WITHDRAWABLE,
-                f"at most {withdrawable} minor units are withdrawable now",
+                f"at most {describe_money(withdrawable, TIER_CURRENCY)} is withdrawable now; "
+                f"{describe_money(amount_minor, TIER_CURRENCY)} was requested",
+                currency=TIER_CURRENCY,
+                requested=format_amount(amount_minor, TIER_CURRENCY),
+                withdrawable=format_amount(withdrawable, TIER_CURRENCY),
                 amount_minor=amount_minor,
                 withdrawable_minor=withdrawable,
             )
@@ -618,7 +636,11 @@ class FundedAccount(Aggregate):
             if amount_minor > withdrawable:
                 raise LedgerRefusal(
                     ResultCode.EXCEEDS_WITHDRAWABLE,
-                    f"at most {withdrawable} minor units are withdrawable",
+                    f"at most {describe_money(withdrawable, TIER_CURRENCY)} is withdrawable; "
+                    f"{describe_money(amount_minor, TIER_CURRENCY)} was requested",
+                    currency=TIER_CURRENCY,
+                    requested=format_amount(amount_minor, TIER_CURRENCY),
+                    withdrawable=format_amount(withdrawable, TIER_CURRENCY),
                     amount_minor=amount_minor,
                     withdrawable_minor=withdrawable,
                 )
@@ -690,7 +712,11 @@ class FundedAccount(Aggregate):
         if amount_minor > available:
             raise LedgerRefusal(
                 ResultCode.INSUFFICIENT_CAPITAL,
-                f"at most {available} minor units can move out of the account",
+                f"at most {describe_money(available, TIER_CURRENCY)} can move out of the "
+                f"account; {describe_money(amount_minor, TIER_CURRENCY)} was requested",
+                currency=TIER_CURRENCY,
+                requested=format_amount(amount_minor, TIER_CURRENCY),
+                available=format_amount(available, TIER_CURRENCY),
                 amount_minor=amount_minor,
                 available_minor=available,
             )

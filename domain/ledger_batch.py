@@ -30,6 +30,7 @@ from domain.commands import (
     ReverseTransfer,
     VoidPendingTransfer,
 )
+from domain.money import format_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.transfer import Posting, Side, Transfer, TransferStatus
 
@@ -335,20 +336,16 @@ class LedgerBatch:
         new_totals: dict[UUID, Totals] = {}
         for account_id, change in changes.items():
             account = accounts[account_id]
-            after = self._current_totals(account)
+            before = self._current_totals(account)
             after = Totals(
-                after[0] + change[0],
-                after[1] + change[1],
-                after[2] + change[2],
-                after[3] + change[3],
+                before[0] + change[0],
+                before[1] + change[1],
+                before[2] + change[2],
+                before[3] + change[3],
             )
             refusal = account.refusal_for(after) if enforce_limits else None
             if refusal is not None:
-                raise LedgerRefusal(
-                    refusal,
-                    f"account {account_id} cannot take this transfer ({refusal.value})",
-                    account_id=str(account_id),
-                )
+                raise limit_refusal(refusal, account, before, change)
             new_totals[account_id] = after
         for account_id, after in new_totals.items():
             self._put(self._totals, account_id, after)
@@ -639,3 +636,39 @@ def _postings_to_post(
             pending_amount_minor=full,
         )
     return tuple(posting._replace(amount_minor=amount_minor) for posting in postings)
+
+
+def limit_refusal(
+    code: ResultCode, account: Account, before: Totals, change: Totals
+) -> LedgerRefusal:
+    """An account limit refused the change: say how much the account had room
+    for and how much was asked, as money in its currency (minor units alongside,
+    named so), so a client can tell the user what to do."""
+    currency = account.currency
+    if code is ResultCode.INSUFFICIENT_FUNDS:
+        available = before.credits_posted - before.debits_posted - before.debits_pending
+        requested = change.debits_pending + change.debits_posted
+        what = "available"
+    elif code is ResultCode.EXCEEDS_DEBITS:
+        available = before.debits_posted - before.credits_posted - before.credits_pending
+        requested = change.credits_pending + change.credits_posted
+        what = "creditable"
+    else:
+        return LedgerRefusal(
+            code,
+            f"account {account.id} cannot take this transfer: a total would pass its maximum",
+            account_id=str(account.id),
+        )
+    available_text = format_amount(available, currency)
+    requested_text = format_amount(requested, currency)
+    return LedgerRefusal(
+        code,
+        f"account {account.id} has {available_text} {currency} {what}; "
+        f"this transfer needs {requested_text} {currency}",
+        account_id=str(account.id),
+        currency=currency,
+        available=available_text,
+        requested=requested_text,
+        available_minor_units=available,
+        requested_minor_units=requested,
+    )

@@ -80,11 +80,7 @@ def parse_amount(text: object, currency: str) -> int:
             amount=repr(text),
         )
     if len(text) > _DECIMAL_LENGTH_MAX:
-        raise LedgerRefusal(
-            ResultCode.AMOUNT_TOO_LARGE,
-            f"amount must be at most {AMOUNT_MINOR_MAX} minor units",
-            amount=text[:_DECIMAL_LENGTH_MAX] + "...",
-        )
+        raise _amount_too_large(text[:_DECIMAL_LENGTH_MAX] + "...", currency)
     match = _DECIMAL_PATTERN.fullmatch(text)
     if match is None:
         if text.strip().startswith("-"):
@@ -110,7 +106,21 @@ def parse_amount(text: object, currency: str) -> int:
             decimals_max=exponent,
         )
     minor = int(whole) * 10**exponent + (int(fraction.ljust(exponent, "0")) if exponent else 0)
+    if minor > AMOUNT_MINOR_MAX:
+        raise _amount_too_large(text, currency)
     return require_valid_minor(minor)
+
+
+def _amount_too_large(text: str, currency: str) -> LedgerRefusal:
+    largest = format_amount(AMOUNT_MINOR_MAX, currency)
+    return LedgerRefusal(
+        ResultCode.AMOUNT_TOO_LARGE,
+        f"amount must be at most {largest} {currency} (2^63 - 1 minor units)",
+        amount=text,
+        currency=currency,
+        amount_max=largest,
+        amount_max_minor_units=AMOUNT_MINOR_MAX,
+    )
 
 
 def require_valid_minor(minor: int) -> int:
@@ -145,3 +155,8 @@ def format_amount(minor: int, currency: str) -> str:
         return f"{sign}{magnitude}"
     whole, fraction = divmod(magnitude, 10**exponent)
     return f"{sign}{whole}.{fraction:0{exponent}d}"
+
+
+def describe_money(minor: int, currency: str) -> str:
+    """Money as a message states it: "100.00 USD" (never a count of minor units)."""
+    return f"{format_amount(minor, currency)} {currency}"

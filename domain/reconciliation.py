@@ -17,6 +17,7 @@ open is not raised again: the check's result names the open exception
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -211,11 +212,27 @@ class Discrepancy:
         return severity_of(self.kind, self.amount_minor)
 
 
+# A check that measures money measures it in one currency and says which:
+# "paid out, USD minor units". Minor units of two currencies never add up.
+_MONEY_MEASURE: Final = re.compile(r".*, (?P<currency>[A-Z]{3}) minor units")
+
+
+def money_measure(what: str, currency: str) -> str:
+    return f"{what}, {currency} minor units"
+
+
+def measure_currency(measure: str) -> str | None:
+    """The currency a money measure counts in; None for rows (or a run
+    recorded before measures named their currency)."""
+    match = _MONEY_MEASURE.fullmatch(measure)
+    return match["currency"] if match else None
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """What one check compared: `measure` says what the figures count (money
-    in minor units, or rows); `expected` is the record the check takes as
-    its reference and `actual` the one compared with it (each check's
+    in minor units of one currency, `money_measure`, or rows); `expected` is
+    the record the check takes as its reference and `actual` the one compared with it (each check's
     docstring says which is which)."""
 
     name: str

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.money import require_valid_minor
+from domain.money import CURRENCY_EXPONENTS, format_amount, require_valid_minor
 from domain.result_codes import LedgerRefusal, ResultCode
 
 POSTINGS_MAX: Final[int] = 32
@@ -79,9 +79,16 @@ def require_balanced(postings: tuple[Posting, ...]) -> None:
         (debited if posting.side is Side.DEBIT else credited).add(posting.account_id)
     unbalanced = {currency: net for currency, net in net_by_currency.items() if net != 0}
     if unbalanced:
+        # A currency not accepted is refused on its own; its count is shown as is.
+        differences = {
+            currency: format_amount(net, currency) if currency in CURRENCY_EXPONENTS else str(net)
+            for currency, net in unbalanced.items()
+        }
         raise LedgerRefusal(
             ResultCode.UNBALANCED_POSTINGS,
-            "debits must equal credits in every currency",
+            "debits must equal credits in every currency; debits minus credits: "
+            + ", ".join(f"{amount} {currency}" for currency, amount in differences.items()),
+            debits_minus_credits=differences,
             debits_minus_credits_minor=unbalanced,
         )
     if debited & credited:

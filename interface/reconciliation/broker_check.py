@@ -53,6 +53,7 @@ import psycopg
 
 from application.ports.broker import Broker, BrokerError, BrokerPosition, UnknownAccount
 from domain.funded_account_states import FundedAccountState
+from domain.money import describe_money
 from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind
 from domain.tiers import TIER_CURRENCY
 from projections.events import (
@@ -255,7 +256,7 @@ def compare_account(book: LedgerBook, broker: Broker) -> AccountOutcome:
                     f"broker account {account_id}",
                     f"the broker holds no account for funded account {account_id}, which "
                     f"has {len(book.positions)} open positions and realized "
-                    f"{book.realized_pnl_minor} minor units in the ledger",
+                    f"{describe_money(book.realized_pnl_minor, TIER_CURRENCY)} in the ledger",
                     amount_minor=at_stake,
                     currency=TIER_CURRENCY,
                     expected=f"{len(book.positions)} open positions",
@@ -282,13 +283,13 @@ def compare_account(book: LedgerBook, broker: Broker) -> AccountOutcome:
             Discrepancy(
                 DiscrepancyKind.REALIZED_PNL_DIFFERS,
                 f"funded account {account_id} realized pnl",
-                f"the broker reports {equity.realized_pnl_minor} minor units realized for "
-                f"funded account {account_id}, the ledger's closes add up to "
-                f"{book.realized_pnl_minor}",
+                f"the broker reports {describe_money(equity.realized_pnl_minor, equity.currency)} "
+                f"realized for funded account {account_id}, the ledger's closes add up to "
+                f"{describe_money(book.realized_pnl_minor, equity.currency)}",
                 amount_minor=equity.realized_pnl_minor - book.realized_pnl_minor,
                 currency=equity.currency,
-                expected=str(book.realized_pnl_minor),
-                actual=str(equity.realized_pnl_minor),
+                expected=describe_money(book.realized_pnl_minor, equity.currency),
+                actual=describe_money(equity.realized_pnl_minor, equity.currency),
             )
         )
     return AccountOutcome(tuple(found), len(held))

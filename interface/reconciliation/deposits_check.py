@@ -65,7 +65,8 @@ from domain.funded_account import (
 )
 from domain.identifiers import reversal_id_for, transfer_id_for
 from domain.merge import new_account_assessment_id
-from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
+from domain.money import describe_money
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind, money_measure
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import Side
 from interface.adapters.persistence.log_reads import snapshot_connection
@@ -78,7 +79,18 @@ from projections.events import (
 )
 
 DEPOSITS_CHECK: Final[str] = "deposits"
-MEASURE: Final[str] = "capital funded, minor units"
+MEASURE: Final[str] = money_measure("capital funded", TIER_CURRENCY)
+
+
+def _money(minor: int) -> str:
+    """Every amount this check compares is in the tier currency."""
+    return describe_money(minor, TIER_CURRENCY)
+
+
+def _money_or_none(minor: int | None) -> str:
+    return "nothing" if minor is None else _money(minor)
+
+
 # Metadata purposes, as the writers of these transfers set them.
 FUNDING_PURPOSE: Final[str] = "funding"
 CAPITAL_RETURN_PURPOSE: Final[str] = "capital_return"
@@ -361,11 +373,11 @@ def _compare_funding(
                     DiscrepancyKind.DEPOSIT_TRANSFER_MISSING,
                     subject,
                     f"funded account {activation.funded_account_id} was activated with "
-                    f"{starting} minor units, and the ledger has no funding transfer "
+                    f"{_money(starting)}, and the ledger has no funding transfer "
                     f"{transfer_id} for it",
                     amount_minor=starting,
                     currency=TIER_CURRENCY,
-                    expected=str(starting),
+                    expected=_money(starting),
                     actual="no transfer",
                 )
             )
@@ -379,13 +391,14 @@ def _compare_funding(
                 DiscrepancyKind.DEPOSIT_AMOUNT_DIFFERS,
                 subject,
                 f"funded account {activation.funded_account_id} was activated with "
-                f"{starting} minor units; its {money.described()} moved "
-                f"{money.funded_minor} out of the platform's funding account and "
-                f"{credited} into the account's ledger account {activation.ledger_account_id}",
+                f"{_money(starting)}; its {money.described()} moved "
+                f"{_money(money.funded_minor)} out of the platform's funding account and "
+                f"{_money(credited)} into the account's ledger account "
+                f"{activation.ledger_account_id}",
                 amount_minor=max(abs(starting - credited), abs(starting - money.funded_minor)),
                 currency=TIER_CURRENCY,
-                expected=str(starting),
-                actual=str(credited),
+                expected=_money(starting),
+                actual=_money(credited),
             )
         )
     for transfer_id, money in transfers.items():
@@ -405,12 +418,12 @@ def _compare_funding(
                 DiscrepancyKind.DEPOSIT_UNKNOWN_TO_FUNDING,
                 f"transfer {transfer_id}",
                 f"{money.described()} (purpose {money.purpose or 'none'}) moved "
-                f"{money.funded_minor} minor units out of the platform's funding account "
+                f"{_money(money.funded_minor)} out of the platform's funding account "
                 f"and no activation accounts for it",
                 amount_minor=money.funded_minor if money.funded_minor > 0 else money.gross_minor,
                 currency=TIER_CURRENCY,
                 expected="no transfer",
-                actual=str(money.funded_minor),
+                actual=_money(money.funded_minor),
             )
         )
     return given, moved
@@ -437,12 +450,12 @@ def _compare_moves(
                 Discrepancy(
                     DiscrepancyKind.DEPOSIT_TRANSFER_MISSING,
                     subject,
-                    f"fork or merge {move.process_id} moved {recorded} minor units from "
+                    f"fork or merge {move.process_id} moved {_money(recorded)} from "
                     f"funded account {move.source_id} to {move.target_id}, and the ledger "
                     "has no transfer for it",
                     amount_minor=recorded,
                     currency=TIER_CURRENCY,
-                    expected=str(recorded),
+                    expected=_money(recorded),
                     actual="no transfer",
                 )
             )
@@ -456,8 +469,8 @@ def _compare_moves(
                     f"fork or merge {move.process_id}: " + "; ".join(problems),
                     amount_minor=max(differences),
                     currency=TIER_CURRENCY,
-                    expected=str(recorded),
-                    actual=str(money.credited(_ledger_account(records, move.target_id))),
+                    expected=_money(recorded),
+                    actual=_money(money.credited(_ledger_account(records, move.target_id))),
                 )
             )
 
@@ -470,21 +483,24 @@ def _move_problems(
     moved_out, moved_in = move.moved_out_minor, move.moved_in_minor
     if moved_out != moved_in:
         problems.append(
-            f"the source recorded {moved_out} minor units moved out, the target {moved_in} in"
+            f"the source recorded {_money_or_none(moved_out)} moved out, the target "
+            f"{_money_or_none(moved_in)} in"
         )
         differences.append(abs((moved_out or 0) - (moved_in or 0)))
     if moved_in is not None:
         credited = money.credited(_ledger_account(records, move.target_id))
         if credited != moved_in:
             problems.append(
-                f"its {money.described()} credited {credited} to the target's ledger account"
+                f"its {money.described()} credited {_money(credited)} to the target's "
+                "ledger account"
             )
             differences.append(abs(moved_in - credited))
     if moved_out is not None:
         debited = -money.credited(_ledger_account(records, move.source_id))
         if debited != moved_out:
             problems.append(
-                f"its {money.described()} debited {debited} from the source's ledger account"
+                f"its {money.described()} debited {_money(debited)} from the source's "
+                "ledger account"
             )
             differences.append(abs(moved_out - debited))
     return problems, differences

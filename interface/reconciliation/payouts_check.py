@@ -68,13 +68,16 @@ from application.ports.payout_gateway import (
     PayoutGateway,
     PayoutStatus,
 )
-from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
+from domain.money import describe_money
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind, money_measure
+from domain.tiers import TIER_CURRENCY
 from domain.withdrawal import WithdrawalStatus
 from interface.adapters.persistence.log_reads import log_head, snapshot_connection
 from interface.reconciliation.withdrawal_records import WithdrawalRecord, read_withdrawals
 
 PAYOUTS_CHECK: Final[str] = "payouts"
-MEASURE: Final[str] = "paid out, minor units"
+# Payouts in another currency are compared one by one, never added in.
+MEASURE: Final[str] = money_measure("paid out", TIER_CURRENCY)
 
 # What the ledger and the processor each count as paid out.
 _LEDGER_PAID_OUT: Final = frozenset({WithdrawalStatus.PAID_OUT, WithdrawalStatus.COMPLETED})
@@ -132,12 +135,12 @@ class PayoutsCheck:
             expected=sum(
                 withdrawal.amount_minor
                 for withdrawal in compared
-                if withdrawal.status in _LEDGER_PAID_OUT
+                if withdrawal.status in _LEDGER_PAID_OUT and withdrawal.currency == TIER_CURRENCY
             ),
             actual=sum(
                 payout.amount_minor
                 for payout in payouts.values()
-                if payout.status not in _PROCESSOR_NOT_PAID
+                if payout.status not in _PROCESSOR_NOT_PAID and payout.currency == TIER_CURRENCY
             ),
             discrepancies=tuple(discrepancies),
             elapsed_s=time.perf_counter() - started,
@@ -208,11 +211,11 @@ def _unknown(payout: Payout, withdrawals: dict[UUID, WithdrawalRecord]) -> Discr
         DiscrepancyKind.PAYOUT_UNKNOWN_TO_LEDGER,
         f"payout {payout.payout_id}",
         f"the processor lists payout {payout.payout_id} ({payout.status.value}, "
-        f"{payout.amount_minor} {payout.currency}) that {why}",
+        f"{describe_money(payout.amount_minor, payout.currency)}) that {why}",
         amount_minor=payout.amount_minor,
         currency=payout.currency,
         expected="no payout",
-        actual=f"{payout.amount_minor} {payout.currency} {payout.status.value}",
+        actual=f"{describe_money(payout.amount_minor, payout.currency)} {payout.status.value}",
     )
 
 
@@ -221,9 +224,9 @@ def _amount_differs(payout: Payout, withdrawal: WithdrawalRecord) -> Discrepancy
     return Discrepancy(
         DiscrepancyKind.PAYOUT_AMOUNT_DIFFERS,
         f"payout {payout.payout_id}",
-        f"payout {payout.payout_id} is {payout.amount_minor} {payout.currency} at the "
-        f"processor; its withdrawal {withdrawal.withdrawal_id} is "
-        f"{withdrawal.amount_minor} {withdrawal.currency}",
+        f"payout {payout.payout_id} is {describe_money(payout.amount_minor, payout.currency)} "
+        f"at the processor; its withdrawal {withdrawal.withdrawal_id} is "
+        f"{describe_money(withdrawal.amount_minor, withdrawal.currency)}",
         # Amounts in two currencies do not subtract: the larger is at stake.
         amount_minor=(
             payout.amount_minor - withdrawal.amount_minor
@@ -231,8 +234,8 @@ def _amount_differs(payout: Payout, withdrawal: WithdrawalRecord) -> Discrepancy
             else max(payout.amount_minor, withdrawal.amount_minor)
         ),
         currency=withdrawal.currency,
-        expected=f"{withdrawal.amount_minor} {withdrawal.currency}",
-        actual=f"{payout.amount_minor} {payout.currency}",
+        expected=describe_money(withdrawal.amount_minor, withdrawal.currency),
+        actual=describe_money(payout.amount_minor, payout.currency),
     )
 
 

@@ -53,7 +53,8 @@ import psycopg
 
 from application.funded_accounts import platform_account
 from domain.account import AccountKind
-from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind
+from domain.money import describe_money
+from domain.reconciliation import CheckResult, Discrepancy, DiscrepancyKind, money_measure
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import TransferStatus
 from domain.withdrawal import FINAL_STATUSES, WithdrawalStatus
@@ -68,7 +69,8 @@ from projections.events import (
 )
 
 WITHDRAWALS_CHECK: Final[str] = "withdrawals"
-MEASURE: Final[str] = "withdrawn, minor units"
+# Withdrawals in another currency are compared one by one, never added in.
+MEASURE: Final[str] = money_measure("withdrawn", TIER_CURRENCY)
 # Transfer ids looked up by the primary key in one query.
 LOOKUPS_PER_QUERY: Final[int] = 10_000
 # The metadata key a withdrawal's hold names its withdrawal by.
@@ -148,7 +150,10 @@ class WithdrawalsCheck:
             own = holds.by_id.get(withdrawal.hold_transfer_id)
             claims = holds.claims.get(str(withdrawal.withdrawal_id), [])
             withdrawn = sum(hold.withdrawn_minor for hold in [own, *claims] if hold is not None)
-            if withdrawal.status is WithdrawalStatus.COMPLETED:
+            if (
+                withdrawal.status is WithdrawalStatus.COMPLETED
+                and withdrawal.currency == TIER_CURRENCY
+            ):
                 expected += withdrawal.amount_minor
                 actual += withdrawn
             found = _compared(withdrawal, own, claims, withdrawn)
@@ -285,7 +290,7 @@ def _compared(
             withdrawal,
             f"is completed but nothing was posted for it: {what_holds}",
             withdrawal.amount_minor,
-            expected=f"{owed} posted",
+            expected=f"{describe_money(owed, withdrawal.currency)} posted",
             actual="none posted",
         )
     if withdrawn != owed:
@@ -293,11 +298,13 @@ def _compared(
         return _discrepancy(
             DiscrepancyKind.WITHDRAWAL_AMOUNT_DIFFERS,
             withdrawal,
-            f"is {withdrawal.status.value} for {withdrawal.amount_minor}, and "
-            f"{posted_by} transfer(s) posted {withdrawn} for it",
+            f"is {withdrawal.status.value} for "
+            f"{describe_money(withdrawal.amount_minor, withdrawal.currency)}, and "
+            f"{posted_by} transfer(s) posted {describe_money(withdrawn, withdrawal.currency)} "
+            "for it",
             withdrawn - owed,
-            expected=f"{owed} posted",
-            actual=f"{withdrawn} posted",
+            expected=f"{describe_money(owed, withdrawal.currency)} posted",
+            actual=f"{describe_money(withdrawn, withdrawal.currency)} posted",
         )
     if own is None and not completed:
         at_stake = withdrawal.amount_minor if withdrawal.status in _LIVE else 0
@@ -370,11 +377,18 @@ def _orphans(holds: _Holds, own_holds: set[UUID]) -> list[Discrepancy]:
             Discrepancy(
                 DiscrepancyKind.ORPHAN_HOLD,
                 f"hold {hold.transfer_id}",
-                f"hold {hold.transfer_id} holds {hold.amount_minor} for payout and {claim}",
+                f"hold {hold.transfer_id} holds {_held(hold)} for payout and {claim}",
                 amount_minor=hold.amount_minor,
                 currency=hold.currency or None,
                 expected="no hold",
-                actual=f"{hold.amount_minor} held",
+                actual=f"{_held(hold)} held",
             )
         )
     return found
+
+
+def _held(hold: _Hold) -> str:
+    # A hold whose postings named no currency (never written so) shows its count.
+    if not hold.currency:
+        return f"{hold.amount_minor} minor units"
+    return describe_money(hold.amount_minor, hold.currency)

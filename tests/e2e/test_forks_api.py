@@ -33,7 +33,7 @@ GEN_START_MINOR: Final[int] = 10_000_00
 # docs/rules.md#tiers-forks-and-merges: market conditions 30 %, account
 # performance 40 %, system load 20 %, timing 10 %.
 FACTORS: Final[list[str]] = ["market_conditions", "account_performance", "system_load", "timing"]
-WEIGHTS: Final[list[str]] = ["3/10", "2/5", "1/5", "1/10"]
+WEIGHTS: Final[list[str]] = ["0.3", "0.4", "0.2", "0.1"]
 # Monday, an hour and a half into the regular session: the session scores 1.
 REGULAR_HOURS: Final = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
 # Monday 14:45 UTC: the volatile first half hour of the session scores 0, for
@@ -232,7 +232,7 @@ def test_opportunities_list_the_accounts_past_the_threshold_with_confidence_and_
     assert waiting["executable_now"] is False
     # 5 % past the threshold: recent returns score 1/2 of the three
     # performance inputs: (1/2 + 1 + 1) / 3 = 5/6.
-    assert [f["value"] for f in waiting["factors"]] == ["1", "5/6", "1", "1"]
+    assert [f["value"] for f in waiting["factors"]] == ["1", "0.833333", "1", "1"]
     assert waiting["confidence"] == pytest.approx(0.3 + 0.4 * 5 / 6 + 0.2 + 0.1)
 
 
@@ -392,7 +392,7 @@ def test_below_the_confidence_bar_a_fork_waits_for_an_admin(
     fork = _json(_propose_fork(client, parent, platform), 201)
     assert fork["status"] == "proposed"
     assert fork["confidence"] == 31 / 50
-    assert [f["value"] for f in fork["factors"]] == ["2/3", "11/20", "1", "0"]
+    assert [f["value"] for f in fork["factors"]] == ["0.666666", "0.55", "1", "0"]
     assert (fork["approved_automatically"], fork["approved_by"], fork["child_id"]) == (
         False,
         None,
@@ -746,7 +746,7 @@ def test_fork_confidence_of_80_percent_or_more_is_approved_and_executed_at_once(
     fork = _json(_propose_fork(client, parent, platform), 201)
     # Market (1 volatility + 1 liquidity + 0 session) / 3 = 2/3, performance 1,
     # load 1, timing 0: 0.3 x 2/3 + 0.4 + 0.2 + 0 = 80 % exactly.
-    assert _values(fork) == ["2/3", "1", "1", "0"]
+    assert _values(fork) == ["0.666666", "1", "1", "0"]
     assert fork["confidence"] == pytest.approx(0.80)
     assert (fork["decision"], fork["status"]) == ("execute_at_once", "completed")
     assert fork["child_id"] is not None
@@ -770,10 +770,10 @@ def test_fork_confidence_from_70_to_80_percent_is_approved_and_waits_for_executi
     _hold(client, admin, owner, parent, quote)
     fork = _json(_propose_fork(client, parent, platform), 201)
     # 0.3 x 1/2 + 0.4 x 1 + 0.2 x 1 + 0.1 x 0 = 75 %.
-    assert _values(fork) == ["1/2", "1", "1", "0"]
+    assert _values(fork) == ["0.5", "1", "1", "0"]
     assert fork["confidence"] == pytest.approx(0.75)
     market = fork["factors"][0]["inputs"]
-    assert (market["volatility"], market["symbols"]) == ("1/40", SYMBOL)
+    assert (market["volatility"], market["symbols"]) == ("0.025", SYMBOL)
     # Approved, not executed: nothing moved.
     assert (fork["decision"], fork["status"]) == ("approve_and_wait", "approved")
     assert fork["approved_automatically"] is True and fork["child_id"] is None
@@ -801,7 +801,7 @@ def test_fork_confidence_under_70_percent_waits_for_manual_review(
     quote = {"bid": "100.00", "ask": "100.10", "open": "105.00", "last_close": "100.00"}
     _hold(client, admin, owner, parent, quote)
     fork = _json(_propose_fork(client, parent, platform), 201)
-    assert _values(fork)[0] == "4/15"
+    assert _values(fork)[0] == "0.266666"
     # 0.3 x 4/15 + 0.4 x (just under 1: the long is marked 0.10 under its
     # entry) + 0.2 + 0 = just under 68 %.
     assert fork["confidence"] == pytest.approx(0.68, abs=1e-4)

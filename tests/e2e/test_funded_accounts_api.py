@@ -43,7 +43,7 @@ def _get(client: TestClient, path: str, **options: Any) -> dict[str, Any]:
 def test_the_tiers_are_the_configuration_for_any_caller(client: TestClient, ledger: Ledger) -> None:
     body = _get(client, "/v1/tiers", headers=_user(ledger, OWNER))
     assert body["currency"] == "USD"
-    assert body["risk_per_trade_limit"] == "1/20"
+    assert body["risk_per_trade_limit"] == "0.05"
     assert [tier["name"] for tier in body["tiers"]] == ["Gen", "Rev", "Com"]
     gen, _rev, com = body["tiers"]
     assert gen == {
@@ -52,11 +52,11 @@ def test_the_tiers_are_the_configuration_for_any_caller(client: TestClient, ledg
         "fork_threshold": "100000.00",
         "next_tier": "Rev",
         "max_open_positions": 10,
-        "max_position_share": "1/5",
+        "max_position_share": "0.2",
         "risk_multiplier": "1",
-        "drawdown_limit": "1/10",
+        "drawdown_limit": "0.1",
     }
-    assert (com["fork_threshold"], com["next_tier"], com["risk_multiplier"]) == (None, None, "3/2")
+    assert (com["fork_threshold"], com["next_tier"], com["risk_multiplier"]) == (None, None, "1.5")
 
 
 def test_an_account_shows_its_figures_positions_rule_status_and_withdrawable(
@@ -85,7 +85,7 @@ def test_an_account_shows_its_figures_positions_rule_status_and_withdrawable(
         "active",
         "USD",
     )
-    assert body["profit_split"] == "4/5"
+    assert body["profit_split"] == "0.8"
     assert body["balances"] == {
         "starting_balance": "10000.00",
         "current_balance": "10100.00",
@@ -114,12 +114,12 @@ def test_an_account_shows_its_figures_positions_rule_status_and_withdrawable(
     assert body["rule_status"] == {
         "band": "danger",
         "rules": [
-            {"rule": "drawdown", "value": "0", "limit": "1/10", "share_used": "0", "band": "safe"},
+            {"rule": "drawdown", "value": "0", "limit": "0.1", "share_used": "0", "band": "safe"},
             {
                 "rule": "risk_per_trade",
-                "value": "24/505",
-                "limit": "1/20",
-                "share_used": "96/101",
+                "value": "0.047524",
+                "limit": "0.05",
+                "share_used": "0.950495",
                 "band": "danger",
             },
         ],

@@ -116,7 +116,7 @@ def test_live_positions_show_equity_drawdown_and_the_guards_level(
     # Ten longs of 98 bought at $5.00, marked at $2.90: $2,058.00 down from $10,000.
     assert body["equity_source"] == "broker"
     assert (body["equity"], body["peak_equity"]) == ("7942.00", "10000.00")
-    assert (body["drawdown"], body["drawdown_ratio"]) == ("0.205800", "1029/5000")
+    assert (body["drawdown"], body["drawdown_ratio"]) == ("0.205800", "0.2058")
     # MIN_EQUITY's default: 100 in the account's currency.
     assert body["minimum_equity"] == "100.00"
     assert (body["level"], body["level_now"]) == ("liquidate", "liquidate")
@@ -149,14 +149,14 @@ def test_the_guards_status_lists_thresholds_syncs_and_pending_alerts(
     # 10, PRICE_GAP_ALERT_PERCENT 5, BID_ASK_SPREAD_MAX_PERCENT 0.5,
     # MIN_LIQUIDITY_VOLUME_LOTS 10, LIQUIDITY_CHECK_ENABLED on.
     assert body["thresholds"] | {"sync_interval_s": 0} == {
-        "drawdown_warn_from": "3/20",
-        "drawdown_liquidate_above": "1/5",
+        "drawdown_warn_from": "0.15",
+        "drawdown_liquidate_above": "0.2",
         "minimum_equity": "100.00",
-        "gap_above": "1/20",
-        "spread_above": "1/200",
+        "gap_above": "0.05",
+        "spread_above": "0.005",
         "liquidity_check_enabled": True,
         "liquidity_volume_lots_min": 10,
-        "volume_tolerance": "1/20",
+        "volume_tolerance": "0.05",
         "pre_liquidation_warning_s": 10.0,
         "sync_interval_s": 0,
     }
@@ -166,7 +166,7 @@ def test_the_guards_status_lists_thresholds_syncs_and_pending_alerts(
     assert body["pending_alerts_total"] == 1
     (alert,) = body["pending_alerts"]
     assert (alert["funded_account_id"], alert["kind"]) == (str(crash), "liquidation_scheduled")
-    assert alert["drawdown_ratio"] == "1029/5000"
+    assert alert["drawdown_ratio"] == "0.2058"
     assert len(alert["positions"]) == 10
     users = client.get("/v1/guards", headers=_key(ledger, Role.USER, GUARDS_OWNER_ID))
     assert_error(users, 403, "forbidden")

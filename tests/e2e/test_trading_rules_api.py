@@ -109,10 +109,10 @@ def test_rules_decide_on_the_newest_mark_of_every_open_position(
     assert account["balances"]["current_balance"] == "97500.00"
     # 2,500.00 / 97,500.00 = 1/39, about 2.6 %, of a 5 % limit.
     risk = _rule(account, "risk_per_trade")
-    assert (risk["value"], risk["limit"], risk["band"]) == ("1/39", "1/20", "safe")
+    assert (risk["value"], risk["limit"], risk["band"]) == ("0.025641", "0.05", "safe")
     # Equity 95,000.00 from a 100,000.00 peak: 5 %, half of Gen's 10 %.
     drawdown = _rule(account, "drawdown")
-    assert (drawdown["value"], drawdown["share_used"]) == ("1/20", "1/2")
+    assert (drawdown["value"], drawdown["share_used"]) == ("0.05", "0.5")
     # The decision names the mark it was read on, with its time.
     *_, latest = _band_changes(ledger, account_id)
     assert latest["to_band"] == "safe"

@@ -465,7 +465,14 @@ def test_more_than_the_withdrawable_amount_is_refused(
     client: TestClient, owner: Headers, account: str
 ) -> None:
     body = assert_error(_request(client, account, "3200.01", owner), 409, "exceeds_withdrawable")
-    assert body["error"]["details"] == {"amount_minor": 3200_01, "withdrawable_minor": 3200_00}
+    assert body["error"]["details"] == {
+        "currency": "USD",
+        "requested": "3200.01",
+        "withdrawable": "3200.00",
+        "amount_minor": 3200_01,
+        "withdrawable_minor": 3200_00,
+    }
+    assert "3200.00 USD" in body["error"]["message"]
     assert _listed(client, f"/v1/funded-accounts/{account}/withdrawals", owner) == []
     everything = _requested(client, account, WITHDRAWABLE, owner)
     assert (everything["amount"], everything["status"]) == (WITHDRAWABLE, "pending")

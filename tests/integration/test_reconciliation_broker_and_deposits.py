@@ -16,6 +16,7 @@ from application.ports.broker import BrokerUnavailable, UnknownAccount
 from domain.account import AccountKind
 from domain.commands import Command, ReverseTransfer, create_transfer, open_account
 from domain.merge import MergeStatus, MergeTarget, MergeTrigger, MergeUrgency
+from domain.money import describe_money
 from domain.positions import PositionSide
 from domain.reconciliation import CheckResult, CheckStatus, DiscrepancyKind, Severity
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
@@ -173,7 +174,7 @@ def test_a_position_closed_at_the_broker_alone_is_missing_and_its_pnl_differs(
     assert position_id in missing.subject
     assert (missing.amount_minor, missing.severity) == (QUANTITY * ENTRY_MINOR, Severity.HIGH)
     pnl = by_kind[DiscrepancyKind.REALIZED_PNL_DIFFERS]
-    assert (pnl.amount_minor, pnl.expected, pnl.actual) == (400, "0", "400")
+    assert (pnl.amount_minor, pnl.expected, pnl.actual) == (400, "0.00 USD", "4.00 USD")
     assert pnl.severity is Severity.MEDIUM
     assert (result.expected, result.actual) == (1, 0)
     _assert_passed(_deposits_check(ledger).run())
@@ -275,8 +276,8 @@ def test_a_reversed_funding_transfer_no_longer_funds_its_activation(ledger: Ledg
     assert differs.subject == f"funding of funded account {funded_account_id}"
     assert (differs.amount_minor, differs.expected, differs.actual) == (
         GEN_START,
-        str(GEN_START),
-        "0",
+        describe_money(GEN_START, "USD"),
+        "0.00 USD",
     )
     assert (result.expected, result.actual) == (GEN_START, 0)
     _assert_passed(_broker_check(ledger).run())

@@ -153,13 +153,13 @@ def test_completed_rejected_failed_and_waiting_withdrawals_pass_both_checks(
 
     assert _passed(payouts), _found(payouts)
     assert (payouts.measure, payouts.expected, payouts.actual) == (
-        "paid out, minor units",
+        "paid out, USD minor units",
         made.paid_out_minor,
         made.paid_out_minor,
     )
     assert _passed(withdrawals), _found(withdrawals)
     assert (withdrawals.measure, withdrawals.expected, withdrawals.actual) == (
-        "withdrawn, minor units",
+        "withdrawn, USD minor units",
         made.paid_out_minor,
         made.paid_out_minor,
     )

@@ -85,6 +85,9 @@ def test_postings_balanced_in_total_but_not_per_currency_are_refused_as_unbalanc
         simple_transfer(postings=postings)
     assert refused.value.code is ResultCode.UNBALANCED_POSTINGS
     assert refused.value.details["debits_minus_credits_minor"] == {"USD": 100, "EUR": -100}
+    # As money too, never summed across the two currencies.
+    assert refused.value.details["debits_minus_credits"] == {"USD": "1.00", "EUR": "-1.00"}
+    assert "1.00 USD, -1.00 EUR" in refused.value.message
 
 
 def test_postings_balanced_in_each_of_two_currencies_are_accepted() -> None:

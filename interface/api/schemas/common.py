@@ -1,6 +1,6 @@
 """Types and bodies every resource's schemas share: the request base that
 refuses unknown fields, amounts, currencies and idempotency keys in requests,
-money and exact ratios in responses, and the error body of every route."""
+money and ratios (decimals) in responses, and the error body of every route."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from domain.identifiers import IDEMPOTENCY_KEY_LENGTH_MAX
 from domain.money import format_amount
+from domain.ratios import RATIO_DECIMALS, format_ratio
 from domain.tiers import TIER_CURRENCY
 
 # A decimal string in major units, e.g. "1234.56"; JSON numbers are refused.
@@ -57,12 +58,16 @@ class RequestModel(BaseModel):
 # Responses ---------------------------------------------------------------
 
 RATIO_DESCRIPTION: Final[str] = (
-    'An exact ratio as text: "numerator/denominator" in lowest terms, or a whole '
-    'number ("1"). "1/5" is 20 %.'
+    f"A ratio as a decimal string with at most {RATIO_DECIMALS} decimal places, cut "
+    '(never rounded up), trailing zeros dropped: "0.2" is 20 %, "1" is all.'
 )
 Ratio = Annotated[
     str,
-    Field(pattern=r"^[0-9]+(/[0-9]+)?$", examples=["1/5"], description=RATIO_DESCRIPTION),
+    Field(
+        pattern=rf"^-?[0-9]+(\.[0-9]{{1,{RATIO_DECIMALS}}})?$",
+        examples=["0.2"],
+        description=RATIO_DESCRIPTION,
+    ),
 ]
 Money = Annotated[
     str,
@@ -79,7 +84,7 @@ def money(minor: int) -> str:
 
 
 def ratio_text(ratio: Fraction) -> str:
-    return str(ratio)
+    return format_ratio(ratio)
 
 
 class ErrorDetail(BaseModel):

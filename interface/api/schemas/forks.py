@@ -3,7 +3,9 @@ processes as their aggregates hold them, with the factors of their confidence.""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from fractions import Fraction
 from typing import Annotated, Any, Final
 from uuid import UUID
 
@@ -21,10 +23,13 @@ from domain.tiers import TIER_CURRENCY, TierName
 from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.common import (
     PLAIN_TEXT_PATTERN,
+    RATIO_DESCRIPTION,
     Amount,
     IdempotencyKey,
+    Ratio,
     RequestModel,
     money,
+    ratio_text,
 )
 
 REASON_LENGTH_MAX: Final[int] = 500
@@ -32,8 +37,8 @@ REASON_LENGTH_MAX: Final[int] = 500
 
 class FactorResponse(BaseModel):
     name: str
-    weight: str = Field(description="Exact fraction, e.g. 1/2.")
-    value: str = Field(description="The factor, from 0 to 1, as an exact fraction.")
+    weight: Ratio
+    value: Ratio = Field(description="The factor, from 0 to 1. " + RATIO_DESCRIPTION)
     explanation: str
     inputs: dict[str, str] = Field(
         default_factory=dict, description="What the value was computed from."
@@ -182,8 +187,33 @@ class ProposeMergeRequest(RequestModel):
     idempotency_key: IdempotencyKey | None = None
 
 
+# An exact fraction as the fork's events keep it ("5/6"): rendered as a decimal.
+_FRACTION: Final = re.compile(r"-?[0-9]+/[0-9]+")
+
+
+def _decimal_if_fraction(value: Any) -> Any:
+    if isinstance(value, str) and _FRACTION.fullmatch(value):
+        return ratio_text(Fraction(value))
+    return value
+
+
 def factor_responses(factors: list[dict[str, Any]]) -> list[FactorResponse]:
-    return [FactorResponse(**factor) for factor in factors]
+    """The factors as recorded, their fractions (weight, value, inputs such as
+    a volatility) as decimals (domain.ratios)."""
+    return [
+        FactorResponse(
+            **{
+                **factor,
+                "weight": ratio_text(Fraction(factor["weight"])),
+                "value": ratio_text(Fraction(factor["value"])),
+                "inputs": {
+                    name: _decimal_if_fraction(value)
+                    for name, value in factor.get("inputs", {}).items()
+                },
+            }
+        )
+        for factor in factors
+    ]
 
 
 class MergeOpportunityResponse(BaseModel):

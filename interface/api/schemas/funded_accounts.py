@@ -4,10 +4,11 @@ Money is a decimal string in major units of `currency` (the tier currency),
 as every amount in this API; the ledger keeps it as integer minor units and
 only this edge formats it. A price is per one unit of quantity.
 
-Ratios (profit split, shares, multipliers, rule values and limits) are exact
-fractions as text: "numerator/denominator" in lowest terms, or a whole number
-("1"). They are what the domain computes with (`fractions.Fraction`), so a
-value at a limit reads exactly at the limit, never rounded past it.
+Ratios (profit split, shares, multipliers, rule values and limits) are
+decimal strings with at most `domain.ratios.RATIO_DECIMALS` places, cut, never
+rounded up (the domain computes them exactly, as `fractions.Fraction`): a
+value just under a limit never reads as at it, and a rule's band says on
+which side of its limit a value is.
 """
 
 from __future__ import annotations

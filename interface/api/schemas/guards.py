@@ -17,7 +17,14 @@ from domain.account_guard import (
 )
 from domain.tiers import TIER_CURRENCY
 from interface.adapters.persistence.broker_sync_status import SyncStatus
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Money, Ratio, RequestModel, money
+from interface.api.schemas.common import (
+    PLAIN_TEXT_PATTERN,
+    Money,
+    Ratio,
+    RequestModel,
+    money,
+    ratio_text,
+)
 from projections.guards import AlertKind, AlertRow, DivergenceRow, PendingAlert
 
 # Rows listed in one answer; the totals say how many there are.
@@ -222,7 +229,7 @@ class AlertResponse(BaseModel):
             reasons=alert.reasons.split(",") if alert.reasons else [],
             equity=money_text(alert.equity_minor),
             peak_equity=money_text(alert.peak_equity_minor),
-            drawdown_ratio=alert.drawdown,
+            drawdown_ratio=None if alert.drawdown is None else ratio_text(Fraction(alert.drawdown)),
             positions=list(alert.positions),
             due_at=alert.due_at,
             raised_at=alert.raised_at,

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, Strict
 
+from domain.money import format_amount
 from domain.reconciliation import (
     ACTOR_LENGTH_MAX,
     NOTE_LENGTH_MAX,
@@ -18,20 +19,42 @@ from domain.reconciliation import (
     RunStatus,
     RunType,
     Severity,
+    measure_currency,
 )
+from domain.result_codes import LedgerRefusal
 from interface.api.pagination import HasMore, NextCursor
-from interface.api.schemas.common import PLAIN_TEXT_PATTERN, RequestModel
+from interface.api.schemas.common import PLAIN_TEXT_PATTERN, Money, RequestModel
 from projections.reconciliation import CheckRow, ExceptionRow, RunRow
+
+
+def _amount(minor: int, currency: str | None) -> str | None:
+    """Minor units as money, when the figure is money in a known currency."""
+    if currency is None:
+        return None
+    try:
+        return format_amount(minor, currency)
+    except LedgerRefusal:
+        # A currency the ledger no longer accepts, on an old record: its count stands.
+        return None
 
 
 class CheckResponse(BaseModel):
     name: str
     status: CheckStatus
     passed: bool
-    measure: str = Field(description="What expected and actual count: minor units, or rows.")
-    expected: int = Field(description="The ledger's side.")
-    actual: int = Field(description="The other record's side.")
-    difference: int = Field(description="actual - expected.")
+    measure: str = Field(
+        description="What expected and actual count: minor units of one currency "
+        '("paid out, USD minor units"), or rows. Money of two currencies is never added up.'
+    )
+    expected: int = Field(description="The ledger's side, in the measure's unit.")
+    actual: int = Field(description="The other record's side, in the measure's unit.")
+    difference: int = Field(description="actual - expected, in the measure's unit.")
+    currency: str | None = Field(
+        description="The currency of a money measure; null when the check counts rows."
+    )
+    expected_amount: Money | None = Field(description="`expected` as money; null for rows.")
+    actual_amount: Money | None = Field(description="`actual` as money; null for rows.")
+    difference_amount: Money | None = Field(description="`difference` as money; null for rows.")
     discrepancies_found: int
     already_open: dict[str, UUID] = Field(
         description="Discrepancies an earlier run raised and nobody has closed: "
@@ -43,7 +66,12 @@ class CheckResponse(BaseModel):
 
     @classmethod
     def of(cls, row: CheckRow) -> CheckResponse:
+        currency = measure_currency(row.measure)
         return cls(
+            currency=currency,
+            expected_amount=_amount(row.expected, currency),
+            actual_amount=_amount(row.actual, currency),
+            difference_amount=_amount(row.difference, currency),
             name=row.name,
             status=CheckStatus(row.status),
             passed=row.status == CheckStatus.PASSED.value,
@@ -67,6 +95,9 @@ class ExceptionResponse(BaseModel):
     severity: Severity
     subject: str
     message: str
+    amount: Money | None = Field(
+        description="The money involved, in `currency`; null when none or no currency."
+    )
     amount_minor: int = Field(description="The money involved, in minor units; 0 when none.")
     currency: str | None
     expected: str | None
@@ -91,6 +122,7 @@ class ExceptionResponse(BaseModel):
             severity=Severity(row.severity),
             subject=row.subject,
             message=row.message,
+            amount=_amount(row.amount_minor, row.currency) if row.amount_minor else None,
             amount_minor=row.amount_minor,
             currency=row.currency,
             expected=row.expected,
