@@ -1,11 +1,17 @@
 """Every error leaves the API in one envelope, with a stable code and a 4xx.
 
-`{"error": {"code": ..., "message": ..., "details": {...}}}`. The mapping from
-result code to HTTP status lives here and nowhere else.
+`{"error": {"code", "message", "field", "details", "request_id", "doc_url"}}`,
+built by `error_body` alone: the exception handlers here and the middlewares
+that answer before any handler (authentication, rate limits, body size,
+idempotency, database faults) all call it (docs/api.md#request-ids-rate-limits-errors).
+The mapping from result code to HTTP status lives here and nowhere else.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -14,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Send
 
 from application.writer import WriterConflict, WriterOverloaded, WriterStopped, WriterTimeout
 from domain.result_codes import LedgerRefusal, ResultCode
@@ -96,8 +103,81 @@ def status_for(code: ResultCode) -> int:
     return 422
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+# Every code has its row, and its anchor, in the error table of docs/api.md:
+# `doc_url` is this page and the code as the fragment, a path from the
+# repository's root (the docs ship with the service, not on a host of ours).
+ERROR_DOC_PAGE: Final[str] = "docs/api.md"
+
+
+def doc_url_of(code: str) -> str:
+    return f"{ERROR_DOC_PAGE}#{code}"
+
+
+def error_body(
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    scope: Mapping[str, Any] | None,
+    field: str | None = None,
+) -> dict[str, Any]:
+    """The one error body. `scope` is the request's (its id is quoted, for the
+    client to give when it asks about this answer); `field` names the input
+    at fault, or is taken from `details.field` when a check put it there."""
+    details = details or {}
+    if field is None and isinstance(details.get("field"), str):
+        field = details["field"]
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "field": field,
+            "details": details,
+            "request_id": request_id_of(scope) if scope is not None else None,
+            "doc_url": doc_url_of(code),
+        }
+    }
+
+
+def error_response(
+    scope: Mapping[str, Any],
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details, scope=scope, field=field),
+        status_code=status,
+        headers=dict(headers) if headers else None,
+    )
+
+
+async def send_error(
+    scope: Mapping[str, Any],
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """For the pure ASGI middlewares, which answer with `send` alone."""
+    body = json.dumps(error_body(code, message, details, scope=scope)).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (headers or {}).items()
+        ),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # The database did not answer (see database_faults.py): the same request may
@@ -106,15 +186,17 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 DATABASE_UNAVAILABLE: Final[str] = "database_unavailable"
 
 
-def database_unavailable_response(fault: DatabaseFault) -> JSONResponse:
-    return JSONResponse(
-        error_body(
-            DATABASE_UNAVAILABLE,
-            f"the database is unavailable ({fault.reason.value}); retry after "
-            f"{fault.retry_after_s} s with the same idempotency key",
-            {"reason": fault.reason.value},
-        ),
-        status_code=503,
+async def send_database_unavailable(
+    scope: Mapping[str, Any], send: Send, fault: DatabaseFault
+) -> None:
+    await send_error(
+        scope,
+        send,
+        503,
+        DATABASE_UNAVAILABLE,
+        f"the database is unavailable ({fault.reason.value}); retry after "
+        f"{fault.retry_after_s} s with the same idempotency key",
+        {"reason": fault.reason.value},
         headers={"Retry-After": str(fault.retry_after_s)},
     )
 
@@ -129,6 +211,7 @@ class ApiError(Exception):
         message: str,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -136,6 +219,7 @@ class ApiError(Exception):
         self.message = message
         self.details = details or {}
         self.headers = headers
+        self.field = field
 
 
 # Fields that hold money: their problems get the one message that helps.
@@ -174,40 +258,111 @@ def _methods_for_path(request: Request) -> list[str]:
     return sorted(methods)
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    status: int
+    code: str
+    retry_after_s: int
+
+
+# The writer's own refusals (application/writer.py), each with its answer:
+# none says anything about the request, so each is a 503 with Retry-After.
+WRITER_ERRORS: Final[dict[type[Exception], ErrorAnswer]] = {
+    # The writer's queue is full.
+    WriterOverloaded: ErrorAnswer(503, "overloaded", 1),
+    # The writer is stopped (the service is shutting down).
+    WriterStopped: ErrorAnswer(503, "unavailable", 5),
+    # The writer did not decide in time: the database is slow or away.
+    WriterTimeout: ErrorAnswer(503, "writer_timeout", 5),
+    # A batch decided under the log's write lock still met a version conflict.
+    WriterConflict: ErrorAnswer(503, "contention", 1),
+}
+
+
+async def _writer_error(request: Request, error: Exception) -> JSONResponse:
+    answer = WRITER_ERRORS[type(error)]
+    if isinstance(error, WriterTimeout):
+        # The database is slow or away (its faults are logged as they come):
+        # one line for the request, which carries its id.
+        log.warning("writer_timeout")
+    return error_response(
+        request.scope,
+        answer.status,
+        answer.code,
+        str(error),
+        headers={"Retry-After": str(answer.retry_after_s)},
+    )
+
+
+# What the framework reports when the body is not JSON at all: a 400, not a
+# problem with one field (docs/api.md#malformed_body).
+_JSON_INVALID: Final[str] = "json_invalid"
+MALFORMED_BODY: Final[str] = "malformed_body"
+
+
+def _malformed_body(request: Request, error: dict[str, Any]) -> JSONResponse:
+    location = error.get("loc", ())
+    position = location[-1] if location and isinstance(location[-1], int) else None
+    reason = str((error.get("ctx") or {}).get("error", "not JSON"))
+    return error_response(
+        request.scope,
+        400,
+        MALFORMED_BODY,
+        f"the body is not valid JSON: {reason}"
+        + (f" at character {position}" if position is not None else ""),
+        {"reason": reason, "position": position},
+        field="body",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LedgerRefusal)
-    async def ledger_refusal(_: Request, refusal: LedgerRefusal) -> JSONResponse:
+    async def ledger_refusal(request: Request, refusal: LedgerRefusal) -> JSONResponse:
         status = status_for(refusal.code)
-        return JSONResponse(
-            error_body(refusal.code.value, refusal.message, refusal.details),
-            status_code=status,
+        return error_response(
+            request.scope,
+            status,
+            refusal.code.value,
+            refusal.message,
+            refusal.details,
             headers={"Retry-After": "5"} if status == 503 else None,
         )
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(error.code, error.message, error.details),
-            status_code=error.status,
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(
+            request.scope,
+            error.status,
+            error.code,
+            error.message,
+            error.details,
+            field=error.field,
             headers=error.headers,
         )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         # A parameter read by the route and by one of its dependencies (the
         # ownership aliases read the id and `min_position`) is validated by
         # each: name each problem once.
         distinct = {(tuple(found["loc"]), found["type"]): found for found in error.errors()}
         errors = list(distinct.values())
+        for found in errors:
+            if found.get("type") == _JSON_INVALID:
+                return _malformed_body(request, found)
         message, problems = _describe_validation(errors)
-        return JSONResponse(
-            error_body(_validation_code(errors), message, {"problems": problems}),
-            status_code=422,
+        return error_response(
+            request.scope,
+            422,
+            _validation_code(errors),
+            message,
+            {"problems": problems},
+            field=problems[0]["field"] or "body" if problems else None,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(
+        code = {400: MALFORMED_BODY, 404: "not_found", 405: "method_not_allowed"}.get(
             error.status_code, "http_error"
         )
         headers = dict(getattr(error, "headers", None) or {})
@@ -215,38 +370,12 @@ def install_error_handlers(app: FastAPI) -> None:
             # Starlette names only the first matching route's methods; a path
             # served by several routes (GET and POST /v1/accounts) has them all.
             headers["Allow"] = ", ".join(_methods_for_path(request))
-        return JSONResponse(
-            error_body(code, str(error.detail)), status_code=error.status_code, headers=headers
+        return error_response(
+            request.scope, error.status_code, code, str(error.detail), headers=headers
         )
 
-    @app.exception_handler(WriterOverloaded)
-    async def overloaded(_: Request, error: WriterOverloaded) -> JSONResponse:
-        return JSONResponse(
-            error_body("overloaded", str(error)), status_code=503, headers={"Retry-After": "1"}
-        )
-
-    @app.exception_handler(WriterStopped)
-    async def stopped(_: Request, error: WriterStopped) -> JSONResponse:
-        return JSONResponse(
-            error_body("unavailable", str(error)), status_code=503, headers={"Retry-After": "5"}
-        )
-
-    @app.exception_handler(WriterTimeout)
-    async def timed_out(_: Request, error: WriterTimeout) -> JSONResponse:
-        # The database is slow or away (its faults are logged as they come):
-        # one line for the request, which carries its id.
-        log.warning("writer_timeout")
-        return JSONResponse(
-            error_body("writer_timeout", str(error)),
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(WriterConflict)
-    async def conflicted(_: Request, error: WriterConflict) -> JSONResponse:
-        return JSONResponse(
-            error_body("contention", str(error)), status_code=503, headers={"Retry-After": "1"}
-        )
+    for exception_type in WRITER_ERRORS:
+        app.add_exception_handler(exception_type, _writer_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -255,12 +384,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # This answer is sent outside the request context middleware: it
         # carries the request id itself, for the client to quote.
         request_id = request_id_of(request.scope)
-        return JSONResponse(
-            error_body(
-                "internal_error",
-                "an unexpected error occurred; it has been logged",
-                {"request_id": request_id} if request_id else None,
-            ),
-            status_code=500,
+        return error_response(
+            request.scope,
+            500,
+            "internal_error",
+            "an unexpected error occurred; it has been logged",
+            {"request_id": request_id} if request_id else None,
             headers={REQUEST_ID_HEADER: request_id} if request_id else None,
         )

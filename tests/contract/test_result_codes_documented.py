@@ -20,7 +20,11 @@ from interface.api.errors import status_for
 API_DOC: Final = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 SECTION_HEADING: Final = "## Error codes"
 TABLE_HEADER: Final = "| code | HTTP status | meaning |"
-ROW: Final = re.compile(r"\| `(?P<code>[a-z0-9_]+)` \| (?P<status>\d{3}) \| (?P<meaning>.+) \|")
+# Each row's code is also its anchor, which every error body's `doc_url` names.
+ROW: Final = re.compile(
+    r'\| <a id="(?P<anchor>[a-z0-9_]+)"></a>`(?P<code>[a-z0-9_]+)` \| (?P<status>\d{3}) \| '
+    r"(?P<meaning>.+) \|"
+)
 # A refusal that says nothing about the request: a dependency did not answer,
 # and the same request may succeed later. The only codes outside 2xx and 4xx.
 DEPENDENCY_UNAVAILABLE: Final = frozenset(
@@ -45,6 +49,7 @@ def documented_statuses() -> dict[str, int]:
             break
         row = ROW.fullmatch(line)
         assert row is not None, f"a row of the error table is not `code` | status | meaning: {line}"
+        assert row["anchor"] == row["code"], f"{row['code']}'s row has the anchor {row['anchor']}"
         assert row["code"] not in statuses, f"{row['code']} is documented twice"
         statuses[row["code"]] = int(row["status"])
     return statuses

@@ -347,7 +347,7 @@ def test_a_malformed_json_body_is_refused_in_the_envelope(client: TestClient) ->
     response = client.post(
         "/v1/transfers", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert_error(response, 422, "invalid_request")
+    assert assert_error(response, 400, "malformed_body")["error"]["field"] == "body"
 
 
 # Batches --------------------------------------------------------------------------

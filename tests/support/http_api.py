@@ -17,10 +17,13 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     body: dict[str, Any] = response.json()
     assert set(body) == {"error"}, body
     error = body["error"]
-    assert set(error) == {"code", "message", "details"}, error
+    assert set(error) == {"code", "message", "field", "details", "request_id", "doc_url"}, error
     assert error["code"] == code, error
     assert isinstance(error["message"], str) and error["message"], error
+    assert error["field"] is None or isinstance(error["field"], str), error
     assert isinstance(error["details"], dict), error
+    assert error["request_id"] == response.headers["X-Request-ID"], error
+    assert error["doc_url"] == f"docs/api.md#{code}", error
     return body
 
 

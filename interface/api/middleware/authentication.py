@@ -8,7 +8,6 @@ principal it leaves in the request's state (see deps.current_principal).
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import structlog
@@ -16,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interface.adapters.persistence.api_keys import Principal
-from interface.api.errors import error_body
+from interface.api.errors import send_error
 
 PROTECTED_PREFIX: Final[str] = "/v1/"
 # Under the prefix but not for API keys: the payment processor's webhooks
@@ -59,7 +58,9 @@ class AuthenticationMiddleware:
                 if token is None
                 else ("invalid_api_key", "the API key is unknown, revoked or malformed")
             )
-            await _refuse(send, code, message)
+            await send_error(
+                scope, send, 401, code, message, headers={"WWW-Authenticate": "Bearer"}
+            )
             return
         scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
         # Bound here, in the request's own context: every later log line of
@@ -68,19 +69,3 @@ class AuthenticationMiddleware:
             actor_key_id=str(principal.key_id), actor_role=principal.role.value
         )
         await self.app(scope, receive, send)
-
-
-async def _refuse(send: Send, code: str, message: str) -> None:
-    body = json.dumps(error_body(code, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -14,12 +14,11 @@ more. Code: `request_too_large`, the same as the Idempotency-Key middleware's
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from interface.api.errors import error_body
+from interface.api.errors import send_error
 from interface.api.input_checks import limits_in_force
 
 REQUEST_TOO_LARGE: Final[str] = "request_too_large"
@@ -55,7 +54,7 @@ class BodySizeLimitMiddleware:
         bytes_max = body_bytes_max(scope)
         declared = _declared_length(scope)
         if declared is not None and declared > bytes_max:
-            await _refuse(send, bytes_max)
+            await _refuse(scope, send, bytes_max)
             return
         chunks: list[bytes] = []
         received = 0
@@ -67,7 +66,7 @@ class BodySizeLimitMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > bytes_max:
-                await _refuse(send, bytes_max)
+                await _refuse(scope, send, bytes_max)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -90,24 +89,14 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _refuse(send: Send, bytes_max: int) -> None:
-    body = json.dumps(
-        error_body(
-            REQUEST_TOO_LARGE,
-            f"the body is longer than {bytes_max} bytes",
-            {"bytes_max": bytes_max},
-        )
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The rest of the body is never read: the exchange cannot go on.
-                (b"connection", b"close"),
-            ],
-        }
+async def _refuse(scope: Scope, send: Send, bytes_max: int) -> None:
+    await send_error(
+        scope,
+        send,
+        413,
+        REQUEST_TOO_LARGE,
+        f"the body is longer than {bytes_max} bytes",
+        {"bytes_max": bytes_max},
+        # The rest of the body is never read: the exchange cannot go on.
+        headers={"Connection": "close"},
     )
-    await send({"type": "http.response.body", "body": body})

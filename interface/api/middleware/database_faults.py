@@ -15,7 +15,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interface.adapters.persistence.database_faults import database_fault_of
-from interface.api.errors import DATABASE_UNAVAILABLE, database_unavailable_response
+from interface.api.errors import DATABASE_UNAVAILABLE, send_database_unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -49,4 +49,4 @@ class DatabaseFaultMiddleware:
                 sqlstate=fault.sqlstate,
                 error_type=type(error).__name__,
             )
-            await database_unavailable_response(fault)(scope, receive, send)
+            await send_database_unavailable(scope, send, fault)

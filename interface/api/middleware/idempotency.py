@@ -26,7 +26,6 @@ from typing import Any, Final
 from uuid import UUID
 
 import anyio
-import orjson
 import psycopg
 import structlog
 from fastapi import FastAPI
@@ -35,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interface.adapters.persistence.api_keys import Principal
+from interface.adapters.persistence.database_faults import database_fault_of
 from interface.adapters.persistence.idempotency_records import (
     Claim,
     IdempotencyStore,
@@ -42,7 +42,7 @@ from interface.adapters.persistence.idempotency_records import (
     Pending,
     StoredResponse,
 )
-from interface.api.errors import error_body
+from interface.api.errors import send_error
 from interface.api.middleware.authentication import (
     PRINCIPAL_STATE_KEY,
     PROTECTED_PREFIX,
@@ -107,7 +107,8 @@ class IdempotencyMiddleware:
             return
         idempotency_key = parse_key(values)
         if idempotency_key is None:
-            await _answer_error(
+            await send_error(
+                scope,
                 send,
                 422,
                 "invalid_idempotency_key",
@@ -125,7 +126,8 @@ class IdempotencyMiddleware:
             # Half a request claims nothing: its digest is not the request's.
             return
         if body is _Unread.TOO_LARGE:
-            await _answer_error(
+            await send_error(
+                scope,
                 send,
                 413,
                 "request_too_large",
@@ -138,9 +140,13 @@ class IdempotencyMiddleware:
                 store, principal.key_id, idempotency_key, request_digest(scope, body)
             )
         except psycopg.Error as error:
+            if database_fault_of(error) is not None:
+                # The database is away: answered as everywhere else, 503
+                # `database_unavailable` (DatabaseFaultMiddleware, further out).
+                raise
             log.warning("idempotency_store_unavailable", error_type=type(error).__name__)
-            await _answer_error(
-                send, 503, "unavailable", "try again shortly", headers={"retry-after": "1"}
+            await send_error(
+                scope, send, 503, "unavailable", "try again shortly", headers={"Retry-After": "1"}
             )
             return
         if isinstance(outcome, Claim):
@@ -148,7 +154,7 @@ class IdempotencyMiddleware:
         elif isinstance(outcome, StoredResponse):
             await _answer(send, outcome, replayed=True)
         else:
-            await _answer_pending(send, outcome)
+            await _answer_pending(scope, send, outcome)
 
     def _store_for(self, scope: Scope) -> IdempotencyStore:
         pool: ConnectionPool = scope["app"].state.ledger.pool
@@ -308,9 +314,10 @@ async def _answer(send: Send, response: StoredResponse, *, replayed: bool) -> No
     await send({"type": "http.response.body", "body": response.body})
 
 
-async def _answer_pending(send: Send, pending: Pending) -> None:
+async def _answer_pending(scope: Scope, send: Send, pending: Pending) -> None:
     if pending is Pending.REUSED:
-        await _answer_error(
+        await send_error(
+            scope,
             send,
             422,
             "idempotency_key_reused",
@@ -318,25 +325,14 @@ async def _answer_pending(send: Send, pending: Pending) -> None:
             "or body); use a new key for a new request",
         )
     else:
-        await _answer_error(
+        await send_error(
+            scope,
             send,
             409,
             "idempotency_key_in_progress",
             f"a request with this {HEADER_NAME} is still running; retry shortly",
-            headers={"retry-after": "1"},
+            headers={"Retry-After": "1"},
         )
-
-
-async def _answer_error(
-    send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> None:
-    body = orjson.dumps(error_body(code, message))
-    extra = tuple((name.encode(), value.encode()) for name, value in (headers or {}).items())
-    await _answer(
-        send,
-        StoredResponse(status, ((b"content-type", b"application/json"), *extra), body),
-        replayed=False,
-    )
 
 
 _HEADER_PARAMETER: Final[dict[str, Any]] = {

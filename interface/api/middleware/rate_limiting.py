@@ -14,14 +14,13 @@ limiter must never turn into a 5xx.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Final
 
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interface.adapters.rate_limits import RateDecision, RateLimiter
-from interface.api.errors import error_body
+from interface.api.errors import send_error
 from interface.api.middleware.authentication import bearer_token
 
 log = structlog.get_logger(__name__)
@@ -71,7 +70,7 @@ class RateLimitMiddleware:
                 scope.setdefault("state", {})[RATE_LIMITED_CALLER_STATE_KEY] = loggable_caller(
                     identity
                 )
-                await _refuse(send, decision)
+                await _refuse(scope, send, decision)
                 return
         await self.app(scope, receive, send)
 
@@ -85,24 +84,14 @@ async def _decide(limiter: RateLimiter, identity: str) -> RateDecision:
         return RateDecision(allowed=True)
 
 
-async def _refuse(send: Send, decision: RateDecision) -> None:
+async def _refuse(scope: Scope, send: Send, decision: RateDecision) -> None:
     retry_after = decision.retry_after_header
-    body = json.dumps(
-        error_body(
-            "rate_limited",
-            f"too many requests from this caller; retry after {retry_after} s",
-            {"retry_after_s": int(retry_after)},
-        )
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", retry_after.encode()),
-            ],
-        }
+    await send_error(
+        scope,
+        send,
+        429,
+        "rate_limited",
+        f"too many requests from this caller; retry after {retry_after} s",
+        {"retry_after_s": int(retry_after)},
+        headers={"Retry-After": retry_after},
     )
-    await send({"type": "http.response.body", "body": body})

@@ -20,6 +20,7 @@ import uuid
 from typing import Any, Final
 
 import structlog
+from fastapi.openapi.utils import get_openapi
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,8 +64,8 @@ def accepted_request_id(scope: Scope) -> str | None:
 class RouteTemplates:
     """Route templates for requests answered before routing (401 by
     authentication, 429 by the rate limiter), when the router has not said
-    which route it was. Taken from the app's OpenAPI paths: FastAPI's own
-    route tree is not public."""
+    which route it was. Taken from FastAPI's OpenAPI paths of the app's
+    routes: its own route tree is not public."""
 
     def __init__(self) -> None:
         self._compiled: list[tuple[re.Pattern[str], str]] | None = None
@@ -85,7 +86,18 @@ class RouteTemplates:
     def _templates(self, scope: Scope) -> list[tuple[re.Pattern[str], str]]:
         if self._compiled is None:
             app = scope.get("app")
-            paths: list[str] = list(app.openapi().get("paths", {})) if app is not None else []
+            # FastAPI's own document of the routes, not `app.openapi()`: the
+            # served one adds every operation's examples and error codes,
+            # more work than a refused request should wait for.
+            paths: list[str] = (
+                list(
+                    get_openapi(title=app.title, version=app.version, routes=app.routes).get(
+                        "paths", {}
+                    )
+                )
+                if app is not None
+                else []
+            )
             # Literal templates first: /v1/accounts/batch before /v1/accounts/{account_id}.
             paths.sort(key=lambda path: (path.count("{"), -len(path)))
             self._compiled = [(compile_path(path)[0], path) for path in paths]
