@@ -8,8 +8,9 @@ colliding. `GET /metrics` renders the app's registry and its ledger's.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterator, Sequence
-from typing import Final
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 import psycopg
 from prometheus_client import (
@@ -30,6 +31,9 @@ from domain.commands import Command, CreateTransfer
 from domain.ledger_batch import CommandResult
 from projections.runner import ProjectionRunner
 from projections.view_health import failed_views
+
+if TYPE_CHECKING:
+    from application.writer import WriterStatistics
 
 # Request latency: the API answers in milliseconds; anything past seconds is
 # a timeout in the making.
@@ -184,37 +188,61 @@ class WriterMetrics:
             self._transfers.labels(code.value).inc(count)
 
 
+@dataclass(frozen=True)
+class WriterSeries:
+    """One unlabelled series of the writer's state, read when scraped
+    (counters named without `_total`, which the client adds)."""
+
+    name: str
+    documentation: str
+    read: Callable[[Writer, WriterStatistics], float]
+    counter: bool = False
+
+
+WRITER_STATE_SERIES: Final[tuple[WriterSeries, ...]] = (
+    WriterSeries(
+        "ledger_writer_queued_commands",
+        "Commands waiting for the writer.",
+        lambda writer, _: writer.queued_commands,
+    ),
+    WriterSeries(
+        "ledger_writer_running",
+        "1 while the writer's thread runs.",
+        lambda writer, _: 1 if writer.is_running else 0,
+    ),
+    WriterSeries(
+        "ledger_writer_conflicts_retried",
+        "Batches decided again after another writer moved an aggregate first.",
+        lambda _, statistics: statistics.conflicts_retried,
+        counter=True,
+    ),
+    WriterSeries(
+        "ledger_writer_batches_decided_under_lock",
+        "Batches decided while holding the log's write lock after repeated conflicts.",
+        lambda _, statistics: statistics.batches_decided_under_lock,
+        counter=True,
+    ),
+    WriterSeries(
+        "ledger_pending_transfers_expired",
+        "Holds expired by the writer's sweep.",
+        lambda _, statistics: statistics.pending_transfers_expired,
+        counter=True,
+    ),
+)
+
+
 class _WriterStateCollector(Collector):
     def __init__(self, writer: Writer) -> None:
         self._writer = writer
 
     def collect(self) -> Iterator[Metric]:
+        # Read once per scrape: a remote writer answers it with a round trip.
         statistics = self._writer.statistics
-        yield GaugeMetricFamily(
-            "ledger_writer_queued_commands",
-            "Commands waiting for the writer.",
-            value=self._writer.queued_commands,
-        )
-        yield GaugeMetricFamily(
-            "ledger_writer_running",
-            "1 while the writer's thread runs.",
-            value=1 if self._writer.is_running else 0,
-        )
-        yield CounterMetricFamily(
-            "ledger_writer_conflicts_retried",
-            "Batches decided again after another writer moved an aggregate first.",
-            value=statistics.conflicts_retried,
-        )
-        yield CounterMetricFamily(
-            "ledger_writer_batches_decided_under_lock",
-            "Batches decided while holding the log's write lock after repeated conflicts.",
-            value=statistics.batches_decided_under_lock,
-        )
-        yield CounterMetricFamily(
-            "ledger_pending_transfers_expired",
-            "Holds expired by the writer's sweep.",
-            value=statistics.pending_transfers_expired,
-        )
+        for series in WRITER_STATE_SERIES:
+            family_type = CounterMetricFamily if series.counter else GaugeMetricFamily
+            yield family_type(
+                series.name, series.documentation, value=series.read(self._writer, statistics)
+            )
 
 
 class _ProjectionStateCollector(Collector):
@@ -327,89 +355,89 @@ class WithdrawalsCollector(Collector):
         yield attention
 
 
+@dataclass(frozen=True)
+class QueriedSeries:
+    """A gauge family read with one query, whose rows are the label values
+    then the value."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...]
+    sql: str
+
+
+RECONCILIATION_SERIES: Final[tuple[QueriedSeries, ...]] = (
+    QueriedSeries(
+        "ledger_reconciliation_runs",
+        "Reconciliation runs by type and status.",
+        ("run_type", "status"),
+        "SELECT run_type, status, count(*) FROM view_reconciliation_runs"
+        " GROUP BY run_type, status ORDER BY run_type, status",
+    ),
+    QueriedSeries(
+        "ledger_reconciliation_checks",
+        "Check results over every run, by check and status (passed, failed, errored, skipped).",
+        ("check", "status"),
+        "SELECT name, status, count(*) FROM view_reconciliation_checks"
+        " GROUP BY name, status ORDER BY name, status",
+    ),
+    QueriedSeries(
+        "ledger_reconciliation_unresolved_exceptions",
+        "Open reconciliation exceptions by severity.",
+        ("severity",),
+        # Every severity, 0 when none is open.
+        "SELECT s.severity, count(e.severity)"
+        " FROM (VALUES (1, 'low'), (2, 'medium'), (3, 'high'), (4, 'critical'))"
+        " AS s(rank, severity)"
+        " LEFT JOIN view_reconciliation_exceptions AS e"
+        " ON e.severity = s.severity AND e.status = 'open'"
+        " GROUP BY s.rank, s.severity ORDER BY s.rank",
+    ),
+    QueriedSeries(
+        "ledger_reconciliation_discrepancy",
+        "The latest run's |actual - expected| by check, in the check's measure "
+        "(minor units for money checks).",
+        ("check",),
+        "SELECT c.name, abs(c.difference) FROM view_reconciliation_checks AS c"
+        " WHERE c.run_id = (SELECT run_id FROM view_reconciliation_runs"
+        " ORDER BY started_log_position DESC LIMIT 1) ORDER BY c.name",
+    ),
+    QueriedSeries(
+        "ledger_reconciliation_run_duration_seconds",
+        "How long the latest completed run of each type took.",
+        ("run_type",),
+        "SELECT DISTINCT ON (run_type) run_type,"
+        " extract(epoch FROM completed_at - started_at)"
+        " FROM view_reconciliation_runs WHERE completed_at IS NOT NULL"
+        " ORDER BY run_type, started_log_position DESC",
+    ),
+)
+
+
 class ReconciliationCollector(Collector):
     """Reconciliation's metrics (docs/rules.md#reconciliation), from the
     reconciliation view at scrape time: runs by type and status, checks passed
     and failed by check, unresolved exceptions by severity, the latest run's
     discrepancy (|actual - expected|) by check, and the latest completed run's
-    duration by type."""
+    duration by type (`RECONCILIATION_SERIES`, one query each)."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
     def collect(self) -> Iterator[Metric]:
-        runs = GaugeMetricFamily(
-            "ledger_reconciliation_runs",
-            "Reconciliation runs by type and status.",
-            labels=("run_type", "status"),
-        )
-        checks = GaugeMetricFamily(
-            "ledger_reconciliation_checks",
-            "Check results over every run, by check and status (passed, failed, errored, skipped).",
-            labels=("check", "status"),
-        )
-        unresolved = GaugeMetricFamily(
-            "ledger_reconciliation_unresolved_exceptions",
-            "Open reconciliation exceptions by severity.",
-            labels=("severity",),
-        )
-        discrepancy = GaugeMetricFamily(
-            "ledger_reconciliation_discrepancy",
-            "The latest run's |actual - expected| by check, in the check's measure "
-            "(minor units for money checks).",
-            labels=("check",),
-        )
-        duration = GaugeMetricFamily(
-            "ledger_reconciliation_run_duration_seconds",
-            "How long the latest completed run of each type took.",
-            labels=("run_type",),
-        )
         try:
             with self._pool.connection() as connection:
-                run_rows = connection.execute(
-                    "SELECT run_type, status, count(*) FROM view_reconciliation_runs"
-                    " GROUP BY run_type, status ORDER BY run_type, status"
-                ).fetchall()
-                check_rows = connection.execute(
-                    "SELECT name, status, count(*) FROM view_reconciliation_checks"
-                    " GROUP BY name, status ORDER BY name, status"
-                ).fetchall()
-                severity_rows = connection.execute(
-                    "SELECT severity, count(*) FROM view_reconciliation_exceptions"
-                    " WHERE status = 'open' GROUP BY severity"
-                ).fetchall()
-                latest_rows = connection.execute(
-                    "SELECT c.name, abs(c.difference) FROM view_reconciliation_checks AS c"
-                    " WHERE c.run_id = (SELECT run_id FROM view_reconciliation_runs"
-                    " ORDER BY started_log_position DESC LIMIT 1) ORDER BY c.name"
-                ).fetchall()
-                duration_rows = connection.execute(
-                    "SELECT DISTINCT ON (run_type) run_type,"
-                    " extract(epoch FROM completed_at - started_at)"
-                    " FROM view_reconciliation_runs WHERE completed_at IS NOT NULL"
-                    " ORDER BY run_type, started_log_position DESC"
-                ).fetchall()
+                rows = [
+                    connection.execute(series.sql).fetchall() for series in RECONCILIATION_SERIES
+                ]
         except psycopg.errors.UndefinedTable:
             # No projection runner has made the view yet: nothing to report.
-            run_rows = check_rows = severity_rows = latest_rows = duration_rows = []
-        for run_type, status, number in run_rows:
-            runs.add_metric((run_type, status), number)
-        for name, status, number in check_rows:
-            checks.add_metric((name, status), number)
-        by_severity = dict.fromkeys(("low", "medium", "high", "critical"), 0)
-        for severity, number in severity_rows:
-            by_severity[severity] = number
-        for severity, number in by_severity.items():
-            unresolved.add_metric((severity,), number)
-        for name, difference in latest_rows:
-            discrepancy.add_metric((name,), difference)
-        for run_type, seconds in duration_rows:
-            duration.add_metric((run_type,), float(seconds))
-        yield runs
-        yield checks
-        yield unresolved
-        yield discrepancy
-        yield duration
+            rows = [[] for _ in RECONCILIATION_SERIES]
+        for series, series_rows in zip(RECONCILIATION_SERIES, rows, strict=True):
+            family = GaugeMetricFamily(series.name, series.documentation, labels=series.labels)
+            for *label_values, number in series_rows:
+                family.add_metric(tuple(label_values), float(number))
+            yield family
 
 
 def render(*registries: CollectorRegistry) -> bytes:
