@@ -27,7 +27,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from projections.digest import table_digest, view_digest
+from projections.fingerprint import table_fingerprint
 from projections.rebuild import (
     LIVE_SCHEMA,
     PROGRESS_POLL_S,
@@ -94,13 +94,7 @@ def replay_and_digest(
                 (
                     view.name,
                     table,
-                    pool.submit(
-                        _digest_in_snapshot,
-                        database_url,
-                        live_snapshot,
-                        table,
-                        view.digest_order(table),
-                    ),
+                    pool.submit(_digest_in_snapshot, database_url, live_snapshot, table),
                 )
                 for view in views
                 for table in view.tables
@@ -148,14 +142,16 @@ def _replay_and_digest_group(
         )
         with psycopg.connect(database_url) as connection, connection.transaction():
             for view in views:
-                digests[view.name] = view_digest(connection, view, schema)
+                digests[view.name] = {
+                    table: table_fingerprint(connection, schema, table) for table in view.tables
+                }
     return digests
 
 
-def _digest_in_snapshot(database_url: str, snapshot: str, table: str, order: str) -> str:
+def _digest_in_snapshot(database_url: str, snapshot: str, table: str) -> str:
     """In a worker: a live table's digest as the exported snapshot sees it."""
     with psycopg.connect(database_url) as connection:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with connection.transaction():
             connection.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            return table_digest(connection, LIVE_SCHEMA, table, order)
+            return table_fingerprint(connection, LIVE_SCHEMA, table)
