@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import orjson
 import psycopg
@@ -103,17 +103,13 @@ def check_proof_file(
     raise typer.Exit(0 if result.ok else 1)
 
 
-def export_offline(output: Path | None) -> int:
+def export_offline_to(database_url: str, sink: IO[bytes]) -> int:
     """The offline export (events with their stored bodies, checkpoints,
-    public keys) to `output` or stdout; how many events."""
+    public keys) to `sink`; how many events."""
     settings = command_settings()
-    url = migrated_database_url()
     keys_file = public_keys_path(settings)
     keys_pem = keys_file.read_bytes() if keys_file.exists() else None
-    if output is None:
-        return write_offline_export(url, sys.stdout.buffer, checkpoint_dir(settings), keys_pem)
-    with output.open("wb") as sink:
-        return write_offline_export(url, sink, checkpoint_dir(settings), keys_pem)
+    return write_offline_export(database_url, sink, checkpoint_dir(settings), keys_pem)
 
 
 def verify_export(export: Path, public_key: Path | None) -> CheckpointReport:

@@ -9,7 +9,6 @@ the worker, under the same lease.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,7 +17,9 @@ from uuid import UUID
 
 import typer
 
+from interface.cli import exit_codes
 from interface.cli.context import command_settings
+from interface.cli.output import JsonOption, print_mapping, print_rows
 from interface.cli.stored_text import stored_text
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ def find_stuck(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Also say what resuming each would do")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Closures that need a person: marked stuck, or overdue by an hour. Exit 1
     when there are any."""
@@ -110,6 +112,7 @@ def find_stuck(
         now = ledger.clock.now()
         with ledger.pool.connection() as connection, connection.cursor() as cursor:
             rows = stuck_closures(cursor, now, timedelta(hours=OVERDUE_AFTER_HOURS), 0, LIST_LIMIT)
+        described: list[dict[str, Any]] = []
         for row in rows:
             line: dict[str, Any] = {
                 "id": str(row.closure_id),
@@ -125,21 +128,26 @@ def find_stuck(
                     "retry_phase": plan.phase.value,
                     "deadline_at": plan.deadline_at.isoformat() if plan.deadline_at else None,
                 }
-            typer.echo(json.dumps(line))
+            described.append(line)
+    columns = ["id", "confirmation_number", "phase", "stuck", "reason", "next_action_at"]
+    print_rows(described, columns + (["resume_would"] if dry_run else []), as_json=as_json)
     typer.echo(f"closures: {len(rows)} stuck", err=True)
-    raise typer.Exit(1 if rows else 0)
+    raise typer.Exit(exit_codes.FOUND_PROBLEMS if rows else exit_codes.OK)
 
 
 @closures_app.command("show")
-def show(closure_id: Annotated[str, typer.Argument(help="The closure's id")]) -> None:
+def show(
+    closure_id: Annotated[str, typer.Argument(help="The closure's id")],
+    as_json: JsonOption = False,
+) -> None:
     """One closure, whole: phase, timers, tranches, emails."""
     identifier = _closure_id(closure_id)
     with _ledger() as ledger:
         closure = ledger.closures.closure(identifier)
         if closure is None:
             typer.echo(f"closures: no closure {identifier}", err=True)
-            raise typer.Exit(2)
-        typer.echo(json.dumps(_describe(closure), indent=2))
+            raise typer.Exit(exit_codes.USAGE)
+        print_mapping(_describe(closure), as_json=as_json)
 
 
 @closures_app.command("resume")
@@ -149,6 +157,7 @@ def resume(
     actor: Annotated[
         str, typer.Option(help="Who resumes it (recorded)", callback=stored_text)
     ] = "operator:cli",
+    as_json: JsonOption = False,
 ) -> None:
     """Resume a stuck closure: its phase is tried again now, with a new deadline."""
     from domain.result_codes import LedgerRefusal
@@ -158,13 +167,13 @@ def resume(
             plan = ledger.closures.resume_plan(_closure_id(closure_id))
         except LedgerRefusal as refusal:
             typer.echo(f"closures: {refusal.message}", err=True)
-            raise typer.Exit(2) from refusal
+            raise typer.Exit(exit_codes.USAGE) from refusal
         deadline = plan.deadline_at.isoformat() if plan.deadline_at else "none"
-        typer.echo(f"would retry {plan.phase.value} now, new deadline {deadline}")
+        typer.echo(f"would retry {plan.phase.value} now, new deadline {deadline}", err=as_json)
         if dry_run:
             return
         closure = ledger.closures.resume(plan.closure.id, actor)
-        typer.echo(json.dumps(_describe(closure), indent=2))
+        print_mapping(_describe(closure), as_json=as_json)
 
 
 @closures_app.command("tick")
@@ -172,6 +181,7 @@ def tick(
     now: Annotated[
         str | None, typer.Option(help="Run as of this ISO 8601 time (default: now)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the due work of every closure (and every due payout) once, as of `--now`."""
     moment = _parse_time(now) if now else None
@@ -181,15 +191,14 @@ def tick(
         done = ledger.closure_worker.run_once()
         if not done.leased:
             typer.echo("closures: another worker holds the lease; nothing run", err=True)
-            raise typer.Exit(3)
-        typer.echo(
-            json.dumps(
-                {
-                    "as_of": ledger.clock.now().isoformat(),
-                    "payouts_attempted": payouts.attempted,
-                    "closures_advanced": done.attempted,
-                    "outcomes": dict(done.outcomes),
-                    "errors": {str(key): value for key, value in done.errors.items()},
-                }
-            )
+            raise typer.Exit(exit_codes.LEASE_HELD)
+        print_mapping(
+            {
+                "as_of": ledger.clock.now().isoformat(),
+                "payouts_attempted": payouts.attempted,
+                "closures_advanced": done.attempted,
+                "outcomes": dict(done.outcomes),
+                "errors": {str(key): value for key, value in done.errors.items()},
+            },
+            as_json=as_json,
         )

@@ -28,6 +28,10 @@ from interface.settings import Settings
 SETTINGS_DOC: Final[str] = "docs/configuration.md"
 # A variable whose name holds one of these may hold a secret: its value is not shown.
 SECRET_NAME_PARTS: Final[tuple[str, ...]] = ("KEY", "SECRET", "PASSWORD", "TOKEN", "URL")
+# Refusals of a connection the URL decides (PostgreSQL's SQLSTATE codes): its
+# user or password (class 28), its database name (3D000). A query's error on
+# a live connection (a timeout, a lost lock) is not a configuration problem.
+CONNECTION_REFUSED_SQLSTATES: Final[tuple[str, ...]] = ("28", "3D000")
 # Longer values are cut when echoed.
 SHOWN_VALUE_LENGTH_MAX: Final[int] = 40
 
@@ -170,7 +174,10 @@ def configuration_problem(error: BaseException) -> tuple[str, int] | None:
             f"PostgreSQL (see {SETTINGS_DOC})",
             exit_codes.CONFIGURATION,
         )
-    if isinstance(error, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+    if isinstance(error, psycopg_pool.PoolTimeout) or (
+        isinstance(error, psycopg.OperationalError)
+        and (error.sqlstate is None or error.sqlstate.startswith(CONNECTION_REFUSED_SQLSTATES))
+    ):
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return (
             f"cannot reach {_database_named()}: {reason}; check that PostgreSQL runs there "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -11,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import psycopg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from interface.cli.context import migrated_database_url
+from interface.cli.output import JsonOption, print_json
+from interface.cli.progress import progress_bars
 
 if TYPE_CHECKING:
     from projections.view import View
@@ -28,20 +28,6 @@ def _log_head(database_url: str) -> int:
 
     with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
         return log_head(cursor)
-
-
-@contextmanager
-def _progress_bar(description: str, total: int) -> Iterator[Progress]:
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
-    with progress:
-        progress.add_task(description, total=max(total, 1))
-        yield progress
 
 
 @projections_app.command("run")
@@ -77,6 +63,7 @@ def rebuild(
             "uses the database",
         ),
     ] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Replay views from the log (exit 1 if one stops on an event it cannot apply).
 
@@ -102,28 +89,27 @@ def rebuild(
         views = [view_named(name)] if name else all_views()
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0])) from None
-    head = _log_head(database_url)
+    head = max(_log_head(database_url), 1)
     label = "all views" if len(views) > 1 else views[0].name
     if shadow:
-        with _progress_bar(f"{label} (shadow)", head) as progress:
-            task = progress.task_ids[0]
+        with progress_bars("events", as_json=as_json) as bars:
+            advance = bars.phase(f"{label} (shadow)", head)
             positions = rebuild_all_with_shadow(
-                database_url,
-                views,
-                progress=lambda reached: progress.update(task, completed=reached),
+                database_url, views, progress=lambda reached: advance(min(reached, head), head)
             )
-            progress.update(task, completed=max(head, *positions.values()))
+            bars.finish(f"{label} (shadow)")
     else:
-        with _alone_on_the_views(database_url), _progress_bar(label, head) as progress:
-            task = progress.task_ids[0]
+        with _alone_on_the_views(database_url), progress_bars("events", as_json=as_json) as bars:
+            advance = bars.phase(label, head)
             positions = rebuild_all_in_place(
-                database_url,
-                views,
-                progress=lambda reached: progress.update(task, completed=reached),
+                database_url, views, progress=lambda reached: advance(min(reached, head), head)
             )
-            progress.update(task, completed=max(head, *positions.values()))
-    for view_name, position in positions.items():
-        typer.echo(f"{view_name}: rebuilt to position {position}")
+            bars.finish(label)
+    if as_json:
+        print_json({"rebuilt": positions, "shadow": shadow})
+    else:
+        for view_name, position in positions.items():
+            typer.echo(f"{view_name}: rebuilt to position {position}")
     _exit_if_failed(database_url, [view.name for view in views])
 
 
@@ -162,11 +148,7 @@ def _exit_if_failed(database_url: str, names: Sequence[str]) -> None:
 
 
 @projections_app.command("status")
-def status(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object on stdout, for scripts")
-    ] = False,
-) -> None:
+def status(as_json: JsonOption = False) -> None:
     """Each view's position, its lag behind the log, and whether it has
     stopped on an event it cannot apply (exit 1 if one has)."""
     from projections.registry import all_views
@@ -179,7 +161,7 @@ def status(
         states = view_states(cursor, [view.name for view in views])
     failed = sorted(name for name, state in states.items() if state.failure is not None)
     if as_json:
-        typer.echo(json.dumps(_status_json(views, states, head, failed)))
+        print_json(_status_json(views, states, head, failed))
     else:
         _print_status(views, states, head)
     if failed:

@@ -25,7 +25,7 @@ import typer
 from domain.reconciliation import CheckStatus, RunType, Severity
 from interface.cli import exit_codes
 from interface.cli.context import command_settings
-from interface.cli.output import JsonOption
+from interface.cli.output import JsonOption, print_json, print_rows
 from interface.cli.progress import progress_bars
 from interface.cli.stored_text import stored_text
 
@@ -49,6 +49,8 @@ SIMULATION_IN_MEMORY: Final[str] = (
 PASSED: Final[str] = "passed"
 FAILED: Final[str] = "failed"
 INCOMPLETE: Final[str] = "incomplete"
+# `reconcile status` shows at most this many runs.
+RUNS_SHOWN_MAX: Final[int] = 100
 
 
 @reconcile_app.command("run")
@@ -143,7 +145,7 @@ def run(
             "unresolved_by_severity": unresolved,
         }
         if as_json:
-            typer.echo(json.dumps(report, indent=2))
+            print_json(report)
         else:
             _print_report(report)
         blocking = unresolved[Severity.HIGH.value] + unresolved[Severity.CRITICAL.value]
@@ -209,6 +211,45 @@ def resolve(
         typer.echo(json.dumps({"id": exception_id, "status": "resolved"}))
     finally:
         ledger.close()
+
+
+@reconcile_app.command("status")
+def status(
+    limit: Annotated[int, typer.Option(min=1, max=RUNS_SHOWN_MAX, help="Runs shown")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """The latest runs and the open exceptions by severity, as the reports
+    view has them; exit 1 while a high or critical exception is open."""
+    import psycopg
+
+    from interface.cli.context import migrated_database_url
+    from projections import reconciliation
+
+    with psycopg.connect(migrated_database_url()) as connection, connection.cursor() as cursor:
+        runs = reconciliation.run_page(cursor, before_position=None, limit=limit)
+        unresolved = reconciliation.unresolved_by_severity(cursor)
+    rows: list[dict[str, Any]] = [
+        {
+            "run_id": str(run.run_id),
+            "type": run.run_type,
+            "status": run.status,
+            "started_at": run.started_at.isoformat(),
+            "started_by": run.started_by,
+            "completed_at": run.completed_at.isoformat() if run.completed_at else None,
+            "checks_passed": run.checks_passed,
+            "checks_failed": run.checks_failed,
+            "exceptions_raised": run.exceptions_raised,
+        }
+        for run in runs
+    ]
+    if as_json:
+        print_json({"runs": rows, "unresolved_by_severity": unresolved})
+    else:
+        columns = ["run_id", "type", "status", "started_at", "checks_passed", "checks_failed"]
+        print_rows(rows, columns, as_json=False)
+        typer.echo(f"open exceptions by severity: {unresolved}")
+    if unresolved[Severity.HIGH.value] + unresolved[Severity.CRITICAL.value]:
+        raise typer.Exit(EXIT_EXCEPTIONS_OPEN)
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ passes every check on it (tested)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from interface.adapters.broker.simulated_broker import SimulatedBroker
@@ -29,17 +29,16 @@ class DemoDataSet:
 
     def described(self) -> dict[str, Any]:
         """The summary as plain values (`ledger demo --json`)."""
-        summary = asdict(self.summary)
+        summary = self.summary
         return {
-            "accounts": summary["accounts"],
+            "accounts": summary.accounts,
             "platform_account_ids": {
-                kind: str(identifier)
-                for kind, identifier in summary["platform_account_ids"].items()
+                kind: str(identifier) for kind, identifier in summary.platform_account_ids.items()
             },
-            "user_account_ids": [str(identifier) for identifier in summary["user_account_ids"]],
-            "transfers_by_kind": dict(summary["kinds"]),
-            "results": dict(summary["results"]),
-            "elapsed_s": round(summary["elapsed_s"], 3),
+            "user_account_ids": [str(identifier) for identifier in summary.user_account_ids],
+            "transfers_by_kind": dict(summary.kinds),
+            "results": dict(summary.results),
+            "elapsed_s": round(summary.elapsed_s, 3),
             "lines": self.lines,
         }
 

@@ -64,7 +64,7 @@ def _initiated(settings: Settings, profit_minor: int) -> tuple[UUID, SimulatedBr
 
 
 def _show(environment: dict[str, str], closure_id: UUID) -> dict[str, object]:
-    code, output = _run(environment, "closures", "show", str(closure_id))
+    code, output = _run(environment, "closures", "show", str(closure_id), "--json")
     assert code == 0, output
     shown: dict[str, object] = json.loads(output)
     return shown

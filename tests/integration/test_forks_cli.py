@@ -73,7 +73,7 @@ def _run(environment: dict[str, str], *arguments: str) -> tuple[int, str]:
 
 def _scan(environment: dict[str, str], *options: str) -> list[dict[str, Any]]:
     """A scan that must succeed; its JSON lines."""
-    code, output = _run(environment, "forks", "scan", *options)
+    code, output = _run(environment, "forks", "scan", "--json", *options)
     assert code == 0, output
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 

@@ -49,6 +49,7 @@ def test_an_operator_manages_endpoints_from_the_command_line(settings: Settings)
         "http://127.0.0.1:9/hooks",
         "--type",
         "transfer.posted",
+        "--json",
         allow_private=True,
     )
     assert code == 0
@@ -56,13 +57,13 @@ def test_an_operator_manages_endpoints_from_the_command_line(settings: Settings)
     assert added["secret"].startswith("whsec_")
     assert added["event_types"] == ["transfer.posted"]
 
-    [listed] = _lines(_run(settings, "webhooks", "list")[1])
+    [listed] = _lines(_run(settings, "webhooks", "list", "--json")[1])
     assert listed["id"] == added["id"]
     assert "secret" not in listed
-    [disabled] = _lines(_run(settings, "webhooks", "disable", added["id"])[1])
+    [disabled] = _lines(_run(settings, "webhooks", "disable", added["id"], "--json")[1])
     assert disabled["enabled"] is False
-    [enabled] = _lines(_run(settings, "webhooks", "enable", added["id"])[1])
+    [enabled] = _lines(_run(settings, "webhooks", "enable", added["id"], "--json")[1])
     assert enabled["enabled"] is True
-    assert _run(settings, "webhooks", "deliveries", added["id"]) == (0, "")
+    assert _run(settings, "webhooks", "deliveries", added["id"], "--json") == (0, "")
     assert _run(settings, "webhooks", "remove", added["id"])[0] == 0
-    assert _run(settings, "webhooks", "list") == (0, "")
+    assert _run(settings, "webhooks", "list", "--json") == (0, "")
