@@ -21,6 +21,7 @@ def worker() -> None:
     """Run the projections and every background worker until SIGTERM or Ctrl-C."""
     from interface.bootstrap import build_ledger
     from interface.observability.metrics_server import serve_metrics
+    from interface.processes.readiness import tell_ready
     from interface.processes.stop_signals import stop_requested
 
     settings = command_settings()
@@ -46,6 +47,7 @@ def worker() -> None:
     )
     try:
         log.info("worker_started")
+        tell_ready()
         stop.wait()
         log.info("worker_stopping")
     finally:

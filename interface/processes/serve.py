@@ -181,8 +181,16 @@ def _children(
         )
         for number in range(1, options.http_processes + 1)
     ]
-    worker = ChildSpec("worker", _ledger_command("worker"), environment, stop_rank=WORKER_STOP_RANK)
-    return [writer, *http, worker]
+    # Started before the HTTP processes, which wait until it runs: a ready
+    # HTTP process then has views that follow the log.
+    worker = ChildSpec(
+        "worker",
+        _ledger_command("worker"),
+        environment,
+        stop_rank=WORKER_STOP_RANK,
+        tells_ready=True,
+    )
+    return [writer, worker, *http]
 
 
 def _writer_endpoint(settings: Settings) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -31,6 +32,7 @@ from typing import Final
 import structlog
 
 from interface.processes.parent_death import SUPERVISOR_PID_VARIABLE
+from interface.processes.readiness import READY_FD_VARIABLE
 
 log = structlog.get_logger(__name__)
 
@@ -45,19 +47,24 @@ CRASH_WINDOW_S: Final[float] = 300.0
 CHILD_STOP_WAIT_S: Final[float] = 30.0
 # How often the supervisor looks at its children.
 POLL_INTERVAL_S: Final[float] = 0.2
+# How long the children after one that tells when it has started wait for it
+# (interface/processes/readiness.py); past it they start anyway.
+READY_WAIT_S: Final[float] = 300.0
 
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
     """One child: its name in the logs, its command, what it adds to the
-    supervisor's environment, the descriptors it inherits, and its stop
-    rank (lower ranks are stopped first)."""
+    supervisor's environment, the descriptors it inherits, its stop rank
+    (lower ranks are stopped first), and whether the children after it
+    first wait for it to tell that it has started."""
 
     name: str
     argv: Sequence[str]
     environment: Mapping[str, str] = field(default_factory=dict)
     pass_fds: Sequence[int] = ()
     stop_rank: int = 0
+    tells_ready: bool = False
 
 
 @dataclass
@@ -69,15 +76,44 @@ class _Child:
     # When to start it again after a crash.
     restart_at: float | None = None
 
-    def start(self) -> None:
+    def start(self, ready_fd: int | None = None) -> None:
+        """`ready_fd`: the writing end of a pipe the child tells it has started on."""
+        environment = {
+            **os.environ,
+            **self.spec.environment,
+            SUPERVISOR_PID_VARIABLE: str(os.getpid()),
+        }
+        if ready_fd is not None:
+            environment[READY_FD_VARIABLE] = str(ready_fd)
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             list(self.spec.argv),
-            env={**os.environ, **self.spec.environment, SUPERVISOR_PID_VARIABLE: str(os.getpid())},
-            pass_fds=tuple(self.spec.pass_fds),
+            env=environment,
+            pass_fds=(*self.spec.pass_fds, *(() if ready_fd is None else (ready_fd,))),
             start_new_session=True,
         )
         self.restart_at = None
         log.info("child_started", child=self.spec.name, pid=self.process.pid)
+
+    def start_and_wait_ready(self, stop: threading.Event) -> None:
+        """Start it, then wait until it tells it has started, exits, the
+        wait runs out or a stop is asked for."""
+        read_end, write_end = os.pipe()
+        try:
+            self.start(write_end)
+        finally:
+            os.close(write_end)
+        assert self.process is not None
+        deadline = time.monotonic() + READY_WAIT_S
+        with os.fdopen(read_end, "rb") as told:
+            while not stop.is_set() and self.process.poll() is None:
+                readable, _, _ = select.select([told], [], [], POLL_INTERVAL_S)
+                if readable:
+                    # The line, or nothing when the child closed it unsaid.
+                    told.readline()
+                    return
+                if time.monotonic() >= deadline:
+                    log.warning("child_not_ready", child=self.spec.name, waited_s=READY_WAIT_S)
+                    return
 
 
 class CrashLoop(Exception):
@@ -103,7 +139,11 @@ class Supervisor:
         crashes too often (the others stopped first)."""
         try:
             for child in self._children:
-                if not stop.is_set():
+                if stop.is_set():
+                    break
+                if child.spec.tells_ready:
+                    child.start_and_wait_ready(stop)
+                else:
                     child.start()
             while not stop.wait(POLL_INTERVAL_S):
                 for child in self._children:
