@@ -112,7 +112,11 @@ def test_admins_manage_webhook_endpoints_and_see_the_secret_once(
     changed = client.patch(path, json={"enabled": False, "event_types": []}, headers=admin)
     assert changed.json()["enabled"] is False
     assert changed.json()["event_types"] == []
-    assert client.get(f"{path}/deliveries", headers=admin).json() == {"items": []}
+    assert client.get(f"{path}/deliveries", headers=admin).json() == {
+        "items": [],
+        "has_more": False,
+        "next_cursor": None,
+    }
     assert client.delete(path, headers=admin).status_code == 204
     assert client.get(path, headers=admin).json()["error"]["code"] == ("webhook_endpoint_not_found")
 

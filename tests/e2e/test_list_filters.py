@@ -15,9 +15,15 @@ from interface.adapters.persistence.api_keys import Role
 from interface.api.openapi import JSON, operations
 from interface.bootstrap import Ledger
 from projections.account_listing import PAGE_SIZE_MAX
+from projections.integration_events import NAME as INTEGRATION_EVENTS
 from tests.support.api_keys import bearer
 from tests.support.http_api import assert_error, open_account, post_transfer, transfer_body
 from tests.support.withdrawals import profitable_funded_account
+
+# A public address (not resolved): endpoints may not name private ones.
+PUBLIC_URL: Final[str] = "https://93.184.216.34/hooks"
+# Port 9 (discard) on this machine: nothing listens, a connection is refused.
+REFUSING_URL: Final[str] = "http://127.0.0.1:9/hooks"
 
 # Every list a client pages through, with a path that needs no id.
 LISTS: Final[tuple[str, ...]] = (
@@ -30,6 +36,7 @@ LISTS: Final[tuple[str, ...]] = (
     "/v1/events",
     "/v1/reconciliation/reports",
     "/v1/reconciliation/exceptions",
+    "/v1/webhook-endpoints",
 )
 
 
@@ -196,3 +203,40 @@ def test_a_user_lists_only_their_own_closures_and_forks(client: TestClient, ledg
 def test_forks_are_filtered_by_a_status_they_can_have(client: TestClient) -> None:
     assert _page(client, "/v1/forks", status="proposed")["items"] == []
     assert client.get("/v1/forks", params={"status": "lost"}).status_code == 422
+
+
+def test_webhook_endpoints_and_their_deliveries_come_a_page_at_a_time(
+    client: TestClient, ledger: Ledger, admin: dict[str, str]
+) -> None:
+    made = []
+    for number in range(3):
+        response = client.post(
+            "/v1/webhook-endpoints",
+            json={"url": f"{PUBLIC_URL}/{number}", "event_types": ["account.created"]},
+            headers=admin,
+        )
+        assert response.status_code == 201, response.text
+        made.append(response.json()["id"])
+    client.headers.update(admin)
+    # In the order made; made at one time (the test's clock stands): by id.
+    paged = _every_page(client, "/v1/webhook-endpoints", limit=2)
+    assert paged == _every_page(client, "/v1/webhook-endpoints", limit=PAGE_SIZE_MAX)
+    assert sorted(paged) == sorted(made)
+
+    # An endpoint nothing listens on (refused at once): its deliveries are
+    # owed and logged whatever their attempts find.
+    refusing, _ = ledger.integration.webhook_endpoints.create(
+        REFUSING_URL, ["account.created"], "refuses", ledger.clock.now()
+    )
+    for _ in range(3):
+        open_account(client, owner_id="alice")
+    assert ledger.projections is not None
+    assert ledger.projections.wait_for(ledger.writer.last_position, [INTEGRATION_EVENTS], 30)
+    while ledger.integration.webhook_worker.run_once().fanned_out:
+        pass
+    deliveries = f"/v1/webhook-endpoints/{refusing.endpoint_id}/deliveries"
+    newest_first = _every_page(client, deliveries, limit=2)
+    assert len(newest_first) == len(set(newest_first)) == 3
+    assert _page(client, deliveries, limit=3)["has_more"] is False
+    assert _every_page(client, deliveries, status="delivered") == []
+    assert_error(client.get(deliveries, params={"cursor": "nonsense"}), 422, "invalid_cursor")

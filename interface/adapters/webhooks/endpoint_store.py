@@ -31,7 +31,7 @@ _ENDPOINT_COLUMNS: Final = (
 )
 _DELIVERY_COLUMNS: Final = (
     "delivery_id, endpoint_id, event_id, event_type, status, attempts, created_at, owed_since,"
-    " next_attempt_at, delivered_at, last_status_code, last_error"
+    " next_attempt_at, delivered_at, last_status_code, last_error, position, ordinal"
 )
 
 
@@ -72,6 +72,9 @@ class Delivery:
     delivered_at: datetime | None
     last_status_code: int | None
     last_error: str | None
+    # The event's place in the log: the delivery log's order, newest first.
+    position: int
+    ordinal: int
     attempt_log: tuple[DeliveryAttempt, ...] = ()
 
 
@@ -125,6 +128,21 @@ class WebhookEndpointStore:
             ).fetchone()
         return None if row is None else WebhookEndpoint(*row)
 
+    def endpoint_page(
+        self, *, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[WebhookEndpoint]:
+        """Endpoints in the order they were made, after (created_at, id)."""
+        condition, parameters = "TRUE", []
+        if after is not None:
+            condition, parameters = "(created_at, endpoint_id) > (%s, %s)", list(after)
+        with self._pool.connection() as connection:
+            rows = connection.execute(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints"  # noqa: S608
+                f" WHERE {condition} ORDER BY created_at, endpoint_id LIMIT %s",
+                [*parameters, limit],
+            ).fetchall()
+        return [WebhookEndpoint(*row) for row in rows]
+
     def endpoints(self) -> list[WebhookEndpoint]:
         with self._pool.connection() as connection:
             rows = connection.execute(
@@ -173,9 +191,17 @@ class WebhookEndpointStore:
     # The delivery log ------------------------------------------------------------
 
     def deliveries(
-        self, endpoint_id: UUID, *, status: str | None, before: datetime | None, limit: int
+        self,
+        endpoint_id: UUID,
+        *,
+        status: str | None,
+        before: datetime | None,
+        limit: int,
+        below: tuple[int, int] | None = None,
     ) -> list[Delivery]:
-        """The endpoint's deliveries, newest first, each with its latest attempts."""
+        """The endpoint's deliveries, newest event first (by log position),
+        made before `before` and of events before `below` (a position and
+        ordinal) when given, each with its latest attempts."""
         conditions = ["endpoint_id = %s"]
         parameters: list[Any] = [endpoint_id]
         if status is not None:
@@ -184,11 +210,14 @@ class WebhookEndpointStore:
         if before is not None:
             conditions.append("created_at < %s")
             parameters.append(before)
+        if below is not None:
+            conditions.append("(position, ordinal) < (%s, %s)")
+            parameters += list(below)
         with self._pool.connection() as connection, connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries"  # noqa: S608
                 f" WHERE {' AND '.join(conditions)}"
-                " ORDER BY created_at DESC, position DESC, ordinal DESC LIMIT %s",
+                " ORDER BY position DESC, ordinal DESC LIMIT %s",
                 [*parameters, limit],
             )
             found = [Delivery(*row) for row in cursor.fetchall()]

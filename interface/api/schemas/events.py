@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, Strict
 
 from interface.adapters.webhooks.endpoint_store import Delivery, WebhookEndpoint
 from interface.adapters.webhooks.url_safety import URL_LENGTH_MAX
+from interface.api.pagination import HasMore, NextCursor
 from interface.api.schemas.common import PLAIN_TEXT_PATTERN, RequestModel
 from projections.integration_catalogue import EVENT_TYPE_NAMES, EVENT_TYPES
 from projections.integration_event_reads import IntegrationEvent
@@ -91,6 +92,8 @@ class CreatedWebhookEndpointResponse(WebhookEndpointResponse):
 
 class WebhookEndpointListResponse(BaseModel):
     items: list[WebhookEndpointResponse]
+    has_more: HasMore
+    next_cursor: NextCursor
 
 
 class CreateWebhookEndpointRequest(RequestModel):
@@ -161,3 +164,5 @@ class DeliveryResponse(BaseModel):
 
 class DeliveryListResponse(BaseModel):
     items: list[DeliveryResponse]
+    has_more: HasMore
+    next_cursor: NextCursor
