@@ -5,6 +5,9 @@ only with `--debug`."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from importlib.metadata import version
 
 import psycopg
@@ -17,6 +20,8 @@ from interface.cli.main import app
 
 # Wide enough that nothing wraps the one line.
 WIDE = {"COLUMNS": "300"}
+COMMAND_TIMEOUT_S = 60
+RUN_LEDGER = "from interface.cli.main import main; main()"
 
 
 def test_version_comes_from_the_package_metadata() -> None:
@@ -97,3 +102,18 @@ def test_debug_shows_a_database_error_as_raised() -> None:
     )
 
     assert isinstance(result.exception, psycopg.OperationalError)
+
+
+def test_debug_prints_the_traceback_in_a_real_process() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", RUN_LEDGER, "--debug", "keys", "list"],
+        env={**os.environ, "LEDGER_PORT": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+
+    assert completed.returncode == 1
+    assert "Traceback" in completed.stderr
+    assert "ValidationError" in completed.stderr
