@@ -157,7 +157,7 @@ def _key_columns(cursor: psycopg.Cursor[Any], table: str) -> list[str]:
     if rows:
         # The first index's columns only (the rows of several are in order).
         cursor.execute(
-            "SELECT i.indnatts FROM pg_index AS i WHERE i.indrelid = %s::regclass"
+            "SELECT i.indnkeyatts FROM pg_index AS i WHERE i.indrelid = %s::regclass"
             " AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
             " ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1",
             (f"{REPLICA_SCHEMA}.{table}",),
