@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from interface.api.middleware.authentication import PROTECTED_PREFIX, SIGNED_BY_SENDER_PATHS
+from interface.api.openapi_errors import add_error_responses
 from interface.api.openapi_examples import (
     MEDIA_EXAMPLES,
     REQUEST_EXAMPLES,
@@ -212,7 +213,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             operation["security"] = [{BEARER_SCHEME: []}]
         _state_optional_body(operation)
         _add_examples(operation, components)
-    _add_error_responses(document)
+    add_error_responses(document)
     return document
 
 
@@ -267,12 +268,3 @@ def _add_examples(operation: dict[str, Any], components: dict[str, Any]) -> None
                 media["example"] = answer_example(operation_id, media["schema"], components)
             elif media_type in MEDIA_EXAMPLES.get(operation_id, {}):
                 media["example"] = MEDIA_EXAMPLES[operation_id][media_type]
-
-
-def _add_error_responses(document: dict[str, Any]) -> None:
-    """Every operation's error codes, from openapi_errors.py when present."""
-    try:
-        from interface.api import openapi_errors  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return
-    openapi_errors.add_error_responses(document)
