@@ -149,14 +149,24 @@ class LedgerApplication(Application[UUID]):
     def snapshot_if_due(
         self, aggregates: Iterable[Aggregate], versions_before: Mapping[UUID, int]
     ) -> None:
+        self.put_snapshots(self.take_due_snapshots(aggregates, versions_before))
+
+    def take_due_snapshots(
+        self, aggregates: Iterable[Aggregate], versions_before: Mapping[UUID, int]
+    ) -> list[Snapshot]:
+        """Snapshots of the aggregates that crossed a snapshot interval, taken
+        now: the writer takes a batch's before it decides the next batch on
+        the same aggregates, and stores them once the batch has committed."""
         if self.snapshots is None:
-            return
-        due = [
+            return []
+        return [
             Snapshot.take(aggregate)
             for aggregate in aggregates
             if isinstance(aggregate, (Account, FundedAccount))
             and aggregate.version // ACCOUNT_SNAPSHOT_INTERVAL
             > versions_before.get(aggregate.id, 0) // ACCOUNT_SNAPSHOT_INTERVAL
         ]
-        if due:
-            self.snapshots.put(due)
+
+    def put_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        if snapshots and self.snapshots is not None:
+            self.snapshots.put(list(snapshots))

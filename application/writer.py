@@ -4,7 +4,11 @@ Requests queue their commands; a single thread takes as many as fit in one
 batch, decides them in order against cached aggregates (each succeeds or
 fails alone, or with its linked chain), and saves every new event of the
 batch in one transaction. Throughput grows with load: while one batch
-commits, the next one fills.
+commits, the next one fills, and, when it is already queued, is decided:
+two batches are in flight, the second decided on the first's outcome before
+it is known. The second is handed to the store only once the first has
+committed, and decided again if the first did not (docs/architecture.md,
+"The write path"); answers go out in commit order.
 
 Several service processes may share a database. Each has its own writer and
 cache; the event store's unique (aggregate, version) key is the arbiter. A
@@ -22,8 +26,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final, Generic, TypeVar
@@ -79,10 +83,15 @@ class WriterLimits:
     decide_under_lock: bool = False
     expiry_sweep_interval_s: float = 1.0
     submit_timeout_s: float = 30.0
+    # Batches between deciding and answering: with 2, the next batch is
+    # decided while the last one commits (when it is already queued).
+    batches_in_flight_max: int = 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size_max <= self.queued_commands_max:
             raise ValueError("need 1 <= batch_size_max <= queued_commands_max")
+        if self.batches_in_flight_max not in (1, 2):
+            raise ValueError("batches_in_flight_max is 1 or 2")
         if self.optimistic_attempts_max < 1:
             raise ValueError("need at least one optimistic attempt")
         if self.account_cache_size_max < 1 or self.transfer_cache_size_max < 1:
@@ -193,11 +202,33 @@ class _Appended:
     recorded_changes: list[AggregateChanges]
     recorded_transfers: list[Transfer.Recorded]
     stored_events: list[StoredEvent]
-    positions: Sequence[int]
+    deadlines: PendingDeadlineChanges
+    # Taken when the batch was decided: a batch decided after it changes the
+    # same aggregates before this one is known to be stored.
+    snapshots: list[Any]
     # What the batch read: evicted from the caches if its commit fails.
     account_ids: list[UUID]
     transfer_ids: list[UUID]
     started: float
+    # Given out by the store once saved.
+    positions: Sequence[int] = ()
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A decided batch being saved by the committer thread."""
+
+    submissions: list[_Submission]
+    appended: _Appended
+    positions: Future[Sequence[int]]
+
+
+class _WaitForInFlight:
+    """Deciding this batch needs the store, which the batch in flight has not
+    reached yet: decide it again once that one is settled."""
+
+
+_WAIT_FOR_IN_FLIGHT: Final = _WaitForInFlight()
 
 
 @dataclass(slots=True)
@@ -268,6 +299,8 @@ class LedgerWriter:
         self._queued_commands = 0
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
+        # Saves the batch in flight while the writer thread decides the next.
+        self._committer: ThreadPoolExecutor | None = None
         self._stopping = False
         self._last_sweep = 0.0
         self.statistics = WriterStatistics()
@@ -282,6 +315,8 @@ class LedgerWriter:
             if self._thread is not None:
                 return
             self._stopping = False
+            if self.limits.batches_in_flight_max > 1 and not self.limits.decide_under_lock:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="ledger-writer-commit")
             self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
             self._thread.start()
 
@@ -293,6 +328,11 @@ class LedgerWriter:
             thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
+        with self._condition:
+            committer, self._committer = self._committer, None
+        if committer is not None:
+            # The writer thread waits for its batch in flight before it ends.
+            committer.shutdown(wait=thread is None or not thread.is_alive())
         with self._condition:
             self._thread = None
             abandoned = list(self._queue)
@@ -351,21 +391,35 @@ class LedgerWriter:
     # The writer thread ------------------------------------------------------
 
     def _run(self) -> None:
+        in_flight: _InFlight | None = None
         while True:
-            submissions = self._take_batch()
+            # With a batch in flight, take only what is already queued.
+            submissions = self._take_batch(wait=in_flight is None)
             if submissions is None:
+                if in_flight is not None:
+                    self._finish(in_flight, None)
                 return
-            if submissions:
-                self._write(submissions)
-            if time.monotonic() - self._last_sweep >= self.limits.expiry_sweep_interval_s:
+            if in_flight is not None:
+                in_flight = (
+                    self._decide_behind(in_flight, submissions)
+                    if submissions
+                    else self._finish_then_write(in_flight, [])
+                )
+            elif submissions:
+                in_flight = self._write(submissions)
+            if (
+                in_flight is None
+                and time.monotonic() - self._last_sweep >= self.limits.expiry_sweep_interval_s
+            ):
                 self._expire_due_pending_transfers()
 
-    def _take_batch(self) -> list[_Submission] | None:
+    def _take_batch(self, *, wait: bool = True) -> list[_Submission] | None:
         with self._condition:
             if not self._queue:
                 if self._stopping:
                     return None
-                self._condition.wait(self.limits.expiry_sweep_interval_s)
+                if wait:
+                    self._condition.wait(self.limits.expiry_sweep_interval_s)
             taken: list[_Submission] = []
             size = 0
             while self._queue:
@@ -383,27 +437,155 @@ class LedgerWriter:
             self._queued_commands -= size
             return taken
 
-    def _write(self, submissions: list[_Submission]) -> None:
-        try:
-            receipts = self.apply_submissions(
-                [submission.commands for submission in submissions],
-                [submission.changes for submission in submissions],
-            )
-        except BaseException as error:
-            if isinstance(error, _STORE_FAULTS):
-                # The database's fault, not a bug: each waiting request answers it.
-                log.warning(
-                    "writer_batch_failed",
-                    submissions=len(submissions),
-                    error_type=type(error).__name__,
+    def _write(self, submissions: list[_Submission]) -> _InFlight | None:
+        """Decide and save a batch; returns it in flight when the committer
+        saves it while the next batch, already queued, is decided."""
+        if self._committer is not None and self._queue:
+            commands, changes = _split(submissions)
+            try:
+                decided = self._decide_batch(
+                    commands, changes, look_up_new_transfers=False, locked=False, behind=False
                 )
-            else:
-                log.exception("writer_batch_failed", submissions=len(submissions))
-            for submission in submissions:
-                submission.future.set_exception(error)
+            except BaseException as error:  # noqa: BLE001 - each waiting caller is told
+                self._answer_error(submissions, error)
+                return None
+            if isinstance(decided, _Appended):
+                return self._hand_off(submissions, decided)
+            if isinstance(decided, list):
+                self._answer(submissions, decided)
+                return None
+            # A stale read: the whole serial path below decides it again.
+        self._write_now(submissions)
+        return None
+
+    def _write_now(self, submissions: list[_Submission]) -> None:
+        """Decide and save a batch on this thread, retrying conflicts."""
+        commands, changes = _split(submissions)
+        try:
+            receipts = self.apply_submissions(commands, changes)
+        except BaseException as error:  # noqa: BLE001 - each waiting caller is told
+            self._answer_error(submissions, error)
             return
+        self._answer(submissions, receipts)
+
+    def _answer(self, submissions: list[_Submission], receipts: list[WriteReceipt]) -> None:
         for submission, receipt in zip(submissions, receipts, strict=True):
             submission.future.set_result(receipt)
+
+    def _answer_error(self, submissions: list[_Submission], error: BaseException) -> None:
+        if isinstance(error, _STORE_FAULTS):
+            # The database's fault, not a bug: each waiting request answers it.
+            log.warning(
+                "writer_batch_failed",
+                submissions=len(submissions),
+                error_type=type(error).__name__,
+            )
+        else:
+            log.exception("writer_batch_failed", submissions=len(submissions))
+        for submission in submissions:
+            submission.future.set_exception(error)
+
+    # Two batches in flight ----------------------------------------------------
+
+    def _hand_off(self, submissions: list[_Submission], decided: _Appended) -> _InFlight | None:
+        """Save a decided batch: on the committer thread if more work is
+        queued (it is decided meanwhile), else here, without a thread switch."""
+        committer = self._committer
+        if committer is not None and self._queue:
+            save = committer.submit(self._append, decided.stored_events, decided.deadlines)
+            return _InFlight(submissions, decided, save)
+        try:
+            stored = self._record(
+                decided, lambda: self._append(decided.stored_events, decided.deadlines)
+            )
+        except BaseException as error:  # noqa: BLE001 - each waiting caller is told
+            self._answer_error(submissions, error)
+            return None
+        if stored is None:
+            # A version conflict: decided again, as apply_submissions does.
+            self.statistics.conflicts_retried += 1
+            self._write_now(submissions)
+            return None
+        self._answer(submissions, self._settle(stored))
+        return None
+
+    def _decide_behind(
+        self, in_flight: _InFlight, submissions: list[_Submission]
+    ) -> _InFlight | None:
+        """Decide `submissions` on the cached aggregates, which already carry
+        the batch in flight, while it commits; then settle that one, and save
+        this one only if it committed: otherwise this one is decided again."""
+        commands, changes = _split(submissions)
+        if not self._decidable_from_cache(commands, changes):
+            return self._finish_then_write(in_flight, submissions)
+        try:
+            decided = self._decide_batch(
+                commands, changes, look_up_new_transfers=False, locked=False, behind=True
+            )
+        except BaseException as error:  # noqa: BLE001 - each waiting caller is told
+            self._finish(in_flight, None)
+            self._answer_error(submissions, error)
+            return None
+        if not isinstance(decided, (_Appended, list)):
+            return self._finish_then_write(in_flight, submissions)
+        later = decided if isinstance(decided, _Appended) else None
+        if not self._finish(in_flight, later):
+            # Decided on an outcome that did not happen: decide again.
+            self._write_now(submissions)
+            return None
+        if isinstance(decided, list):
+            self._answer(submissions, decided)
+            return None
+        return self._hand_off(submissions, decided)
+
+    def _finish_then_write(
+        self, in_flight: _InFlight, submissions: list[_Submission]
+    ) -> _InFlight | None:
+        self._finish(in_flight, None)
+        return self._write(submissions) if submissions else None
+
+    def _finish(self, in_flight: _InFlight, later: _Appended | None) -> bool:
+        """Wait for the batch in flight, settle and answer it. False when it
+        did not commit as decided (a conflict, a fault, or only its answer
+        lost): then `later`, decided on top of it, is dropped from the caches."""
+        appended, submissions = in_flight.appended, in_flight.submissions
+        failed = in_flight.positions.exception() is not None
+        if failed and later is not None:
+            # Its aggregates carry both batches' changes: none of it is known.
+            self._forget(later.changed, later.account_ids, later.transfer_ids)
+        try:
+            stored = self._record(appended, in_flight.positions.result)
+        except BaseException as error:  # noqa: BLE001 - each waiting caller is told
+            self._answer_error(submissions, error)
+            return False
+        if stored is None:
+            self.statistics.conflicts_retried += 1
+            self._write_now(submissions)
+            return False
+        self._answer(submissions, self._settle(stored, remember=not failed))
+        return not failed
+
+    def _decidable_from_cache(
+        self, commands: Sequence[Sequence[Command]], changes: Sequence[AggregateChanges | None]
+    ) -> bool:
+        """Whether the batch can be decided without reading the store (which
+        does not hold the batch in flight yet): every aggregate it reads is
+        cached, and it carries no changes (their versions are read)."""
+        if any(submitted is not None for submitted in changes):
+            return False
+        for submission in commands:
+            for command in submission:
+                transfers: dict[UUID, Transfer] = {}
+                if not isinstance(command, CreateTransfer):
+                    for transfer_id in transfer_ids_to_load(command):
+                        transfer = self._transfers.get(transfer_id)
+                        if transfer is None:
+                            return False
+                        transfers[transfer_id] = transfer
+                for account_id in account_ids_to_load(command, transfers):
+                    if self._accounts.get(account_id) is None:
+                        return False
+        return True
 
     def _expire_due_pending_transfers(self) -> None:
         self._last_sweep = time.monotonic()
@@ -545,6 +727,31 @@ class LedgerWriter:
         writes nothing; None when a stale read or a version conflict means it
         must be decided again; otherwise what was appended, to be settled
         once committed."""
+        decided = self._decide_batch(
+            submissions,
+            changes,
+            look_up_new_transfers=look_up_new_transfers,
+            locked=locked,
+            behind=False,
+        )
+        if not isinstance(decided, _Appended):
+            assert not isinstance(decided, _WaitForInFlight)
+            return decided
+        return self._record(decided, lambda: append(decided.stored_events, decided.deadlines))
+
+    def _decide_batch(
+        self,
+        submissions: Sequence[Sequence[Command]],
+        changes: Sequence[AggregateChanges | None],
+        *,
+        look_up_new_transfers: bool,
+        locked: bool,
+        behind: bool,
+    ) -> _Appended | list[WriteReceipt] | _WaitForInFlight | None:
+        """Decide the batch, apply it to the cached aggregates and map its
+        events, ready to save. Receipts when it writes nothing; None when a
+        stale read means it must be decided again. `behind`: a batch is in
+        flight, so a refusal, which is checked against the store, waits."""
         commands = [command for submission in submissions for command in submission]
         transfers = self._transfers_for(commands, look_up_new_transfers=look_up_new_transfers)
         accounts = self._accounts_for(commands, transfers)
@@ -556,6 +763,9 @@ class LedgerWriter:
             for submitted_changes, outcome in zip(changes, outcomes, strict=True)
             if submitted_changes is not None and outcome is ChangesOutcome.RECORDED
         ]
+        if behind and not all(result.succeeded for result in results):
+            # Nothing was applied yet: decided again once the store is current.
+            return _WAIT_FOR_IN_FLIGHT
         if not locked:
             stale = self._stale_reads(commands, results, accounts, transfers, look_up_new_transfers)
             if stale:
@@ -572,6 +782,10 @@ class LedgerWriter:
             raise
         changed: list[Aggregate] = outcome.aggregates
         if not changed and not outcome.recorded_transfers and not recorded_changes:
+            if behind:
+                # Its answers stand only if the batch in flight commits:
+                # decided again then, so it is observed once.
+                return _WAIT_FOR_IN_FLIGHT
             self._observe(commands, results, 0, 0.0)
             return [
                 WriteReceipt(submitted, None, changes=submitted_outcome)
@@ -586,33 +800,11 @@ class LedgerWriter:
         events: list[Any] = list(outcome.recorded_transfers)
         events.extend(event for aggregate in changed for event in aggregate.collect_events())
         events.extend(event for recorded in recorded_changes for event in recorded.events)
-        stored_events: list[StoredEvent] = []
         try:
             to_stored_event = self._app.mapper.to_stored_event
             stored_events = [to_stored_event(event) for event in events]
-            positions = append(
-                stored_events,
-                PendingDeadlineChanges(
-                    outcome.pending_deadlines_added, outcome.pending_deadlines_removed
-                ),
-            )
-        except IntegrityError:
-            # Someone else wrote one of these aggregates first. Our copies are
-            # stale and already carry this batch's changes: drop and reload.
-            self._forget(changed, accounts.keys(), transfers.keys())
-            log.info("writer_version_conflict", commands=len(commands))
-            return None
-        except Exception:
-            # Our copies carry this batch's changes, stored or not: they go.
-            # The save failed, or only its answer was lost (the connection
-            # broke after the commit): the store is asked which before any
-            # answer is given, and the error stands unless the batch is there.
-            self._forget(changed, accounts.keys(), transfers.keys())
-            found = self._positions_if_committed(stored_events)
-            if found is None:
-                raise
-            positions = found
         except BaseException:
+            # Our copies carry this batch's changes, which were never saved.
             self._forget(changed, accounts.keys(), transfers.keys())
             raise
         return _Appended(
@@ -625,11 +817,59 @@ class LedgerWriter:
             recorded_changes=recorded_changes,
             recorded_transfers=outcome.recorded_transfers,
             stored_events=stored_events,
-            positions=positions,
+            deadlines=PendingDeadlineChanges(
+                outcome.pending_deadlines_added, outcome.pending_deadlines_removed
+            ),
+            snapshots=self._take_snapshots(changed, versions_before, recorded_changes),
             account_ids=list(accounts),
             transfer_ids=list(transfers),
             started=started,
         )
+
+    def _take_snapshots(
+        self,
+        changed: Sequence[Aggregate],
+        versions_before: Mapping[UUID, int],
+        recorded_changes: Sequence[AggregateChanges],
+    ) -> list[Any]:
+        # A snapshot only shortens loading; the batch stands without it.
+        try:
+            snapshots = self._app.take_due_snapshots(changed, versions_before)
+            for recorded_change in recorded_changes:
+                snapshots += self._app.take_due_snapshots(
+                    recorded_change.aggregates, recorded_change.versions_before
+                )
+        except Exception:
+            log.exception("writer_snapshot_failed")
+            return []
+        return snapshots
+
+    def _record(self, appended: _Appended, save: Callable[[], Sequence[int]]) -> _Appended | None:
+        """Run the save of a decided batch. None after a version conflict
+        (someone else wrote one of its aggregates first); raises when it
+        failed, unless the store holds it all the same."""
+        try:
+            appended.positions = save()
+        except IntegrityError:
+            # Our copies are stale and already carry this batch's changes:
+            # drop and reload.
+            self._forget(appended.changed, appended.account_ids, appended.transfer_ids)
+            log.info("writer_version_conflict", commands=len(appended.commands))
+            return None
+        except Exception:
+            # Our copies carry this batch's changes, stored or not: they go.
+            # The save failed, or only its answer was lost (the connection
+            # broke after the commit): the store is asked which before any
+            # answer is given, and the error stands unless the batch is there.
+            self._forget(appended.changed, appended.account_ids, appended.transfer_ids)
+            found = self._positions_if_committed(appended.stored_events)
+            if found is None:
+                raise
+            appended.positions = found
+        except BaseException:
+            self._forget(appended.changed, appended.account_ids, appended.transfer_ids)
+            raise
+        return appended
 
     def _positions_if_committed(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
         """The positions of a batch whose save raised, if the store holds it.
@@ -656,17 +896,14 @@ class LedgerWriter:
         log.warning("writer_commit_answer_lost", events=len(stored_events), position=position)
         return list(range(position - len(stored_events) + 1, position + 1))
 
-    def _settle(self, appended: _Appended) -> list[WriteReceipt]:
-        """A batch known to be stored: its aggregates cached, snapshots taken,
+    def _settle(self, appended: _Appended, *, remember: bool = True) -> list[WriteReceipt]:
+        """A batch known to be stored: its aggregates cached (unless a batch
+        decided after it changed them and is dropped), its snapshots stored,
         its position told."""
-        changed = appended.changed
-        self._remember(changed)
+        if remember:
+            self._remember(appended.changed)
         try:
-            self._app.snapshot_if_due(changed, appended.versions_before)
-            for recorded_change in appended.recorded_changes:
-                self._app.snapshot_if_due(
-                    recorded_change.aggregates, recorded_change.versions_before
-                )
+            self._app.put_snapshots(appended.snapshots)
         # A snapshot only shortens loading; the batch stands without it.
         except _STORE_FAULTS as error:
             log.warning("writer_snapshot_failed", error_type=type(error).__name__)
@@ -868,6 +1105,15 @@ _STALE_RESULT = CommandResult(
     ResultCode.CONCURRENT_CHANGE,
     message="another request changed the same aggregate first; read it again and retry",
 )
+
+
+def _split(
+    submissions: Sequence[_Submission],
+) -> tuple[list[list[Command]], list[AggregateChanges | None]]:
+    return (
+        [submission.commands for submission in submissions],
+        [submission.changes for submission in submissions],
+    )
 
 
 def _require_submission(

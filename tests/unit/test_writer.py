@@ -15,8 +15,8 @@ from eventsourcing.persistence import StoredEvent
 
 from application.clock import SettableClock
 from application.event_log import LedgerApplication
+from application.ports.event_store import WriterObserver
 from application.writer import (
-    AggregateChanges,
     LedgerWriter,
     WriteReceipt,
     WriterLimits,
@@ -26,6 +26,7 @@ from application.writer import (
 from domain.account import Totals
 from domain.commands import Command, PostPendingTransfer
 from domain.event_chain import GENESIS_HASH, chained_hash
+from domain.ledger_batch import CommandResult
 from domain.result_codes import ResultCode
 from domain.transfer import TransferStatus
 from tests.support.in_memory_recorder import InMemoryLedgerRecorder
@@ -77,14 +78,32 @@ class Books(LedgerHarness):
         return self.account(account_id).totals
 
 
-def gated_books(limits: WriterLimits | None = None) -> tuple[Books, GatedRecorder]:
+def gated_books(
+    limits: WriterLimits | None = None, observer: WriterObserver | None = None
+) -> tuple[Books, GatedRecorder]:
     recorder = GatedRecorder()
     app = LedgerApplication(
         env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
         recorder_factory=lambda _factory: recorder,
     )
     clock = SettableClock(EPOCH)
-    return Books(app, LedgerWriter(app, clock, limits), clock), recorder
+    return Books(app, LedgerWriter(app, clock, limits, observer), clock), recorder
+
+
+class BatchSizes:
+    """The number of commands in each batch the writer decided, in order."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def batch_committed(
+        self,
+        commands: Sequence[Command],
+        results: Sequence[CommandResult],
+        events_written: int,
+        commit_s: float,
+    ) -> None:
+        self.sizes.append(len(commands))
 
 
 @pytest.fixture
@@ -190,20 +209,13 @@ def test_an_empty_submission_is_refused(books: tuple[Books, GatedRecorder]) -> N
 
 
 def test_queued_submissions_are_batched_without_passing_the_batch_size() -> None:
-    ledger, recorder = gated_books(WriterLimits(batch_size_max=3, queued_commands_max=10))
+    batches = BatchSizes()
+    ledger, recorder = gated_books(
+        WriterLimits(batch_size_max=3, queued_commands_max=10), observer=batches
+    )
     ledger.writer.start()
     try:
-        sizes: list[int] = []
-        original_apply = ledger.writer.apply_submissions
-
-        def recording_apply(
-            submissions: Sequence[Sequence[Command]],
-            changes: Sequence[AggregateChanges | None] | None = None,
-        ) -> list[WriteReceipt]:
-            sizes.append(sum(len(submission) for submission in submissions))
-            return original_apply(submissions, changes)
-
-        ledger.writer.apply_submissions = recording_apply  # type: ignore[method-assign]
+        sizes = batches.sizes
         futures = submitted_while_held(
             ledger.writer,
             recorder,
