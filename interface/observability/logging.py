@@ -10,6 +10,8 @@ from typing import Any, Final, TextIO
 import orjson
 import structlog
 
+from interface.observability.tracing import add_trace_ids
+
 # Audit records are written whatever the log level: a quieter log must not
 # lose the record of who was refused or what an admin changed.
 AUDIT_EVENT: Final[str] = "audit"
@@ -44,6 +46,8 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        # Inside a traced span, its ids (docs/operations.md#tracing).
+        add_trace_ids,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(serializer=_json_line)

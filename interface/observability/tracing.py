@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -195,6 +195,23 @@ def job_span(
         links=[link] if link is not None else None,
     ):
         yield
+
+
+def add_trace_ids(
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: a line logged inside a traced span names it
+    (`trace_id`, `span_id`, as the exporters spell them), so a log line
+    leads to its trace. Nothing while tracing is off."""
+    if _active is None:
+        return event_dict
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
+    return event_dict
 
 
 def _exporter_names(environ: Mapping[str, str]) -> list[str]:

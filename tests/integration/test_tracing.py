@@ -24,6 +24,7 @@ from interface.bootstrap import Ledger, build_ledger
 from interface.observability import tracing
 from interface.settings import Settings
 from tests.support.api_keys import bearer
+from tests.support.logs import captured_logs, events_named
 
 RUN_WAIT_S: Final[float] = 120.0
 
@@ -124,6 +125,22 @@ def test_a_reconciliation_run_is_a_span_linked_to_the_request_that_asked(
     assert run.attributes.get("ledger.reconciliation.run_id") == started.json()["id"]
     assert [link.context.span_id for link in run.links] == [request.context.span_id]
     assert _queries(_children(finished, run))
+
+
+def test_a_request_s_log_line_names_its_trace(
+    traced_ledger: Ledger, spans: InMemorySpanExporter
+) -> None:
+    _, key = traced_ledger.api_keys.create(Role.SERVICE, label="tracing")
+    with TestClient(create_app(ledger=traced_ledger), headers=bearer(key)) as client:
+        spans.clear()
+        with captured_logs() as output:
+            assert client.get("/v1/accounts").status_code == 200
+    (request,) = [span for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER]
+    (line,) = [
+        line for line in events_named(output, "http_request") if line["route"] == "/v1/accounts"
+    ]
+    assert line["trace_id"] == f"{request.context.trace_id:032x}"
+    assert isinstance(line["span_id"], str)
 
 
 def test_a_query_outside_any_request_or_job_starts_no_trace(
