@@ -393,12 +393,35 @@ _SELECT_EXCEPTION: Final[str] = (
 )
 
 
-def run_page(cursor: Cursor, *, before_position: int | None, limit: int) -> list[RunRow]:
-    """Runs newest first, those started before `before_position` (all when None)."""
+def run_page(
+    cursor: Cursor,
+    *,
+    before_position: int | None,
+    limit: int,
+    run_type: str | None = None,
+    status: str | None = None,
+    started_from: datetime | None = None,
+    started_to: datetime | None = None,
+) -> list[RunRow]:
+    """Runs newest first, those started before `before_position` (all when
+    None), of one type and status when given, started in [started_from,
+    started_to)."""
+    conditions = ["started_log_position < %s"]
+    parameters: list[Any] = [before_position if before_position is not None else 2**63 - 1]
+    for column, value in (("run_type", run_type), ("status", status)):
+        if value is not None:
+            conditions.append(f"{column} = %s")
+            parameters.append(value)
+    if started_from is not None:
+        conditions.append("started_at >= %s")
+        parameters.append(started_from)
+    if started_to is not None:
+        conditions.append("started_at < %s")
+        parameters.append(started_to)
     cursor.execute(
-        f"{_SELECT_RUN} WHERE started_log_position < %s"
+        f"{_SELECT_RUN} WHERE {' AND '.join(conditions)}"
         " ORDER BY started_log_position DESC LIMIT %s",
-        (before_position if before_position is not None else 2**63 - 1, limit),
+        [*parameters, limit],
     )
     return [RunRow(*found) for found in cursor.fetchall()]
 

@@ -4,6 +4,7 @@ take (docs/api.md#pagination)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any, Final
 
@@ -24,6 +25,9 @@ from tests.support.withdrawals import profitable_funded_account
 PUBLIC_URL: Final[str] = "https://93.184.216.34/hooks"
 # Port 9 (discard) on this machine: nothing listens, a connection is refused.
 REFUSING_URL: Final[str] = "http://127.0.0.1:9/hooks"
+
+# How long a reconciliation run of an empty ledger may take, at most.
+RUN_WAIT_S: Final[float] = 120.0
 
 # Every list a client pages through, with a path that needs no id.
 LISTS: Final[tuple[str, ...]] = (
@@ -240,3 +244,19 @@ def test_webhook_endpoints_and_their_deliveries_come_a_page_at_a_time(
     assert _page(client, deliveries, limit=3)["has_more"] is False
     assert _every_page(client, deliveries, status="delivered") == []
     assert_error(client.get(deliveries, params={"cursor": "nonsense"}), 422, "invalid_cursor")
+
+
+def test_reconciliation_reports_filter_by_type_and_status(client: TestClient) -> None:
+    started = client.post("/v1/reconciliation/runs", json={"type": "manual"})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    deadline = time.monotonic() + RUN_WAIT_S
+    while _page(client, "/v1/reconciliation/reports", status="running")["items"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    reports = "/v1/reconciliation/reports"
+    [finished] = _page(client, reports, type="manual")["items"]
+    assert finished["id"] == run_id
+    assert _every_page(client, reports, status=finished["status"]) == [run_id]
+    assert _every_page(client, reports, type="hourly") == []
+    assert client.get(reports, params={"type": "weekly"}).status_code == 422

@@ -13,19 +13,27 @@ and did.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from domain.reconciliation import (
+    RunStatus,
     RunType,
     Severity,
 )
 from domain.result_codes import LedgerRefusal, ResultCode
 from interface.api.consistency import MinPosition, tell_position, views_caught_up
 from interface.api.deps import Admin, LedgerDep, Operator
-from interface.api.pagination import PageCursor, PageLimit, page_of, position_after
+from interface.api.pagination import (
+    CreatedFrom,
+    CreatedTo,
+    PageCursor,
+    PageLimit,
+    page_of,
+    position_after,
+)
 from interface.api.responses import ERROR_RESPONSES
 from interface.api.schemas.reconciliation import (
     CheckResponse,
@@ -75,15 +83,30 @@ def _report(ledger: Ledger, run_id: UUID, min_position: int | None) -> ReportRes
 def list_reports_route(
     ledger: LedgerDep,
     _: Operator,
+    run_type: Annotated[RunType | None, Query(alias="type", description="Runs of this kind.")] = (
+        None
+    ),
+    status: Annotated[RunStatus | None, Query(description="Runs in this status.")] = None,
+    started_from: CreatedFrom = None,
+    started_to: CreatedTo = None,
     cursor: PageCursor = None,
     limit: PageLimit = PAGE_SIZE_DEFAULT,
     min_position: MinPosition = None,
 ) -> ReportPageResponse:
-    """Reconciliation reports, newest first."""
+    """Reconciliation reports, newest first, of one `type` and `status` when
+    given, started in [`from`, `to`)."""
     before = position_after(cursor) if cursor is not None else None
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
-        rows = reconciliation.run_page(reading, before_position=before, limit=limit + 1)
+        rows = reconciliation.run_page(
+            reading,
+            before_position=before,
+            limit=limit + 1,
+            run_type=None if run_type is None else run_type.value,
+            status=None if status is None else status.value,
+            started_from=started_from,
+            started_to=started_to,
+        )
     page = page_of(rows, limit, lambda row: encode_cursor(row.started_log_position))
     return ReportPageResponse(
         items=[ReportSummaryResponse.of(row) for row in page.items],
