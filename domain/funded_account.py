@@ -455,9 +455,14 @@ class FundedAccount(Aggregate):
         if realized_pnl_minor != expected:
             raise FundedAccountRefusal(
                 FundedRefusalReason.REALIZED_PNL_MISMATCH,
-                f"a {position.side.value} position closed at {exit_price_minor} realizes "
-                f"{expected}, not {realized_pnl_minor}",
+                f"a {position.side.value} position closed at "
+                f"{describe_money(exit_price_minor, TIER_CURRENCY)} realizes "
+                f"{describe_money(expected, TIER_CURRENCY)}, not "
+                f"{describe_money(realized_pnl_minor, TIER_CURRENCY)}",
                 position_id=position_id,
+                currency=TIER_CURRENCY,
+                expected_pnl=format_amount(expected, TIER_CURRENCY),
+                realized_pnl=format_amount(realized_pnl_minor, TIER_CURRENCY),
                 expected_pnl_minor=expected,
                 realized_pnl_minor=realized_pnl_minor,
             )

@@ -630,9 +630,14 @@ def _postings_to_post(
     if amount_minor <= 0:
         raise LedgerRefusal(ResultCode.AMOUNT_MUST_BE_POSITIVE, "amount must be greater than zero")
     if amount_minor > full:
+        currency = postings[0].currency
         raise LedgerRefusal(
             ResultCode.EXCEEDS_PENDING_TRANSFER_AMOUNT,
-            "cannot post more than the pending amount",
+            f"cannot post {format_amount(amount_minor, currency)} {currency}: the hold holds "
+            f"{format_amount(full, currency)} {currency}",
+            currency=currency,
+            pending_amount=format_amount(full, currency),
+            requested=format_amount(amount_minor, currency),
             pending_amount_minor=full,
         )
     return tuple(posting._replace(amount_minor=amount_minor) for posting in postings)

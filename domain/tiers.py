@@ -33,6 +33,8 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Final
 
+from domain.money import format_amount
+
 TIER_CURRENCY: Final[str] = "USD"
 
 # The drawdown limit is 10-15 % by tier
@@ -290,21 +292,31 @@ def position_decision(
         return PositionDecision(
             PositionRefusalReason.CAPITAL_NOT_POSITIVE,
             "an account without positive capital may not open a position",
-            {"tier": tier.name.value, "capital_minor": capital_minor},
+            {
+                "tier": tier.name.value,
+                "currency": TIER_CURRENCY,
+                "capital": format_amount(capital_minor, TIER_CURRENCY),
+                "capital_minor": capital_minor,
+            },
         )
     share = Fraction(position_value_minor, capital_minor)
     if share > tier.max_position_share:
+        max_value_minor = (
+            capital_minor * tier.max_position_share.numerator // tier.max_position_share.denominator
+        )
         return PositionDecision(
             PositionRefusalReason.POSITION_EXCEEDS_TIER_SHARE,
             f"a {tier.name} position may take at most {_percent(tier.max_position_share)} "
             f"of capital; this one would take {_percent(share)}",
             {
                 "tier": tier.name.value,
+                "currency": TIER_CURRENCY,
+                "position_value": format_amount(position_value_minor, TIER_CURRENCY),
+                "capital": format_amount(capital_minor, TIER_CURRENCY),
+                "max_position_value": format_amount(max_value_minor, TIER_CURRENCY),
                 "position_value_minor": position_value_minor,
                 "capital_minor": capital_minor,
-                "max_position_value_minor": capital_minor
-                * tier.max_position_share.numerator
-                // tier.max_position_share.denominator,
+                "max_position_value_minor": max_value_minor,
             },
         )
     return PositionDecision()

@@ -41,8 +41,8 @@ from interface.settings import Settings
 
 DESCRIPTION = """
 Event-sourced double-entry ledger. Amounts are decimal strings in major units
-("1234.56"); every error is `{"error": {"code", "message", "details"}}` with a
-stable code.
+("1234.56"); every error is `{"error": {"code", "message", "field", "details",
+"request_id", "doc_url"}}` with a stable code, explained at `doc_url`.
 """
 
 

@@ -61,6 +61,7 @@ FOLLOWED_PACKAGES: Final[tuple[str, ...]] = ("application", "domain", "interface
 # A name defined more often than this is not followed (see the module's docstring).
 DEFINITIONS_FOLLOWED_MAX: Final[int] = 3
 _PROJECT_ROOT: Final[Path] = Path(__file__).resolve().parents[2]
+_CONSTRUCTOR: Final[str] = "__init__"
 # Where a call does not show what runs next: commands given to the writer
 # (its port, application/ports/writer.py: `submit`, `execute`) are decided on
 # its thread by the ledger batch, and may meet any of the writer's own errors.
@@ -86,10 +87,14 @@ IDEMPOTENCY_HEADER: Final[tuple[tuple[int, str], ...]] = (
 # `check_request` (request_checks.py), the app's first dependency of every
 # route, refuses an undeclared query parameter on any route, a bad string in
 # any input, and in a body a key given twice or metadata outside its limits.
-EVERY_REQUEST: Final[tuple[tuple[int, str], ...]] = ((422, UNKNOWN_QUERY_PARAMETER),)
+# The body size limit (body_size_limit.py) counts the body of every request,
+# whether the route takes one or not.
+EVERY_REQUEST: Final[tuple[tuple[int, str], ...]] = (
+    (422, UNKNOWN_QUERY_PARAMETER),
+    (413, REQUEST_TOO_LARGE),
+)
 BODY: Final[tuple[tuple[int, str], ...]] = (
     (400, MALFORMED_BODY),
-    (413, REQUEST_TOO_LARGE),
     (422, DUPLICATE_KEY),
     (422, INVALID_METADATA),
 )
@@ -99,6 +104,7 @@ VALIDATION: Final[tuple[tuple[int, str], ...]] = ((422, "invalid_request"), (422
 # Any `amount` field refused by validation answers invalid_amount (errors.py).
 AMOUNT_VALIDATION: Final[tuple[int, str]] = (422, ResultCode.INVALID_AMOUNT.value)
 DATABASE: Final[tuple[int, str]] = (503, DATABASE_UNAVAILABLE)
+PATH_NOT_MATCHED: Final[tuple[int, str]] = (404, "not_found")
 
 _ERROR_DESCRIPTIONS: Final[dict[int, str]] = {
     400: "The body is not JSON",
@@ -142,6 +148,10 @@ def operation_error_codes(route: APIRoute, method: str) -> dict[int, frozenset[s
         found.update(AUTHENTICATION)
         if method in IDEMPOTENT_METHODS:
             found.update(IDEMPOTENCY_HEADER)
+    if ":" in route.path:
+        # A path parameter with a converter ({id:uuid}): a value it does not
+        # convert matches no route.
+        found.add(PATH_NOT_MATCHED)
     dependant = route.dependant
     if _has_body(dependant):
         found.update(BODY)
@@ -286,6 +296,9 @@ class _Module:
     modules: dict[str, str]
     # `Alias = Annotated[Class, ...]`: alias -> the class's name here.
     aliases: dict[str, str]
+    # Class -> attribute -> the name of its annotated type here (`forks:
+    # ForksService` in the class body, `self._writer = writer` in __init__).
+    attribute_types: dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +340,7 @@ def _index() -> _Index:
 
 
 def _module_of(name: str, tree: ast.Module) -> _Module:
-    module = _Module(name, {}, {}, {}, {}, {})
+    module = _Module(name, {}, {}, {}, {}, {}, {})
     package = name.rsplit(".", 1)[0]
     for statement in tree.body:
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -338,6 +351,7 @@ def _module_of(name: str, tree: ast.Module) -> _Module:
                 for member in statement.body
                 if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef)
             }
+            module.attribute_types[statement.name] = _attribute_types(statement)
         elif isinstance(statement, ast.ImportFrom) and statement.module is not None:
             source = statement.module if statement.level == 0 else f"{package}.{statement.module}"
             for alias in statement.names:
@@ -356,6 +370,36 @@ def _module_of(name: str, tree: ast.Module) -> _Module:
         ):
             module.aliases[statement.targets[0].id] = statement.value.slice.elts[0].id
     return module
+
+
+def _attribute_types(class_node: ast.ClassDef) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for member in class_node.body:
+        if (
+            isinstance(member, ast.AnnAssign)
+            and isinstance(member.target, ast.Name)
+            and isinstance(member.annotation, ast.Name)
+        ):
+            types[member.target.id] = member.annotation.id
+        if isinstance(member, ast.FunctionDef) and member.name == _CONSTRUCTOR:
+            parameters = {
+                argument.arg: argument.annotation.id
+                for argument in member.args.args
+                if isinstance(argument.annotation, ast.Name)
+            }
+            for statement in ast.walk(member):
+                target, value = None, None
+                if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+                    target, value = statement.targets[0], statement.value
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == "self"
+                    and isinstance(value, ast.Name)
+                    and value.id in parameters
+                ):
+                    types[target.attr] = parameters[value.id]
+    return types
 
 
 def _string_constant(statement: ast.stmt) -> tuple[str | None, str | None]:
@@ -457,6 +501,9 @@ def _followed(place: _Place, index: _Index) -> Iterator[_Place]:
         return
     typed = _parameter_classes(node, module, index)
     for child in ast.walk(node):
+        if isinstance(child, ast.Raise) and isinstance(child.exc, ast.Name):
+            # `raise InvalidCursor`: the class, constructed.
+            yield from _function_named(child.exc.id, module, index)
         if not isinstance(child, ast.Call):
             continue
         yield from _resolved(child.func, module, class_name, typed, index, called=True)
@@ -511,8 +558,9 @@ def _resolved(
         if method is not None:
             yield method, module.name, class_name
             return
-    if isinstance(owner, ast.Name) and owner.id in typed:
-        owner_module, owner_class = typed[owner.id]
+    owner_type = _type_of(owner, module, class_name, typed, index)
+    if owner_type is not None:
+        owner_module, owner_class = owner_type
         method = index.modules[owner_module].classes[owner_class].get(name)
         if method is not None:
             yield method, owner_module, owner_class
@@ -522,27 +570,68 @@ def _resolved(
         if target is not None and name in target.functions:
             yield target.functions[name], target.name, None
         return
-    if not called or name in _BUILT_IN_METHODS:
+    if name in _BUILT_IN_METHODS:
         return
-    # A method of an object whose type is not written here: every method of
-    # that name, if they are few enough to say something.
+    # A method of an object whose type is not written here, called or passed
+    # on (`run_in_threadpool(ledger.forks.propose, ...)`): every method of that
+    # name, if they are few enough to say something; passed on, a property
+    # is a value, not a callback.
     methods = index.methods.get(name, [])
     if len(methods) <= DEFINITIONS_FOLLOWED_MAX:
         for owner_module, owner_class, node in methods:
-            yield node, owner_module, owner_class
+            if called or not _is_property(node):
+                yield node, owner_module, owner_class
+
+
+def _type_of(
+    expression: ast.expr,
+    module: _Module,
+    class_name: str | None,
+    typed: dict[str, tuple[str, str]],
+    index: _Index,
+) -> tuple[str, str] | None:
+    """The class of `service`, `self`, `ledger.forks` or `self._writer`, when
+    annotations say it."""
+    if isinstance(expression, ast.Name):
+        if expression.id == "self" and class_name is not None:
+            return module.name, class_name
+        return typed.get(expression.id)
+    if not isinstance(expression, ast.Attribute):
+        return None
+    owner = _type_of(expression.value, module, class_name, typed, index)
+    if owner is None:
+        return None
+    owner_module = index.modules[owner[0]]
+    type_name = owner_module.attribute_types.get(owner[1], {}).get(expression.attr)
+    if type_name is None:
+        return None
+    return _class_named(type_name, owner_module, index, depth=0)
+
+
+def _is_property(node: _Function) -> bool:
+    return any(_name_of(decorator) == "property" for decorator in node.decorator_list)
 
 
 def _function_named(name: str, module: _Module, index: _Index) -> Iterator[_Place]:
-    if name in module.functions:
-        yield module.functions[name], module.name, None
-        return
-    source = module.imported.get(name)
-    if source is None:
-        return
-    target = index.modules.get(source[0])
-    if target is not None and source[1] in target.functions:
-        yield target.functions[source[1]], target.name, None
+    """The function, or the class's constructor, this name is here."""
+    target, target_name = module, name
+    if name not in module.functions and name not in module.classes:
+        source = module.imported.get(name)
+        found = index.modules.get(source[0]) if source is not None else None
+        if source is None or found is None:
+            return
+        target, target_name = found, source[1]
+    if target_name in target.functions:
+        yield target.functions[target_name], target.name, None
+    elif target_name in target.classes and _CONSTRUCTOR in target.classes[target_name]:
+        yield target.classes[target_name][_CONSTRUCTOR], target.name, target_name
 
+
+# Enums whose members are ResultCodes under the same names (the funded
+# accounts' and the tiers' own refusals; a unit test holds them to it).
+REFUSAL_ENUMS: Final[frozenset[str]] = frozenset(
+    {"ResultCode", "FundedRefusalReason", "PositionRefusalReason"}
+)
 
 _WRITER_ERROR_CODES: Final[dict[str, tuple[int, str]]] = {
     exception_type.__name__: (answer.status, answer.code)
@@ -564,7 +653,7 @@ def _codes_named(node: ast.AST, index: _Index) -> set[tuple[int, str]]:
         if (
             isinstance(child, ast.Attribute)
             and isinstance(child.value, ast.Name)
-            and child.value.id == "ResultCode"
+            and child.value.id in REFUSAL_ENUMS
             and child.attr in ResultCode.__members__
         ):
             code = ResultCode[child.attr]

@@ -15,8 +15,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from domain.funded_account import FundedRefusalReason
+from domain.result_codes import ResultCode
+from domain.tiers import PositionRefusalReason
 from interface.api import openapi_errors
-from interface.api.openapi_errors import add_error_responses, operation_error_codes
+from interface.api.openapi_errors import REFUSAL_ENUMS, add_error_responses, operation_error_codes
 
 API_DOC: Final = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 ANCHOR: Final = re.compile(r'<a id="(?P<code>[a-z0-9_]+)"></a>')
@@ -45,8 +48,9 @@ def test_a_read_of_one_account_answers_its_own_refusals_and_none_of_a_write() ->
     assert {"projection_lagging", "projection_failed", "database_unavailable"} <= codes[503]
     assert codes[401] == {"unauthenticated", "invalid_api_key"}
     assert "forbidden" in codes[403]
-    # No body: nothing about one; no write: no ledger refusal, no writer error.
-    assert 400 not in codes and 413 not in codes
+    # No body: nothing about one (but its size, which is counted whatever
+    # the route); no write: no ledger refusal, no writer error.
+    assert 400 not in codes and codes[413] == {"request_too_large"}
     assert "insufficient_funds" not in codes.get(409, frozenset())
     assert "overloaded" not in codes[503]
     assert "idempotency_key_reused" not in codes[422]
@@ -118,3 +122,22 @@ def test_an_operation_the_routes_do_not_have_is_refused() -> None:
     document: dict[str, Any] = {"paths": {"/v1/nowhere": {"get": {"responses": {}}}}}
     with pytest.raises(LookupError, match="/v1/nowhere"):
         add_error_responses(document)
+
+
+def test_the_refusal_enums_followed_are_result_codes_by_the_same_names() -> None:
+    enums = (ResultCode, FundedRefusalReason, PositionRefusalReason)
+    assert {enum.__name__ for enum in enums} == REFUSAL_ENUMS
+    for enum in enums:
+        for member in enum:
+            assert ResultCode[member.name].value == member.value, (enum.__name__, member)
+
+
+def test_refusals_reached_through_callbacks_constructors_and_enums_are_found() -> None:
+    # A fork's proposal runs in a thread (the method passed on), and a
+    # funded account's refusal is a FundedRefusalReason.
+    assert "funded_account_not_found" in _codes("/v1/forks", "POST")[404]
+    assert "starting_balance_below_tier_minimum" in _codes("/v1/funded-accounts", "POST")[422]
+    # `raise InvalidCursor`: a class whose constructor names the code.
+    assert "invalid_cursor" in _codes("/v1/accounts", "GET")[422]
+    # {transfer_id:uuid}: a value that is not one matches no route.
+    assert "not_found" in _codes("/v1/transfers/{transfer_id}", "GET")[404]

@@ -88,9 +88,18 @@ def ratio_text(ratio: Fraction) -> str:
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any]
+    """As interface/api/errors.py builds it; each operation's document lists
+    its own codes (interface/api/openapi_errors.py)."""
+
+    code: str = Field(description="Stable; see `doc_url`.")
+    message: str = Field(description="What went wrong and what to fix, for a person.")
+    field: str | None = Field(
+        description="The input at fault (`amount`, `transfers.3.metadata.note`, `body`, "
+        "`query.limit`); null when the error is not about one."
+    )
+    details: dict[str, Any] = Field(description="The code's own facts.")
+    request_id: str | None = Field(description="As the X-Request-ID header; quote it.")
+    doc_url: str = Field(description="The code's row in the error table: docs/api.md#<code>.")
 
 
 class ErrorResponse(BaseModel):
