@@ -26,6 +26,7 @@ from interface.api.openapi_examples import (
     MEDIA_EXAMPLES,
     REQUEST_EXAMPLES,
     answer_example,
+    error_example,
     example_of,
 )
 
@@ -212,8 +213,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if _takes_a_key(path):
             operation["security"] = [{BEARER_SCHEME: []}]
         _state_optional_body(operation)
-        _add_examples(operation, components)
     add_error_responses(document)
+    for _, _, operation in operations(document):
+        _add_examples(operation, components)
     return document
 
 
@@ -259,12 +261,12 @@ def _add_examples(operation: dict[str, Any], components: dict[str, Any]) -> None
             media.get("schema", {}), components
         )
     for status, answer in operation.get("responses", {}).items():
-        if not status.startswith("2"):
-            continue
         for media_type, media in answer.get("content", {}).items():
             if "example" in media or "examples" in media:
                 continue
-            if media_type == JSON and "schema" in media:
+            if media_type == JSON and "schema" in media and not status.startswith("2"):
+                media["example"] = error_example(media["schema"], components)
+            elif media_type == JSON and "schema" in media:
                 media["example"] = answer_example(operation_id, media["schema"], components)
             elif media_type in MEDIA_EXAMPLES.get(operation_id, {}):
                 media["example"] = MEDIA_EXAMPLES[operation_id][media_type]

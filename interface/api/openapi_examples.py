@@ -227,6 +227,23 @@ RESPONSE_EXAMPLES: Final[dict[str, Any]] = {
     "voidPendingTransfer": _transfer_answer(status="voided", pending=True),
 }
 
+REQUEST_ID: Final[str] = example_id("request")
+# The codes an error example shows, the first of them an answer can have
+# (else its first code, which says its code), with their messages.
+ERROR_MESSAGES: Final[dict[str, str]] = {
+    "insufficient_funds": "account 5c1070ce-6b42-56b0-8d29-bc968bf23015 has 190.00 USD "
+    "available; this transfer needs 1000.00 USD",
+    "account_not_found": "no account 5c1070ce-6b42-56b0-8d29-bc968bf23015",
+    "invalid_amount": "amount: 10.001 has more decimals than USD allows (2)",
+    "unauthenticated": "send an API key as the header Authorization: Bearer <key>",
+    "forbidden": "this key's role may not do this",
+    "invalid_request": "the request is not valid: query.limit: Input should be less than "
+    "or equal to 200",
+    "malformed_body": "the body is not valid JSON",
+    "request_too_large": "the body is larger than the limit",
+    "rate_limited": "too many requests: wait for the time Retry-After says",
+}
+
 # Answers that are not JSON, by operation id and media type. Binary answers
 # (a PNG chart) have none: the docs cannot show one.
 MEDIA_EXAMPLES: Final[dict[str, dict[str, str]]] = {
@@ -248,6 +265,32 @@ MEDIA_EXAMPLES: Final[dict[str, dict[str, str]]] = {
     },
     "getAccountPerformanceChart": {"image/svg+xml": '<svg xmlns="http://www.w3.org/2000/svg"/>'},
 }
+
+
+def error_example(schema: dict[str, Any], components: dict[str, Any]) -> Any:
+    """An error answer's example: its first code, with the message, field
+    and doc_url that go with it (docs/api.md#request-ids-rate-limits-errors)."""
+    made = example_of(schema, components)
+    error = made.get("error") if isinstance(made, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return made
+    codes = (
+        schema.get("properties", {})
+        .get("error", {})
+        .get("properties", {})
+        .get("code", {})
+        .get("enum", [])
+    )
+    code = next((known for known in ERROR_MESSAGES if known in codes), error["code"])
+    error.update(
+        code=code,
+        message=ERROR_MESSAGES.get(code, f"refused: {code.replace('_', ' ')}"),
+        field=None,
+        details={},
+        request_id=REQUEST_ID,
+        doc_url=f"docs/api.md#{code}",
+    )
+    return made
 
 
 def answer_example(operation_id: str, schema: dict[str, Any], components: dict[str, Any]) -> Any:

@@ -93,14 +93,13 @@ def test_optional_bodies_are_one_schema_that_may_be_left_out(document: dict[str,
 
 
 def _examples(operation: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(where, media type, media) of the request body and success answers."""
+    """(where, media type, media) of the request body and every answer."""
     places = []
     body = operation.get("requestBody")
     if body is not None:
         places += [("request", kind, media) for kind, media in body["content"].items()]
     for status, answer in operation["responses"].items():
-        if status.startswith("2"):
-            places += [(status, kind, media) for kind, media in answer.get("content", {}).items()]
+        places += [(status, kind, media) for kind, media in answer.get("content", {}).items()]
     return places
 
 
@@ -122,6 +121,9 @@ def test_every_request_and_answer_has_an_example_that_matches_its_schema(
             )
             errors = [str(error) for error in validator.iter_errors(media["example"])]
             assert not errors, f"{operation_id} {where}: {errors[:2]}"
+            if not where.startswith("2") and where != "request":
+                error = media["example"]["error"]
+                assert error["doc_url"] == f"docs/api.md#{error['code']}", operation_id
         assert any("example" in media for _, _, media in places) or not places, operation_id
 
 
