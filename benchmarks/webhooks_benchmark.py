@@ -1,14 +1,17 @@
 """`ledger bench --only webhooks`: the writer with webhooks and the stream on, and off.
 
-Two ledgers, each on a fresh database of the benchmark's PostgreSQL, each
-with the projections running in process as `ledger serve` runs them: "off"
-(no subscription, no stream publisher) and "on" (one webhook subscription
-to every event type, received by a plain HTTP server in a child process on
-127.0.0.1, and the Redis stream publisher when REDIS_URL is set). Each opens
-and funds the same accounts, then writes the same transfers through the
-writer from client threads (benchmarks/writer_phases.py); the writer's
-transfers/s of "on" is reported as a ratio to "off" in the same run, the
-phases alternating (off, on, off, on) so a machine's drift falls on both.
+Two ledgers, each on a fresh database of the benchmark's PostgreSQL, laid
+out as `ledger serve` lays out its processes: the writer in this process,
+and everything else in a `ledger worker` child process (the same command,
+the same code): the projection runner, webhook delivery and the stream
+publisher. "off": no subscription, no stream publisher; "on": one webhook
+subscription to every event type, received by a plain HTTP server in a
+child process on 127.0.0.1, and the Redis stream publisher when REDIS_URL is
+set. Each opens and funds the same accounts, then writes the same transfers
+through the writer from client threads (benchmarks/writer_phases.py); the
+writer's transfers/s of "on" is reported as a ratio to "off" in the same
+run, the phases alternating (off, on, off, on) so a machine's drift falls
+on both.
 
 Delivery latency is measured on "on": for every transfer.posted event the
 receiver got, its arrival time minus the event's `time` (when the ledger
@@ -21,8 +24,10 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +37,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
+
+import psycopg
 
 from benchmarks import databases
 from benchmarks.workload import Workload, percentile
@@ -48,6 +55,9 @@ ROUNDS_DEFAULT: Final[int] = 2
 # How long the receiver may take to get every event after the writes.
 DRAIN_WAIT_S: Final[float] = 300.0
 VIEW_WAIT_S: Final[float] = 300.0
+VIEW_POLL_INTERVAL_S: Final[float] = 0.01
+# How long the worker process may take to stop after SIGTERM.
+WORKER_STOP_WAIT_S: Final[float] = 60.0
 MINIMUM_RATIO: Final[float] = 0.95
 
 
@@ -116,14 +126,10 @@ def _phase(server_url: str, config: WebhooksBenchmarkConfig, *, on: bool) -> Pha
         databases.temporary_database(server_url, "bench_webhooks") as url,
         tempfile.TemporaryDirectory() as scratch,
     ):
-        settings = Settings(
-            database_url=url,
-            data_dir=Path(scratch),
-            webhooks_allow_private_urls=True,
-            redis_url=config.redis_url if on else None,
-            stream_key=f"bench:ledger:events:{os.getpid()}:{time.monotonic_ns()}",
-        )
-        ledger = build_ledger(settings, start_webhook_worker=on)
+        settings = Settings(database_url=url, data_dir=Path(scratch))
+        # The writer alone here; the views are the worker's to follow.
+        ledger = build_ledger(settings, start_projections=False)
+        worker = _start_worker(url, Path(scratch), config.redis_url if on else None)
         receiver = None
         record_path = Path(scratch) / "received.txt"
         try:
@@ -140,19 +146,14 @@ def _phase(server_url: str, config: WebhooksBenchmarkConfig, *, on: bool) -> Pha
                 ledger.integration.webhook_endpoints.create(
                     f"http://127.0.0.1:{port}/hooks", [], "bench", ledger.clock.now()
                 )
-            assert ledger.projections is not None
-            ledger.projections.wait_for(
-                ledger.writer.last_position, [INTEGRATION_VIEW], VIEW_WAIT_S
-            )
+            _wait_for_view(url, ledger.writer.last_position, worker)
             result = run_phase(
                 ledger.local_writer, workload, account_ids, name, config.transfers, CLIENT_THREADS
             )
             if not on:
                 return PhaseFigures(name, result.transfers_per_s)
             written = time.monotonic()
-            ledger.projections.wait_for(
-                ledger.writer.last_position, [INTEGRATION_VIEW], VIEW_WAIT_S
-            )
+            _wait_for_view(url, ledger.writer.last_position, worker)
             view_caught_up_after_s = time.monotonic() - written
             deadline = time.monotonic() + DRAIN_WAIT_S
             while time.monotonic() < deadline:
@@ -170,10 +171,59 @@ def _phase(server_url: str, config: WebhooksBenchmarkConfig, *, on: bool) -> Pha
                 delivered_all_after_s=round(time.monotonic() - written, 2),
             )
         finally:
+            _stop_worker(worker)
             ledger.close()
             if receiver is not None:
                 receiver.terminate()
                 receiver.join()
+
+
+def _start_worker(
+    database_url: str, data_dir: Path, redis_url: str | None
+) -> subprocess.Popen[bytes]:
+    """`ledger worker` on the phase's database: the projections, webhook
+    delivery, and the stream publisher when given a Redis."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("REDIS_URL", "LEDGER_WRITER_ENDPOINT")
+    }
+    environment |= {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_DATA_DIR": str(data_dir),
+        "LEDGER_WEBHOOKS_ALLOW_PRIVATE_URLS": "true",
+        "LEDGER_STREAM_KEY": f"bench:ledger:events:{os.getpid()}:{time.monotonic_ns()}",
+        "LEDGER_LOG_LEVEL": "WARNING",
+    }
+    if redis_url:
+        environment["REDIS_URL"] = redis_url
+    return subprocess.Popen([sys.executable, "-m", "interface.cli", "worker"], env=environment)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(WORKER_STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def _wait_for_view(database_url: str, position: int, worker: subprocess.Popen[bytes]) -> None:
+    """Until the worker's runner has the integration events view at `position`."""
+    deadline = time.monotonic() + VIEW_WAIT_S
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        while True:
+            row = connection.execute(
+                "SELECT position FROM projection_tracking WHERE name = %s", (INTEGRATION_VIEW,)
+            ).fetchone()
+            if row is not None and row[0] >= position:
+                return
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker process exited ({worker.returncode})")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the views did not reach {position} in {VIEW_WAIT_S:.0f} s")
+            time.sleep(VIEW_POLL_INTERVAL_S)
 
 
 def _free_port() -> int:
