@@ -1,4 +1,5 @@
-"""The demo data set: platform accounts, 50 users and 10,000 transfers.
+"""The demo data set: platform accounts, 50 users and 10,000 transfers in
+dollars, and a few users' euro accounts with some transfers of their own.
 
 Every command carries a deterministic idempotency key, so loading the demo
 again into the same database changes nothing (every result is `exists`).
@@ -7,7 +8,7 @@ The platform's accounts are the ones its processes use
 (`application.funded_accounts.platform_account`: one of each kind per
 currency, found again by their key): the demo once opened its own under
 other keys, so the book showed two funding and two payouts-clearing
-accounts.
+accounts. Each currency has its own set, as a real book keeps them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ USER_ACCOUNTS = 50
 DEMO_USER_OWNER = "user-01"
 TRANSFERS = 10_000
 CURRENCY = "USD"
+# The second currency: the first few users hold an account in it too, each
+# funded once from the platform's cash in it, then paying one another a
+# fixed round of payments (no randomness: the same book every time).
+SECOND_CURRENCY = "EUR"
+SECOND_CURRENCY_USERS = 5
+SECOND_CURRENCY_DEPOSIT_MINOR = 10_000_00
+SECOND_CURRENCY_PAYMENTS = 20
+PLATFORM_KINDS = (
+    AccountKind.CASH,
+    AccountKind.FUNDING,
+    AccountKind.FEES,
+    AccountKind.PAYOUTS_CLEARING,
+    AccountKind.EQUITY,
+)
 # Holds that expire on their own within the demo's run.
 EXPIRING_HOLD_TIMEOUT_S = 2
 CHUNK_SIZE = 1_000
@@ -50,7 +65,9 @@ class DemoSummary:
     results: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    # The dollar accounts first (the demo user's is the first), then the euro ones.
     user_account_ids: list[UUID] = field(default_factory=list)
+    # "kind/currency" (cash/USD) -> the platform's account.
     platform_account_ids: dict[str, UUID] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -70,17 +87,46 @@ class DemoSummary:
 LoadProgress = Callable[[int, int], None]
 
 
-def _platform_accounts() -> list[OpenAccount]:
+def _platform_accounts(currency: str) -> list[OpenAccount]:
+    return [platform_account(kind, currency) for kind in PLATFORM_KINDS]
+
+
+def _second_currency_accounts() -> list[OpenAccount]:
     return [
-        platform_account(kind, CURRENCY)
-        for kind in (
-            AccountKind.CASH,
-            AccountKind.FUNDING,
-            AccountKind.FEES,
-            AccountKind.PAYOUTS_CLEARING,
-            AccountKind.EQUITY,
+        open_account(
+            idempotency_key=f"demo-user-{number:02d}-{SECOND_CURRENCY.lower()}",
+            currency=SECOND_CURRENCY,
+            owner_id=f"user-{number:02d}",
+            debits_must_not_exceed_credits=True,
+            metadata={"display_name": f"Demo trader {number:02d} ({SECOND_CURRENCY})"},
         )
+        for number in range(1, SECOND_CURRENCY_USERS + 1)
     ]
+
+
+def _second_currency_plan(cash: UUID, users: list[UUID]) -> list[tuple[str, list[Command]]]:
+    prefix = f"demo-{SECOND_CURRENCY.lower()}"
+    plan: list[tuple[str, list[Command]]] = [
+        (
+            "deposit",
+            [
+                _two_leg(
+                    f"{prefix}-deposit-{index}",
+                    cash,
+                    user,
+                    SECOND_CURRENCY_DEPOSIT_MINOR,
+                    currency=SECOND_CURRENCY,
+                )
+            ],
+        )
+        for index, user in enumerate(users)
+    ]
+    for number in range(SECOND_CURRENCY_PAYMENTS):
+        payer, payee = users[number % len(users)], users[(number + 1) % len(users)]
+        amount = 10_00 + 2_50 * number
+        payment = _two_leg(f"{prefix}-{number}", payer, payee, amount, currency=SECOND_CURRENCY)
+        plan.append(("payment", [payment]))
+    return plan
 
 
 def _user_accounts() -> list[OpenAccount]:
@@ -97,13 +143,18 @@ def _user_accounts() -> list[OpenAccount]:
 
 
 def _two_leg(
-    key: str, debit: UUID, credit: UUID, amount_minor: int, **options: object
+    key: str,
+    debit: UUID,
+    credit: UUID,
+    amount_minor: int,
+    currency: str = CURRENCY,
+    **options: object,
 ) -> CreateTransfer:
     return create_transfer(
         idempotency_key=key,
         postings=(
-            Posting(debit, Side.DEBIT, amount_minor, CURRENCY),
-            Posting(credit, Side.CREDIT, amount_minor, CURRENCY),
+            Posting(debit, Side.DEBIT, amount_minor, currency),
+            Posting(credit, Side.CREDIT, amount_minor, currency),
         ),
         **options,  # type: ignore[arg-type]
     )
@@ -172,18 +223,27 @@ def load_demo(
 ) -> DemoSummary:
     started = time.perf_counter()
     summary = DemoSummary()
-    platform, users = _platform_accounts(), _user_accounts()
-    for result in service.execute([*platform, *users]).results:
+    users, second_users = _user_accounts(), _second_currency_accounts()
+    platform = [*_platform_accounts(CURRENCY), *_platform_accounts(SECOND_CURRENCY)]
+    # The dollar book is opened first, as it was before the euro one was added.
+    dollars = len(PLATFORM_KINDS)
+    opened = [*platform[:dollars], *users, *platform[dollars:], *second_users]
+    for result in service.execute(opened).results:
         summary.results[result.code.value] += 1
-    summary.accounts = len(platform) + len(users)
-    summary.platform_account_ids = {command.kind.value: command.account_id for command in platform}
-    summary.user_account_ids = [command.account_id for command in users]
+    summary.accounts = len(opened)
+    summary.platform_account_ids = {
+        f"{command.kind.value}/{command.currency}": command.account_id for command in platform
+    }
+    summary.user_account_ids = [command.account_id for command in [*users, *second_users]]
     plan = _transfer_plan(
         random.Random(seed),  # noqa: S311 - demo data, not secrets
-        summary.platform_account_ids["cash"],
-        summary.platform_account_ids["fees"],
-        summary.user_account_ids,
+        summary.platform_account_ids[f"cash/{CURRENCY}"],
+        summary.platform_account_ids[f"fees/{CURRENCY}"],
+        [command.account_id for command in users],
         transfers,
+    ) + _second_currency_plan(
+        summary.platform_account_ids[f"cash/{SECOND_CURRENCY}"],
+        [command.account_id for command in second_users],
     )
     total = sum(len(commands) for _, commands in plan)
     done = 0

@@ -1,6 +1,7 @@
 """The whole demo data set looks like a real book: one platform account of
-each kind per currency (the ones the processes use), withdrawals in every
-status, a closure under way and a fork; loading it again writes nothing."""
+each kind per currency (the ones the processes use), in two currencies,
+withdrawals in every status, a closure under way and a fork; loading it
+again writes nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from domain.closure import ClosurePhase
 from domain.withdrawal import WithdrawalStatus
 from interface.bootstrap import Ledger
 from interface.demo.data_set import load_demo_data_set
+from interface.demo.ledger_transfers import PLATFORM_KINDS
 from projections.registry import all_views
 
 DEMO_TRANSFERS: Final[int] = 300
@@ -55,8 +57,10 @@ def test_the_demo_is_one_book_with_every_list_filled_and_loads_again_unchanged(
         ]
         forks = connection.execute("SELECT count(*) FROM view_forks").fetchone()
     assert [count for _, _, count in platform] == [1] * len(platform)
-    kinds = {kind for kind, _, _ in platform}
-    assert {"funding", "payouts_clearing", "cash", "fees"} <= kinds
+    # Each kind in each currency, and the trading accounts' P&L account (dollars).
+    assert {(kind, currency) for kind, currency, _ in platform} >= {
+        (kind.value, currency) for kind in PLATFORM_KINDS for currency in ("USD", "EUR")
+    }
     assert withdrawals == SHOWN_STATUSES
     assert any(phase != ClosurePhase.COMPLETED.value for phase in closures)
     assert forks is not None and forks[0] >= 1
