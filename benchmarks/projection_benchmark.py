@@ -564,7 +564,7 @@ def _phase(
     seconds: float | None = None,
 ) -> PhaseResult:
     wall = child.seconds if seconds is None else seconds
-    return PhaseResult(
+    phase = PhaseResult(
         name=name,
         kind=kind,
         events=events,
@@ -576,6 +576,15 @@ def _phase(
         detail=detail or {},
         profile=child.profile,
     )
+    # As it comes: a long run's phases are seen (and kept) before its report.
+    print(
+        f"phase done: {name}: {events:,} events in {wall:,.2f} s "
+        f"({phase.events_per_s:,.0f} events/s), peak RSS "
+        f"{child.memory.peak_rss_kib / 1024:,.0f} MiB, load {os.getloadavg()[0]:.2f}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return phase
 
 
 def _audit_available() -> bool:
