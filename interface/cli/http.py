@@ -39,6 +39,7 @@ def http(
 
     from interface.api.app import create_app
     from interface.bootstrap import build_ledger
+    from interface.processes.readiness import wait_for_go
 
     if all_in_one:
         settings = command_settings()
@@ -66,6 +67,8 @@ def http(
         access_log=False,
     )
     server = uvicorn.Server(config)
+    # Under `ledger serve`, at the first start: until the worker runs.
+    wait_for_go()
     if fd is None:
         server.run()
     else:

@@ -178,11 +178,12 @@ def _children(
             environment,
             pass_fds=(listening_fd,),
             stop_rank=HTTP_STOP_RANK,
+            waits_for_ready=True,
         )
         for number in range(1, options.http_processes + 1)
     ]
-    # Started before the HTTP processes, which wait until it runs: a ready
-    # HTTP process then has views that follow the log.
+    # The HTTP processes serve once it runs: a ready HTTP process then has
+    # views that follow the log.
     worker = ChildSpec(
         "worker",
         _ledger_command("worker"),

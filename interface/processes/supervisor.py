@@ -32,7 +32,7 @@ from typing import Final
 import structlog
 
 from interface.processes.parent_death import SUPERVISOR_PID_VARIABLE
-from interface.processes.readiness import READY_FD_VARIABLE
+from interface.processes.readiness import GO_FD_VARIABLE, GO_MESSAGE, READY_FD_VARIABLE
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +47,8 @@ CRASH_WINDOW_S: Final[float] = 300.0
 CHILD_STOP_WAIT_S: Final[float] = 30.0
 # How often the supervisor looks at its children.
 POLL_INTERVAL_S: Final[float] = 0.2
-# How long the children after one that tells when it has started wait for it
-# (interface/processes/readiness.py); past it they start anyway.
+# How long the children that wait for the one that tells when it has
+# started wait for it (interface/processes/readiness.py); past it they serve.
 READY_WAIT_S: Final[float] = 300.0
 
 
@@ -56,8 +56,9 @@ READY_WAIT_S: Final[float] = 300.0
 class ChildSpec:
     """One child: its name in the logs, its command, what it adds to the
     supervisor's environment, the descriptors it inherits, its stop rank
-    (lower ranks are stopped first), and whether the children after it
-    first wait for it to tell that it has started."""
+    (lower ranks are stopped first); whether it tells when it has started
+    (one child at most), and whether, at the first start, it waits for that
+    before it serves (it starts at once: its imports and set-up overlap)."""
 
     name: str
     argv: Sequence[str]
@@ -65,6 +66,7 @@ class ChildSpec:
     pass_fds: Sequence[int] = ()
     stop_rank: int = 0
     tells_ready: bool = False
+    waits_for_ready: bool = False
 
 
 @dataclass
@@ -76,32 +78,27 @@ class _Child:
     # When to start it again after a crash.
     restart_at: float | None = None
 
-    def start(self, ready_fd: int | None = None) -> None:
-        """`ready_fd`: the writing end of a pipe the child tells it has started on."""
+    def start(self, told_fds: Mapping[str, int] | None = None) -> None:
+        """`told_fds`: pipe ends the child inherits, by the variable naming them."""
+        told = dict(told_fds or {})
         environment = {
             **os.environ,
             **self.spec.environment,
             SUPERVISOR_PID_VARIABLE: str(os.getpid()),
+            **{variable: str(fd) for variable, fd in told.items()},
         }
-        if ready_fd is not None:
-            environment[READY_FD_VARIABLE] = str(ready_fd)
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             list(self.spec.argv),
             env=environment,
-            pass_fds=(*self.spec.pass_fds, *(() if ready_fd is None else (ready_fd,))),
+            pass_fds=(*self.spec.pass_fds, *told.values()),
             start_new_session=True,
         )
         self.restart_at = None
         log.info("child_started", child=self.spec.name, pid=self.process.pid)
 
-    def start_and_wait_ready(self, stop: threading.Event) -> None:
-        """Start it, then wait until it tells it has started, exits, the
-        wait runs out or a stop is asked for."""
-        read_end, write_end = os.pipe()
-        try:
-            self.start(write_end)
-        finally:
-            os.close(write_end)
+    def wait_told(self, read_end: int, stop: threading.Event) -> None:
+        """Until it tells it has started, exits, the wait runs out or a stop
+        is asked for."""
         assert self.process is not None
         deadline = time.monotonic() + READY_WAIT_S
         with os.fdopen(read_end, "rb") as told:
@@ -138,13 +135,7 @@ class Supervisor:
         socket there) and stop them all. Raises CrashLoop when a child
         crashes too often (the others stopped first)."""
         try:
-            for child in self._children:
-                if stop.is_set():
-                    break
-                if child.spec.tells_ready:
-                    child.start_and_wait_ready(stop)
-                else:
-                    child.start()
+            self._start_all(stop)
             while not stop.wait(POLL_INTERVAL_S):
                 for child in self._children:
                     self._look_after(child)
@@ -152,6 +143,32 @@ class Supervisor:
             if stopping is not None:
                 stopping()
             self.stop_all()
+
+    def _start_all(self, stop: threading.Event) -> None:
+        """Every child at once; those that wait for the one that tells get
+        the reading end of a pipe, written to once it has told."""
+        telling = next((child for child in self._children if child.spec.tells_ready), None)
+        told_read_end: int | None = None
+        gates: list[int] = []
+        for child in self._children:
+            if child is telling:
+                told_read_end, write_end = os.pipe()
+                child.start({READY_FD_VARIABLE: write_end})
+                os.close(write_end)
+            elif telling is not None and child.spec.waits_for_ready:
+                read_end, gate = os.pipe()
+                child.start({GO_FD_VARIABLE: read_end})
+                os.close(read_end)
+                gates.append(gate)
+            else:
+                child.start()
+        if telling is not None and told_read_end is not None:
+            telling.wait_told(told_read_end, stop)
+        for gate in gates:
+            # A child gone meanwhile closed its end: it is restarted as any other.
+            with contextlib.suppress(OSError):
+                os.write(gate, GO_MESSAGE)
+            os.close(gate)
 
     def _look_after(self, child: _Child) -> None:
         now = time.monotonic()
