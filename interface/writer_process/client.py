@@ -140,6 +140,12 @@ class RemoteWriter:
     def queued_commands(self) -> int:
         return self._writer_queued_commands
 
+    @property
+    def incarnation(self) -> str | None:
+        """The id the writer process chose at its start, as last heard: a
+        new one means another writer (or the same, restarted) answers now."""
+        return self._incarnation
+
     def submit(
         self, commands: Sequence[Command], changes: AggregateChanges | None = None
     ) -> Future[WriteReceipt]:

@@ -51,8 +51,9 @@ class WriterServer:
         self._endpoint = endpoint
         self._context = context or zmq.Context.instance()
         self._incarnation = uuid.uuid4().hex
-        # Answers ready to send: (client identity, kind, request id, body).
-        self._answers: deque[tuple[bytes, bytes, bytes, bytes]] = deque()
+        # Answers ready to send: (client identity, request id, the settled
+        # submission's future, or a status or failure already encoded).
+        self._answers: deque[tuple[bytes, bytes, Future[WriteReceipt] | _Encoded]] = deque()
         self._wake_pending = False
         self._wake_lock = threading.Lock()
         self._wake_address = f"inproc://ledger-writer-wake-{self._incarnation}"
@@ -114,7 +115,8 @@ class WriterServer:
         # its own wake-up (see _answer).
         self._wake_pending = False
         while self._answers:
-            identity, kind, request_id, body = self._answers.popleft()
+            identity, request_id, answer = self._answers.popleft()
+            kind, body = answer if isinstance(answer, tuple) else _encoded(answer)
             try:
                 router.send_multipart([identity, kind, request_id, body], zmq.NOBLOCK)
             except zmq.Again:
@@ -126,7 +128,7 @@ class WriterServer:
             return
         identity, kind, request_id, body = frames
         if kind == wire.STATUS_QUERY:
-            self._answers.append((identity, wire.STATUS, request_id, self._status()))
+            self._answers.append((identity, request_id, (wire.STATUS, self._status())))
             return
         if kind != wire.SUBMIT:
             log.warning("writer_message_unknown", kind=kind.hex())
@@ -136,22 +138,18 @@ class WriterServer:
             future = self._writer.submit(commands, changes)
         except Exception as error:  # noqa: BLE001 - the client raises it
             # Refused at once (overloaded, stopped, not a valid submission).
-            self._answers.append((identity, wire.FAILURE, request_id, wire.encode_failure(error)))
+            self._answers.append((identity, request_id, (wire.FAILURE, wire.encode_failure(error))))
             return
         future.add_done_callback(
             lambda done: self._answer(identity, request_id, done),
         )
 
     def _answer(self, identity: bytes, request_id: bytes, future: Future[WriteReceipt]) -> None:
-        """On the writer's thread (or this one, if already done): queue the answer."""
+        """On the writer's thread (or this one, if already done): queue the
+        answer. It is encoded on the socket's thread, off the writer's path."""
         if future.cancelled():
             return
-        error = future.exception()
-        if error is None:
-            answer = (identity, wire.RECEIPT, request_id, wire.encode_receipt(future.result()))
-        else:
-            answer = (identity, wire.FAILURE, request_id, wire.encode_failure(error))
-        self._answers.append(answer)
+        self._answers.append((identity, request_id, future))
         if self._wake_pending:
             return
         self._wake_pending = True
@@ -173,6 +171,17 @@ class WriterServer:
                 limits=writer.limits,
             )
         )
+
+
+# An answer's kind and body, ready to send.
+_Encoded = tuple[bytes, bytes]
+
+
+def _encoded(future: Future[WriteReceipt]) -> _Encoded:
+    error = future.exception()
+    if error is None:
+        return wire.RECEIPT, wire.encode_receipt(future.result())
+    return wire.FAILURE, wire.encode_failure(error)
 
 
 def _drain(socket: zmq.Socket[bytes]) -> None:

@@ -1,7 +1,7 @@
 """The writer in a process of its own (`ledger writer`): commands and process
 aggregates' changes cross to it and receipts come back; the writer lease keeps
-a second writer waiting until the first stops, and the client finds the new
-one by itself."""
+a second writer waiting until the first stops, the client finds the new one by
+itself, and with no writer left a submission fails at once."""
 
 from __future__ import annotations
 
@@ -59,13 +59,6 @@ def client_ledger(
         yield ledger
     finally:
         ledger.close()
-
-
-def _wait_until_running(writer: RemoteWriter) -> None:
-    deadline = time.monotonic() + RECONNECT_WAIT_S
-    while not writer.is_running:
-        assert time.monotonic() < deadline, "the client did not find the writer again"
-        time.sleep(0.05)
 
 
 def test_transfers_cross_to_the_writer_process_and_receipts_come_back(
@@ -143,20 +136,25 @@ def test_a_second_writer_waits_for_the_lease_and_the_client_follows_it(
         standby.wait_for_line(b"writer_lease_waiting")
         assert SERVING_LINE not in standby.log_path.read_bytes()
 
+        first = writer.incarnation
+        assert first is not None
         assert writer_process.stop() == 0
-        # Until the standby serves, submissions fail at once: not acknowledged.
-        deadline = time.monotonic() + RECONNECT_WAIT_S
-        while writer.is_running:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        with pytest.raises(WriterStopped):
-            client_ledger.service.execute([transfer(cash.account_id, user.account_id, 1)])
-
+        # The client follows the standby by itself once it serves.
         standby.wait_serving()
-        _wait_until_running(writer)
+        deadline = time.monotonic() + RECONNECT_WAIT_S
+        while writer.incarnation == first or not writer.is_running:
+            assert time.monotonic() < deadline, "the client did not find the standby"
+            time.sleep(0.05)
         made = transfer(cash.account_id, user.account_id, 700)
         receipt = client_ledger.service.execute([made])
         assert receipt.results[0].code is ResultCode.OK
         assert standby.stop() == 0
+        # With no writer left, submissions fail at once: not acknowledged.
+        deadline = time.monotonic() + RECONNECT_WAIT_S
+        while writer.is_running:
+            assert time.monotonic() < deadline, "the client did not notice the writer left"
+            time.sleep(0.01)
+        with pytest.raises(WriterStopped):
+            client_ledger.service.execute([transfer(cash.account_id, user.account_id, 1)])
     finally:
         standby.stop()

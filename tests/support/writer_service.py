@@ -33,6 +33,8 @@ class WriterProcess:
     endpoint: str
     log_path: Path
     _log: IO[bytes]
+    # Where this process's lines start in a log that others may have written before.
+    log_start: int = 0
 
     @property
     def pid(self) -> int:
@@ -48,7 +50,7 @@ class WriterProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the writer exited early:\n{self.log_tail()}")
-            if text in self.log_path.read_bytes():
+            if text in self.log_path.read_bytes()[self.log_start :]:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"no {text!r} from the writer in {timeout_s}s:\n{self.log_tail()}")
@@ -103,6 +105,7 @@ def start_writer(
     environment: Mapping[str, str] | None = None,
 ) -> WriterProcess:
     log = log_path.open("ab")
+    log_start = log.tell()
     process = subprocess.Popen(
         [str(LEDGER_SCRIPT), "writer"],
         env=_environment(database_url, data_dir, endpoint, environment),
@@ -111,7 +114,7 @@ def start_writer(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    return WriterProcess(process, endpoint, log_path, log)
+    return WriterProcess(process, endpoint, log_path, log, log_start)
 
 
 def start_http_process(
