@@ -12,7 +12,6 @@ embedded PostgreSQL (docs/architecture.md#processes).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import sys
@@ -60,11 +59,6 @@ class ServeOptions:
 def default_http_processes() -> int:
     """One HTTP process per core."""
     return min(os.cpu_count() or 1, HTTP_PROCESSES_MAX)
-
-
-def writer_process_available() -> bool:
-    """Whether this installation has `ledger writer` (a writer process of its own)."""
-    return importlib.util.find_spec("interface.cli.writer") is not None
 
 
 def serve(settings: Settings, options: ServeOptions) -> int:
@@ -124,10 +118,9 @@ def _load_demo(settings: Settings, database_url: str, options: ServeOptions) -> 
     from interface.demo.data_set import load_demo_data_set
     from interface.demo.ledger_transfers import DEMO_USER_OWNER
 
-    update: dict[str, object] = {"database_url": database_url}
-    if "writer_endpoint" in Settings.model_fields:
-        update["writer_endpoint"] = None
-    ledger = build_ledger(settings.model_copy(update=update))
+    ledger = build_ledger(
+        settings.model_copy(update={"database_url": database_url, "writer_endpoint": None})
+    )
     try:
         loaded = load_demo_data_set(ledger)
         for line in loaded.lines:
@@ -158,7 +151,7 @@ def _children(
     if _quiet(options):
         environment["LEDGER_LOG_LEVEL"] = DEMO_LOG_LEVEL
     serve_http = ["http", "--fd", str(listening_fd)]
-    if settings.clock_settable or not writer_process_available():
+    if settings.clock_settable:
         # The clock an admin moves lives in one process's memory: that one
         # process runs everything, as every part must read the same clock.
         return [
