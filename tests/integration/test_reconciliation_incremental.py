@@ -15,6 +15,7 @@ every view's verified position to the live view's.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
 
@@ -22,7 +23,9 @@ import orjson
 import psycopg
 import pytest
 
-from domain.reconciliation import CheckStatus, DiscrepancyKind
+from application.clock import SettableClock
+from application.reconciliation import ReconciliationService
+from domain.reconciliation import CheckResult, CheckStatus, Discrepancy, DiscrepancyKind, RunType
 from interface.audit.report import ViewStatus
 from interface.audit.view_checks import check_views
 from interface.bootstrap import Ledger
@@ -33,7 +36,9 @@ from interface.reconciliation.ledger_state import (
     LOG_SUBJECT,
     check_log_since_verified,
 )
+from interface.reconciliation.open_exceptions import ViewedOpenExceptions
 from interface.reconciliation.projections_check import ProjectionsCheck
+from interface.reconciliation.schedule import run_due
 from interface.reconciliation.scope import incremental_runs, is_incremental
 from interface.reconciliation.view_replica import (
     PROJECTIONS_CHECK_NAME,
@@ -45,6 +50,7 @@ from projections.journal import NAME as JOURNAL
 from projections.rebuild import rebuild_all_with_shadow
 from projections.registry import all_views, view_names
 from tests.support.forged_events import forge_unbalanced_transfer
+from tests.support.ledgers import EPOCH
 
 DEMO_TRANSFERS: Final[int] = 60
 WAIT_S: Final[float] = 60.0
@@ -247,3 +253,36 @@ def test_the_ledger_check_goes_on_from_its_last_clean_pass(
     assert f"transfer {transfer_id}" in {d.subject for d in incremental.discrepancies}
     # A failed pass keeps nothing: the next incremental run checks in full.
     assert check_log_since_verified(database_url) is None
+
+
+@dataclass
+class ScopeRecorder:
+    """A check that notes whether each run it was part of was incremental."""
+
+    name: str = "scope"
+    seen: list[bool] = field(default_factory=list)
+
+    def run(self) -> CheckResult:
+        self.seen.append(is_incremental())
+        return CheckResult(self.name, CheckStatus.PASSED, "runs", 1, 1)
+
+    def correct(self, discrepancy: Discrepancy) -> str:
+        raise ValueError(discrepancy.fingerprint)
+
+
+def test_the_schedule_runs_hourly_incrementally_and_daily_in_full(
+    ledger: Ledger, clock: SettableClock
+) -> None:
+    recorder = ScopeRecorder()
+    service = ReconciliationService(
+        ledger.app,
+        ledger.writer,
+        ledger.clock,
+        [recorder],
+        ViewedOpenExceptions(ledger.pool, ledger.writer, ledger.projections),
+    )
+    clock.set(EPOCH.replace(hour=1, minute=30))
+    runs = run_due(service, clock).runs
+    assert [run.run_type for run in runs] == [RunType.DAILY, RunType.HOURLY]
+    assert recorder.seen == [False, True]
+    assert not is_incremental()
