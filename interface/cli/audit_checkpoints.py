@@ -28,6 +28,7 @@ from interface.audit_setup import (
     public_keys_path,
 )
 from interface.cli.context import command_settings, migrated_database_url
+from interface.cli.output import JsonOption, print_json
 
 # Findings printed in full; the rest are counted.
 TAMPER_FINDINGS_SHOWN_MAX = 50
@@ -46,6 +47,7 @@ def keygen(
         Path | None,
         typer.Option(help="Append the public key here (default: the configured public keys file)"),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Make an Ed25519 key pair for signed checkpoints. Old public keys stay in
     the public keys file, so checkpoints signed before a rotation still verify."""
@@ -56,16 +58,24 @@ def keygen(
         write_key_pair(signer, private_key, target)
     except FileExistsError:
         raise typer.BadParameter(f"{private_key} exists: a key is never overwritten") from None
+    if as_json:
+        print_json(
+            {"key_id": signer.key_id, "private_key": str(private_key), "public_keys": str(target)}
+        )
+        return
     typer.echo(
         f"key id {signer.key_id}: private key {private_key}, public key appended to {target}"
     )
     typer.echo(f"use it: LEDGER_AUDIT_SIGNING_KEY_FILE={private_key}")
 
 
-def checkpoint() -> None:
+def checkpoint(as_json: JsonOption = False) -> None:
     """Sign a checkpoint of the log now (the service does every few seconds)."""
     settings = command_settings()
     made = build_checkpointer(settings, migrated_database_url()).run_once()
+    if as_json:
+        print_json({"signed": made, "directory": str(checkpoint_dir(settings))})
+        return
     typer.echo(f"{made} checkpoint(s) signed into {checkpoint_dir(settings)}")
 
 
@@ -92,6 +102,7 @@ def check_proof_file(
     public_key: Annotated[
         Path | None, typer.Option(help="Trusted public key(s), PEM (default: the configured file)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Check an inclusion proof with the public key alone. Exit 1 if it fails."""
     try:
@@ -99,7 +110,10 @@ def check_proof_file(
     except AuditKeyError as error:
         raise typer.BadParameter(str(error)) from None
     result = check_proof(orjson.loads(proof.read_bytes()), keys)
-    typer.echo(("OK: " if result.ok else "FAILED: ") + result.message)
+    if as_json:
+        print_json({"ok": result.ok, "message": result.message})
+    else:
+        typer.echo(("OK: " if result.ok else "FAILED: ") + result.message)
     raise typer.Exit(0 if result.ok else 1)
 
 

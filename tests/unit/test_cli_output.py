@@ -4,8 +4,11 @@ parses, and progress bars only for a person at a terminal."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -24,6 +27,9 @@ DATA_COMMANDS = [
     ("demo",),
     ("audit", "export"),
     ("audit", "verify"),
+    ("audit", "keygen"),
+    ("audit", "checkpoint"),
+    ("audit", "check-proof"),
     ("projections", "status"),
     ("projections", "rebuild"),
     ("reconcile", "run"),
@@ -78,3 +84,25 @@ def test_no_bars_with_json_or_without_a_terminal(monkeypatch: pytest.MonkeyPatch
         # A phase's advance is a no-op: nothing is drawn.
         bars.phase("export", 10)(5, 10)
         bars.finish("export")
+
+
+def test_keygen_prints_json_that_parses(tmp_path: Path) -> None:
+    # No database: the key pair is written to files.
+    private_key, public_keys = tmp_path / "signing.pem", tmp_path / "public.pem"
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-c", "from interface.cli.main import main; main()"),
+            *("audit", "keygen", "--private-key", str(private_key)),
+            *("--public-keys", str(public_keys), "--json"),
+        ],
+        env={**os.environ, "LEDGER_DATA_DIR": str(tmp_path), "LEDGER_LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    made = json.loads(completed.stdout)
+    assert (made["private_key"], made["public_keys"]) == (str(private_key), str(public_keys))
+    assert made["key_id"] and private_key.exists() and public_keys.exists()
