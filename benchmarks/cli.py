@@ -42,7 +42,8 @@ def bench(
     --client-threads N, --chunk-size N, --profile-writer, and the floors beside
     it: --copy-limit-rows N (0 skips the floors), --round-trip-iterations N,
     --single-client-transfers N, --waiting-clients N,
-    --waiting-clients-transfers N. HTTP:
+    --waiting-clients-transfers N, --floor-rounds N; --writer-batches-in-flight 1|2 (default:
+    the writer's own). HTTP:
     --http-duration-s S, --http-warmup-s S, --http-clients N, --http-accounts N,
     --http-server-workers 1,2, --http-phases transfers,reads,
     --http-idempotency-header, --http-client raw|httpx, --http-profile (py-spy),

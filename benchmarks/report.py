@@ -73,6 +73,10 @@ class WriterFloors:
     # `waiting_clients` such clients at once.
     waiting_clients: int
     many_clients: PhaseResult
+    # The round trips and the waiting clients ran in `rounds` rounds; each
+    # figure above is its median round's. Every round's phases, to verify.
+    rounds: int = 1
+    round_phases: list[PhaseResult] = field(default_factory=list)
 
 
 # The targets of docs/performance.md ("Writer"), as ratios in one run.
@@ -255,7 +259,8 @@ def _floor_lines(report: WriterBenchmarkReport) -> list[str]:
     single, many = floors.single_client, floors.many_clients
     lines = [
         "",
-        "floors (same run, same server):",
+        f"floors (same run, same server; round trips and waiting clients: the median of "
+        f"{floors.rounds} interleaved rounds):",
         f"  COPY limit: {floors.copy_limit.rows_per_s:,.0f} rows/s "
         f"({floors.copy_limit.rows:,} event-sized rows, mean body "
         f"{floors.copy_limit.mean_state_bytes:,.0f} B, "

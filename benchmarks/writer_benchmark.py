@@ -26,22 +26,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
-from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter, WriteReceipt
+from application.writer import BATCH_SIZE_MAX_DEFAULT, LedgerWriter
 from benchmarks import databases
 from benchmarks.arguments import config_from
 from benchmarks.naive_baseline import run_naive_baseline
 from benchmarks.report import (
     MemoryUsage,
+    PhaseResult,
     WriterBenchmarkReport,
     WriterFloors,
     render,
     to_json,
 )
 from benchmarks.workload import Workload
-from benchmarks.writer_floors import measure_copy_limit, measure_round_trip_floor
+from benchmarks.writer_floors import (
+    RoundTripFloor,
+    measure_copy_limit,
+    measure_round_trip_floor,
+)
 from benchmarks.writer_phases import (
     BenchmarkFailed,
     open_and_fund_accounts,
@@ -106,6 +111,13 @@ class WriterBenchmarkConfig:
     single_client_transfers: int = 3_000
     waiting_clients: int = 8
     waiting_clients_transfers: int = 6_000
+    # The round-trip floor and the waiting clients run in this many rounds,
+    # one after the other in each, and each figure is the median round's: on
+    # a shared machine the load moves between two phases run minutes apart.
+    floor_rounds: int = 3
+    # The writer's batches in flight (WriterLimits.batches_in_flight_max):
+    # 0 keeps the writer's own; 1 or 2 to compare with and without pipelining.
+    writer_batches_in_flight: int = 0
 
     def __post_init__(self) -> None:
         if self.accounts < 2:
@@ -122,6 +134,10 @@ class WriterBenchmarkConfig:
             < 0
         ):
             raise ValueError("phase and floor sizes must not be negative")
+        if self.writer_batches_in_flight not in (0, 1, 2):
+            raise ValueError("writer_batches_in_flight is 0 (the writer's own), 1 or 2")
+        if self.floor_rounds < 1:
+            raise ValueError("floor_rounds must be at least 1")
         if self.waiting_clients < 1:
             raise ValueError("waiting_clients must be at least 1")
         if self.measured_transfers < 1 or self.baseline_transfers < 1:
@@ -145,6 +161,7 @@ class WriterBenchmarkConfig:
             round_trip_iterations=300,
             single_client_transfers=300,
             waiting_clients_transfers=800,
+            floor_rounds=1,
         )
         return replace(small, **overrides)
 
@@ -167,6 +184,12 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
                     f"chunk_size {config.chunk_size} exceeds the writer's batch_size_max "
                     f"{writer.limits.batch_size_max}"
                 )
+            if config.writer_batches_in_flight:
+                writer.stop()
+                writer.limits = replace(
+                    writer.limits, batches_in_flight_max=config.writer_batches_in_flight
+                )
+                writer.start()
             started = time.perf_counter()
             account_ids = open_and_fund_accounts(writer, workload)
             setup_seconds = time.perf_counter() - started
@@ -176,13 +199,13 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
             )
             databases.checkpoint(ledger_url)
             rss_before_measured = peak_rss_kib()
-            profiler = _profile_batches(writer) if config.profile_writer else None
+            profiler = _profile_writer_thread(writer) if config.profile_writer else None
             measured = run_phase(
                 writer, workload, account_ids, "measured", config.measured_transfers, threads
             )
             rss_after_measured = peak_rss_kib()
             if profiler is not None:
-                del vars(writer)["apply_submissions"]
+                _stop_profiling(writer)
             phases = [history, measured]
             prebuilt = None
             if config.prebuilt_transfers:
@@ -200,7 +223,7 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
             floors = None
             if config.copy_limit_rows:
                 floors = _measure_floors(config, writer, workload, account_ids, ledger_url)
-                phases += [floors.single_client, floors.many_clients]
+                phases += floors.round_phases
             verification = verify_ledger(ledger, workload, account_ids, phases)
         finally:
             ledger.close()
@@ -239,22 +262,55 @@ def _measure_floors(
     databases.checkpoint(ledger_url)
     rows_per_transaction = config.chunk_size * COPY_ROWS_PER_TRANSFER_ESTIMATE
     copy_limit = measure_copy_limit(ledger_url, config.copy_limit_rows, rows_per_transaction)
-    databases.checkpoint(ledger_url)
-    round_trip = measure_round_trip_floor(ledger_url, config.round_trip_iterations)
-    databases.checkpoint(ledger_url)
-    single = run_waiting_clients(
-        writer, workload, account_ids, "single", config.single_client_transfers, 1
-    )
-    databases.checkpoint(ledger_url)
-    many = run_waiting_clients(
-        writer,
-        workload,
-        account_ids,
-        "many",
-        config.waiting_clients_transfers,
+    rounds = config.floor_rounds
+    round_trips: list[RoundTripFloor] = []
+    singles: list[PhaseResult] = []
+    manys: list[PhaseResult] = []
+    for number in range(1, rounds + 1):
+        databases.checkpoint(ledger_url)
+        round_trips.append(
+            measure_round_trip_floor(ledger_url, max(1, config.round_trip_iterations // rounds))
+        )
+        singles.append(
+            run_waiting_clients(
+                writer,
+                workload,
+                account_ids,
+                f"single-{number}",
+                max(1, config.single_client_transfers // rounds),
+                1,
+            )
+        )
+        manys.append(
+            run_waiting_clients(
+                writer,
+                workload,
+                account_ids,
+                f"many-{number}",
+                max(1, config.waiting_clients_transfers // rounds),
+                config.waiting_clients,
+            )
+        )
+    round_trip = _median_by(round_trips, lambda floor: floor.per_s)
+    single = _median_by(singles, lambda phase: phase.transfers_per_s)
+    many = _median_by(manys, lambda phase: phase.transfers_per_s)
+    return WriterFloors(
+        copy_limit,
+        round_trip,
+        single,
         config.waiting_clients,
+        many,
+        rounds,
+        [*singles, *manys],
     )
-    return WriterFloors(copy_limit, round_trip, single, config.waiting_clients, many)
+
+
+Measured = TypeVar("Measured")
+
+
+def _median_by(values: Sequence[Measured], key: Callable[[Measured], float]) -> Measured:
+    """The middle one by `key` (the lower middle of an even number)."""
+    return sorted(values, key=key)[(len(values) - 1) // 2]
 
 
 def peak_rss_kib() -> int:
@@ -263,18 +319,26 @@ def peak_rss_kib() -> int:
     return peak // 1024 if sys.platform == "darwin" else peak
 
 
-def _profile_batches(writer: LedgerWriter) -> cProfile.Profile:
-    """Profile the writer thread's batches without touching the writer's code:
-    `apply_submissions` runs only on the writer thread (every queued batch
-    goes through it), so the profile is that thread's."""
+def _profile_writer_thread(writer: LedgerWriter) -> cProfile.Profile:
+    """Profile everything the writer thread does (deciding, saving, waiting
+    for its batch in flight and for its queue) without touching the writer's
+    code: it is restarted with its loop run under the profiler, on its thread."""
     profiler = cProfile.Profile()
-    original: Callable[..., list[WriteReceipt]] = writer.apply_submissions
+    writer.stop()
+    loop: Callable[[], None] = writer._run
 
-    def profiled_apply_submissions(*arguments: Any, **keywords: Any) -> list[WriteReceipt]:
-        return profiler.runcall(original, *arguments, **keywords)
+    def profiled_loop() -> None:
+        profiler.runcall(loop)
 
-    vars(writer)["apply_submissions"] = profiled_apply_submissions
+    vars(writer)["_run"] = profiled_loop
+    writer.start()
     return profiler
+
+
+def _stop_profiling(writer: LedgerWriter) -> None:
+    writer.stop()
+    del vars(writer)["_run"]
+    writer.start()
 
 
 def _profile_text(profiler: cProfile.Profile) -> str:
@@ -313,6 +377,8 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[WriterBenchmarkCo
             "single_client_transfers",
             "waiting_clients",
             "waiting_clients_transfers",
+            "writer_batches_in_flight",
+            "floor_rounds",
             "client_threads",
             "chunk_size",
             "seed",
