@@ -17,7 +17,6 @@ check is skipped with the reason, which makes the run incomplete.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
@@ -25,7 +24,7 @@ import typer
 from domain.reconciliation import CheckStatus, RunType, Severity
 from interface.cli import exit_codes
 from interface.cli.context import command_settings
-from interface.cli.output import JsonOption, print_json, print_rows
+from interface.cli.output import JsonOption, print_json, print_mapping, print_rows
 from interface.cli.progress import progress_bars
 from interface.cli.stored_text import stored_text
 
@@ -190,6 +189,7 @@ def resolve(
     note: Annotated[
         str, typer.Option("--note", help="What you found and did", callback=stored_text)
     ],
+    as_json: JsonOption = False,
 ) -> None:
     """Close an open exception with your name and a note."""
     from uuid import UUID
@@ -207,8 +207,8 @@ def resolve(
             ledger.reconciliation.resolve(parsed, resolved_by.strip(), note.strip())
         except (LedgerRefusal, ValueError) as refusal:
             typer.echo(f"not resolved: {refusal}", err=True)
-            raise typer.Exit(2) from refusal
-        typer.echo(json.dumps({"id": exception_id, "status": "resolved"}))
+            raise typer.Exit(exit_codes.USAGE) from refusal
+        print_mapping({"id": exception_id, "status": "resolved"}, as_json=as_json)
     finally:
         ledger.close()
 

@@ -34,6 +34,7 @@ DATA_COMMANDS = [
     ("projections", "rebuild"),
     ("reconcile", "run"),
     ("reconcile", "status"),
+    ("reconcile", "resolve"),
     ("closures", "find-stuck"),
     ("closures", "show"),
     ("closures", "resume"),
