@@ -4,13 +4,11 @@ FastAPI's own document names operations after the function and path
 (`list_accounts_route_v1_accounts_get`), which a generated client turns into
 its method names. This builder gives each operation a hand-chosen id
 (OPERATION_IDS, camelCase verbs: `createTransfer`, `listAccounts`), which
-stays the same however the code is arranged; describes the tags; states an
-optional body as one schema that may be left out (not `anyOf` with null,
-which generators read as a body of no known type); says which operations
-take an API key (a bearer token, as the authentication middleware asks);
-adds an example to every
-request and answer (openapi_examples.py); and the error codes of every
-operation (openapi_errors.py). docs/api.md#openapi-and-clients.
+stays the same however the code is arranged; describes the tags; says which
+operations take an API key (a bearer token, as the authentication middleware
+asks); adds an example to every request and answer (openapi_examples.py);
+and the error codes of every operation (openapi_errors.py).
+docs/api.md#openapi-and-clients.
 """
 
 from __future__ import annotations
@@ -212,7 +210,6 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         operation["operationId"] = OPERATION_IDS[key]
         if _takes_a_key(path):
             operation["security"] = [{BEARER_SCHEME: []}]
-        _state_optional_body(operation)
     add_error_responses(document)
     for _, _, operation in operations(document):
         _add_examples(operation, components)
@@ -235,21 +232,6 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
         for method, operation in item.items()
         if method in ("get", "put", "post", "delete", "patch", "head", "options")
     ]
-
-
-def _state_optional_body(operation: dict[str, Any]) -> None:
-    """A body that may be left out (`Body | None`): one schema, not required."""
-    body = operation.get("requestBody")
-    if body is None or JSON not in body.get("content", {}):
-        return
-    media = body["content"][JSON]
-    alternatives = media.get("schema", {}).get("anyOf")
-    if not alternatives:
-        return
-    schemas = [option for option in alternatives if option.get("type") != "null"]
-    if len(schemas) == 1 and len(alternatives) == 2:
-        media["schema"] = schemas[0]
-        body["required"] = False
 
 
 def _add_examples(operation: dict[str, Any], components: dict[str, Any]) -> None:

@@ -83,15 +83,6 @@ def test_every_operation_has_a_described_tag(document: dict[str, Any]) -> None:
         assert set(operation["tags"]) <= described, operation["operationId"]
 
 
-def test_optional_bodies_are_one_schema_that_may_be_left_out(document: dict[str, Any]) -> None:
-    for _, _, operation in operations(document):
-        body = operation.get("requestBody")
-        if body is None:
-            continue
-        schema = body["content"][JSON]["schema"]
-        assert "anyOf" not in schema, operation["operationId"]
-
-
 def _examples(operation: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """(where, media type, media) of the request body and every answer."""
     places = []
