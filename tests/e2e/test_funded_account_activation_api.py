@@ -33,7 +33,7 @@ def test_activation_funds_the_account_once(client: TestClient) -> None:
     assert created.status_code == 201, created.text
     account = created.json()
     assert account["state"] == "active" and account["tier"] == "Rev"
-    assert account["profit_split"] == "9/10"
+    assert account["profit_split"] == "0.9"
     assert account["balances"]["starting_balance"] == "150000.00"
     assert account["balances"]["current_balance"] == "150000.00"
     assert account["withdrawable"] == "0.00"
