@@ -4,9 +4,13 @@ One run per server configuration (`--http-server-workers 1,2`): a fresh
 database on the benchmark's PostgreSQL; user accounts opened and funded from
 a cash account through the writer, and a service-role API key made in the
 database, before the server starts; then the real server as a child process
-(`ledger serve` for one worker; uvicorn with `create_server_app` as factory
-for several, each worker with its own writer) on a free port, with
-`LEDGER_LOG_LEVEL=WARNING` and any rate limit set out of the way.
+(`ledger http --all-in-one` for one worker; uvicorn with `create_server_app`
+as factory for several, each worker with its own writer; with
+`--http-writer-process`, `ledger serve --http-processes N`: one writer
+process, N HTTP processes and the worker) on a free port, with
+`LEDGER_LOG_LEVEL=WARNING` and any rate limit set out of the way. With the
+floor phase, a bare FastAPI app (benchmarks/http_floor.py) runs first under
+the same server and process count.
 
 Then two phases, each by a load generator in a process of its own
 (benchmarks/http_load.py), `clients` keep-alive connections in a closed loop:
@@ -124,9 +128,9 @@ class HttpBenchmarkConfig:
     # one worker (several workers always do).
     projections_apart: bool = False
     client: ClientKind = "raw"
-    # The service as one `ledger writer` process and `server_workers` HTTP
-    # processes submitting to it (LEDGER_WRITER_ENDPOINT), the views in a
-    # `ledger projections run` beside them.
+    # The service as `ledger serve --http-processes N` (N from
+    # `server_workers`): one `ledger writer`, N `ledger http` submitting to it
+    # (LEDGER_WRITER_ENDPOINT) and `ledger worker`.
     writer_process: bool = False
     # Transfers the in-process writer takes in BATCH_ITEMS-transfer submissions
     # for the batch route's baseline (measured when the batch phase runs).
@@ -194,9 +198,9 @@ def free_port() -> int:
 
 def projections_apart(workers: int, apart: bool, writer_process: bool = False) -> bool:
     """Whether the server's views are kept by a `ledger projections run` of
-    their own: always with several workers (as the README's scaling notes say),
-    and beside a writer process (HTTP processes do no background work)."""
-    return apart or workers > 1 or writer_process
+    their own: always with several workers (as the README's scaling notes say).
+    Never beside `ledger serve`: its worker process keeps them."""
+    return not writer_process and (apart or workers > 1)
 
 
 def uvicorn_command(factory: str, workers: int, port: int) -> list[str]:
@@ -222,14 +226,17 @@ def server_command(
     workers: int, port: int, apart: bool = False, writer_process: bool = False
 ) -> list[str]:
     ledger = Path(sys.executable).with_name("ledger")
-    # The writer and projections processes run in the server's process tree,
-    # so the server's CPU counts them.
-    started_beside = [f'"{ledger}" writer & '] if writer_process else []
-    if apart:
-        started_beside.append(f'"{ledger}" projections run & ')
-    beside = ["sh", "-c", "".join(started_beside) + 'exec "$0" "$@"']
-    if workers == 1 and not writer_process:
-        serve = [str(ledger), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    listen = ["--host", "127.0.0.1", "--port", str(port)]
+    if writer_process:
+        # The supervisor: `ledger writer`, N `ledger http` on one port and
+        # `ledger worker` (the views, the background work), its children.
+        return [str(ledger), "serve", *listen, "--http-processes", str(workers)]
+    # The projections process runs in the server's process tree, so the
+    # server's CPU counts it.
+    beside = ["sh", "-c", f'"{ledger}" projections run & exec "$0" "$@"']
+    if workers == 1:
+        # One process with its own writer, the views and every worker.
+        serve = [str(ledger), "http", "--all-in-one", *listen]
         return [*beside, *serve] if apart else serve
     return [*beside, *uvicorn_command(f"{__name__}:create_server_app", workers, port)]
 
@@ -328,9 +335,7 @@ def server_environment(
         "LEDGER_WRITER_DECIDE_UNDER_LOCK": (
             "true" if workers > 1 and writer_endpoint is None else "false"
         ),
-        "LEDGER_PROJECTIONS_IN_PROCESS": (
-            "false" if projections_apart(workers, apart, writer_endpoint is not None) else "true"
-        ),
+        "LEDGER_PROJECTIONS_IN_PROCESS": "false" if apart else "true",
     }
     if writer_endpoint is not None:
         environment["LEDGER_WRITER_ENDPOINT"] = writer_endpoint
@@ -655,12 +660,13 @@ def _floor_phase(
 
 
 def _command_shown(server: ServerProcess, workers: int, writer_process: bool) -> str:
-    # Past the `sh -c ...` that starts the writer and projections beside it, if any.
+    # Past the `sh -c ...` that starts the projections beside it, if any.
     shown = server.command[3:] if server.command[0] == "sh" else server.command
-    if workers == 1 and not writer_process:
-        return " ".join(shown[:2])
-    command = " ".join(shown[1:5]) + f" --workers {workers}"
-    return f"ledger writer + {command}" if writer_process else command
+    if writer_process:
+        return f"ledger serve --http-processes {workers} (ledger writer, http x{workers}, worker)"
+    if workers == 1:
+        return "ledger http --all-in-one"
+    return " ".join(shown[1:5]) + f" --workers {workers}"
 
 
 def run_server_configuration(
@@ -800,9 +806,9 @@ def _notes(config: HttpBenchmarkConfig, runs: list[HttpServerRun]) -> list[str]:
             else "httpx.AsyncClient"
         ),
         (
-            "server: `ledger writer` and the HTTP processes (uvicorn --workers N) submitting "
-            "to it over ZeroMQ, the views in a `ledger projections run` beside them; "
-            "LEDGER_LOG_LEVEL=WARNING"
+            "server: `ledger serve --http-processes N`, the supervisor of `ledger writer`, "
+            "N `ledger http` sharing the port and submitting to the writer over ZeroMQ, and "
+            "`ledger worker` (the views, the background work); LEDGER_LOG_LEVEL=WARNING"
             if config.writer_process
             else "server: LEDGER_LOG_LEVEL=WARNING (no access log lines); several workers "
             "each run their own writer and PostgreSQL pool"
