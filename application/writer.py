@@ -266,6 +266,10 @@ class _BoundedCache(Generic[K, V]):
         while len(self._entries) > self._size_max:
             self._entries.popitem(last=False)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether the key is cached, without making it the most recent."""
+        return key in self._entries
+
     def evict(self, keys: Iterable[K]) -> None:
         for key in keys:
             self._entries.pop(key, None)
@@ -573,6 +577,8 @@ class LedgerWriter:
         cached, and it carries no changes (their versions are read)."""
         if any(submitted is not None for submitted in changes):
             return False
+        # Each account once: a batch names the same few accounts many times.
+        account_ids: set[UUID] = set()
         for submission in commands:
             for command in submission:
                 transfers: dict[UUID, Transfer] = {}
@@ -582,10 +588,8 @@ class LedgerWriter:
                         if transfer is None:
                             return False
                         transfers[transfer_id] = transfer
-                for account_id in account_ids_to_load(command, transfers):
-                    if self._accounts.get(account_id) is None:
-                        return False
-        return True
+                account_ids.update(account_ids_to_load(command, transfers))
+        return all(account_id in self._accounts for account_id in account_ids)
 
     def _expire_due_pending_transfers(self) -> None:
         self._last_sweep = time.monotonic()
