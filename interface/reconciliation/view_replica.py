@@ -42,6 +42,7 @@ from psycopg import IsolationLevel, sql
 from interface.adapters.persistence.advisory_locks import AUDIT_VERIFY_LOCK_KEY
 from interface.audit.report import Finding, FindingKind, VerifyReport, ViewCheck, ViewStatus
 from interface.audit.view_checks import DIFFERING_ROWS_SHOWN, VERIFY_SCHEMA
+from projections.events import LoggedEvent
 from projections.rebuild import LIVE_SCHEMA
 from projections.registry import all_views
 from projections.runner import read_events
@@ -52,6 +53,10 @@ REPLICA_SCHEMA: Final[str] = "ledger_reconciled"
 PROJECTIONS_CHECK_NAME: Final[str] = "projections"
 # Events applied to the replica per page.
 REPLICA_PAGE_EVENTS: Final[int] = 5_000
+# Events since the last clean run read once for every view, held in memory,
+# up to this many (an hourly run's are far fewer); past it, each view reads
+# its own pages.
+REPLICA_EVENTS_HELD_MAX: Final[int] = 100_000
 # Noted by the replica tables' trigger, for this transaction only.
 TOUCHED_TABLE: Final[str] = "reconciliation_touched_rows"
 _NOTE_FUNCTION: Final[str] = "note_touched_row"
@@ -260,10 +265,40 @@ def _check_all(
                     "SELECT name, position, version FROM projection_tracking"
                 ).fetchall()
             }
+            since = _events_since(cursor, views, verified, tracked)
             for view in views:
                 report.views.append(
-                    _check_view(connection, cursor, view, verified[view.name], tracked, report)
+                    _check_view(
+                        connection, cursor, view, verified[view.name], tracked, since, report
+                    )
                 )
+
+
+def _events_since(
+    cursor: psycopg.Cursor[Any],
+    views: Sequence[View],
+    verified: dict[str, Verified],
+    tracked: dict[str, tuple[int, int]],
+) -> list[LoggedEvent] | None:
+    """The events every view has to apply, read once for all of them when
+    they are at most REPLICA_EVENTS_HELD_MAX (the hourly run's case); None
+    past that, each view then reading its own pages (memory stays bounded)."""
+    after = min(found.position for found in verified.values())
+    until = max((position for position, _ in tracked.values()), default=after)
+    if until - after > REPLICA_EVENTS_HELD_MAX:
+        return None
+    events: list[LoggedEvent] = []
+    while after < until:
+        page = [
+            event
+            for event in read_events(cursor, after, REPLICA_PAGE_EVENTS)
+            if event.position <= until
+        ]
+        if not page:
+            break
+        events.extend(page)
+        after = page[-1].position
+    return events
 
 
 def _check_view(
@@ -272,6 +307,7 @@ def _check_view(
     view: View,
     verified: Verified,
     tracked: dict[str, tuple[int, int]],
+    since: list[LoggedEvent] | None,
     report: VerifyReport,
 ) -> ViewCheck:
     found = tracked.get(view.name)
@@ -289,7 +325,7 @@ def _check_view(
     replica_digests: dict[str, str] = {}
     try:
         with connection.transaction():  # a savepoint: undone when the view differs
-            _apply_since(cursor, view, verified.position, position)
+            _apply_since(cursor, view, verified.position, position, since)
             for table in view.tables:
                 keys = _key_columns(cursor, table)
                 live_digests[table] = _touched_digest(cursor, LIVE_SCHEMA, table, keys)
@@ -310,11 +346,22 @@ def _check_view(
     return ViewCheck(view.name, ViewStatus.EQUAL, position, live_digests, replica_digests)
 
 
-def _apply_since(cursor: psycopg.Cursor[Any], view: View, after: int, until: int) -> None:
-    """The log's events after `after` up to `until`, applied to the replica
-    (the search_path finds it) through the view's handlers, which read back
-    what they need from it."""
+def _apply_since(
+    cursor: psycopg.Cursor[Any],
+    view: View,
+    after: int,
+    until: int,
+    since: list[LoggedEvent] | None,
+) -> None:
+    """The log's events after `after` up to `until` (from `since` when it
+    holds them), applied to the replica (the search_path finds it) through
+    the view's handlers, which read back what they need from it."""
     view.forget(starts_empty=False)
+    if since is not None:
+        wanted = [event for event in since if after < event.position <= until]
+        for start in range(0, len(wanted), REPLICA_PAGE_EVENTS):
+            apply_page(view, cursor, wanted[start : start + REPLICA_PAGE_EVENTS])
+        return
     while after < until:
         events = [
             event
