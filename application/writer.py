@@ -86,12 +86,19 @@ class WriterLimits:
     # Batches between deciding and answering: with 2, the next batch is
     # decided while the last one commits (when it is already queued).
     batches_in_flight_max: int = 2
+    # Smaller batches are saved on the writer thread: handing one to the
+    # committer thread costs a switch of the interpreter lock, up to its
+    # 5 ms switch interval while the writer thread decides, which is more
+    # than a small batch's save overlaps.
+    pipelined_batch_commands_min: int = 512
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size_max <= self.queued_commands_max:
             raise ValueError("need 1 <= batch_size_max <= queued_commands_max")
         if self.batches_in_flight_max not in (1, 2):
             raise ValueError("batches_in_flight_max is 1 or 2")
+        if self.pipelined_batch_commands_min < 1:
+            raise ValueError("pipelined_batch_commands_min must be at least 1")
         if self.optimistic_attempts_max < 1:
             raise ValueError("need at least one optimistic attempt")
         if self.account_cache_size_max < 1 or self.transfer_cache_size_max < 1:
@@ -493,9 +500,14 @@ class LedgerWriter:
 
     def _hand_off(self, submissions: list[_Submission], decided: _Appended) -> _InFlight | None:
         """Save a decided batch: on the committer thread if more work is
-        queued (it is decided meanwhile), else here, without a thread switch."""
+        queued (it is decided meanwhile) and the batch is large enough to be
+        worth the switch, else here."""
         committer = self._committer
-        if committer is not None and self._queue:
+        if (
+            committer is not None
+            and self._queue
+            and len(decided.commands) >= self.limits.pipelined_batch_commands_min
+        ):
             save = committer.submit(self._append, decided.stored_events, decided.deadlines)
             return _InFlight(submissions, decided, save)
         try:

@@ -86,8 +86,12 @@ def queued_behind_a_held_insert(
     return futures
 
 
+# Every batch large enough to be saved on the committer thread.
+PIPELINED = WriterLimits(batch_size_max=1, pipelined_batch_commands_min=1)
+
+
 def test_batches_saved_behind_one_another_answer_in_commit_order() -> None:
-    books, recorder = watched_books(WriterLimits(batch_size_max=1))
+    books, recorder = watched_books(PIPELINED)
     (cash,) = books.run(platform_account(key="cash"))
     (user,) = books.run(user_account(key="user"))
     assert cash.id is not None and user.id is not None
@@ -111,7 +115,7 @@ def test_batches_saved_behind_one_another_answer_in_commit_order() -> None:
 
 
 def test_a_batch_decided_on_one_that_fails_is_decided_again() -> None:
-    books, recorder = watched_books(WriterLimits(batch_size_max=1))
+    books, recorder = watched_books(PIPELINED)
     (cash,) = books.run(platform_account(key="cash"))
     (user,) = books.run(user_account(key="user"))
     assert cash.id is not None and user.id is not None
@@ -153,7 +157,22 @@ def test_a_lone_submission_is_saved_at_once_on_the_writer_thread() -> None:
 
 
 def test_one_batch_in_flight_saves_every_batch_on_the_writer_thread() -> None:
-    books, recorder = watched_books(WriterLimits(batch_size_max=1, batches_in_flight_max=1))
+    books, recorder = watched_books(
+        WriterLimits(batch_size_max=1, batches_in_flight_max=1, pipelined_batch_commands_min=1)
+    )
+    books.writer.start()
+    try:
+        futures = queued_behind_a_held_insert(
+            books, recorder, [platform_account(key="a")], [platform_account(key="b")]
+        )
+        assert all(future.result(WAIT_S).results[0].code is OK for future in futures)
+    finally:
+        books.writer.stop()
+    assert set(recorder.insert_threads) == {"ledger-writer"}
+
+
+def test_batches_under_the_pipelined_size_are_saved_on_the_writer_thread() -> None:
+    books, recorder = watched_books(WriterLimits(batch_size_max=1, pipelined_batch_commands_min=2))
     books.writer.start()
     try:
         futures = queued_behind_a_held_insert(
