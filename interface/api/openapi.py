@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from interface.api.middleware.authentication import PROTECTED_PREFIX, SIGNED_BY_SENDER_PATHS
+from interface.api.middleware.idempotency import document_idempotency
 from interface.api.openapi_errors import add_error_responses
 from interface.api.openapi_examples import (
     MEDIA_EXAMPLES,
@@ -211,6 +212,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if _takes_a_key(path):
             operation["security"] = [{BEARER_SCHEME: []}]
     add_error_responses(document)
+    document_idempotency(document)
     for _, _, operation in operations(document):
         _add_examples(operation, components)
     return document

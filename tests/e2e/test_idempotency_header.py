@@ -401,3 +401,15 @@ def test_fifty_identical_account_openings_at_once_open_exactly_one_account(
     _assert_one_answer_fifty_times(responses, 201)
     with httpx.Client(base_url=service.base_url, headers=service.headers, timeout=60.0) as client:
         assert _accounts_of(client, "owner-fifty") == [responses[0].json()["id"]]
+
+
+def test_the_served_schema_documents_the_header_and_the_replay_marker(
+    client: TestClient,
+) -> None:
+    document = client.get("/openapi.json").json()
+    create = document["paths"]["/v1/transfers"]["post"]
+    assert idempotency.HEADER_NAME in [parameter["name"] for parameter in create["parameters"]]
+    assert idempotency.REPLAYED_HEADER_NAME in create["responses"]["201"]["headers"]
+    # Reads take no key.
+    read = document["paths"]["/v1/accounts/{account_id}"]["get"]
+    assert idempotency.HEADER_NAME not in [p["name"] for p in read.get("parameters", [])]

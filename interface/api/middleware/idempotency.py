@@ -376,13 +376,6 @@ def document_idempotency(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install_idempotency(app: FastAPI) -> None:
-    """Call before adding the authentication middleware, so this one runs inside it."""
+    """Call before adding the authentication middleware, so this one runs inside it.
+    The OpenAPI builder (interface/api/openapi.py) documents the header."""
     app.add_middleware(IdempotencyMiddleware)
-    build_schema = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_idempotency(build_schema())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
