@@ -161,7 +161,17 @@ def test_an_unknown_query_parameter_is_refused_naming_it(client: TestClient) -> 
     details = _error_details(response, 422, "unknown_query_parameter")
     assert details == {
         "parameters": ["ownerid", "sort"],
-        "accepted": ["cursor", "limit", "min_position", "owner_id"],
+        "accepted": [
+            "currency",
+            "cursor",
+            "from",
+            "kind",
+            "limit",
+            "min_position",
+            "owner_id",
+            "state",
+            "to",
+        ],
     }
 
 
