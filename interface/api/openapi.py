@@ -13,6 +13,7 @@ docs/api.md#openapi-and-clients.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -22,6 +23,7 @@ from interface.api.middleware.authentication import PROTECTED_PREFIX, SIGNED_BY_
 from interface.api.middleware.idempotency import document_idempotency
 from interface.api.openapi_errors import add_error_responses
 from interface.api.openapi_examples import (
+    EXAMPLE_IN_DESCRIPTION,
     MEDIA_EXAMPLES,
     REQUEST_EXAMPLES,
     answer_example,
@@ -239,7 +241,12 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 def _add_examples(operation: dict[str, Any], components: dict[str, Any]) -> None:
     operation_id = operation["operationId"]
     body = operation.get("requestBody")
-    if body is not None and JSON in body.get("content", {}):
+    if operation_id in EXAMPLE_IN_DESCRIPTION:
+        written = json.dumps(REQUEST_EXAMPLES[operation_id], indent=2)
+        operation["description"] = (
+            operation.get("description", "") + f"\n\nExample body:\n\n```json\n{written}\n```"
+        )
+    elif body is not None and JSON in body.get("content", {}):
         media = body["content"][JSON]
         media["example"] = REQUEST_EXAMPLES.get(operation_id) or example_of(
             media.get("schema", {}), components
