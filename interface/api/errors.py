@@ -281,10 +281,11 @@ WRITER_ERRORS: Final[dict[type[Exception], ErrorAnswer]] = {
 
 async def _writer_error(request: Request, error: Exception) -> JSONResponse:
     answer = WRITER_ERRORS[type(error)]
-    if isinstance(error, WriterTimeout):
-        # The database is slow or away (its faults are logged as they come):
-        # one line for the request, which carries its id.
-        log.warning("writer_timeout")
+    if isinstance(error, WriterTimeout | WriterStopped):
+        # The database is slow or away, or the writer process is (restarting,
+        # or its lease is being taken back): one line for the request, which
+        # carries its id, named by the answer's code.
+        log.warning(answer.code)
     return error_response(
         request.scope,
         answer.status,

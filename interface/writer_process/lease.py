@@ -4,9 +4,13 @@ A PostgreSQL session advisory lock (WRITER_LEASE_LOCK_KEY) held on a
 connection of its own for as long as the writer serves. A second
 `ledger writer` on the same database waits for it, so it can stand by and
 take over when the first one dies: the lock goes with the dead process's
-connection. A writer whose lease connection breaks has lost the lease (the
-lock went with the connection) and stops, rather than decide beside the one
-that may have taken over.
+connection. A writer whose lease connection breaks (a database restart, a
+killed backend) takes the lease back on a new connection as soon as the
+database answers; only when another writer holds it by then does it stop,
+rather than decide beside the one that took over. Two writers deciding for
+a moment would still be safe: every append is checked against the stored
+versions under the log's write lock, and a conflict is retried
+(application/writer.py); the lease keeps them from wasting work on it.
 """
 
 from __future__ import annotations
@@ -68,14 +72,35 @@ class WriterLease:
         return False
 
     def watch(self, stop: threading.Event, lost: threading.Event) -> None:
-        """Until `stop`: check the lease's connection; when it breaks, set
-        `lost` and `stop` (run on a thread of its own)."""
+        """Until `stop`: check the lease's connection; when it breaks, take
+        the lease back; when another writer has it, set `lost` and `stop`
+        (run on a thread of its own)."""
         while not stop.wait(LEASE_CHECK_INTERVAL_S):
-            if not self.holds():
-                log.error("writer_lease_lost", reason="its connection broke")
+            if self.holds():
+                continue
+            log.warning("writer_lease_connection_broken")
+            if self._take_back(stop):
+                log.info("writer_lease_taken_back")
+                continue
+            if not stop.is_set():
+                log.error("writer_lease_lost", reason="another writer holds it")
                 lost.set()
                 stop.set()
-                return
+            return
+
+    def _take_back(self, stop: threading.Event) -> bool:
+        """The lease again, on a new connection (the lock went with the broken
+        one). While the database does not answer, keep asking: the writer's
+        own batches fail meanwhile and are answered 503. False when another
+        writer holds it, or on `stop`."""
+        self.release()
+        while not stop.is_set():
+            try:
+                return self._try_acquire()
+            except psycopg.Error as error:
+                log.warning("writer_lease_unavailable", error_type=type(error).__name__)
+                stop.wait(LEASE_RETRY_INTERVAL_S)
+        return False
 
     def holds(self) -> bool:
         connection = self._connection
