@@ -77,8 +77,9 @@ AUTHENTICATION: Final[tuple[tuple[int, str], ...]] = (
     (401, "unauthenticated"),
     (401, "invalid_api_key"),
 )
+INVALID_IDEMPOTENCY_KEY: Final[tuple[int, str]] = (422, "invalid_idempotency_key")
 IDEMPOTENCY_HEADER: Final[tuple[tuple[int, str], ...]] = (
-    (422, "invalid_idempotency_key"),
+    INVALID_IDEMPOTENCY_KEY,
     (422, "idempotency_key_reused"),
     (409, "idempotency_key_in_progress"),
     (413, REQUEST_TOO_LARGE),
@@ -144,6 +145,11 @@ def operation_error_codes(route: APIRoute, method: str) -> dict[int, frozenset[s
     """Status -> the codes the operation can answer with it."""
     found: set[tuple[int, str]] = {RATE_LIMITED, INTERNAL_ERROR, DATABASE, *EVERY_REQUEST}
     path = route.path_format
+    if path.startswith(PROTECTED_PREFIX) and method in IDEMPOTENT_METHODS:
+        # The header's form is checked before anything else, on every POST
+        # under /v1, the sender-signed ones included (they take no key, so
+        # nothing further is kept for them).
+        found.add(INVALID_IDEMPOTENCY_KEY)
     if path.startswith(PROTECTED_PREFIX) and path not in SIGNED_BY_SENDER_PATHS:
         found.update(AUTHENTICATION)
         if method in IDEMPOTENT_METHODS:
