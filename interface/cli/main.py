@@ -24,9 +24,7 @@ from interface.cli.webhooks import webhooks_app
 from interface.cli.worker import worker as worker_command
 from interface.cli.writer import writer
 
-app = typer.Typer(
-    help="Event-sourced double-entry ledger.", no_args_is_help=True, cls=LedgerGroup
-)
+app = typer.Typer(help="Event-sourced double-entry ledger.", no_args_is_help=True, cls=LedgerGroup)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
