@@ -421,6 +421,24 @@ def build_ledger(
     )
 
 
+def build_ledger_with_workers(settings: Settings, *, clock: Clock | None = None) -> Ledger:
+    """A ledger running every background worker its settings allow (each
+    `*_IN_PROCESS` setting still decides): `ledger worker`, and one process
+    that is the whole service (`ledger http --all-in-one`, the app's default)."""
+    return build_ledger(
+        settings,
+        clock=clock,
+        start_rules_monitor=True,
+        start_payout_worker=True,
+        start_closure_worker=True,
+        start_fork_scanner=True,
+        start_reconciliation_schedule=True,
+        start_guard_worker=True,
+        start_webhook_worker=True,
+        start_checkpointer=True,
+    )
+
+
 def service_clock(settings: Settings) -> Clock:
     """The system clock; with LEDGER_CLOCK_SETTABLE, one that starts at the
     system time and moves only when an admin moves it: every timer (closures,

@@ -34,7 +34,7 @@ from interface.api.routes import trading as routes_trading
 from interface.api.routes import transfers as routes_transfers
 from interface.api.routes import webhook_endpoints as routes_webhook_endpoints
 from interface.api.routes import withdrawals as routes_withdrawals
-from interface.bootstrap import Ledger, build_ledger, build_rate_limiter
+from interface.bootstrap import Ledger, build_ledger_with_workers, build_rate_limiter
 from interface.observability import tracing
 from interface.observability.metrics import HttpMetrics
 from interface.settings import Settings
@@ -56,16 +56,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         closes = ledger is None or owns_ledger
-        app.state.ledger = ledger or build_ledger(
-            settings or Settings(),
-            start_rules_monitor=True,
-            start_payout_worker=True,
-            start_closure_worker=True,
-            start_fork_scanner=True,
-            start_reconciliation_schedule=True,
-            start_guard_worker=True,
-            start_webhook_worker=True,
-        )
+        app.state.ledger = ledger or build_ledger_with_workers(settings or Settings())
         rate_limiter = build_rate_limiter(settings or app.state.ledger.settings)
         setattr(app.state, RATE_LIMITER_STATE_KEY, rate_limiter)
         try:

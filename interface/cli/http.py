@@ -38,22 +38,12 @@ def http(
     import uvicorn
 
     from interface.api.app import create_app
-    from interface.bootstrap import build_ledger
+    from interface.bootstrap import build_ledger, build_ledger_with_workers
     from interface.processes.readiness import wait_for_go
 
     if all_in_one:
         settings = command_settings()
-        ledger = build_ledger(
-            settings,
-            start_rules_monitor=True,
-            start_payout_worker=True,
-            start_closure_worker=True,
-            start_fork_scanner=True,
-            start_reconciliation_schedule=True,
-            start_guard_worker=True,
-            start_webhook_worker=True,
-            start_checkpointer=True,
-        )
+        ledger = build_ledger_with_workers(settings)
     else:
         # Readiness then reports the views as followed elsewhere, not stopped.
         settings = command_settings().model_copy(update={"projections_in_process": False})

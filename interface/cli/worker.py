@@ -19,7 +19,7 @@ log = structlog.get_logger(__name__)
 
 def worker() -> None:
     """Run the projections and every background worker until SIGTERM or Ctrl-C."""
-    from interface.bootstrap import build_ledger
+    from interface.bootstrap import build_ledger_with_workers
     from interface.observability.metrics_server import serve_metrics
     from interface.processes.readiness import tell_ready
     from interface.processes.stop_signals import stop_requested
@@ -27,18 +27,7 @@ def worker() -> None:
     settings = command_settings()
     # Before the build, so that a stop asked for during it is not lost.
     stop = stop_requested()
-    ledger = build_ledger(
-        settings,
-        start_projections=True,
-        start_rules_monitor=True,
-        start_payout_worker=True,
-        start_closure_worker=True,
-        start_fork_scanner=True,
-        start_reconciliation_schedule=True,
-        start_guard_worker=True,
-        start_webhook_worker=True,
-        start_checkpointer=True,
-    )
+    ledger = build_ledger_with_workers(settings)
     # The loops run here, not in the HTTP processes: their series too.
     metrics = (
         serve_metrics(settings.host, settings.worker_metrics_port, ledger.writer_metrics.registry)
