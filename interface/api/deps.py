@@ -128,6 +128,16 @@ ServiceOnly = Annotated[Principal, Depends(allow(Role.SERVICE))]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+def listed_owner(principal: Principal, owner_id: str | None, listed: str) -> str | None:
+    """The owner a list is narrowed to: a user key's own (403 when it asks
+    for another's), or what a platform or auditor key asks for (None: all)."""
+    if not principal.is_user:
+        return owner_id
+    if owner_id not in (None, principal.owner_id):
+        raise ApiError(403, "forbidden", f"a user key lists its own {listed} only")
+    return principal.owner_id
+
+
 def account_not_found(account_id: UUID) -> LedgerRefusal:
     return LedgerRefusal(
         ResultCode.ACCOUNT_NOT_FOUND,

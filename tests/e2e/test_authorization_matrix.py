@@ -683,6 +683,19 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
             "service": 403,
         },
     ),
+    ("GET", "/v1/forks"): (
+        # Alice's forks: she and every platform role may list them; another
+        # user may list only their own.
+        lambda w, h: w.client.get("/v1/forks", params={"owner_id": OWNER}, headers=h),
+        {
+            "anonymous": 401,
+            "other_user": 403,
+            "owner": 200,
+            "admin": 200,
+            "auditor": 200,
+            "service": 200,
+        },
+    ),
     ("GET", "/v1/forks/opportunities"): (
         # Every owner's accounts past a threshold: the operators' view.
         lambda w, h: w.client.get("/v1/forks/opportunities", headers=h),

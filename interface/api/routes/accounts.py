@@ -12,7 +12,14 @@ from domain.account import AccountKind, AccountState
 from domain.commands import open_account
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, tell_position, views_caught_up
-from interface.api.deps import LedgerDep, Mover, OwnedAccountSummary, Reader, ServiceDep
+from interface.api.deps import (
+    LedgerDep,
+    Mover,
+    OwnedAccountSummary,
+    Reader,
+    ServiceDep,
+    listed_owner,
+)
 from interface.api.errors import ApiError, status_for
 from interface.api.pagination import (
     CreatedFrom,
@@ -114,10 +121,7 @@ def list_accounts_route(
     """Accounts in the order they were opened, a page at a time, of one owner,
     kind, state and currency when given, opened in [`from`, `to`). A user
     lists their own; platform keys list everyone's, or one owner's."""
-    if principal.is_user:
-        if owner_id not in (None, principal.owner_id):
-            raise ApiError(403, "forbidden", "a user key lists its own owner's accounts only")
-        owner_id = principal.owner_id
+    owner_id = listed_owner(principal, owner_id, "owner's accounts")
     after = position_after(cursor)
     views_caught_up(ledger, SUMMARY_VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:

@@ -42,8 +42,14 @@ from interface.adapters.notifications.closure_progress import (
 )
 from interface.adapters.persistence.api_keys import Principal
 from interface.api.consistency import MinPosition, views_caught_up
-from interface.api.deps import Admin, LedgerDep, Mover, OwnedFundedAccountUnderAccounts, Reader
-from interface.api.errors import ApiError
+from interface.api.deps import (
+    Admin,
+    LedgerDep,
+    Mover,
+    OwnedFundedAccountUnderAccounts,
+    Reader,
+    listed_owner,
+)
 from interface.api.pagination import (
     CreatedFrom,
     CreatedTo,
@@ -314,10 +320,7 @@ def list_closures_route(
     need a person (marked stuck, or overdue by an hour: no worker ran them);
     `active`; `completed`. Of one owner or funded account, initiated in
     [`from`, `to`), when given. A user lists their own."""
-    if principal.is_user:
-        if owner_id not in (None, principal.owner_id):
-            raise ApiError(403, "forbidden", "a user key lists its own closures only")
-        owner_id = principal.owner_id
+    owner_id = listed_owner(principal, owner_id, "closures")
     after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     now = ledger.clock.now()

@@ -29,9 +29,9 @@ from interface.api.deps import (
     Operator,
     Platform,
     Reader,
+    listed_owner,
     visible_funded_account,
 )
-from interface.api.errors import ApiError
 from interface.api.pagination import (
     CreatedFrom,
     CreatedTo,
@@ -98,10 +98,7 @@ def list_forks_route(
     """Forks in the order they were proposed, in one status, of one parent
     account or owner, proposed in [`from`, `to`), when given; each as its
     aggregate holds it. A user lists the forks of their own accounts."""
-    if principal.is_user:
-        if owner_id not in (None, principal.owner_id):
-            raise ApiError(403, "forbidden", "a user key lists its own forks only")
-        owner_id = principal.owner_id
+    owner_id = listed_owner(principal, owner_id, "forks")
     after = position_after(cursor)
     views_caught_up(ledger, (forks_view.NAME, funded_accounts.NAME), min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:

@@ -33,7 +33,14 @@ from domain.money import parse_amount
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS, TierName
 from interface.api.consistency import MinPosition, views_caught_up
-from interface.api.deps import Admin, LedgerDep, OwnedFundedAccountDetail, Reader, ServiceOnly
+from interface.api.deps import (
+    Admin,
+    LedgerDep,
+    OwnedFundedAccountDetail,
+    Reader,
+    ServiceOnly,
+    listed_owner,
+)
 from interface.api.errors import ApiError
 from interface.api.pagination import (
     CreatedFrom,
@@ -89,10 +96,7 @@ def list_funded_accounts_route(
     one state and tier when given, activated in [`from`, `to`). A user lists
     their own; platform and auditor keys list everyone's, or one owner's
     with `owner_id`."""
-    if principal.is_user:
-        if owner_id not in (None, principal.owner_id):
-            raise ApiError(403, "forbidden", "a user key lists its own funded accounts only")
-        owner_id = principal.owner_id
+    owner_id = listed_owner(principal, owner_id, "funded accounts")
     after = position_after(cursor)
     views_caught_up(ledger, VIEWS, min_position)
     with ledger.pool.connection() as connection, connection.cursor() as reading:
