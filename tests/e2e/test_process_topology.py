@@ -4,8 +4,9 @@ One service for the module (embedded PostgreSQL in a data directory of its
 own, the demo loaded, two HTTP processes, the writer and the worker): its
 banner names the keys; the worker projects the views the HTTP processes read
 (they run no projection runner) and delivers webhooks; a kill -9 of an HTTP
-process is repaired by the supervisor; and SIGTERM stops every child and the
-embedded PostgreSQL, leaving nothing running (docs/architecture.md#processes).
+process under load is repaired by the supervisor and loses or doubles no
+transfer; and SIGTERM stops every child and the embedded PostgreSQL, leaving
+nothing running (docs/architecture.md#processes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ import pytest
 
 from interface.processes.banner import READY_LINE
 from tests.support.api_keys import bearer
+from tests.support.http_api import balances, open_account, transfer_body
 from tests.support.service_process import free_port
 from tests.support.webhook_receiver import WebhookReceiver, running_receiver
 
@@ -37,6 +40,11 @@ HTTP_PROCESSES: Final[int] = 2
 READY_WAIT_S: Final[float] = 240.0
 WAIT_S: Final[float] = 120.0
 POLL_INTERVAL_S: Final[float] = 0.1
+# The load an HTTP process is killed under: clients posting transfers of one
+# unit, and how many answered before the kill (and again after the restart).
+LOAD_CLIENTS: Final[int] = 4
+LOAD_BEFORE_KILL: Final[int] = 40
+LOAD_AMOUNT: Final[str] = "1.00"
 
 pytestmark = pytest.mark.slow
 
@@ -216,20 +224,92 @@ def test_the_worker_delivers_webhooks(served: Served, receiver: WebhookReceiver)
     assert receiver.bad_signatures == 0
 
 
-def test_a_killed_http_process_is_started_again(served: Served) -> None:
-    before = served.http_children()
-    killed = before[0]
-    killed.kill()
-    killed.wait(WAIT_S)
-    _wait(
-        lambda: (
-            len(served.http_children()) == HTTP_PROCESSES
-            and killed.pid not in {child.pid for child in served.http_children()}
-        ),
-        "the supervisor did not start a new HTTP process",
-    )
-    # Every HTTP process answers again (the new one included).
-    with httpx.Client(base_url=served.base_url, timeout=30) as client:
+def _post_until_answered(client: httpx.Client, body: dict[str, object]) -> str:
+    """POST the transfer until the service answers it (a dropped connection
+    or a 503 is retried with the same idempotency key); its id."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        assert time.monotonic() < deadline, f"{body['idempotency_key']} never answered"
+        try:
+            response = client.post("/v1/transfers", json=body)
+        except httpx.TransportError:
+            time.sleep(POLL_INTERVAL_S)
+            continue
+        if response.status_code == 503:
+            time.sleep(POLL_INTERVAL_S)
+            continue
+        assert response.status_code in (200, 201), response.text
+        transfer_id: str = response.json()["id"]
+        return transfer_id
+
+
+def _load(
+    served: Served, cash: str, user: str, name: str, stop: threading.Event, made: dict[str, str]
+) -> None:
+    with httpx.Client(
+        base_url=served.base_url, headers=bearer(served.admin_key), timeout=30
+    ) as client:
+        sequence = 0
+        while not stop.is_set():
+            sequence += 1
+            key = f"topology-{name}-{sequence}"
+            made[key] = _post_until_answered(
+                client, transfer_body(cash, user, LOAD_AMOUNT, key=key)
+            )
+
+
+def test_a_http_process_killed_under_load_is_started_again_and_loses_nothing(
+    served: Served,
+) -> None:
+    with httpx.Client(
+        base_url=served.base_url, headers=bearer(served.admin_key), timeout=30
+    ) as client:
+        cash = open_account(client, key="topology-cash", kind="cash", owner_id="platform")["id"]
+        user = open_account(client, key="topology-user", owner_id="topology")["id"]
+    stop = threading.Event()
+    made: list[dict[str, str]] = [{} for _ in range(LOAD_CLIENTS)]
+    clients = [
+        threading.Thread(target=_load, args=(served, cash, user, f"c{index}", stop, made[index]))
+        for index in range(LOAD_CLIENTS)
+    ]
+    for thread in clients:
+        thread.start()
+    try:
+        _wait(lambda: sum(map(len, made)) >= LOAD_BEFORE_KILL, "no transfer was answered")
+        killed = served.http_children()[0]
+        killed.kill()
+        killed.wait(WAIT_S)
+        _wait(
+            lambda: (
+                len(served.http_children()) == HTTP_PROCESSES
+                and killed.pid not in {child.pid for child in served.http_children()}
+            ),
+            "the supervisor did not start a new HTTP process",
+        )
+        answered_at_restart = sum(map(len, made))
+        _wait(
+            lambda: sum(map(len, made)) >= answered_at_restart + LOAD_BEFORE_KILL,
+            "no transfer was answered after the restart",
+        )
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(WAIT_S)
+    assert not any(thread.is_alive() for thread in clients)
+
+    answered = {key: transfer_id for each in made for key, transfer_id in each.items()}
+    # One transfer per key, none answered twice under two ids.
+    assert len(set(answered.values())) == len(answered)
+    expected = f"{len(answered)}.00"
+    with httpx.Client(
+        base_url=served.base_url, headers=bearer(served.admin_key), timeout=30
+    ) as client:
+        # Every answered transfer is in the balance once: none lost, none doubled.
+        _wait(
+            lambda: balances(client, user)["posted"] == expected,
+            f"the balance never reached {expected}",
+        )
+        # Every HTTP process answers again (the new one included).
         _wait(
             lambda: all(
                 client.get("/readyz").status_code == 200 for _ in range(HTTP_PROCESSES * 4)
