@@ -45,7 +45,7 @@ from interface.adapters.payouts.sandbox_gateway import SandboxPayoutGateway
 from interface.adapters.payouts.sandbox_payout_store import PostgresSandboxPayoutStore
 from interface.adapters.payouts.stripe_gateway import StripePayoutGateway
 from interface.adapters.persistence import database
-from interface.adapters.persistence.api_keys import ApiKeyStore
+from interface.adapters.persistence.api_keys import ApiKeyStore, RevocationListener
 from interface.adapters.persistence.broker_sync_status import PostgresSyncStatusStore
 from interface.adapters.persistence.fork_load import ViewedForkLoad
 from interface.adapters.persistence.postgres_recorder import HashChainedPostgresRecorder
@@ -198,8 +198,12 @@ class Ledger:
     seen_view_positions: dict[str, int] = field(default_factory=dict)
     # Signs checkpoints of the log (started by `ledger serve`; docs/operations.md#audit).
     checkpointer: Checkpointer | None = None
+    # Drops the API key cache when any process revokes a key (started here).
+    key_revocations: RevocationListener = field(init=False)
 
     def __post_init__(self) -> None:
+        self.key_revocations = RevocationListener(self.database_url, self.api_keys)
+        self.key_revocations.start()
         self.writer_metrics.registry.register(WorkerCollector(self.leased_loops))
 
     def leased_loops(self) -> list[WatchedLoop]:
@@ -230,6 +234,7 @@ class Ledger:
         return self.writer
 
     def close(self) -> None:
+        self.key_revocations.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.integration.stop()

@@ -1,13 +1,18 @@
 """API keys: made once, shown once, stored as a digest, revocable.
 
-A key is `ldg_` followed by 43 URL-safe characters (32 random bytes). Each
-request costs one index lookup on the key's SHA-256 digest, cached for a
-moment so a busy client does not pay it every time; a revocation made in this
-process takes effect at once, one made elsewhere within the cache's lifetime.
+A key is `ldg_` followed by 43 URL-safe characters (32 random bytes). A
+request costs one index lookup on the key's SHA-256 digest, and the answer is
+cached so a busy client does not pay it every time. A revocation takes effect
+at once in every process: it is announced with NOTIFY in the transaction that
+makes it, and each process LISTENs (`RevocationListener`) and drops its cache
+on the notice. A process that is not listening (its connection broke, or it
+never started one) keeps answers only for CACHE_TTL_S, so a revocation reaches
+it within that; a listening one keeps a known key for CACHE_TTL_LISTENING_S.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import threading
@@ -19,6 +24,8 @@ from enum import StrEnum
 from typing import Final
 from uuid import UUID
 
+import psycopg
+import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -26,6 +33,15 @@ KEY_PREFIX: Final[str] = "ldg_"
 KEY_SECRET_BYTES: Final[int] = 32
 KEY_LENGTH_MAX: Final[int] = 128
 CACHE_TTL_S: Final[float] = 1.0
+# While the revocation notices arrive, a known key's answer is kept longer:
+# only a revocation changes it, and its notice drops the cache.
+CACHE_TTL_LISTENING_S: Final[float] = 60.0
+# The channel revocations are announced on.
+REVOCATION_CHANNEL: Final[str] = "ledger_api_key_revoked"
+# How long the listener waits for a notice before looking at its stop flag,
+# and how long after a broken connection before it connects again.
+REVOCATION_POLL_S: Final[float] = 1.0
+REVOCATION_RECONNECT_S: Final[float] = 1.0
 CACHE_SIZE_MAX: Final[int] = 10_000
 OWNER_ID_LENGTH_MAX: Final[int] = 128
 
@@ -84,11 +100,16 @@ def looks_like_a_key(raw_key: str) -> bool:
     return raw_key.startswith(KEY_PREFIX) and len(raw_key) <= KEY_LENGTH_MAX
 
 
+log = structlog.get_logger(__name__)
+
+
 class ApiKeyStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        # Set while a RevocationListener hears every notice.
+        self.listening = threading.Event()
 
     def create(self, role: Role, owner_id: str | None = None, label: str = "") -> tuple[UUID, str]:
         """A new key: returns its id and the key itself, which is never shown again."""
@@ -107,14 +128,22 @@ class ApiKeyStore:
         return key_id, raw_key
 
     def revoke(self, key_id: UUID) -> bool:
-        with self._pool.connection() as connection:
+        """Revoke the key; every process hears of it at commit (NOTIFY)."""
+        with self._pool.connection() as connection, connection.transaction():
             revoked = connection.execute(
                 "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL",
                 (key_id,),
             ).rowcount
+            if revoked:
+                connection.execute("SELECT pg_notify(%s, %s)", (REVOCATION_CHANNEL, str(key_id)))
+        self.forget_all()
+        return revoked == 1
+
+    def forget_all(self) -> None:
+        """Drop every cached answer (a revocation was announced, or the
+        notices may have been missed)."""
         with self._lock:
             self._cache.clear()
-        return revoked == 1
 
     def list(self) -> list[ApiKeyRecord]:
         with (
@@ -134,9 +163,15 @@ class ApiKeyStore:
             return True, None
         with self._lock:
             entry = self._cache.get(digest_of(raw_key))
-        if entry is not None and time.monotonic() - entry[0] < CACHE_TTL_S:
+        if entry is not None and time.monotonic() - entry[0] < self._ttl_s(entry[1]):
             return True, entry[1]
         return False, None
+
+    def _ttl_s(self, principal: Principal | None) -> float:
+        # An unknown key may be created any moment: never kept long.
+        if principal is not None and self.listening.is_set():
+            return CACHE_TTL_LISTENING_S
+        return CACHE_TTL_S
 
     def authenticate(self, raw_key: str) -> Principal | None:
         """The principal a key stands for; None if unknown, revoked or malformed."""
@@ -157,3 +192,52 @@ class ApiKeyStore:
                 self._cache.clear()
             self._cache[digest] = (now, principal)
         return principal
+
+
+class RevocationListener:
+    """LISTENs for revocation notices on a connection of its own and drops
+    the store's cache on each (a thread; started with the ledger)."""
+
+    def __init__(self, database_url: str, store: ApiKeyStore) -> None:
+        self._database_url = database_url
+        self._store = store
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="api-key-revocations", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except psycopg.Error as error:
+                log.warning("api_key_revocations_unheard", error_type=type(error).__name__)
+            # Notices may have been missed: nothing cached is trusted past
+            # the short lifetime until listening again.
+            self._store.listening.clear()
+            self._store.forget_all()
+            self._stop.wait(REVOCATION_RECONNECT_S)
+
+    def _listen(self) -> None:
+        with psycopg.connect(
+            self._database_url, autocommit=True, application_name="ledger-api-key-revocations"
+        ) as connection:
+            connection.execute(f"LISTEN {REVOCATION_CHANNEL}")
+            # Anything cached before the LISTEN may predate a revocation.
+            self._store.forget_all()
+            self._store.listening.set()
+            try:
+                while not self._stop.is_set():
+                    for _notice in connection.notifies(timeout=REVOCATION_POLL_S):
+                        self._store.forget_all()
+            finally:
+                self._store.listening.clear()
+                with contextlib.suppress(psycopg.Error):
+                    connection.execute(f"UNLISTEN {REVOCATION_CHANNEL}")
