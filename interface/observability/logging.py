@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, cast
 
 import orjson
 import structlog
@@ -29,6 +29,22 @@ _METHOD_LEVELS: Final = {
 }
 
 
+class _CurrentStandardError:
+    """sys.stderr as it is at each write, not as it was when logging was
+    configured: a command run in process (a test's CLI runner) swaps in a
+    stream of its own and closes it after, and the loggers must not keep it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+# A TextIO to the logger factory, which calls only write and flush.
+CURRENT_STANDARD_ERROR: Final = cast(TextIO, _CurrentStandardError())
+
+
 def configure_logging(
     level: str = "INFO",
     *,
@@ -38,7 +54,7 @@ def configure_logging(
 ) -> None:
     """`stream` defaults to stderr; tests pass their own, with `cache_loggers`
     off so that configuring again takes effect on loggers already used."""
-    output = stream or sys.stderr
+    output = stream or CURRENT_STANDARD_ERROR
     threshold: int = logging.getLevelName(level.upper())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
