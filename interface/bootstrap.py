@@ -248,6 +248,11 @@ class Ledger:
         self.writer.stop()
         if self.projections is not None:
             self.projections.stop()
+        # The writer's own connection is not the pool's: closed here, not left
+        # to the garbage collector (a session left open keeps the database
+        # from being dropped or copied).
+        if isinstance(self.app.ledger_recorder, HashChainedPostgresRecorder):
+            self.app.ledger_recorder.close_append_connection()
         self.app.close()
         self.pool.close()
 
