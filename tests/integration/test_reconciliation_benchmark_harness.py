@@ -54,7 +54,7 @@ def test_a_tiny_run_loads_the_demo_and_passes_every_check(
     # The demo's records beyond plain transfers are in the data set.
     demo = "\n".join(report.load.demo_lines)
     assert "funded accounts:" in demo
-    assert "withdrawals:" in demo
+    assert "withdrawals of funded account" in demo
     assert "closure:" in demo
     names = [check.name for check in report.checks]
     assert names[: len(CHECK_NAMES)] == CHECK_NAMES
