@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, validation_alias="LEDGER_WORKER_METRICS_PORT"
     )
+    # `ledger worker` lowers its own CPU priority by this much (nice(2)): on a
+    # machine it shares with the writer, deliveries, streams and views take
+    # what the write path leaves, so they never slow it (docs/events.md).
+    # 0 keeps the priority it was started with.
+    worker_niceness: int = Field(default=10, ge=0, le=19, validation_alias="LEDGER_WORKER_NICENESS")
     # Run the projection runner inside `ledger serve` (off: run
     # `ledger projections run` as its own process instead).
     projections_in_process: bool = Field(

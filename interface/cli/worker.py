@@ -10,6 +10,8 @@ several worker processes may run: one at a time does each part's work.
 
 from __future__ import annotations
 
+import os
+
 import structlog
 
 from interface.cli.context import command_settings
@@ -25,6 +27,8 @@ def worker() -> None:
     from interface.processes.stop_signals import stop_requested
 
     settings = command_settings()
+    # Background work yields the CPU to the writer and the HTTP processes.
+    os.nice(settings.worker_niceness)
     # Before the build, so that a stop asked for during it is not lost.
     stop = stop_requested()
     ledger = build_ledger_with_workers(settings)
