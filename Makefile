@@ -36,10 +36,11 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 # Lint and type checks side by side, then every test on every core
-# (pytest-xdist: each worker has a PostgreSQL of its own).
+# (pytest-xdist: each worker has a PostgreSQL of its own), naming the 25
+# slowest so the suite's time stays in view.
 test: $(DEV_STAMP)
 	$(MAKE) --no-print-directory -j 2 lint typecheck
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The layers that need no database, in under a minute. The Schemathesis
 # module is left out, not just deselected (it builds its cases at
