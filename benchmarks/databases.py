@@ -105,3 +105,12 @@ def environment(server_url: str, load_at_start: float) -> dict[str, str]:
         "load_average_1m": f"{load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end",
         "platform": platform.platform(terse=True),
     }
+
+
+def ledger_data_dir(database_url: str, data_dir: Path | None) -> Path:
+    """The data directory of the ledger on this database: one per database,
+    since what a ledger keeps there (its audit key pair and checkpoints,
+    docs/configuration.md#audit-signed-checkpoints) describes one log only;
+    the benchmarks' databases share the server's folder."""
+    name = conninfo_to_dict(database_url).get("dbname") or "ledger"
+    return (data_dir or DATA_DIR_DEFAULT) / "ledgers" / str(name)

@@ -591,7 +591,8 @@ def _set_up(config: HttpBenchmarkConfig, database_url: str) -> tuple[tuple[str, 
     from interface.settings import Settings
 
     settings = Settings(
-        database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+        database_url=database_url,
+        data_dir=databases.ledger_data_dir(database_url, config.data_dir),
     )
     ledger = build_ledger(settings, start_projections=False)
     try:
@@ -624,7 +625,8 @@ def _verify_balances(
         ]
     net = [sum(column) for column in zip(*(load.net_minor for load in transfer_loads), strict=True)]
     settings = Settings(
-        database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+        database_url=database_url,
+        data_dir=databases.ledger_data_dir(database_url, config.data_dir),
     )
     ledger = build_ledger(settings, start_writer=False, start_projections=False)
     wrong: list[str] = []
@@ -684,7 +686,7 @@ def run_server_configuration(
         with running_server(
             database_url,
             workers,
-            config.data_dir or databases.DATA_DIR_DEFAULT,
+            databases.ledger_data_dir(database_url, config.data_dir),
             log_path,
             config.projections_apart,
             config.writer_process,
@@ -734,7 +736,8 @@ def in_process_writer_transfers_per_s(config: HttpBenchmarkConfig, server_url: s
 
     with databases.temporary_database(server_url, "bench_http_writer") as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+            database_url=database_url,
+            data_dir=databases.ledger_data_dir(database_url, config.data_dir),
         )
         ledger = build_ledger(settings, start_projections=False)
         try:

@@ -305,7 +305,8 @@ def build_history(
     """Write the history until the log holds `events` events, on from
     `history` (None: from an empty log)."""
     settings = Settings(
-        database_url=database_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+        database_url=database_url,
+        data_dir=databases.ledger_data_dir(database_url, config.data_dir),
     )
     ledger = build_ledger(settings, start_projections=False)
     try:
@@ -734,7 +735,7 @@ def _reconciliations(
 ) -> list[PhaseResult]:
     """A full run; `growth_events` more events, the views caught up; an
     incremental run. Both must pass."""
-    data_dir = config.data_dir or databases.DATA_DIR_DEFAULT
+    data_dir = databases.ledger_data_dir(url, config.data_dir)
     databases.checkpoint(url)
     full = in_child(child_reconcile, url, data_dir, False)
     full_phase = _phase(

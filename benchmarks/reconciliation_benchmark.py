@@ -393,7 +393,7 @@ def run(config: ReconciliationBenchmarkConfig) -> ReconciliationBenchmarkReport:
     verification = Verification([], [])
     with databases.temporary_database(server_url, "bench_reconciliation") as url:
         settings = Settings(
-            database_url=url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+            database_url=url, data_dir=databases.ledger_data_dir(url, config.data_dir)
         )
         # Views are rebuilt after the load, the fast way, then kept live.
         ledger = build_ledger(settings, start_projections=False)

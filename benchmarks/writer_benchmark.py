@@ -174,7 +174,8 @@ def run_writer_benchmark(config: WriterBenchmarkConfig) -> WriterBenchmarkReport
     rss_at_start = peak_rss_kib()
     with databases.temporary_database(server_url, "bench_ledger") as ledger_url:
         settings = Settings(
-            database_url=ledger_url, data_dir=config.data_dir or databases.DATA_DIR_DEFAULT
+            database_url=ledger_url,
+            data_dir=databases.ledger_data_dir(ledger_url, config.data_dir),
         )
         ledger = build_ledger(settings, start_projections=False)
         try:
