@@ -288,6 +288,24 @@ class _BoundedCache(Generic[K, V]):
         return len(self._entries)
 
 
+def writer_timeout(limits: WriterLimits) -> WriterTimeout:
+    return WriterTimeout(
+        f"the writer did not answer within {limits.submit_timeout_s:g} s; "
+        "retry with the same idempotency key"
+    )
+
+
+def receipt_within(future: Future[WriteReceipt], limits: WriterLimits) -> WriteReceipt:
+    """A submission's receipt, waited for at most the submit timeout (the
+    in-process writer's and the writer process's client alike)."""
+    try:
+        return future.result(timeout=limits.submit_timeout_s)
+    except TimeoutError:
+        if future.done():
+            raise
+        raise writer_timeout(limits) from None
+
+
 class LedgerWriter:
     def __init__(
         self,
@@ -385,19 +403,10 @@ class LedgerWriter:
     def execute(
         self, commands: Sequence[Command], changes: AggregateChanges | None = None
     ) -> WriteReceipt:
-        future = self.submit(commands, changes)
-        try:
-            return future.result(timeout=self.limits.submit_timeout_s)
-        except TimeoutError:
-            if future.done():
-                raise
-            raise self.timed_out() from None
+        return receipt_within(self.submit(commands, changes), self.limits)
 
     def timed_out(self) -> WriterTimeout:
-        return WriterTimeout(
-            f"the writer did not answer within {self.limits.submit_timeout_s:g} s; "
-            "retry with the same idempotency key"
-        )
+        return writer_timeout(self.limits)
 
     # The writer thread ------------------------------------------------------
 

@@ -40,6 +40,8 @@ from application.writer import (
     WriterStatistics,
     WriterStopped,
     WriterTimeout,
+    receipt_within,
+    writer_timeout,
 )
 from domain.commands import Command
 from interface.writer_process import wire
@@ -171,19 +173,10 @@ class RemoteWriter:
     def execute(
         self, commands: Sequence[Command], changes: AggregateChanges | None = None
     ) -> WriteReceipt:
-        future = self.submit(commands, changes)
-        try:
-            return future.result(timeout=self.limits.submit_timeout_s)
-        except TimeoutError:
-            if future.done():
-                raise
-            raise self.timed_out() from None
+        return receipt_within(self.submit(commands, changes), self.limits)
 
     def timed_out(self) -> WriterTimeout:
-        return WriterTimeout(
-            f"the writer did not answer within {self.limits.submit_timeout_s:g} s; "
-            "retry with the same idempotency key"
-        )
+        return writer_timeout(self.limits)
 
     # The I/O thread ------------------------------------------------------
 
