@@ -293,7 +293,7 @@ class CheckpointCheck:
             while 0 <= range_last < position:
                 self._range = kept
                 self._previous_link = previous
-                self._end_range(more_rows=True)
+                self._end_range(following=row)
                 kept = self._range
                 range_last = self._range_last if self._next < len(self._checkpoints) else -1
             if range_last >= 0:
@@ -312,11 +312,13 @@ class CheckpointCheck:
     def finish(self) -> None:
         """The checkpoints whose ranges the log did not reach: cut off."""
         while self._next < len(self._checkpoints):
-            self._end_range(more_rows=False)
+            self._end_range(following=None)
 
     # One checkpoint's range ---------------------------------------------------
 
-    def _end_range(self, *, more_rows: bool) -> None:
+    def _end_range(self, *, following: Row | None) -> None:
+        """`following`: the first stored row past this range (None at the
+        log's end), which an event moved across the boundary lands on."""
         verified = self._checkpoints[self._next]
         rows = self._range
         actual = b"".join(
@@ -326,7 +328,7 @@ class CheckpointCheck:
             ]
         )
         if actual != verified.entries or self._unchained:
-            self._classify(verified, rows, more_rows=more_rows)
+            self._classify(verified, rows, following=following)
         self._range_previous = rows[-1][5] if rows else self._range_previous
         self._range = []
         self._unchained = []
@@ -334,7 +336,9 @@ class CheckpointCheck:
         if self._next < len(self._checkpoints):
             self._range_last = self._checkpoints[self._next].checkpoint.last_position
 
-    def _classify(self, verified: VerifiedCheckpoint, rows: list[Row], *, more_rows: bool) -> None:
+    def _classify(
+        self, verified: VerifiedCheckpoint, rows: list[Row], *, following: Row | None
+    ) -> None:
         """The first event of the range that differs from the signed entries,
         and what was done to it."""
         entries = verified.entries
@@ -354,7 +358,7 @@ class CheckpointCheck:
         for index in range(max(len(signed), len(rows))):
             if index >= len(rows):
                 position = signed[index][0]
-                damage = Damage.DELETED if more_rows else Damage.TRUNCATED
+                damage = Damage.DELETED if following is not None else Damage.TRUNCATED
                 what = (
                     "is missing: the log ends before it"
                     if damage is Damage.TRUNCATED
@@ -394,14 +398,18 @@ class CheckpointCheck:
                     )
                     return
                 continue
-            damage, detail = self._what_differs(index, signed, rows)
+            damage, detail = self._what_differs(index, signed, rows, following)
             named = None if damage is Damage.DELETED else row
             at = signed_position if damage is Damage.DELETED else position
             self._found(damage, at, detail, named, sequence, differing)
             return
 
     def _what_differs(
-        self, index: int, signed: list[tuple[int, bytes, bytes]], rows: list[Row]
+        self,
+        index: int,
+        signed: list[tuple[int, bytes, bytes]],
+        rows: list[Row],
+        following: Row | None,
     ) -> tuple[Damage, str]:
         signed_position, signed_recorded, signed_link = signed[index]
         position, originator, version, topic, state, stored, recorded = rows[index]
@@ -421,6 +429,12 @@ class CheckpointCheck:
             return Damage.DELETED, "is missing (the events after it were moved up)"
         if signed_link in stored_links[index + 1 :]:
             return Damage.INSERTED, "is not among the signed events (those after it moved down)"
+        if following is not None and following[5] == signed_link:
+            # The signed event moved past this checkpoint's last position: by
+            # a swap when the event here is the next checkpoint's first.
+            if stored == self._next_range_first_link():
+                return Damage.REORDERED, "holds the event signed first in the next checkpoint"
+            return Damage.INSERTED, "is not among the signed events (those after it moved down)"
         # After the moves: an event moved carries its own time with it. With
         # its signed link kept, only the time changed.
         if recorded != signed_recorded and stored == signed_link:
@@ -435,6 +449,12 @@ class CheckpointCheck:
         if expected == signed_link:
             return Damage.LINK_CHANGED, "has a stored link other than its own"
         return Damage.FORGED, "differs from the signed event, the chain recomputed after it"
+
+    def _next_range_first_link(self) -> bytes | None:
+        if self._next + 1 >= len(self._checkpoints):
+            return None
+        entries = self._checkpoints[self._next + 1].entries
+        return split_entry(entries[:ENTRY_BYTES])[2] if entries else None
 
     def _found(
         self,
