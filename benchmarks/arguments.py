@@ -29,6 +29,11 @@ def config_from(
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     arguments: dict[str, Any] = vars(parser.parse_args(argv))
     is_quick, as_json = arguments.pop("quick"), arguments.pop("json")
-    overrides = {name: value for name, value in arguments.items() if value not in (None, False)}
+    # Only what was given: None is an option left out, False a flag not set.
+    # `is`, not `in (None, False)`: 0 == False, so a given 0 (`--smaller-size
+    # 0`, `--seed 0`) would be taken for a flag not set and dropped.
+    overrides = {
+        name: value for name, value in arguments.items() if value is not None and value is not False
+    }
     base = quick() if is_quick else default()
     return replace(base, **overrides), bool(as_json)  # type: ignore[type-var]
