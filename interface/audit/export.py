@@ -9,12 +9,20 @@ One event per line, in log order:
      "hash": "<hex>", "previous_hash": "<hex>"}
 
 `data` is the stored body decoded, custom values (times) as their plain JSON
-values. `hash` is the stored chain hash and `previous_hash` the stored hash
-of the event just before it in the log (zeros for the first), whatever the
-filters left out: `hash = sha256(previous_hash, originator id bytes, version
-as 8 bytes big-endian, type, a zero byte, the stored body)` (see
-domain/event_chain.py). With `with_state` each line also carries the stored
-body verbatim (`state`, a string), so a line can be checked on its own.
+values. `hash` is the event's stored link in the chain and `previous_hash`
+the stored link of the event just before it in the log (zeros for the
+first), whatever the filters left out. From the position where chain
+version 2 begins (migration 0012, table `ledger_chain_schemes`) the link is
+sha256 of `previous_hash` followed by each stored field after its length
+(4 bytes, big endian): position, originator id, version, type, body and
+`recorded_at` (PostgreSQL's binary timestamptz); events before it keep
+their version 1 hash, sha256 of `previous_hash`, originator id, version,
+type, a zero byte and the body (both in domain/event_chain.py). The chain
+alone is recomputable by whoever can write the table; the signed
+checkpoints (`ledger audit verify`) are what prove the links were not
+rewritten. With `with_state` each line also carries the stored body
+verbatim (`state`, a string), so a line's link can be recomputed on its
+own: `recorded_at` is given to the microsecond, all the link covers of it.
 
 Filters: `account` keeps the account's own events and every event of the
 transfers that post to it (found by their `Recorded` postings, in the log

@@ -77,7 +77,8 @@ class ViewCheck:
     status: ViewStatus
     # The position the live view had reached in the verify's snapshot.
     position: int
-    # Table -> sha256 of its rows (see projections.digest).
+    # Table -> the view digest of its rows: sha256 over their text in the
+    # view's own order (projections.digest), not a link of the event chain.
     live_digests: dict[str, str] = field(default_factory=dict)
     replayed_digests: dict[str, str] = field(default_factory=dict)
 
