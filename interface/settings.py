@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, validation_alias="LEDGER_WORKER_METRICS_PORT"
     )
+    # `ledger writer` serves its own /metrics (its batches, queue, socket and
+    # lease, docs/operations.md#metrics) on LEDGER_HOST at this port; unset: none.
+    writer_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias="LEDGER_WRITER_METRICS_PORT"
+    )
     # `ledger worker` lowers its own CPU priority by this much (nice(2)): on a
     # machine it shares with the writer, deliveries, streams and views take
     # what the write path leaves, so they never slow it (docs/events.md).

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 import typer
 
 from interface.cli.context import command_settings
 
+if TYPE_CHECKING:
+    from interface.settings import Settings
+    from interface.writer_process.metrics import WriterProcessMetrics
+
 
 def writer() -> None:
     """Run the writer alone at LEDGER_WRITER_ENDPOINT until SIGTERM or Ctrl-C.
 
-    Waits for the writer lease first: one writer per database."""
-    from interface.adapters.persistence import database
-    from interface.bootstrap import build_ledger, resolve_database_url
-    from interface.writer_process.lease import WriterLease
-    from interface.writer_process.server import WriterServer
+    Waits for the writer lease first: one writer per database. With
+    LEDGER_WRITER_METRICS_PORT, serves its /metrics from the start (a writer
+    standing by shows its lease as waiting)."""
+    from interface.observability.metrics_server import serve_metrics
+    from interface.writer_process.metrics import WriterProcessMetrics
 
     settings = command_settings()
     endpoint = settings.writer_endpoint
@@ -31,9 +36,30 @@ def writer() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics = WriterProcessMetrics()
+    metrics_server = (
+        serve_metrics(settings.host, settings.writer_metrics_port, metrics.registry)
+        if settings.writer_metrics_port
+        else None
+    )
+    try:
+        _serve(settings, endpoint, stop, metrics)
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
+
+
+def _serve(
+    settings: Settings, endpoint: str, stop: threading.Event, metrics: WriterProcessMetrics
+) -> None:
+    from interface.adapters.persistence import database
+    from interface.bootstrap import build_ledger, resolve_database_url
+    from interface.writer_process.lease import WriterLease
+    from interface.writer_process.server import WriterServer
+
     database_url = resolve_database_url(settings)
     database.upgrade(database_url)
-    lease = WriterLease(database_url)
+    lease = WriterLease(database_url, on_state=metrics.lease_state)
     if not lease.acquire(stop):
         return
     lost = threading.Event()
@@ -47,8 +73,12 @@ def writer() -> None:
             threading.Thread(
                 target=lease.watch, args=(stop, lost), name="ledger-writer-lease", daemon=True
             ).start()
+            server = WriterServer(ledger.writer, endpoint, metrics=metrics)
+            metrics.track(
+                ledger.writer, ledger.writer_metrics.registry, lambda: server.answers_waiting
+            )
             typer.echo(f"writer serving at {endpoint}")
-            WriterServer(ledger.writer, endpoint).serve(stop)
+            server.serve(stop)
         finally:
             ledger.close()
     finally:

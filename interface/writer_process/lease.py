@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any, Final
 
 import psycopg
@@ -35,9 +36,11 @@ LEASE_QUERY_TIMEOUT_S: Final[int] = 5
 
 
 class WriterLease:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, on_state: Callable[[str], None] | None = None) -> None:
         self._database_url = database_url
         self._connection: psycopg.Connection[tuple[Any, ...]] | None = None
+        # Told each state it enters (interface/writer_process/metrics.py's LEASE_STATES).
+        self._on_state = on_state or (lambda _: None)
 
     def acquire(self, stop: threading.Event) -> bool:
         """Wait for the lease; False if `stop` was set first."""
@@ -46,6 +49,7 @@ class WriterLease:
             try:
                 if self._try_acquire():
                     log.info("writer_lease_acquired")
+                    self._on_state("held")
                     return True
             except psycopg.Error as error:
                 log.warning("writer_lease_unavailable", error_type=type(error).__name__)
@@ -79,11 +83,14 @@ class WriterLease:
             if self.holds():
                 continue
             log.warning("writer_lease_connection_broken")
+            self._on_state("waiting")
             if self._take_back(stop):
+                self._on_state("held")
                 log.info("writer_lease_taken_back")
                 continue
             if not stop.is_set():
                 log.error("writer_lease_lost", reason="another writer holds it")
+                self._on_state("lost")
                 lost.set()
                 stop.set()
             return
@@ -93,7 +100,7 @@ class WriterLease:
         one). While the database does not answer, keep asking: the writer's
         own batches fail meanwhile and are answered 503. False when another
         writer holds it, or on `stop`."""
-        self.release()
+        self._drop_connection()
         while not stop.is_set():
             try:
                 return self._try_acquire()
@@ -114,6 +121,11 @@ class WriterLease:
         return True
 
     def release(self) -> None:
+        if self._connection is not None:
+            self._on_state("released")
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.closed:
             # A broken connection has released it already.

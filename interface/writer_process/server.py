@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections import deque
 from concurrent.futures import Future
-from typing import Final
+from typing import Any, Final
 
 import structlog
 import zmq
@@ -23,6 +23,7 @@ import zmq
 from application.ports.writer import Writer
 from application.writer import WriteReceipt
 from interface.writer_process import wire
+from interface.writer_process.metrics import WriterProcessMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -46,8 +47,10 @@ class WriterServer:
         writer: Writer,
         endpoint: str,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        metrics: WriterProcessMetrics | None = None,
     ) -> None:
         self._writer = writer
+        self._metrics = metrics
         self._endpoint = endpoint
         self._context = context or zmq.Context.instance()
         self._incarnation = uuid.uuid4().hex
@@ -58,6 +61,11 @@ class WriterServer:
         self._wake_lock = threading.Lock()
         self._wake_address = f"inproc://ledger-writer-wake-{self._incarnation}"
         self._wake_sender: zmq.Socket[bytes] | None = None
+
+    @property
+    def answers_waiting(self) -> int:
+        """Receipts ready but not yet sent (a gauge, read from another thread)."""
+        return len(self._answers)
 
     def serve(self, stop: threading.Event, bound: threading.Event | None = None) -> None:
         """Answer until `stop` is set, on the calling thread; `bound` is set
@@ -133,13 +141,18 @@ class WriterServer:
         if kind != wire.SUBMIT:
             log.warning("writer_message_unknown", kind=kind.hex())
             return
+        commands: list[Any] = []
         try:
             commands, changes = wire.decode_submission(body)
             future = self._writer.submit(commands, changes)
         except Exception as error:  # noqa: BLE001 - the client raises it
             # Refused at once (overloaded, stopped, not a valid submission).
+            if self._metrics is not None:
+                self._metrics.submission_refused(len(commands))
             self._answers.append((identity, request_id, (wire.FAILURE, wire.encode_failure(error))))
             return
+        if self._metrics is not None:
+            self._metrics.submission_taken(len(commands))
         future.add_done_callback(
             lambda done: self._answer(identity, request_id, done),
         )
