@@ -25,7 +25,7 @@ from projections.registry import all_views, view_names
 
 KILLS = 3
 # Transfers in the history: enough that a replay takes a few seconds.
-HISTORY_TRANSFERS = 60_000
+HISTORY_TRANSFERS = 30_000
 # A process is killed once it has moved a view (mid-work), or after this.
 RUN_BEFORE_KILL_S_MAX = 20.0
 POLL_S = 0.02

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from domain.event_chain import GENESIS_HASH, chained_hash, chained_link_of
+from tests.support import databases
 
 Connection = psycopg.Connection[Any]
 
@@ -145,7 +146,7 @@ def database_copy(database_url: str) -> Iterator[str]:
     source = conninfo_to_dict(database_url)["dbname"]
     server = make_conninfo(database_url, dbname="postgres")
     with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        databases.clone_database(connection, name, source)
     try:
         yield make_conninfo(database_url, dbname=name)
     finally:
