@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=True, validation_alias="LEDGER_LOG_JSON")
     host: str = Field(default="127.0.0.1", validation_alias="LEDGER_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="LEDGER_PORT")
+    # The ASGI server of `ledger http` (interface/processes/http_server.py).
+    http_server: Literal["uvicorn", "granian"] = Field(
+        default="uvicorn", validation_alias="LEDGER_HTTP_SERVER"
+    )
     database_pool_size: int = Field(
         default=8, ge=1, le=256, validation_alias="LEDGER_DATABASE_POOL_SIZE"
     )

@@ -3,12 +3,13 @@
 No projection runner and no background worker runs here (`ledger worker`
 runs them): a read waits for the views' positions in the database
 (interface/api/consistency.py). With LEDGER_WRITER_ENDPOINT set, commands go
-to the writer process; without it this process runs its own writer.
+to the writer process; without it this process runs its own writer. The ASGI
+server is uvicorn or granian, as LEDGER_HTTP_SERVER says
+(interface/processes/http_server.py).
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Annotated
 
 import typer
@@ -35,10 +36,9 @@ def http(
     ] = False,
 ) -> None:
     """Serve the HTTP API without projections or workers, until SIGTERM or Ctrl-C."""
-    import uvicorn
-
     from interface.api.app import create_app
     from interface.bootstrap import build_ledger, build_ledger_with_workers
+    from interface.processes.http_server import serve_app
     from interface.processes.readiness import wait_for_go
 
     if all_in_one:
@@ -48,19 +48,15 @@ def http(
         # Readiness then reports the views as followed elsewhere, not stopped.
         settings = command_settings().model_copy(update={"projections_in_process": False})
         ledger = build_ledger(settings, start_projections=False)
-    config = uvicorn.Config(
-        # The app's lifespan closes the ledger on shutdown, SIGTERM included.
-        create_app(settings, ledger=ledger, owns_ledger=True),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
+    # The app's lifespan closes the ledger on shutdown, SIGTERM included.
+    app = create_app(settings, ledger=ledger, owns_ledger=True)
     # Under `ledger serve`, at the first start: until the worker runs.
     wait_for_go()
-    if fd is None:
-        server.run()
-    else:
-        # The socket's family (IPv4 or IPv6) is read from the descriptor.
-        server.run(sockets=[socket.socket(fileno=fd)])
+    serve_app(
+        app,
+        settings.http_server,
+        host=host or settings.host,
+        port=port or settings.port,
+        fd=fd,
+        log_level=settings.log_level,
+    )
