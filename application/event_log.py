@@ -69,17 +69,26 @@ class LedgerApplication(Application[UUID]):
 
     def load_transfers(self, transfer_ids: Iterable[UUID]) -> dict[UUID, Transfer]:
         """Rebuild many transfers with one query (most ids in a batch are new)."""
-        wanted = list(dict.fromkeys(transfer_ids))
-        found: dict[UUID, Transfer] = {}
+        return self._load_many(transfer_ids, Transfer)
+
+    def load_forks(self, fork_ids: Iterable[UUID]) -> dict[UUID, Fork]:
+        """Rebuild many forks with one query (a page of a list)."""
+        return self._load_many(fork_ids, Fork)
+
+    def _load_many(self, aggregate_ids: Iterable[UUID], kind: type[A]) -> dict[UUID, A]:
+        """Aggregates of `kind` without snapshots, each from all its events, all
+        read in one query; an id that is not one of `kind` is absent."""
+        wanted = list(dict.fromkeys(aggregate_ids))
+        found: dict[UUID, A] = {}
         if not wanted:
             return found
         for originator_id, stored_events in self.ledger_recorder.select_events_of_originators(
             wanted
         ).items():
             aggregate = self._project(stored_events)
-            # An id derived from a transfer's key never names another aggregate
-            # type, but a client can send any id: treat a mismatch as absent.
-            if isinstance(aggregate, Transfer):
+            # An id derived from a key never names another aggregate type, but
+            # a client can send any id: treat a mismatch as absent.
+            if isinstance(aggregate, kind):
                 found[originator_id] = aggregate
         return found
 

@@ -20,7 +20,7 @@ finds what the first made instead of making it twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -102,6 +102,17 @@ class ForksService:
                 ResultCode.FORK_NOT_FOUND, f"no fork {fork_id}", fork_id=str(fork_id)
             )
         return fork
+
+    def require_forks(self, fork_ids: Sequence[UUID]) -> list[Fork]:
+        """The forks, in the order given, read in one query (a page of a list:
+        its ids come from the forks view, so each is stored)."""
+        found = self._app.load_forks(fork_ids)
+        missing = [fork_id for fork_id in fork_ids if fork_id not in found]
+        if missing:
+            raise LedgerRefusal(
+                ResultCode.FORK_NOT_FOUND, f"no fork {missing[0]}", fork_id=str(missing[0])
+            )
+        return [found[fork_id] for fork_id in fork_ids]
 
     def forks_executing(self) -> int:
         return self._load.forks_executing()

@@ -809,3 +809,44 @@ def test_fork_confidence_under_70_percent_waits_for_manual_review(
     assert (fork["decision"], fork["status"]) == ("manual_review", "proposed")
     assert fork["approved_automatically"] is False
     assert _balance(client, parent, owner) == "120000.00"
+
+
+# The list ---------------------------------------------------------------------------
+
+
+def test_the_list_answers_each_fork_as_it_reads_alone_reading_the_page_in_one_query(
+    client: TestClient,
+    ledger: Ledger,
+    clock: SettableClock,
+    owner: Headers,
+    other: Headers,
+    admin: Headers,
+    platform: Headers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock.set(REGULAR_HOURS)
+    mine = [_forked(client, _account(ledger, balance), platform) for balance in (120_000_00,) * 2]
+    theirs = _forked(client, _account(ledger, 130_000_00, OTHER), platform)
+    alone = {
+        fork["id"]: _json(client.get(f"/v1/forks/{fork['id']}", headers=admin))
+        for fork in [*mine, theirs]
+    }
+
+    def one_at_a_time(*_: object) -> None:
+        raise AssertionError("the list loads a page's forks in one query, not one by one")
+
+    monkeypatch.setattr(ledger.app, "load_fork", one_at_a_time)
+    listed = _json(client.get("/v1/forks", headers=admin))
+    assert listed["items"] == [alone[fork["id"]] for fork in [*mine, theirs]]
+    assert listed["has_more"] is False
+
+    # Paged: the same forks, in the order they were proposed.
+    first = _json(client.get("/v1/forks", params={"limit": 2}, headers=admin))
+    assert first["has_more"] is True
+    rest = _json(
+        client.get("/v1/forks", params={"limit": 2, "cursor": first["next_cursor"]}, headers=admin)
+    )
+    assert [*first["items"], *rest["items"]] == listed["items"]
+    # A user lists the forks of their own accounts only.
+    assert _json(client.get("/v1/forks", headers=owner))["items"] == listed["items"][:2]
+    assert _json(client.get("/v1/forks", headers=other))["items"] == [listed["items"][2]]

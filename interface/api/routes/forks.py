@@ -113,8 +113,11 @@ def list_forks_route(
             limit=limit + 1,
         )
     page = page_of(rows, limit, lambda row: encode_cursor(row.proposed_log_position))
+    # One query for the page's aggregates, not one per row: the view lacks
+    # what a fork answers with (its factors, decision and approver).
+    forks = ledger.forks.require_forks([row.fork_id for row in page.items])
     return ForkPageResponse(
-        items=[ForkResponse.of(ledger.forks.require_fork(row.fork_id)) for row in page.items],
+        items=[ForkResponse.of(fork) for fork in forks],
         has_more=page.has_more,
         next_cursor=page.next_cursor,
     )
