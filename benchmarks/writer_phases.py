@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Final
@@ -135,42 +135,15 @@ def run_phase(
     build_started = time.thread_time()
     ready = [build(index) for index in range(chunks)] if prebuild else []
     prebuild_cpu_s = time.thread_time() - build_started
-    # next() on an itertools.count is atomic under the GIL: each chunk goes once.
-    chunk_numbers = itertools.count()
-    tallies: list[_ClientTally] = []
-    errors: list[BaseException] = []
-
-    def client() -> None:
-        tally = _ClientTally([], Counter())
-        tallies.append(tally)
-        try:
-            while (index := next(chunk_numbers)) < chunks:
-                build_started = time.thread_time()
-                commands = ready[index] if prebuild else build(index)
-                tally.build_cpu_s += time.thread_time() - build_started
-                submitted = time.perf_counter()
-                receipt = submit(writer, commands).result(RESULT_TIMEOUT_S)
-                tally.latencies_s.append(time.perf_counter() - submitted)
-                tally.codes.update(result.code.value for result in receipt.results)
-        except BaseException as error:  # noqa: BLE001 - the main thread raises it
-            errors.append(error)
-
-    before = replace(writer.statistics)
-    threads = [
-        threading.Thread(target=client, name=f"bench-client-{number}")
-        for number in range(client_threads)
-    ]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    if errors:
-        raise BenchmarkFailed(f"a client thread failed in the {phase} phase") from errors[0]
-    return _phase_result(
-        phase, transfers, seconds, before, writer, tallies, prebuild, prebuild_cpu_s
+    timed = _run_clients(
+        writer,
+        phase,
+        client_threads,
+        "bench-client",
+        chunks,
+        (lambda index: ready[index]) if prebuild else build,
     )
+    return _phase_result(phase, transfers, timed, writer, prebuild, prebuild_cpu_s)
 
 
 def run_waiting_clients(
@@ -184,9 +157,40 @@ def run_waiting_clients(
     """`clients` threads, each building one transfer, submitting it alone and
     waiting for its result before the next: the latency-bound case, timed
     from starting the clients until the last result."""
-    specs = list(enumerate(workload.transfers(phase, transfers)))
-    # next() on a list iterator is atomic under the GIL: each transfer goes once.
-    remaining = iter(specs)
+    specs = list(workload.transfers(phase, transfers))
+    timed = _run_clients(
+        writer,
+        phase,
+        clients,
+        "bench-waiting-client",
+        len(specs),
+        lambda number: [_transfer_command(phase, number, specs[number], account_ids)],
+    )
+    return _phase_result(phase, transfers, timed, writer, False, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _TimedClients:
+    seconds: float
+    # The writer's statistics just before the clients started.
+    before: WriterStatistics
+    tallies: list[_ClientTally]
+
+
+def _run_clients(
+    writer: LedgerWriter,
+    phase: str,
+    clients: int,
+    thread_name: str,
+    submissions: int,
+    build: Callable[[int], Sequence[Command]],
+) -> _TimedClients:
+    """`clients` threads; each takes the next of `submissions` numbers, builds
+    its commands (`build`, its CPU counted apart), submits them and waits for
+    the receipt, until none is left. Timed from starting the clients until
+    the last receipt."""
+    # next() on an itertools.count is atomic under the GIL: each number goes once.
+    numbers = itertools.count()
     tallies: list[_ClientTally] = []
     errors: list[BaseException] = []
 
@@ -194,12 +198,12 @@ def run_waiting_clients(
         tally = _ClientTally([], Counter())
         tallies.append(tally)
         try:
-            for number, spec in remaining:
+            while (number := next(numbers)) < submissions:
                 build_started = time.thread_time()
-                command = _transfer_command(phase, number, spec, account_ids)
+                commands = build(number)
                 tally.build_cpu_s += time.thread_time() - build_started
                 submitted = time.perf_counter()
-                receipt = submit(writer, [command]).result(RESULT_TIMEOUT_S)
+                receipt = submit(writer, commands).result(RESULT_TIMEOUT_S)
                 tally.latencies_s.append(time.perf_counter() - submitted)
                 tally.codes.update(result.code.value for result in receipt.results)
         except BaseException as error:  # noqa: BLE001 - the main thread raises it
@@ -207,8 +211,7 @@ def run_waiting_clients(
 
     before = replace(writer.statistics)
     threads = [
-        threading.Thread(target=client, name=f"bench-waiting-client-{number}")
-        for number in range(clients)
+        threading.Thread(target=client, name=f"{thread_name}-{number}") for number in range(clients)
     ]
     started = time.perf_counter()
     for thread in threads:
@@ -218,19 +221,18 @@ def run_waiting_clients(
     seconds = time.perf_counter() - started
     if errors:
         raise BenchmarkFailed(f"a client thread failed in the {phase} phase") from errors[0]
-    return _phase_result(phase, transfers, seconds, before, writer, tallies, False, 0.0)
+    return _TimedClients(seconds, before, tallies)
 
 
 def _phase_result(
     phase: str,
     transfers: int,
-    seconds: float,
-    before: WriterStatistics,
+    timed: _TimedClients,
     writer: LedgerWriter,
-    tallies: list[_ClientTally],
     prebuild: bool,
     prebuild_cpu_s: float,
 ) -> PhaseResult:
+    seconds, before, tallies = timed.seconds, timed.before, timed.tallies
     after = writer.statistics
     batches = after.batches_committed - before.batches_committed
     events = after.events_written - before.events_written
