@@ -13,6 +13,20 @@ runs afresh; a claim left by a process that died is taken over after a lease.
 This is not the domain's idempotency (a transfer's id derives from the body's
 `idempotency_key`): that one makes the ledger's effect happen once; this one
 makes the whole HTTP exchange repeatable, for every POST.
+
+The writer's fast path: on `POST /v1/transfers` whose header equals the
+body's `idempotency_key`, the writer already answers a retry (it finds the
+transfer the first request made, and refuses the same key with other
+details), so no request owns the key and no response is stored after a 201.
+One statement (`IdempotencyStore.mark`) still runs first: it records that
+the header value was used, for this request (the same key with another
+request is 422, whichever path either took), and brings back a kept answer.
+Then the request runs; a copy sent meanwhile runs too, and the writer applies
+the transfer once. A 201 is sent as it is; a 200 (the writer found this
+transfer, same key and details, made before) is sent as the first answer
+was, 201 with `Idempotent-Replayed: true`. Any other definitive answer (a
+refusal, `idempotency_key_reused`) is kept on the record, as a claim's would
+be, and replayed to every retry (docs/api.md#idempotency).
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from typing import Any, Final
 from uuid import UUID
 
 import anyio
+import orjson
 import psycopg
 import structlog
 from fastapi import FastAPI
@@ -38,6 +53,8 @@ from interface.adapters.persistence.database_faults import database_fault_of
 from interface.adapters.persistence.idempotency_records import (
     Claim,
     IdempotencyStore,
+    Marked,
+    MarkOutcome,
     Outcome,
     Pending,
     StoredResponse,
@@ -57,6 +74,12 @@ KEY_LENGTH_MAX: Final[int] = 255
 # Printable ASCII, as many payment APIs accept: a UUID fits, so does "order-42/retry".
 _VALID_KEY: Final = re.compile(rb"[\x20-\x7e]{1,%d}" % KEY_LENGTH_MAX)
 IDEMPOTENT_METHODS: Final = frozenset({"POST"})
+# The route whose effect the writer deduplicates by the body's key, and whose
+# repeated answer it gives: one transfer. (A batch's answer lists `exists`
+# for items made before, not what the first answer said: it keeps its claim.)
+WRITER_ANSWERED_PATH: Final[str] = "/v1/transfers"
+MADE_STATUS: Final[int] = 201
+FOUND_STATUS: Final[int] = 200
 
 WAIT_TIMEOUT_S: Final[float] = 30.0
 POLL_INTERVAL_INITIAL_S: Final[float] = 0.005
@@ -135,9 +158,14 @@ class IdempotencyMiddleware:
             )
             return
         store = self._store_for(scope)
+        digest = request_digest(scope, body)
         try:
-            outcome = await _claim_or_wait(
-                store, principal.key_id, idempotency_key, request_digest(scope, body)
+            outcome = await _look_up(
+                store,
+                principal.key_id,
+                idempotency_key,
+                digest,
+                writer_answers=_writer_answers(scope, idempotency_key, body),
             )
         except psycopg.Error as error:
             if database_fault_of(error) is not None:
@@ -149,7 +177,9 @@ class IdempotencyMiddleware:
                 scope, send, 503, "unavailable", "try again shortly", headers={"Retry-After": "1"}
             )
             return
-        if isinstance(outcome, Claim):
+        if isinstance(outcome, Marked):
+            await self._run_writer_answered(scope, body, receive, send, store, outcome)
+        elif isinstance(outcome, Claim):
             await self._run_as_owner(scope, body, receive, send, store, outcome)
         elif isinstance(outcome, StoredResponse):
             await _answer(send, outcome, replayed=True)
@@ -193,6 +223,68 @@ class IdempotencyMiddleware:
             await run_in_threadpool(_quietly, store.release, claim)
         await _answer(send, response, replayed=False)
         await run_in_threadpool(_quietly, store.sweep_if_due)
+
+    async def _run_writer_answered(
+        self,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        store: IdempotencyStore,
+        marked: Marked,
+    ) -> None:
+        capture = _ResponseCapture()
+        try:
+            await self.app(scope, _replaying(body, receive), capture)
+            response = capture.response()
+        except BaseException:
+            if marked.first:
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(_quietly, store.unmark, marked)
+            raise
+        if response.status == MADE_STATUS:
+            # Made now: the writer's record of it answers every retry.
+            await _answer(send, response, replayed=False)
+        elif response.status == FOUND_STATUS:
+            # The writer found the transfer this request describes (its key
+            # and details) made before: by an earlier copy of it, or a copy
+            # sent at the same time, or the same body sent without this
+            # header. Every such answer is the same: made, replayed. (Telling
+            # a copy from an earlier request would need the record to say
+            # when the first finished: the round trip this path saves.)
+            await _answer(send, _as_made(response), replayed=True)
+        elif is_definitive(response.status):
+            kept = StoredResponse(
+                response.status,
+                tuple((n, v) for n, v in response.headers if not _per_exchange(n)),
+                response.body,
+            )
+            answer = await run_in_threadpool(_quietly, store.settle_marked, marked, kept)
+            if answer is None or answer is kept:
+                await _answer(send, response, replayed=False)
+            else:
+                await _answer(send, answer, replayed=True)
+        else:
+            if marked.first:
+                await run_in_threadpool(_quietly, store.unmark, marked)
+            await _answer(send, response, replayed=False)
+        await run_in_threadpool(_quietly, store.sweep_if_due)
+
+
+def _writer_answers(scope: Scope, idempotency_key: str, body: bytes) -> bool:
+    """The writer's fast path: one transfer whose body names the same key."""
+    if scope["path"] != WRITER_ANSWERED_PATH or scope["query_string"]:
+        return False
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("idempotency_key") == idempotency_key
+
+
+def _as_made(found: StoredResponse) -> StoredResponse:
+    """The transfer found, answered as the first request's answer: made."""
+    return StoredResponse(MADE_STATUS, found.headers, found.body)
 
 
 def _applies_to(scope: Scope) -> bool:
@@ -257,6 +349,22 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive_again
+
+
+async def _look_up(
+    store: IdempotencyStore,
+    key_id: UUID,
+    idempotency_key: str,
+    digest: bytes,
+    *,
+    writer_answers: bool,
+) -> Outcome | MarkOutcome:
+    if writer_answers:
+        marked = await run_in_threadpool(store.mark, key_id, idempotency_key, digest)
+        # In progress: a request that owns the key runs (the claiming path).
+        if marked is not Pending.IN_PROGRESS:
+            return marked
+    return await _claim_or_wait(store, key_id, idempotency_key, digest)
 
 
 async def _claim_or_wait(
