@@ -19,6 +19,7 @@ and process), remembers them between pages and reads back what it forgot.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -102,8 +103,35 @@ _EVENT_COLUMNS: Final = (
 _SUBJECT_COLUMNS: Final = ("subject_id", "account_ids", "owner_ids", "attributes")
 
 
+# Posting account ids parsed, remembered by their text: a replay parses the
+# same few accounts' ids hundreds of thousands of times, and UUID(text) is
+# slow Python. Past this many the memory starts again.
+PARSED_ACCOUNT_IDS_MAX: Final[int] = 100_000
+# The sha1 state after the namespace: every event id's hash starts from it.
+_EVENT_ID_HASH: Final = hashlib.sha1(INTEGRATION_EVENT_NAMESPACE.bytes, usedforsecurity=False)
+
+
 def integration_event_id(position: int, ordinal: int, event_type: str) -> UUID:
     return uuid5(INTEGRATION_EVENT_NAMESPACE, f"{position}/{ordinal}/{event_type}")
+
+
+def integration_event_id_text(position: int, ordinal: int, event_type: str) -> str:
+    """`integration_event_id` as text, made without a UUID object (the
+    view writes one per event; building UUIDs was much of a rebuild's time):
+    uuid5's sha1 with its version and variant bits, in the canonical form."""
+    hashed = _EVENT_ID_HASH.copy()
+    hashed.update(f"{position}/{ordinal}/{event_type}".encode())
+    raw = bytearray(hashed.digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def uuid_array_text(values: Sequence[UUID]) -> str:
+    """A uuid[] as PostgreSQL's array text (what COPY reads): cheaper to
+    write than a list, which psycopg dumps element by element in Python."""
+    return "{" + ",".join([str(value) for value in values]) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +155,8 @@ class Derived(NamedTuple):
     type: str
     account_ids: tuple[UUID, ...]
     payload: dict[str, Any]
+    # `account_ids` as array text (uuid_array_text), when the handler has it.
+    account_ids_text: str | None = None
 
 
 def _unique(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -178,6 +208,8 @@ class IntegrationEventsView:
         # This page's changed subjects (None: removed) and those it made.
         self._dirty: dict[UUID, Subject | None] = {}
         self._made: set[UUID] = set()
+        # Posting account id text -> (the id, its canonical text).
+        self._account_ids: dict[str, tuple[UUID, str]] = {}
         self._handlers: dict[str, Callable[[dict[str, Any], LoggedEvent], list[Derived]]] = {
             ACCOUNT_OPENED: self._account_opened,
             ACCOUNT_STATE_CHANGED: self._account_state_changed,
@@ -302,6 +334,15 @@ class IntegrationEventsView:
                 return found
         raise LookupError(f"{NAME}: no subject {subject_id} (an event before its first?)")
 
+    def _account_id(self, text: str) -> tuple[UUID, str]:
+        found = self._account_ids.get(text)
+        if found is None:
+            if len(self._account_ids) >= PARSED_ACCOUNT_IDS_MAX:
+                self._account_ids = {}
+            account_id = UUID(text)
+            found = self._account_ids[text] = (account_id, str(account_id))
+        return found
+
     # Accounts and transfers ------------------------------------------------------
 
     def _account_opened(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
@@ -340,7 +381,13 @@ class IntegrationEventsView:
         # Not the owners: the accounts may be opened later in the same write
         # (the writer records a batch's transfers first); readers find a
         # user's events through the accounts (integration_event_reads).
-        accounts = _unique([UUID(posting["account_id"]) for posting in postings])
+        # Unique by canonical text (one text per id), in the postings' order.
+        unique: dict[str, UUID] = {}
+        for posting in postings:
+            account_id, text = self._account_id(posting["account_id"])
+            unique.setdefault(text, account_id)
+        accounts = tuple(unique.values())
+        accounts_text = "{" + ",".join(unique) + "}"
         payload: dict[str, Any] = {"transfer_id": str(event.originator_id)}
         if data["reverses_transfer_id"] is not None:
             event_type = "transfer.reversed"
@@ -354,7 +401,7 @@ class IntegrationEventsView:
         if event_type == "hold.created":
             payload["expires_at"] = plain(data["expires_at"])
         payload["metadata"] = data["metadata"]
-        return [Derived(event_type, accounts, payload)]
+        return [Derived(event_type, accounts, payload, accounts_text)]
 
     def _hold_resolved(self, data: dict[str, Any], event: LoggedEvent) -> list[Derived]:
         hold = self._subject(event.originator_id)
@@ -560,13 +607,14 @@ class IntegrationEventsView:
 
 
 def _event_row(event: LoggedEvent, ordinal: int, derived: Derived) -> tuple[Any, ...]:
+    # The ids as text, which COPY writes as they are (the same values).
     return (
-        integration_event_id(event.position, ordinal, derived.type),
+        integration_event_id_text(event.position, ordinal, derived.type),
         event.position,
         ordinal,
         derived.type,
         EVENT_TYPES[derived.type].version,
         event.recorded_at,
-        list(derived.account_ids),
+        derived.account_ids_text or uuid_array_text(derived.account_ids),
         orjson.dumps(derived.payload).decode(),
     )
