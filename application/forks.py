@@ -58,6 +58,7 @@ from domain.funded_account import FundedAccount, fork_capital_transfer_key, fund
 from domain.funded_account_states import FundedAccountState
 from domain.funded_rules import drawdown
 from domain.money import describe_money, format_amount
+from domain.ratios import format_ratio
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY, TIERS
 from domain.transfer import Posting, Side
@@ -170,7 +171,7 @@ class ForksService:
                 "fork_proposed",
                 fork_id=str(fork.id),
                 parent_id=str(account.id),
-                confidence=float(confidence.score),
+                confidence=format_ratio(confidence.score),
                 decision=confidence.decision.value,
                 status=fork.status.value,
                 actor=actor,

@@ -40,6 +40,7 @@ from domain.merge import (
     merge_id_for,
     new_account_assessment_id,
 )
+from domain.ratios import format_ratio
 from domain.result_codes import LedgerRefusal, ResultCode
 from domain.tiers import TIER_CURRENCY
 from domain.transfer import Posting, Side
@@ -120,7 +121,7 @@ class MergesService:
             trigger=request.trigger.value,
             urgency=request.urgency.value,
             status=merge.status.value,
-            confidence=None if merge.confidence is None else float(merge.confidence),
+            confidence=None if merge.confidence is None else format_ratio(merge.confidence),
         )
         if merge.status is MergeStatus.APPROVED:
             return self.execute(merge_id)

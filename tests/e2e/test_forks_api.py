@@ -12,6 +12,7 @@ Accounts past a threshold are made as a trader makes them: a Gen account
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
 
@@ -220,7 +221,7 @@ def test_opportunities_list_the_accounts_past_the_threshold_with_confidence_and_
     assert item["executable_now"] is True
     # No position, no drawdown, no fork executing, 20 % past the threshold,
     # regular hours: every factor full.
-    assert item["confidence"] == 1.0
+    assert item["confidence"] == "1"
     assert [f["name"] for f in item["factors"]] == FACTORS
     assert [f["weight"] for f in item["factors"]] == WEIGHTS
     assert [f["value"] for f in item["factors"]] == ["1", "1", "1", "1"]
@@ -233,7 +234,8 @@ def test_opportunities_list_the_accounts_past_the_threshold_with_confidence_and_
     # 5 % past the threshold: recent returns score 1/2 of the three
     # performance inputs: (1/2 + 1 + 1) / 3 = 5/6.
     assert [f["value"] for f in waiting["factors"]] == ["1", "0.833333", "1", "1"]
-    assert waiting["confidence"] == pytest.approx(0.3 + 0.4 * 5 / 6 + 0.2 + 0.1)
+    # 0.3 + 0.4 x 5/6 + 0.2 + 0.1 = 14/15, cut (never rounded up) to 6 places.
+    assert waiting["confidence"] == "0.933333"
 
 
 def test_opportunities_are_for_operators_and_limit_is_checked(
@@ -269,7 +271,8 @@ def test_a_fork_at_120000_makes_a_rev_child_with_100000_and_the_parent_keeps_200
     assert UUID(fork["child_id"]) and fork["parent_id"] == parent
     assert (fork["parent_tier"], fork["child_tier"]) == ("Gen", "Rev")
     assert (fork["amount"], fork["currency"]) == ("100000.00", "USD")
-    assert (fork["confidence"], fork["confidence_needed"]) == (1.0, 0.7)
+    assert (fork["confidence"], fork["confidence_needed"]) == ("1", "0.7")
+    assert fork["confidence_to_execute_at_once"] == "0.8"
     assert [f["name"] for f in fork["factors"]] == FACTORS
     assert fork["approved_automatically"] is True and fork["approved_by"]
     assert fork["rollback_reason"] is None
@@ -387,11 +390,11 @@ def test_below_the_confidence_bar_a_fork_waits_for_an_admin(
     _price(client, admin, "3176.00")
     _close_position(client, parent, position, platform)
     assert _balance(client, parent, admin) == "117120.00"
-    assert _opportunities(client, admin)[parent]["confidence"] == 31 / 50
+    assert _opportunities(client, admin)[parent]["confidence"] == "0.62"
 
     fork = _json(_propose_fork(client, parent, platform), 201)
     assert fork["status"] == "proposed"
-    assert fork["confidence"] == 31 / 50
+    assert fork["confidence"] == "0.62"
     assert [f["value"] for f in fork["factors"]] == ["0.666666", "0.55", "1", "0"]
     assert (fork["approved_automatically"], fork["approved_by"], fork["child_id"]) == (
         False,
@@ -491,6 +494,9 @@ def test_a_child_merged_back_into_its_parent_is_closed_and_the_parent_holds_it_a
         "medium",
         "consolidate",
     )
+    # Reliability 1 x 0.3 + benefit 1 (the whole balance) x 0.4 + a medium
+    # urgency's risk 1/2 x 0.3, as a ratio string like every other.
+    assert merge["confidence"] == "0.85"
     assert merge["approved_by"] == _actor(ledger, admin)
     assert merge["rollback_reason"] is None
 
@@ -747,7 +753,8 @@ def test_fork_confidence_of_80_percent_or_more_is_approved_and_executed_at_once(
     # Market (1 volatility + 1 liquidity + 0 session) / 3 = 2/3, performance 1,
     # load 1, timing 0: 0.3 x 2/3 + 0.4 + 0.2 + 0 = 80 % exactly.
     assert _values(fork) == ["0.666666", "1", "1", "0"]
-    assert fork["confidence"] == pytest.approx(0.80)
+    # Exact: the bar is reached, not missed by a float's last bit.
+    assert fork["confidence"] == "0.8"
     assert (fork["decision"], fork["status"]) == ("execute_at_once", "completed")
     assert fork["child_id"] is not None
     timing = fork["factors"][3]
@@ -771,7 +778,7 @@ def test_fork_confidence_from_70_to_80_percent_is_approved_and_waits_for_executi
     fork = _json(_propose_fork(client, parent, platform), 201)
     # 0.3 x 1/2 + 0.4 x 1 + 0.2 x 1 + 0.1 x 0 = 75 %.
     assert _values(fork) == ["0.5", "1", "1", "0"]
-    assert fork["confidence"] == pytest.approx(0.75)
+    assert fork["confidence"] == "0.75"
     market = fork["factors"][0]["inputs"]
     assert (market["volatility"], market["symbols"]) == ("0.025", SYMBOL)
     # Approved, not executed: nothing moved.
@@ -804,8 +811,7 @@ def test_fork_confidence_under_70_percent_waits_for_manual_review(
     assert _values(fork)[0] == "0.266666"
     # 0.3 x 4/15 + 0.4 x (just under 1: the long is marked 0.10 under its
     # entry) + 0.2 + 0 = just under 68 %.
-    assert fork["confidence"] == pytest.approx(0.68, abs=1e-4)
-    assert fork["confidence"] < 0.70
+    assert Decimal("0.6799") < Decimal(fork["confidence"]) < Decimal("0.68")
     assert (fork["decision"], fork["status"]) == ("manual_review", "proposed")
     assert fork["approved_automatically"] is False
     assert _balance(client, parent, owner) == "120000.00"

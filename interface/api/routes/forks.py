@@ -42,7 +42,7 @@ from interface.api.pagination import (
     position_after,
 )
 from interface.api.responses import ERROR_RESPONSES
-from interface.api.schemas.common import IdempotencyKey, money
+from interface.api.schemas.common import IdempotencyKey, money, ratio_text
 from interface.api.schemas.forks import (
     ForkOpportunitiesResponse,
     ForkOpportunityResponse,
@@ -162,7 +162,7 @@ def fork_opportunities_route(
                 executable_from=money(plan.executable_from_minor),
                 executable_now=row.current_balance_minor - row.reserved_withdrawals_minor
                 >= plan.executable_from_minor,
-                confidence=float(confidence.score),
+                confidence=ratio_text(confidence.score),
                 factors=factor_responses([factor.as_record() for factor in confidence.factors]),
             )
         )

@@ -53,9 +53,11 @@ class ForkResponse(BaseModel):
     amount: str = Field(description="What moves to the child: its tier's minimum capital.")
     currency: str
     status: ForkStatus
-    confidence: float = Field(description="The weighted sum of the factors, from 0 to 1.")
-    confidence_needed: float = Field(description="At least this approves a fork by itself.")
-    confidence_to_execute_at_once: float = Field(
+    confidence: Ratio = Field(
+        description="The weighted sum of the factors, from 0 to 1. " + RATIO_DESCRIPTION
+    )
+    confidence_needed: Ratio = Field(description="At least this approves a fork by itself.")
+    confidence_to_execute_at_once: Ratio = Field(
         description="At least this also executes it at once; between the two it is approved "
         "and waits for its execution step (a scan, or POST .../execute)."
     )
@@ -78,9 +80,9 @@ class ForkResponse(BaseModel):
             amount=money(fork.amount_minor),
             currency=TIER_CURRENCY,
             status=fork.status,
-            confidence=float(fork.confidence),
-            confidence_needed=float(AUTO_APPROVAL_CONFIDENCE),
-            confidence_to_execute_at_once=float(EXECUTE_AT_ONCE_CONFIDENCE),
+            confidence=ratio_text(fork.confidence),
+            confidence_needed=ratio_text(AUTO_APPROVAL_CONFIDENCE),
+            confidence_to_execute_at_once=ratio_text(EXECUTE_AT_ONCE_CONFIDENCE),
             decision=fork.decision,
             factors=factor_responses(fork.factors),
             approved_automatically=fork.approved_automatically,
@@ -105,7 +107,9 @@ class ForkOpportunityResponse(BaseModel):
         "own tier minimum, which it keeps."
     )
     executable_now: bool
-    confidence: float
+    confidence: Ratio = Field(
+        description="What a fork proposed now would have, from 0 to 1. " + RATIO_DESCRIPTION
+    )
     factors: list[FactorResponse]
 
 
@@ -135,9 +139,10 @@ class MergeResponse(BaseModel):
     urgency: MergeUrgency
     reason: str
     status: MergeStatus
-    confidence: float | None = Field(
-        description="Consolidation confidence: trigger reliability 30 %, benefit magnitude "
-        "40 %, risk assessment 30 %; null on merges proposed before it was recorded."
+    confidence: Ratio | None = Field(
+        description="Consolidation confidence, from 0 to 1: trigger reliability 30 %, benefit "
+        "magnitude 40 %, risk assessment 30 %; null on merges proposed before it was "
+        "recorded. " + RATIO_DESCRIPTION
     )
     confidence_factors: list[dict[str, Any]] = Field(
         description="Each factor's weight, value and inputs."
@@ -161,7 +166,7 @@ class MergeResponse(BaseModel):
             urgency=merge.urgency,
             reason=merge.reason,
             status=merge.status,
-            confidence=None if merge.confidence is None else float(merge.confidence),
+            confidence=None if merge.confidence is None else ratio_text(merge.confidence),
             confidence_factors=merge.confidence_factors,
             approved_by=merge.approved_by,
             rollback_reason=merge.rollback_reason,
