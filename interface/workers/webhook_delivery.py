@@ -24,7 +24,9 @@ outbox (bounded by the retry window), never memory: each pass reads a page.
 
 from __future__ import annotations
 
+import functools
 import random
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
+import certifi
 import httpx
 import structlog
 
@@ -104,6 +107,13 @@ class DeliveryPass:
     more: bool = False
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One per process: loading the certificate authorities costs about a
+    tenth of a second, and every ledger built (each test's too) has a worker."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class WebhookWorker(OnLeasedLoop[DeliveryPass]):
     def __init__(
         self,
@@ -124,6 +134,7 @@ class WebhookWorker(OnLeasedLoop[DeliveryPass]):
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
         # Redirects are not followed: one could lead to a private address.
         self._http = httpx.Client(
+            verify=_tls_context(),
             timeout=timeout_s,
             follow_redirects=False,
             transport=transport,

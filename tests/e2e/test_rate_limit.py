@@ -61,7 +61,9 @@ def test_a_key_past_its_burst_gets_429_with_retry_after_and_other_keys_do_not(
     refused = answers[BURST]
     body = assert_error(refused, 429, "rate_limited")
     retry_after = int(refused.headers["Retry-After"])
-    assert retry_after == math.ceil(1 / PER_S)
+    # A whole token's wait, less what refilled while the burst was spent
+    # (seconds, on a loaded machine).
+    assert math.ceil(1 / PER_S) - 10 <= retry_after <= math.ceil(1 / PER_S)
     assert body["error"]["details"] == {"retry_after_s": retry_after}
     assert refused.headers["X-Request-ID"]
     assert client.get("/metrics", headers=bearer(other_key)).status_code == 200
