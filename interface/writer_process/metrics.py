@@ -17,16 +17,28 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from application.ports.writer import Writer
+from interface.observability.metrics import WRITER_STATE_SERIES
 
 # The lease's states, in the order a writer goes through them.
 LEASE_STATES: Final[tuple[str, ...]] = ("waiting", "held", "lost", "released")
 
 # Of the ledger's registry, only the writer's own series are served here: the
 # views', withdrawals' and reconciliation's are the worker's and HTTP
-# processes' (served twice, a dashboard's sums would double them).
-_WRITER_SERIES_PREFIX: Final[str] = "ledger_writer_"
-_WRITER_SERIES_NAMES: Final[frozenset[str]] = frozenset(
-    {"ledger_transfers", "ledger_pending_transfers_expired"}
+# processes' (served twice, a dashboard's sums would double them), and their
+# collectors query the database, which a scrape of the writer must not.
+# The batch series are WriterMetrics' (interface/observability/metrics.py).
+_WRITER_FAMILIES: Final[tuple[str, ...]] = (
+    "ledger_writer_batch_commands",
+    "ledger_writer_events_written",
+    "ledger_writer_commit_duration_seconds",
+    "ledger_transfers",
+    *(series.name for series in WRITER_STATE_SERIES),
+)
+# A family's samples carry these suffixes (counters, histograms), and a
+# restricted registry selects samples by their own names.
+_SAMPLE_SUFFIXES: Final[tuple[str, ...]] = ("", "_total", "_created", "_bucket", "_count", "_sum")
+_WRITER_SAMPLE_NAMES: Final[frozenset[str]] = frozenset(
+    family + suffix for family in _WRITER_FAMILIES for suffix in _SAMPLE_SUFFIXES
 )
 
 
@@ -99,9 +111,8 @@ class _TrackedWriter(Collector):
         writer, ledger_registry = self.writer, self.ledger_registry
         if writer is None or ledger_registry is None:
             return
-        for family in ledger_registry.collect():
-            if family.name.startswith(_WRITER_SERIES_PREFIX) or family.name in _WRITER_SERIES_NAMES:
-                yield family
+        # Only the collectors of these series run (not the ones that query).
+        yield from ledger_registry.restricted_registry(_WRITER_SAMPLE_NAMES).collect()
         yield CounterMetricFamily(
             "ledger_writer_batches_committed",
             "Batches the writer has committed.",

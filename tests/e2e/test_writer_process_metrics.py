@@ -138,7 +138,10 @@ def test_the_writer_process_counts_what_it_took_and_committed(
     assert ("ledger_writer_answers_waiting", frozenset()) in after
     assert ("process_cpu_seconds_total", frozenset()) in after
     # The views' and withdrawals' series are the other processes' to serve.
-    assert not any(name.startswith("ledger_projection_") for name, _ in after)
+    assert not any(
+        name.startswith(("ledger_projection_", "ledger_withdrawals", "ledger_reconciliation_"))
+        for name, _ in after
+    )
 
 
 def test_a_writer_standing_by_shows_its_lease_as_waiting(
