@@ -1,26 +1,31 @@
-"""`ledger writer` and HTTP processes that submit to it, as child processes."""
+"""`ledger writer` and HTTP processes that submit to it, as child processes
+(spawned, waited for and stopped as tests/support/service_process.py does)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from interface.adapters.persistence.api_keys import Role
 from tests.support.api_keys import create_api_key
-from tests.support.service_process import LEDGER_SCRIPT, ServiceProcess, free_port
+from tests.support.service_process import (
+    LEDGER_SCRIPT,
+    ChildProcess,
+    ServiceProcess,
+    free_port,
+    spawn,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 SERVING_LINE = b"writer serving at"
+# The pause between two reads of the writer's log.
+LOG_POLL_INTERVAL_S = 0.05
 
 
 def writer_endpoint() -> str:
@@ -28,17 +33,12 @@ def writer_endpoint() -> str:
 
 
 @dataclass
-class WriterProcess:
-    process: subprocess.Popen[bytes]
+class WriterProcess(ChildProcess):
     endpoint: str
-    log_path: Path
-    _log: IO[bytes]
     # Where this process's lines start in a log that others may have written before.
     log_start: int = 0
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    ROLE: ClassVar[str] = "writer"
 
     def wait_serving(self, timeout_s: float = 60.0) -> None:
         """Until the process says it serves (it has the lease and the socket)."""
@@ -46,40 +46,12 @@ class WriterProcess:
 
     def wait_for_line(self, text: bytes, timeout_s: float = 60.0) -> None:
         """Until the process's log holds `text`."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the writer exited early:\n{self.log_tail()}")
-            if text in self.log_path.read_bytes()[self.log_start :]:
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"no {text!r} from the writer in {timeout_s}s:\n{self.log_tail()}")
-
-    def kill_hard(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self._log.close()
-
-    def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM, then kill; its exit status."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill_hard()
-                return self.process.returncode
-        if not self._log.closed:
-            self._log.close()
-        return self.process.returncode
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        self.wait_until(
+            lambda: text in self.log_path.read_bytes()[self.log_start :],
+            f"no {text!r}",
+            timeout_s,
+            LOG_POLL_INTERVAL_S,
+        )
 
 
 def _environment(
@@ -104,17 +76,18 @@ def start_writer(
     endpoint: str,
     environment: Mapping[str, str] | None = None,
 ) -> WriterProcess:
-    log = log_path.open("ab")
-    log_start = log.tell()
-    process = subprocess.Popen(
+    spawned = spawn(
         [str(LEDGER_SCRIPT), "writer"],
-        env=_environment(database_url, data_dir, endpoint, environment),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        _environment(database_url, data_dir, endpoint, environment),
+        log_path,
     )
-    return WriterProcess(process, endpoint, log_path, log, log_start)
+    return WriterProcess(
+        process=spawned.process,
+        log_path=spawned.log_path,
+        _log=spawned.log,
+        endpoint=endpoint,
+        log_start=spawned.log_start,
+    )
 
 
 def start_http_process(
@@ -128,8 +101,7 @@ def start_http_process(
     to the writer at `endpoint`."""
     api_key = create_api_key(database_url, Role.SERVICE)
     port = free_port()
-    log = log_path.open("ab")
-    process = subprocess.Popen(
+    spawned = spawn(
         [
             sys.executable,
             "-m",
@@ -144,17 +116,14 @@ def start_http_process(
             "--log-level",
             "warning",
         ],
-        env={
+        {
             **_environment(database_url, data_dir, endpoint, environment),
             "LEDGER_LOG_LEVEL": "WARNING",
         },
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log_path,
         cwd=Path(__file__).resolve().parents[2],
     )
-    return ServiceProcess(process, f"http://127.0.0.1:{port}", log_path, log, api_key)
+    return ServiceProcess.serving(spawned, port, api_key)
 
 
 def create_http_app() -> FastAPI:
