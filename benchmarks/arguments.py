@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,12 +17,19 @@ def config_from(
     integer_fields: Sequence[str],
     default: Callable[[], Config],
     quick: Callable[[], Config],
+    helps: Mapping[str, str] | None = None,
 ) -> tuple[Config, bool]:
     """Add the options every benchmark has (its integer fields, --data-dir,
     --database-url, --quick, --json) to `parser`, parse `argv`, and return
-    the config with what was given and whether to print JSON."""
+    the config with what was given and whether to print JSON. `helps`: an
+    integer field's help text, by field name."""
     for name in integer_fields:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=(helps or {}).get(name),
+        )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--quick", action="store_true", help="a few seconds' smoke run")

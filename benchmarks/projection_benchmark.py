@@ -967,6 +967,10 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[ProjectionBenchma
         ),
         ProjectionBenchmarkConfig,
         ProjectionBenchmarkConfig.quick,
+        helps={
+            "smaller_size": "measure the history at this size first when --events is larger, "
+            "so growth shows; 0: at --events only (default 1,000,000)",
+        },
     )
 
 

@@ -42,3 +42,10 @@ def test_flags_not_given_stay_off_and_given_ones_are_on() -> None:
 
     assert config.scale_only is True
     assert config.profile_views is False
+
+
+def test_the_help_says_what_smaller_size_0_means(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        config_from_arguments(["--help"])
+
+    assert "0: at --events only" in " ".join(capsys.readouterr().out.split())
