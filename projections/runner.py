@@ -30,6 +30,7 @@ import psycopg
 import structlog
 
 from projections.events import EVENT_COLUMNS, LoggedEvent
+from projections.notification_wait import NotificationWait
 from projections.view import Cursor, View, apply_page
 from projections.view_health import ViewFailure, failure_reason, record_failure
 
@@ -39,8 +40,6 @@ PAGE_SIZE: Final[int] = 5_000
 POLL_INTERVAL_S: Final[float] = 1.0
 # The channel the event recorder notifies after each write (its table name).
 EVENTS_CHANNEL: Final[str] = "ledger_events"
-# How often a runner waiting for a notification checks whether to stop.
-STOP_CHECK_INTERVAL_S: Final[float] = 0.2
 # After an error (database restarting, say) the loop waits this long.
 ERROR_PAUSE_S: Final[float] = 1.0
 # How the runner's sessions show in pg_stat_activity: `projections rebuild
@@ -58,10 +57,23 @@ _SELECT_EVENTS: Final = (
 _SELECT_HEAD: Final = "SELECT coalesce(max(notification_id), 0) FROM ledger_events"
 
 
+def _logged_events(cursor: Cursor) -> Callable[[Sequence[Any]], LoggedEvent]:
+    """A row factory: each row straight into an event (no tuple made first,
+    then copied; a replay reads millions)."""
+    return lambda values: LoggedEvent(*values)
+
+
 def read_events(cursor: Cursor, after: int, limit: int) -> list[LoggedEvent]:
-    # Binary results: bodies arrive as bytes, not hex text to decode.
-    cursor.execute(_SELECT_EVENTS, (after, limit), binary=True)
-    return [LoggedEvent(*row) for row in cursor.fetchall()]
+    # The caller's cursor goes on with its own rows afterwards.
+    rows = cursor.row_factory
+    cursor.row_factory = _logged_events
+    try:
+        # Binary results: bodies arrive as bytes, not hex text to decode.
+        cursor.execute(_SELECT_EVENTS, (after, limit), binary=True)
+        events: list[LoggedEvent] = cursor.fetchall()
+    finally:
+        cursor.row_factory = rows
+    return events
 
 
 def log_head(cursor: Cursor) -> int:
@@ -158,6 +170,7 @@ class ProjectionRunner:
         self._unindexed: set[str] = set()
         self._changed = threading.Condition()
         self._stopping = threading.Event()
+        self._notification_wait = NotificationWait()
         self._thread: threading.Thread | None = None
         self._connection: psycopg.Connection[Any] | None = None
 
@@ -356,6 +369,8 @@ class ProjectionRunner:
     def start(self) -> None:
         """Catch up, then keep up in a background thread until `stop`."""
         self._stopping.clear()
+        # A new one each start: the last stop's wake-up stays in the old one.
+        self._notification_wait = NotificationWait()
         self.prepare()
         self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
         self._thread.start()
@@ -366,8 +381,11 @@ class ProjectionRunner:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stopping.set()
+        self._notification_wait.wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if not self._thread.is_alive():
+                self._notification_wait.close()
             self._thread = None
         if self._connection is not None:
             self._connection.close()
@@ -376,6 +394,7 @@ class ProjectionRunner:
     def run_forever(self) -> None:
         """The loop in the calling thread (for `ledger projections run`)."""
         self._stopping.clear()
+        self._notification_wait = NotificationWait()
         self.prepare()
         self._loop()
 
@@ -408,19 +427,10 @@ class ProjectionRunner:
             listener.close()
 
     def _wait_for_notification(self, listener: psycopg.Connection[Any]) -> None:
-        """Return on the first notification, after the poll interval, or soon
-        after `stop` (the wait is sliced so a stop never waits a whole poll)."""
-        deadline = time.monotonic() + self._poll_interval_s
-        while not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            slice_s = min(remaining, STOP_CHECK_INTERVAL_S)
-            if any(True for _ in listener.notifies(timeout=slice_s, stop_after=1)):
-                # Later notifications of the same writes would only wake an empty pass.
-                for _ in listener.notifies(timeout=0.0):
-                    pass
-                return
+        """Return on a notification (all of those that arrived are consumed:
+        they would only wake empty passes), after the poll interval, or at
+        once on `stop`."""
+        self._notification_wait.wait(listener, self._poll_interval_s)
 
     # Reading positions --------------------------------------------------------
 

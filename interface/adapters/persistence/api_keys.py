@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-import select
-import socket
 import threading
 import time
 import uuid
@@ -30,6 +28,8 @@ import psycopg
 import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+from projections.notification_wait import NotificationWait
 
 KEY_PREFIX: Final[str] = "ldg_"
 KEY_SECRET_BYTES: Final[int] = 32
@@ -206,10 +206,8 @@ class RevocationListener:
         self._store = store
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Stopping writes a byte here, so the thread waiting on the
-        # connection's socket wakes at once instead of at its next poll:
-        # every ledger's close (and each test's) would otherwise wait for it.
-        self._wake_reader, self._wake_writer = socket.socketpair()
+        # A stop wakes the thread at once, not at its next poll.
+        self._notification_wait = NotificationWait()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="api-key-revocations", daemon=True)
@@ -217,14 +215,12 @@ class RevocationListener:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        with contextlib.suppress(OSError):
-            self._wake_writer.send(b"\0")
+        self._notification_wait.wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 return
-        self._wake_reader.close()
-        self._wake_writer.close()
+        self._notification_wait.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -248,13 +244,7 @@ class RevocationListener:
             self._store.listening.set()
             try:
                 while not self._stop.is_set():
-                    readable, _, _ = select.select(
-                        [connection.fileno(), self._wake_reader], [], [], REVOCATION_POLL_S
-                    )
-                    if self._wake_reader in readable:
-                        return
-                    # Whatever arrived, without waiting for more.
-                    for _notice in connection.notifies(timeout=0):
+                    if self._notification_wait.wait(connection, REVOCATION_POLL_S):
                         self._store.forget_all()
             finally:
                 self._store.listening.clear()
