@@ -235,6 +235,12 @@ class _WriterStateCollector(Collector):
     def __init__(self, writer: Writer) -> None:
         self._writer = writer
 
+    def describe(self) -> Iterator[Metric]:
+        # Registration then learns the names without asking the writer.
+        for series in WRITER_STATE_SERIES:
+            family_type = CounterMetricFamily if series.counter else GaugeMetricFamily
+            yield family_type(series.name, series.documentation)
+
     def collect(self) -> Iterator[Metric]:
         # Read once per scrape: a remote writer answers it with a round trip.
         statistics = self._writer.statistics
@@ -282,7 +288,13 @@ class ProjectionFailuresCollector(Collector):
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def collect(self) -> Iterator[Metric]:
+    def describe(self) -> Iterator[Metric]:
+        # Registration then learns the names without a query (it collects
+        # otherwise, and every ledger built registers this).
+        yield from self._families()
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         failed = GaugeMetricFamily(
             "ledger_projection_failed",
             "1 while the view is stopped on an event it cannot apply (see /readyz).",
@@ -293,6 +305,10 @@ class ProjectionFailuresCollector(Collector):
             "The log position of the event a stopped view cannot apply.",
             labels=("view",),
         )
+        return failed, failed_position
+
+    def collect(self) -> Iterator[Metric]:
+        failed, failed_position = self._families()
         try:
             with self._pool.connection() as connection, connection.cursor() as cursor:
                 cursor.execute("SELECT name FROM projection_tracking ORDER BY name")
@@ -318,7 +334,12 @@ class WithdrawalsCollector(Collector):
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def collect(self) -> Iterator[Metric]:
+    def describe(self) -> Iterator[Metric]:
+        # Registration then learns the names without a query.
+        yield from self._families()
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         count = GaugeMetricFamily(
             "ledger_withdrawals", "Withdrawals by status.", labels=("status",)
         )
@@ -331,6 +352,10 @@ class WithdrawalsCollector(Collector):
             "ledger_withdrawals_needing_attention",
             "Approved withdrawals whose payout retries ran out: for a person.",
         )
+        return count, amount, attention
+
+    def collect(self) -> Iterator[Metric]:
+        count, amount, attention = self._families()
         try:
             with self._pool.connection() as connection:
                 rows = connection.execute(
@@ -423,6 +448,11 @@ class ReconciliationCollector(Collector):
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
+
+    def describe(self) -> Iterator[Metric]:
+        # Registration then learns the names without the queries.
+        for series in RECONCILIATION_SERIES:
+            yield GaugeMetricFamily(series.name, series.documentation, labels=series.labels)
 
     def collect(self) -> Iterator[Metric]:
         try:
