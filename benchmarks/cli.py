@@ -47,8 +47,10 @@ def bench(
     --http-duration-s S, --http-warmup-s S, --http-clients N, --http-accounts N,
     --http-server-workers 1,2, --http-phases transfers,reads,
     --http-idempotency-header, --http-client raw|httpx, --http-profile (py-spy),
-    --http-output-dir DIR. Projections: --events N, --accounts N,
-    --baseline-events N, --chunk-size N, --profile-views.
+    --http-writer-process, --http-servers uvicorn,granian (each process count
+    under each), --http-worker-busy (transfers and reads again beside a
+    projection rebuild and a reconciliation run), --http-output-dir DIR.
+    Projections: --events N, --accounts N, --baseline-events N, --chunk-size N, --profile-views.
     `--only reconciliation` (never part of all either): one full reconciliation
     run over the demo data set and a log of 1,000,000 events, time per check,
     events/s and peak memory; --events N, --demo-transfers N, --accounts N,

@@ -1,6 +1,7 @@
 """`ledger bench --only http`: the HTTP API under load, from many concurrent clients.
 
-One run per server configuration (`--http-server-workers 1,2`): a fresh
+One run per server configuration (`--http-server-workers 1,2`, each under
+every ASGI server of `--http-servers uvicorn,granian`, LEDGER_HTTP_SERVER): a fresh
 database on the benchmark's PostgreSQL; user accounts opened and funded from
 a cash account through the writer, and a service-role API key made in the
 database, before the server starts; then the real server as a child process
@@ -10,7 +11,8 @@ as factory for several, each worker with its own writer; with
 process, N HTTP processes and the worker) on a free port, with
 `LEDGER_LOG_LEVEL=WARNING` and any rate limit set out of the way. With the
 floor phase, a bare FastAPI app (benchmarks/http_floor.py) runs first under
-the same server and process count.
+the same server and process count, its processes sharing one listening
+socket as `ledger serve`'s do (benchmarks/http_processes.py).
 
 Then two phases, each by a load generator in a process of its own
 (benchmarks/http_load.py), `clients` keep-alive connections in a closed loop:
@@ -20,7 +22,10 @@ Then two phases, each by a load generator in a process of its own
 Each phase warms up, then measures requests/s and latency percentiles exactly
 from every measured request, errors by status, and the CPU of the server,
 PostgreSQL, the load generator and the whole machine. With `--http-profile`,
-py-spy samples the server during each measured window.
+py-spy samples the server during each measured window. With
+`--http-worker-busy`, the transfers and reads phases run again while `ledger
+projections rebuild` and `ledger reconcile run` run over and over on the same
+database (benchmarks/http_busy.py), and the report gives the drop as a ratio.
 
 After the server has stopped, every account's balance is read back from the
 event store and checked against the transfers the server acknowledged.
@@ -48,7 +53,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -56,6 +61,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from benchmarks import databases
+from benchmarks.http_busy import BusyWork, busy_background
 from benchmarks.http_load import (
     BATCH,
     BATCH_ITEMS,
@@ -82,6 +88,7 @@ from benchmarks.server_profile import CpuMeter, ProfileSummary, SamplingProfiler
 from benchmarks.workload import CURRENCY, FUNDING_MINOR, TRANSFER_AMOUNT_MINOR_MAX, Workload
 from benchmarks.writer_phases import BenchmarkFailed, open_and_fund_accounts
 from benchmarks.writer_phases import run_phase as run_writer_phase
+from interface.processes.http_server import HTTP_SERVER_NAMES
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -121,6 +128,12 @@ class HttpBenchmarkConfig:
     accounts: int = 1_000
     # One server run per entry: uvicorn worker processes.
     server_workers: tuple[int, ...] = (1,)
+    # Each process count under each of these ASGI servers (LEDGER_HTTP_SERVER),
+    # the floor included.
+    http_servers: tuple[str, ...] = ("uvicorn",)
+    # The transfers and reads phases again, with a projection rebuild and a
+    # reconciliation run going on beside them (benchmarks/http_busy.py).
+    worker_busy: bool = False
     phases: tuple[PhaseKind, ...] = (TRANSFERS, READS)
     # Also send an Idempotency-Key header with every POST (the HTTP replay store).
     idempotency_header: bool = False
@@ -154,6 +167,10 @@ class HttpBenchmarkConfig:
             raise ValueError("accounts must be at least 2")
         if not self.server_workers or min(self.server_workers) < 1:
             raise ValueError("server_workers needs at least one count of 1 or more")
+        if not self.http_servers or any(
+            server not in HTTP_SERVER_NAMES for server in self.http_servers
+        ):
+            raise ValueError(f"http_servers are among {', '.join(HTTP_SERVER_NAMES)}")
         if not self.phases or any(phase not in PHASE_KINDS for phase in self.phases):
             raise ValueError(f"phases are among {', '.join(PHASE_KINDS)}")
         if self.writer_baseline_transfers < BATCH_ITEMS:
@@ -222,9 +239,27 @@ def uvicorn_command(factory: str, workers: int, port: int) -> list[str]:
     ]
 
 
+def shared_socket_command(factory: str, workers: int, port: int, http_server: str) -> list[str]:
+    """`workers` processes of the app on one inherited socket, as `ledger serve`
+    runs its HTTP processes (benchmarks/http_processes.py)."""
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.http_processes",
+        *("--app", factory, "--server", http_server, "--processes", str(workers)),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"),
+    ]
+
+
 def server_command(
-    workers: int, port: int, apart: bool = False, writer_process: bool = False
+    workers: int,
+    port: int,
+    apart: bool = False,
+    writer_process: bool = False,
+    http_server: str = "uvicorn",
 ) -> list[str]:
+    """`ledger http` and `ledger serve` run their ASGI server as
+    LEDGER_HTTP_SERVER says (server_environment sets it)."""
     ledger = Path(sys.executable).with_name("ledger")
     listen = ["--host", "127.0.0.1", "--port", str(port)]
     if writer_process:
@@ -238,12 +273,18 @@ def server_command(
         # One process with its own writer, the views and every worker.
         serve = [str(ledger), "http", "--all-in-one", *listen]
         return [*beside, *serve] if apart else serve
-    return [*beside, *uvicorn_command(f"{__name__}:create_server_app", workers, port)]
+    factory = f"{__name__}:create_server_app"
+    if http_server == "uvicorn":
+        return [*beside, *uvicorn_command(factory, workers, port)]
+    return [*beside, *shared_socket_command(factory, workers, port, http_server)]
 
 
-def floor_command(workers: int, port: int) -> list[str]:
-    """The bare FastAPI app, under the same server and process count."""
-    return uvicorn_command("benchmarks.http_floor:create_floor_app", workers, port)
+def floor_command(workers: int, port: int, http_server: str = "uvicorn") -> list[str]:
+    """The bare FastAPI app, under the same server and process count, its
+    processes on one socket as the service's HTTP processes are."""
+    return shared_socket_command(
+        "benchmarks.http_floor:create_floor_app", workers, port, http_server
+    )
 
 
 @dataclass
@@ -256,6 +297,8 @@ class ServerProcess:
     _log: IO[bytes]
     # Answers 200 once the server takes requests.
     ready_path: str = "/readyz"
+    # Its environment (the busy background work runs with the same).
+    environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -320,6 +363,7 @@ def server_environment(
     workers: int,
     apart: bool = False,
     writer_endpoint: str | None = None,
+    http_server: str = "uvicorn",
 ) -> dict[str, str]:
     environment = {
         **os.environ,
@@ -336,6 +380,7 @@ def server_environment(
             "true" if workers > 1 and writer_endpoint is None else "false"
         ),
         "LEDGER_PROJECTIONS_IN_PROCESS": "false" if apart else "true",
+        "LEDGER_HTTP_SERVER": http_server,
     }
     if writer_endpoint is not None:
         environment["LEDGER_WRITER_ENDPOINT"] = writer_endpoint
@@ -355,7 +400,9 @@ def _start(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    return ServerProcess(process, command, "127.0.0.1", port, log_path, log, ready_path)
+    return ServerProcess(
+        process, command, "127.0.0.1", port, log_path, log, ready_path, environment
+    )
 
 
 @contextlib.contextmanager
@@ -366,13 +413,14 @@ def running_server(
     log_path: Path,
     apart: bool = False,
     writer_process: bool = False,
+    http_server: str = "uvicorn",
 ) -> Iterator[ServerProcess]:
     port = free_port()
     apart = projections_apart(workers, apart, writer_process)
     endpoint = f"tcp://127.0.0.1:{free_port()}" if writer_process else None
     server = _start(
-        server_command(workers, port, apart, writer_process),
-        server_environment(database_url, data_dir, workers, apart, endpoint),
+        server_command(workers, port, apart, writer_process, http_server),
+        server_environment(database_url, data_dir, workers, apart, endpoint, http_server),
         log_path,
         "/readyz",
     )
@@ -383,9 +431,11 @@ def running_server(
 
 
 @contextlib.contextmanager
-def running_floor(workers: int, log_path: Path) -> Iterator[ServerProcess]:
+def running_floor(
+    workers: int, log_path: Path, http_server: str = "uvicorn"
+) -> Iterator[ServerProcess]:
     server = _start(
-        floor_command(workers, free_port()),
+        floor_command(workers, free_port(), http_server),
         {**os.environ, "PYTHONUNBUFFERED": "1"},
         log_path,
         "/",
@@ -651,33 +701,96 @@ def _verify_balances(
 
 
 def _floor_phase(
-    config: HttpBenchmarkConfig, workers: int, output_dir: Path, run_tag: str
+    config: HttpBenchmarkConfig, workers: int, http_server: str, output_dir: Path, run_tag: str
 ) -> HttpPhaseResult:
     """The bare FastAPI app's GET /, under the same server and process count."""
-    with running_floor(workers, output_dir / f"floor-{run_tag}.log") as floor:
+    with running_floor(workers, output_dir / f"floor-{run_tag}.log", http_server) as floor:
         floor.wait_ready()
         setting = _PhaseSetting(config, floor, "", ("floor",), None, output_dir, run_tag)
         phase, _ = run_phase(setting, FLOOR)
     return phase
 
 
-def _command_shown(server: ServerProcess, workers: int, writer_process: bool) -> str:
+def _command_shown(
+    server: ServerProcess, workers: int, writer_process: bool, http_server: str = "uvicorn"
+) -> str:
     # Past the `sh -c ...` that starts the projections beside it, if any.
     shown = server.command[3:] if server.command[0] == "sh" else server.command
+    under = f"LEDGER_HTTP_SERVER={http_server}"
     if writer_process:
-        return f"ledger serve --http-processes {workers} (ledger writer, http x{workers}, worker)"
+        return (
+            f"{under} ledger serve --http-processes {workers} "
+            f"(ledger writer, http x{workers}, worker)"
+        )
     if workers == 1:
-        return "ledger http --all-in-one"
+        return f"{under} ledger http --all-in-one"
+    if http_server != "uvicorn":
+        return f"{workers} processes of create_server_app under {http_server} on one socket"
     return " ".join(shown[1:5]) + f" --workers {workers}"
 
 
-def run_server_configuration(
-    config: HttpBenchmarkConfig, server_url: str, workers: int, output_dir: Path
-) -> HttpServerRun:
-    run_tag = f"http{workers}w-{uuid.uuid4().hex[:8]}"
+# The phases that run again, quiet and then with the worker busy.
+BUSY_PHASES: Final[tuple[PhaseKind, ...]] = (TRANSFERS, READS)
+
+
+@dataclass(frozen=True, slots=True)
+class _BusyPasses:
+    quiet: list[HttpPhaseResult]
+    busy: list[HttpPhaseResult]
+    # The transfers sent in either pass, for the balance check.
+    transfer_loads: list[LoadResult]
+    work: BusyWork | None
+    failures: list[str]
+
+
+def _phases_pass(
+    setting: _PhaseSetting, server: ServerProcess, database_url: str, label: str
+) -> tuple[list[HttpPhaseResult], list[LoadResult], list[str]]:
+    tagged = replace(setting, run_tag=f"{setting.run_tag}-{label}")
     phases: list[HttpPhaseResult] = []
+    transfer_loads: list[LoadResult] = []
+    for kind in BUSY_PHASES:
+        databases.checkpoint(database_url)
+        phase, load = run_phase(tagged, kind)
+        phases.append(phase)
+        if kind == TRANSFERS:
+            transfer_loads.append(load)
+        if server.process.poll() is not None:
+            return (
+                phases,
+                transfer_loads,
+                [f"the server exited during {kind} ({label}):\n{server.log_tail()}"],
+            )
+    return phases, transfer_loads, []
+
+
+def _busy_passes(setting: _PhaseSetting, server: ServerProcess, database_url: str) -> _BusyPasses:
+    """The transfers and reads phases twice more: quiet, right before, so
+    that both passes meet the same warm caches and grown log (the first
+    pass after the start does not), then with a projection rebuild and a
+    reconciliation run going on beside them all along."""
+    quiet, quiet_loads, failures = _phases_pass(setting, server, database_url, "quiet")
+    if failures:
+        return _BusyPasses(quiet, [], quiet_loads, None, failures)
+    log_path = setting.output_dir / f"busy-{setting.run_tag}.log"
+    with busy_background(server.environment, log_path) as background:
+        busy, busy_loads, failures = _phases_pass(setting, server, database_url, "busy")
+        work = background.stop()
+    return _BusyPasses(quiet, busy, quiet_loads + busy_loads, work, failures)
+
+
+def run_server_configuration(
+    config: HttpBenchmarkConfig,
+    server_url: str,
+    workers: int,
+    output_dir: Path,
+    http_server: str = "uvicorn",
+) -> HttpServerRun:
+    run_tag = f"http{workers}w-{http_server}-{uuid.uuid4().hex[:8]}"
+    phases: list[HttpPhaseResult] = []
+    passes: _BusyPasses | None = None
     if FLOOR in config.phases:
-        phases.append(_floor_phase(config, workers, output_dir, run_tag))
+        phases.append(_floor_phase(config, workers, http_server, output_dir, run_tag))
     with databases.temporary_database(server_url, "bench_http") as database_url:
         account_ids, api_key = _set_up(config, database_url)
         log_path = output_dir / f"server-{run_tag}.log"
@@ -690,6 +803,7 @@ def run_server_configuration(
             log_path,
             config.projections_apart,
             config.writer_process,
+            http_server,
         ) as server:
             server.wait_ready()
             setting = _PhaseSetting(
@@ -712,7 +826,11 @@ def run_server_configuration(
                 if server.process.poll() is not None:
                     failures.append(f"the server exited during {kind}:\n{server.log_tail()}")
                     break
-            command = _command_shown(server, workers, config.writer_process)
+            if config.worker_busy and not failures:
+                passes = _busy_passes(setting, server, database_url)
+                transfer_loads += passes.transfer_loads
+                failures += passes.failures
+            command = _command_shown(server, workers, config.writer_process, http_server)
         checks, balance_failures = _verify_balances(
             config, database_url, account_ids, transfer_loads
         )
@@ -724,6 +842,10 @@ def run_server_configuration(
         phases=phases,
         checks=checks,
         failures=failures + balance_failures,
+        http_server=http_server,
+        busy_quiet_phases=passes.quiet if passes is not None else [],
+        busy_phases=passes.busy if passes is not None else [],
+        busy_work=passes.work.lines() if passes is not None and passes.work is not None else [],
     )
 
 
@@ -766,8 +888,9 @@ def run_http_benchmark(config: HttpBenchmarkConfig) -> HttpBenchmarkReport:
         in_process_writer_transfers_per_s(config, server_url) if BATCH in config.phases else None
     )
     runs = [
-        run_server_configuration(config, server_url, workers, output_dir)
+        run_server_configuration(config, server_url, workers, output_dir, http_server)
         for workers in config.server_workers
+        for http_server in config.http_servers
     ]
     return HttpBenchmarkReport(
         config={item.name: getattr(config, item.name) for item in fields(config)},
@@ -783,7 +906,10 @@ def _environment(server_url: str, load_at_start: float) -> dict[str, str]:
     server = databases.server_settings(server_url)
     versions = {
         name: importlib.metadata.version(name)
-        for name in ("uvicorn", "fastapi", "starlette", "pydantic", "eventsourcing", "psycopg")
+        for name in (
+            *("uvicorn", "uvloop", "httptools", "granian"),
+            *("fastapi", "starlette", "pydantic", "eventsourcing", "psycopg"),
+        )
     }
     return {
         "python": platform.python_version(),
@@ -817,7 +943,11 @@ def _notes(config: HttpBenchmarkConfig, runs: list[HttpServerRun]) -> list[str]:
             "each run their own writer and PostgreSQL pool"
         ),
         "floor: a bare FastAPI app with one async route returning a constant "
-        "(benchmarks/http_floor.py), under the same server and process count",
+        "(benchmarks/http_floor.py), under the same server and process count, the "
+        "processes on one inherited socket as `ledger serve`'s HTTP processes",
+        "ASGI servers: uvicorn on uvloop with httptools; granian (Rust) embedded in each "
+        "HTTP process on its event loop (uvloop), serving the inherited socket "
+        "(interface/processes/http_server.py)",
         f"batch: {BATCH_ITEMS} transfers per POST /v1/transfers/batch, figures per transfer; "
         "its baseline is the in-process writer taking the same submissions from threads",
         "hot: every transfer between the same two accounts, either way round",
@@ -848,6 +978,13 @@ def _notes(config: HttpBenchmarkConfig, runs: list[HttpServerRun]) -> list[str]:
         )
     if config.profile:
         notes.append("py-spy sampled the server during each measured window (slows it a little)")
+    if config.worker_busy:
+        notes.append(
+            "worker busy: after the phases above, transfers and reads twice more: quiet, "
+            "then while `ledger projections rebuild` (shadow tables, swapped in) and `ledger "
+            "reconcile run` each run over and over on the same database; busy/quiet is the "
+            "busy rate over that second quiet one (same warm caches, same log)"
+        )
     return notes
 
 
@@ -860,6 +997,7 @@ _HTTP_FLAGS: Final = frozenset(
         "--http-profile",
         "--http-projections-apart",
         "--http-writer-process",
+        "--http-worker-busy",
     }
 )
 _SHARED_FLAGS: Final = frozenset({"--quick", "--json"})
@@ -887,6 +1025,17 @@ def _parser() -> argparse.ArgumentParser:
         "--http-writer-process",
         action="store_true",
         help="run `ledger writer` and N HTTP processes submitting to it",
+    )
+    parser.add_argument(
+        "--http-servers",
+        default=None,
+        help=f"comma-separated ASGI servers, each process count under each: "
+        f"{','.join(HTTP_SERVER_NAMES)} (default uvicorn)",
+    )
+    parser.add_argument(
+        "--http-worker-busy",
+        action="store_true",
+        help="transfers and reads again during a projection rebuild and a reconciliation run",
     )
     parser.add_argument("--http-writer-baseline-transfers", type=int, default=None)
     parser.add_argument("--http-idempotency-header", action="store_true")
@@ -940,6 +1089,12 @@ def config_from_arguments(argv: Sequence[str] | None) -> tuple[HttpBenchmarkConf
         overrides["projections_apart"] = True
     if arguments["http_writer_process"]:
         overrides["writer_process"] = True
+    if arguments["http_servers"]:
+        overrides["http_servers"] = tuple(
+            part.strip() for part in arguments["http_servers"].split(",") if part.strip()
+        )
+    if arguments["http_worker_busy"]:
+        overrides["worker_busy"] = True
     return replace(base, **overrides), bool(arguments["json"])
 
 

@@ -113,13 +113,39 @@ class HttpServerRun:
     phases: list[HttpPhaseResult]
     checks: list[str]
     failures: list[str]
+    # The ASGI server of the service and of its floor (LEDGER_HTTP_SERVER).
+    http_server: str = "uvicorn"
+    # The transfers and reads phases twice more (--http-worker-busy): quiet,
+    # then with the worker side busy; and what ran beside them.
+    busy_quiet_phases: list[HttpPhaseResult] = field(default_factory=list)
+    busy_phases: list[HttpPhaseResult] = field(default_factory=list)
+    busy_work: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def title(self) -> str:
+        plural = "es" if self.workers > 1 else ""
+        return f"{self.workers} HTTP process{plural}, {self.http_server}"
+
     def phase(self, kind: str) -> HttpPhaseResult | None:
         return next((phase for phase in self.phases if phase.kind == kind), None)
+
+    def busy_phase(self, kind: str) -> HttpPhaseResult | None:
+        return next((phase for phase in self.busy_phases if phase.kind == kind), None)
+
+    def busy_quiet_phase(self, kind: str) -> HttpPhaseResult | None:
+        """The quiet pass the busy one is compared with."""
+        return next((phase for phase in self.busy_quiet_phases if phase.kind == kind), None)
+
+    def busy_ratio(self, kind: str) -> float | None:
+        """The busy rate over the quiet one (1.0: no drop)."""
+        quiet, busy = self.busy_quiet_phase(kind), self.busy_phase(kind)
+        if quiet is None or busy is None or not quiet.requests_per_s:
+            return None
+        return busy.requests_per_s / quiet.requests_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +197,9 @@ def to_document(report: HttpBenchmarkReport) -> dict[str, Any]:
             )
             phase_document["target_misses"] = misses
             phase_document["meets_target"] = not misses
+        run_document["busy_over_quiet"] = {
+            phase.kind: run.busy_ratio(phase.kind) for phase in run.busy_phases
+        }
     return document
 
 
@@ -270,13 +299,7 @@ def _table(report: HttpBenchmarkReport, kind: str, cpus: str) -> list[str]:
     for run in report.runs:
         for phase in run.phases:
             if phase.kind == kind:
-                plural = "s" if run.workers > 1 else ""
-                columns.append(
-                    (
-                        f"{run.workers} worker{plural}",
-                        _phase_column(phase, report.misses(run, phase)),
-                    )
-                )
+                columns.append((run.title, _phase_column(phase, report.misses(run, phase))))
     if len(columns) == 1:
         return []
     rows = [label.format(cpus=cpus) for label in _ROWS]
@@ -297,7 +320,7 @@ def _profile_lines(run: HttpServerRun, phase: HttpPhaseResult) -> list[str]:
     profile = phase.profile
     if profile is None:
         return []
-    title = f"profile: {phase.kind}, {run.workers} worker(s)"
+    title = f"profile: {phase.kind}, {run.title}"
     if isinstance(profile, str):
         return ["", f"{title}: {profile}"]
     lines = [
@@ -338,9 +361,7 @@ def _shares(report: HttpBenchmarkReport) -> list[str]:
     writer = report.writer_baseline_transfers_per_s
     if writer is not None:
         rows.append(("in-process writer (transfers)", [f"{writer:,.0f}"] * len(report.runs)))
-    headers = [
-        f"{run.workers} HTTP process{'es' if run.workers > 1 else ''}" for run in report.runs
-    ]
+    headers = [run.title for run in report.runs]
     label_width = max(len(label) for label, _ in rows)
     width = max(14, *(len(cell) for _, cells in rows for cell in cells), *map(len, headers))
     lines = [
@@ -354,6 +375,40 @@ def _shares(report: HttpBenchmarkReport) -> list[str]:
     return lines
 
 
+BUSY_LABELS: Final[dict[str, str]] = {
+    "transfers": "POST /v1/transfers, spread",
+    "reads": "GET /v1/accounts/{id}",
+}
+
+
+def _busy(report: HttpBenchmarkReport) -> list[str]:
+    """Each route quiet and with the worker busy: requests/s, p99, busy/quiet."""
+    runs = [run for run in report.runs if run.busy_phases]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "with the worker busy (a projection rebuild and a reconciliation run beside the "
+        "load): requests/s quiet -> busy (busy/quiet), p99 ms quiet -> busy",
+    ]
+    for run in runs:
+        lines.append(f"  {run.title}:")
+        for kind, label in BUSY_LABELS.items():
+            quiet, busy = run.busy_quiet_phase(kind), run.busy_phase(kind)
+            ratio = run.busy_ratio(kind)
+            if quiet is None or busy is None:
+                continue
+            shown_ratio = f"{ratio:.0%}" if ratio is not None else "n/a"
+            lines.append(
+                f"    {label:<28} {quiet.requests_per_s:>9,.0f} -> {busy.requests_per_s:>9,.0f}"
+                f" ({shown_ratio}); p99 {quiet.latency_p99_ms:,.1f} -> "
+                f"{busy.latency_p99_ms:,.1f}; errors {busy.errors:,}; "
+                f"machine busy {_cores(busy, 'machine')}"
+            )
+        lines += [f"    {line}" for line in run.busy_work]
+    return lines
+
+
 def render(report: HttpBenchmarkReport) -> str:
     config = report.config
     cpus = report.environment.get("cpus", "?")
@@ -363,6 +418,7 @@ def render(report: HttpBenchmarkReport) -> str:
         f"per phase after {config['warmup_s']:g} s of warm-up",
     ]
     lines += _shares(report)
+    lines += _busy(report)
     for kind, title in TITLES:
         table = _table(report, kind, cpus)
         if table:
@@ -375,15 +431,14 @@ def render(report: HttpBenchmarkReport) -> str:
             if phase.kind not in TARGETS:
                 verdict = "no target"
             lines.append(
-                f"{phase.kind}, {run.workers} worker(s): {verdict}; "
+                f"{phase.kind}, {run.title}: {verdict}; "
                 f"mean latency {phase.latency_mean_ms:,.1f} ms; "
                 f"{phase.warmup_requests:,} warm-up requests; other outcomes: {_outcomes(phase)}"
             )
     lines += ["", f"timed: {report.timed}", ""]
     for run in report.runs:
         lines.append(
-            f"server ({run.workers} worker(s)): {run.command}; "
-            f"verification: {'OK' if run.ok else 'FAILED'}"
+            f"server ({run.title}): {run.command}; verification: {'OK' if run.ok else 'FAILED'}"
         )
         lines += [f"  - {check}" for check in run.checks]
         lines += [f"  ! {failure}" for failure in run.failures]

@@ -7,7 +7,9 @@ Both serve either a port of their own or a socket already listening that
 this process inherited (`ledger serve` binds one and passes it to every HTTP
 process, so the kernel spreads the connections over them). Both run the
 app's lifespan (startup, and on shutdown the ledger closed), and on SIGTERM
-or Ctrl-C stop accepting, finish the requests under way and return.
+or Ctrl-C stop accepting, finish the requests under way and return. Both
+take X-Forwarded-For from the addresses in FORWARDED_ALLOW_IPS (uvicorn
+itself, granian through uvicorn's middleware).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ HTTP_SERVER_NAMES: Final[tuple[str, ...]] = get_args(HttpServerName)
 # A listening socket's queue of connections not yet accepted (uvicorn's
 # default; `ledger serve` binds its socket with the same).
 LISTEN_BACKLOG: Final[int] = 2048
+# Who may set X-Forwarded-For and X-Forwarded-Proto (a proxy's addresses,
+# comma-separated, or *), as uvicorn reads it; its default: loopback.
+FORWARDED_ALLOW_IPS_VARIABLE: Final[str] = "FORWARDED_ALLOW_IPS"
+FORWARDED_ALLOW_IPS_DEFAULT: Final[str] = "127.0.0.1,::1"
 # The exit status when the app's lifespan startup failed, as uvicorn's.
 STARTUP_FAILED_STATUS: Final[int] = 3
 # Granian logs this once per start of its embedded server (the way this module
@@ -90,6 +96,7 @@ def _serve_under_granian(
     from granian._granian import SocketHolder
     from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
     class _Server(Server):
         """Granian's server embedded in this process (one worker, on this
@@ -113,8 +120,15 @@ def _serve_under_granian(
     if fd is not None:
         host, port = _bound_address(fd)
     logging.getLogger("_granian").addFilter(_without_embedded_notice)
+    # Granian reads no forwarding headers: uvicorn's middleware, as uvicorn
+    # runs it, so that behind a proxy the client's address is the client's
+    # (the rate limits per address see it).
+    forwarded = ProxyHeadersMiddleware(
+        app,  # type: ignore[arg-type]
+        trusted_hosts=os.environ.get(FORWARDED_ALLOW_IPS_VARIABLE, FORWARDED_ALLOW_IPS_DEFAULT),
+    )
     server = _Server(
-        app,
+        forwarded,
         address=host,
         port=port,
         interface=Interfaces.ASGI,

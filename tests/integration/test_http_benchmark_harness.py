@@ -63,6 +63,9 @@ def test_bench_options_go_to_the_benchmark_they_belong_to() -> None:
             "3",
             "--http-server-workers=1,2",
             "--http-projections-apart",
+            "--http-worker-busy",
+            "--http-servers",
+            "uvicorn,granian",
             "--profile-writer",
         ]
     )
@@ -77,4 +80,7 @@ def test_bench_options_go_to_the_benchmark_they_belong_to() -> None:
         "3",
         "--http-server-workers=1,2",
         "--http-projections-apart",
+        "--http-worker-busy",
+        "--http-servers",
+        "uvicorn,granian",
     ]

@@ -46,7 +46,7 @@ def test_the_writer_process_topology_answers_every_phase_and_its_books_balance(
         assert phase.errors == 0, (phase.kind, phase.outcomes)
         assert phase.requests > 0
     assert report.writer_baseline_transfers_per_s
-    assert run.command.startswith("ledger serve --http-processes 2")
+    assert run.command.startswith("LEDGER_HTTP_SERVER=uvicorn ledger serve --http-processes 2")
     text = render(report)
     assert "floor: bare FastAPI async GET /" in text
     assert "POST /v1/transfers/batch" in text
@@ -64,6 +64,8 @@ def test_the_writer_process_options_reach_the_configuration() -> None:
             "--http-server-workers=1,2,4",
             "--http-phases=floor,health,transfers,hot,reads,batch",
             "--http-writer-baseline-transfers=5000",
+            "--http-servers=uvicorn,granian",
+            "--http-worker-busy",
         ]
     )
 
@@ -71,3 +73,44 @@ def test_the_writer_process_options_reach_the_configuration() -> None:
     assert config.server_workers == (1, 2, 4)
     assert config.phases == PHASES
     assert config.writer_baseline_transfers == 5_000
+    assert config.http_servers == ("uvicorn", "granian")
+    assert config.worker_busy
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_both_servers_and_the_busy_worker_run_in_one_report(
+    postgres_server_url: str, tmp_path: Path
+) -> None:
+    report = run_http_benchmark(
+        HttpBenchmarkConfig.quick(
+            duration_s=1.0,
+            warmup_s=0.3,
+            database_url=postgres_server_url,
+            data_dir=tmp_path,
+            output_dir=tmp_path,
+            writer_process=True,
+            server_workers=(1,),
+            http_servers=("uvicorn", "granian"),
+            phases=("floor", "transfers", "reads"),
+            worker_busy=True,
+        )
+    )
+
+    assert report.ok, [run.failures for run in report.runs]
+    assert [run.http_server for run in report.runs] == ["uvicorn", "granian"]
+    for run in report.runs:
+        assert [phase.kind for phase in run.phases] == ["floor", "transfers", "reads"]
+        assert [phase.kind for phase in run.busy_quiet_phases] == ["transfers", "reads"]
+        assert [phase.kind for phase in run.busy_phases] == ["transfers", "reads"]
+        for phase in [*run.phases, *run.busy_quiet_phases, *run.busy_phases]:
+            assert phase.errors == 0, (run.http_server, phase.kind, phase.outcomes)
+            assert phase.requests > 0
+        assert run.busy_ratio("transfers")
+        assert len(run.busy_work) == 2
+        assert run.command.startswith(f"LEDGER_HTTP_SERVER={run.http_server} ledger serve")
+    text = render(report)
+    assert "1 HTTP process, granian" in text
+    assert "with the worker busy" in text
+    document = json.loads(to_json(report))
+    assert set(document["runs"][1]["busy_over_quiet"]) == {"transfers", "reads"}
