@@ -51,9 +51,11 @@ def postgres_server_url() -> Iterator[str]:
     configured = databases.configured_url()
     if configured is not None:
         databases.prepare_template(configured)
+        databases.start_supply(configured)
         try:
             yield configured
         finally:
+            databases.stop_supply(configured)
             databases.drop_template(configured)
         return
     # Not under pytest's numbered temporary folders: pytest reuses and prunes
@@ -64,8 +66,10 @@ def postgres_server_url() -> Iterator[str]:
     url = databases.start_throwaway_server(work_dir)
     try:
         databases.prepare_template(url)
+        databases.start_supply(url)
         yield url
     finally:
+        databases.stop_supply(url)
         databases.stop_throwaway_server(work_dir)
 
 

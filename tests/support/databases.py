@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,13 +106,118 @@ def drop_template(url: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_NAME}" WITH (FORCE)')
 
 
+class DatabaseSupply:
+    """Fresh databases made ahead and dropped behind, on a thread of its own.
+
+    A clone and a drop are mostly waits on the server's disk; made while the
+    previous test runs, neither lengthens a test. One clone is kept ready
+    (`READY_AHEAD`): more would only hold disk."""
+
+    READY_AHEAD = 1
+    TAKE_TIMEOUT_S = 120.0
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._ready: list[str] = []
+        self._to_drop: list[str] = []
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="database-supply", daemon=True)
+        self._thread.start()
+
+    def take(self) -> str:
+        """A fresh database's name (waits while the next is being made)."""
+        with self._changed:
+            ready = self._changed.wait_for(
+                lambda: self._ready or self._failure is not None, self.TAKE_TIMEOUT_S
+            )
+            if self._failure is not None:
+                raise RuntimeError("the test database supply failed") from self._failure
+            if not ready:
+                raise TimeoutError(f"no fresh database within {self.TAKE_TIMEOUT_S} s")
+            name = self._ready.pop(0)
+            self._changed.notify_all()
+            return name
+
+    def give_back(self, name: str) -> None:
+        with self._changed:
+            self._to_drop.append(name)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Drop what is left, ready or given back, and stop."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._thread.join(self.TAKE_TIMEOUT_S)
+
+    def _next_task(self) -> tuple[str, str] | None:
+        with self._changed:
+            while True:
+                if self._stopping and not (self._ready or self._to_drop):
+                    return None
+                if self._stopping and self._ready:
+                    return "drop", self._ready.pop()
+                if (
+                    not self._stopping
+                    and len(self._ready) < self.READY_AHEAD
+                    and self._failure is None
+                ):
+                    return "create", f"ledger_test_{uuid.uuid4().hex[:12]}"
+                if self._to_drop:
+                    return "drop", self._to_drop.pop(0)
+                self._changed.wait()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            while (task := self._next_task()) is not None:
+                kind, name = task
+                try:
+                    if kind == "create":
+                        clone_database(connection, name, TEMPLATE_NAME)
+                    else:
+                        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except BaseException as error:
+                    with self._changed:
+                        self._failure = error
+                        self._changed.notify_all()
+                    raise
+                if kind == "create":
+                    with self._changed:
+                        self._ready.append(name)
+                        self._changed.notify_all()
+
+
+_supplies: dict[str, DatabaseSupply] = {}
+
+
+def start_supply(url: str) -> None:
+    """From now on `fresh_database(url)` takes databases made ahead."""
+    _supplies[url] = DatabaseSupply(url)
+
+
+def stop_supply(url: str) -> None:
+    supply = _supplies.pop(url, None)
+    if supply is not None:
+        supply.close()
+
+
 @contextmanager
 def fresh_database(url: str) -> Iterator[str]:
-    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as connection:
-        clone_database(connection, name, TEMPLATE_NAME)
+    """A database of its own, cloned from the migrated template."""
+    supply = _supplies.get(url)
+    if supply is None:
+        name = f"ledger_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(url, autocommit=True) as connection:
+            clone_database(connection, name, TEMPLATE_NAME)
+    else:
+        name = supply.take()
     try:
         yield with_database(url, name)
     finally:
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if supply is None:
+            with psycopg.connect(url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            supply.give_back(name)
