@@ -31,7 +31,7 @@ from domain.account_guard import AccountGuard
 from domain.closure import Closure
 from domain.fork import Fork
 from domain.merge import Merge
-from domain.money import format_amount
+from domain.money import CURRENCY_EXPONENTS, format_amount
 from domain.tiers import TIER_CURRENCY
 from domain.webhook_endpoint import EndpointDisabling
 from domain.withdrawal import Withdrawal
@@ -89,6 +89,30 @@ GUARD_DRAWDOWN_WARNED: Final = _topic(AccountGuard, "DrawdownWarned")
 GUARD_LIQUIDATION_SCHEDULED: Final = _topic(AccountGuard, "LiquidationScheduled")
 GUARD_LIQUIDATED: Final = _topic(AccountGuard, "Liquidated")
 ENDPOINT_DISABLED: Final = _topic(EndpointDisabling, "Recorded")
+
+# Later events whose subject is the event's own aggregate (`_subject` of its
+# originator): read back for a whole page at once.
+_ORIGINATOR_SUBJECT_TOPICS: Final[frozenset[str]] = frozenset(
+    {
+        ACCOUNT_STATE_CHANGED,
+        TRANSFER_PENDING_POSTED,
+        TRANSFER_PENDING_VOIDED,
+        TRANSFER_PENDING_EXPIRED,
+        WITHDRAWAL_APPROVED,
+        WITHDRAWAL_REJECTED,
+        WITHDRAWAL_COMPLETED,
+        WITHDRAWAL_FAILED,
+        CLOSURE_PHASE_ENTERED,
+        CLOSURE_MARKED_STUCK,
+        FORK_COMPLETED,
+        FORK_ROLLED_BACK,
+        MERGE_COMPLETED,
+        MERGE_ROLLED_BACK,
+        GUARD_DRAWDOWN_WARNED,
+        GUARD_LIQUIDATION_SCHEDULED,
+        GUARD_LIQUIDATED,
+    }
+)
 
 _EVENT_COLUMNS: Final = (
     "event_id",
@@ -163,12 +187,23 @@ def _unique(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(values))
 
 
+def amount_text(minor: int, currency: str) -> str:
+    """`format_amount`, several times faster for what most amounts are (not
+    negative, a currency with decimals): a replay formats every posting's."""
+    exponent = CURRENCY_EXPONENTS.get(currency) if type(currency) is str else None
+    if not exponent or type(minor) is not int or minor < 0:
+        # Its own way, and its refusal of an unknown currency.
+        return format_amount(minor, currency)
+    digits = str(minor).rjust(exponent + 1, "0")
+    return f"{digits[:-exponent]}.{digits[-exponent:]}"
+
+
 def _postings(postings: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     return [
         {
             "account_id": posting["account_id"],
             "side": posting["side"],
-            "amount": format_amount(posting["amount_minor"], posting["currency"]),
+            "amount": amount_text(posting["amount_minor"], posting["currency"]),
             "currency": posting["currency"],
         }
         for posting in postings
@@ -176,7 +211,7 @@ def _postings(postings: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def _tier_amount(minor: int | None) -> str | None:
-    return None if minor is None else format_amount(minor, TIER_CURRENCY)
+    return None if minor is None else amount_text(minor, TIER_CURRENCY)
 
 
 @dataclass
@@ -289,6 +324,8 @@ class IntegrationEventsView:
         self._cursor = cursor
         self._dirty = {}
         self._made = set()
+        if cursor is not None and not self._complete:
+            self._read_back(cursor, events)
         rows: list[tuple[Any, ...]] = []
         for event in events:
             handler = self._handlers.get(event.topic)
@@ -316,6 +353,29 @@ class IntegrationEventsView:
     def _drop(self, subject_id: UUID) -> None:
         self._subjects.pop(subject_id, None)
         self._dirty[subject_id] = None
+
+    def _read_back(self, cursor: Cursor, events: Sequence[LoggedEvent]) -> None:
+        """The subjects of the page's later events that memory lacks, in one
+        query (the live runner, a reconciliation's replica: a hold resolved
+        is otherwise a query of its own). The table is as the page found it
+        either way: the page is written after it is worked out."""
+        missing = list(
+            {
+                event.originator_id: None
+                for event in events
+                if event.topic in _ORIGINATOR_SUBJECT_TOPICS
+                and event.originator_id not in self._subjects
+            }
+        )
+        if not missing:
+            return
+        cursor.execute(
+            f"SELECT subject_id, account_ids, owner_ids, attributes FROM {SUBJECTS_TABLE}"  # noqa: S608
+            " WHERE subject_id = ANY(%s)",
+            (missing,),
+        )
+        for subject_id, account_ids, owner_ids, attributes in cursor.fetchall():
+            self._subjects[subject_id] = Subject(tuple(account_ids), tuple(owner_ids), attributes)
 
     def _subject(self, subject_id: UUID) -> Subject:
         found = self._subjects.get(subject_id)
@@ -437,7 +497,7 @@ class IntegrationEventsView:
         return {
             "withdrawal_id": str(withdrawal_id),
             "funded_account_id": attributes["funded_account_id"],
-            "amount": format_amount(attributes["amount_minor"], attributes["currency"]),
+            "amount": amount_text(attributes["amount_minor"], attributes["currency"]),
             "currency": attributes["currency"],
         }
 
@@ -555,7 +615,7 @@ class IntegrationEventsView:
             "severity": data["severity"],
             "subject": data["subject"],
             "message": data["message"],
-            "amount": None if currency is None else format_amount(data["amount_minor"], currency),
+            "amount": None if currency is None else amount_text(data["amount_minor"], currency),
             "currency": currency,
         }
         # For operators only: no account, so no user sees it.
