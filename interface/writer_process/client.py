@@ -19,7 +19,6 @@ The client fails fast rather than wait for a writer that is not there:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
@@ -45,6 +44,7 @@ from application.writer import (
 )
 from domain.commands import Command
 from interface.writer_process import wire
+from interface.writer_process.wakeup import Wakeup, drain
 
 log = structlog.get_logger(__name__)
 
@@ -88,9 +88,7 @@ class RemoteWriter:
         self._waiting_weight = 0
         self._outbox: deque[tuple[bytes, bytes, bytes]] = deque()
         self._request_ids = itertools.count(1)
-        self._wake_pending = False
-        self._wake_address = f"inproc://ledger-writer-client-{id(self)}"
-        self._wake_sender: zmq.Socket[bytes] | None = None
+        self._wakeup = Wakeup(self._context)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._first_contact = threading.Event()
@@ -101,13 +99,7 @@ class RemoteWriter:
         if self._thread is not None:
             return
         self._stopping.clear()
-        wake_receiver = self._context.socket(zmq.PULL)
-        wake_receiver.setsockopt(zmq.LINGER, 0)
-        wake_receiver.bind(self._wake_address)
-        sender = self._context.socket(zmq.PUSH)
-        sender.setsockopt(zmq.LINGER, 0)
-        sender.connect(self._wake_address)
-        self._wake_sender = sender
+        wake_receiver = self._wakeup.open()
         self._thread = threading.Thread(
             target=self._run, args=(wake_receiver,), name="ledger-writer-client", daemon=True
         )
@@ -117,15 +109,12 @@ class RemoteWriter:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stopping.set()
-        self._wake()
+        self._wakeup.wake()
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
         self._thread = None
-        with self._lock:
-            if self._wake_sender is not None:
-                self._wake_sender.close()
-                self._wake_sender = None
+        self._wakeup.close()
         self._fail_waiting(WriterStopped("the writer client stopped"))
 
     # The Writer port -----------------------------------------------------
@@ -167,7 +156,7 @@ class RemoteWriter:
             self._waiting[request_id] = (future, weight)
             self._waiting_weight += weight
             self._outbox.append((wire.SUBMIT, request_id, body))
-        self._wake()
+        self._wakeup.wake()
         return future
 
     def execute(
@@ -179,18 +168,6 @@ class RemoteWriter:
         return writer_timeout(self.limits)
 
     # The I/O thread ------------------------------------------------------
-
-    def _wake(self) -> None:
-        # Cleared by the I/O thread before it reads the outbox: a submission
-        # queued after that sends its own wake-up.
-        if self._wake_pending:
-            return
-        self._wake_pending = True
-        with self._lock:
-            if self._wake_sender is not None:
-                # Full means a wake-up is already waiting.
-                with contextlib.suppress(zmq.Again):
-                    self._wake_sender.send(b"", zmq.NOBLOCK)
 
     def _run(self, wake_receiver: zmq.Socket[bytes]) -> None:
         dealer = self._context.socket(zmq.DEALER)
@@ -223,7 +200,7 @@ class RemoteWriter:
                 if monitor in ready:
                     self._watch_connection(monitor, dealer)
                 if wake_receiver in ready:
-                    _drain(wake_receiver)
+                    drain(wake_receiver)
                 if dealer in ready:
                     for _ in range(RECEIVED_PER_TURN_MAX):
                         try:
@@ -267,7 +244,9 @@ class RemoteWriter:
             _settle(future, error=error)
 
     def _send_outbox(self, dealer: zmq.Socket[bytes]) -> None:
-        self._wake_pending = False
+        # Before the outbox is read: a submission queued after this sends
+        # its own wake-up.
+        self._wakeup.taken()
         while True:
             with self._lock:
                 if not self._outbox:
@@ -344,11 +323,3 @@ def _send_quietly(dealer: zmq.Socket[bytes], kind: bytes, request_id: bytes, bod
     except zmq.Again:
         return False
     return True
-
-
-def _drain(socket: zmq.Socket[bytes]) -> None:
-    while True:
-        try:
-            socket.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            return

@@ -10,7 +10,6 @@ and a wake-up message, because a ZeroMQ socket belongs to one thread.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
 from collections import deque
@@ -24,6 +23,7 @@ from application.ports.writer import Writer
 from application.writer import WriteReceipt
 from interface.writer_process import wire
 from interface.writer_process.metrics import WriterProcessMetrics
+from interface.writer_process.wakeup import Wakeup, drain
 
 log = structlog.get_logger(__name__)
 
@@ -57,10 +57,7 @@ class WriterServer:
         # Answers ready to send: (client identity, request id, the settled
         # submission's future, or a status or failure already encoded).
         self._answers: deque[tuple[bytes, bytes, Future[WriteReceipt] | _Encoded]] = deque()
-        self._wake_pending = False
-        self._wake_lock = threading.Lock()
-        self._wake_address = f"inproc://ledger-writer-wake-{self._incarnation}"
-        self._wake_sender: zmq.Socket[bytes] | None = None
+        self._wakeup = Wakeup(self._context)
 
     @property
     def answers_waiting(self) -> int:
@@ -72,7 +69,7 @@ class WriterServer:
         once the endpoint takes connections. Then the writer stops, finishing
         what it has queued, and those answers go out before the socket closes."""
         router = self._context.socket(zmq.ROUTER)
-        wake_receiver = self._context.socket(zmq.PULL)
+        wake_receiver = self._wakeup.open()
         try:
             router.setsockopt(zmq.LINGER, CLOSING_LINGER_MS)
             router.setsockopt(zmq.SNDHWM, SOCKET_HIGH_WATER_MARK)
@@ -80,19 +77,12 @@ class WriterServer:
             # A client that has gone: its answers are dropped, not queued.
             router.setsockopt(zmq.ROUTER_MANDATORY, 0)
             router.bind(self._endpoint)
-            wake_receiver.bind(self._wake_address)
-            self._wake_sender = self._context.socket(zmq.PUSH)
-            self._wake_sender.setsockopt(zmq.LINGER, 0)
-            self._wake_sender.connect(self._wake_address)
             log.info("writer_serving", endpoint=self._endpoint, incarnation=self._incarnation)
             if bound is not None:
                 bound.set()
             self._loop(router, wake_receiver, stop)
         finally:
-            with self._wake_lock:
-                if self._wake_sender is not None:
-                    self._wake_sender.close()
-                    self._wake_sender = None
+            self._wakeup.close()
             wake_receiver.close()
             router.close()
 
@@ -105,7 +95,7 @@ class WriterServer:
         while not stop.is_set():
             ready = dict(poller.poll(STOP_CHECK_INTERVAL_MS))
             if wake_receiver in ready:
-                _drain(wake_receiver)
+                drain(wake_receiver)
             if router in ready:
                 for _ in range(RECEIVED_PER_TURN_MAX):
                     try:
@@ -119,9 +109,9 @@ class WriterServer:
         self._send_answers(router)
 
     def _send_answers(self, router: zmq.Socket[bytes]) -> None:
-        # Cleared before the queue is read: an answer queued after this sends
-        # its own wake-up (see _answer).
-        self._wake_pending = False
+        # Before the queue is read: an answer queued after this sends its own
+        # wake-up (see _answer).
+        self._wakeup.taken()
         while self._answers:
             identity, request_id, answer = self._answers.popleft()
             kind, body = answer if isinstance(answer, tuple) else _encoded(answer)
@@ -163,14 +153,7 @@ class WriterServer:
         if future.cancelled():
             return
         self._answers.append((identity, request_id, future))
-        if self._wake_pending:
-            return
-        self._wake_pending = True
-        with self._wake_lock:
-            if self._wake_sender is not None:
-                # Full means a wake-up is already waiting.
-                with contextlib.suppress(zmq.Again):
-                    self._wake_sender.send(b"", zmq.NOBLOCK)
+        self._wakeup.wake()
 
     def _status(self) -> bytes:
         writer = self._writer
@@ -195,11 +178,3 @@ def _encoded(future: Future[WriteReceipt]) -> _Encoded:
     if error is None:
         return wire.RECEIPT, wire.encode_receipt(future.result())
     return wire.FAILURE, wire.encode_failure(error)
-
-
-def _drain(socket: zmq.Socket[bytes]) -> None:
-    while True:
-        try:
-            socket.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            return
