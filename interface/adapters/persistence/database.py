@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import tempfile
 import warnings
 from pathlib import Path
@@ -50,13 +51,21 @@ POOL_RECONNECT_TIMEOUT_S: Final[float] = 5.0
 
 
 def recover_from_lost_connections(pool: ConnectionPool[Any]) -> None:
-    """Make the pool check each connection (an empty query) as it hands it
-    out, and on finding one dead, drain the pool: the connections idle beside
-    it most likely died with it (the server restarted, or terminated them).
-    The pool would otherwise find them one by one, backing off 1 s, 2 s, 4 s
-    between them, and a request would wait out its whole timeout."""
+    """Make the pool check each connection as it hands it out, and on finding
+    one dead, drain the pool: the connections idle beside it most likely died
+    with it (the server restarted, or terminated them). The pool would
+    otherwise find them one by one, backing off 1 s, 2 s, 4 s between them,
+    and a request would wait out its whole timeout.
+
+    The check costs a round trip (an empty query) only when the server sent
+    something while the connection sat idle: a server that ends a session
+    says so (or closes the socket), which makes it readable. A connection
+    with nothing to read is handed out as it is; every request would
+    otherwise pay a second round trip for each one it makes."""
 
     def check(connection: Any) -> None:
+        if not connection.broken and not has_unread_input(connection):
+            return
         try:
             ConnectionPool.check_connection(connection)
         except Exception:
@@ -66,6 +75,15 @@ def recover_from_lost_connections(pool: ConnectionPool[Any]) -> None:
     # The library builds the event store's pool itself and takes no check of
     # ours; the pool reads this attribute on every hand-out.
     pool._check = check
+
+
+def has_unread_input(connection: psycopg.Connection[Any]) -> bool:
+    """Whether the server sent anything while the connection was idle."""
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 def eventsourcing_environment(database_url: str, pool_size: int) -> dict[str, str]:

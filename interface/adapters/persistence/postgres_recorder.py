@@ -21,7 +21,6 @@ they close it): then it is replaced before the save is sent.
 
 from __future__ import annotations
 
-import select
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -45,6 +44,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from application.ports.event_store import AppendEvents, PendingDeadlineChanges
+from interface.adapters.persistence import database
 
 EVENTS_TABLE = "ledger_events"
 PENDING_DEADLINES_TABLE = "ledger_pending_deadlines"
@@ -227,7 +227,7 @@ class _AppendConnection:
             raise psycopg.OperationalError("the connection pool is closed")
         connection = self._connection
         if connection is not None and (
-            connection.closed or connection.broken or _has_unread_input(connection)
+            connection.closed or connection.broken or database.has_unread_input(connection)
         ):
             # Something arrived while it was idle: most likely the server
             # ending it. Check it as the pool would, and replace it if dead.
@@ -255,15 +255,6 @@ class _AppendConnection:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.closed:
             connection.close()
-
-
-def _has_unread_input(connection: psycopg.Connection[Any]) -> bool:
-    """Whether the server sent anything while the connection was idle."""
-    try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    except (OSError, ValueError, psycopg.Error):
-        return True
-    return bool(readable)
 
 
 def _persistence_error(error: psycopg.Error) -> PersistenceError:
