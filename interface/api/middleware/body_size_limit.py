@@ -32,15 +32,27 @@ def body_bytes_max(scope: Scope) -> int:
     return limits.request_body_bytes_max
 
 
-def _declared_length(scope: Scope) -> int | None:
+# What `_framing` says of an HTTP/1 request that declares no body: neither a
+# length nor a transfer encoding means none follows (RFC 9112, section 6.3).
+# HTTP/2 and later frame bodies without either, so the rule is HTTP/1's only.
+NO_BODY: Final[int] = 0
+_FRAMED_BY_HEADERS: Final = frozenset({"1.0", "1.1"})
+
+
+def _framing(scope: Scope) -> int | None:
+    """The declared Content-Length; NO_BODY when an HTTP/1 request declares
+    no body at all; None when the length is unknown (a transfer encoding, a
+    later HTTP, or a length that is not one, which the server refuses itself)."""
+    length_unknown = scope.get("http_version") not in _FRAMED_BY_HEADERS
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
                 return int(value)
             except ValueError:
-                # Not a length: the server refuses such a request itself.
                 return None
-    return None
+        if name == b"transfer-encoding":
+            length_unknown = True
+    return None if length_unknown else NO_BODY
 
 
 class BodySizeLimitMiddleware:
@@ -51,8 +63,12 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = _framing(scope)
+        if declared == NO_BODY:
+            # Most reads: no body can come, so none to count or hold.
+            await self.app(scope, receive, send)
+            return
         bytes_max = body_bytes_max(scope)
-        declared = _declared_length(scope)
         if declared is not None and declared > bytes_max:
             await _refuse(scope, send, bytes_max)
             return

