@@ -143,7 +143,7 @@ def move_time(connection: Connection, position: int) -> None:
 def database_copy(database_url: str) -> Iterator[str]:
     """A copy of the database (no other session may be connected to it)."""
     name = f"ledger_tamper_{uuid.uuid4().hex[:12]}"
-    source = conninfo_to_dict(database_url)["dbname"]
+    source = str(conninfo_to_dict(database_url)["dbname"])
     server = make_conninfo(database_url, dbname="postgres")
     with psycopg.connect(server, autocommit=True) as connection:
         databases.clone_database(connection, name, source)
