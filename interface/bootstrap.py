@@ -135,8 +135,13 @@ def build_writer(
     `ledger writer` process there instead (docs/architecture.md#the-write-path)."""
     if settings.writer_endpoint:
         from interface.writer_process.client import RemoteWriter
+        from interface.writer_process.curve import keys_of
 
-        return RemoteWriter(settings.writer_endpoint, writer_limits(settings))
+        return RemoteWriter(
+            settings.writer_endpoint,
+            writer_limits(settings),
+            curve=keys_of(settings.writer_curve_secret_key),
+        )
     return LedgerWriter(app, clock, writer_limits(settings), observer=metrics)
 
 

@@ -79,6 +79,36 @@ class Settings(BaseSettings):
         pattern=r"^(tcp|ipc)://\S+$",
         validation_alias="LEDGER_WRITER_ENDPOINT",
     )
+    # Every process of the deployment holds this CURVE secret key (Z85 text,
+    # `ledger writer --new-key`): the writer channel is then encrypted and
+    # the writer admits only holders of it. Required when the endpoint is a
+    # tcp address beyond loopback (interface/writer_process/curve.py).
+    writer_curve_secret_key: SecretStr | None = Field(
+        default=None, validation_alias="LEDGER_WRITER_CURVE_SECRET_KEY"
+    )
+
+    @model_validator(mode="after")
+    def _writer_channel_is_guarded(self) -> Settings:
+        if self.writer_endpoint is None and self.writer_curve_secret_key is None:
+            return self
+        # Imported here: only a deployment with a writer process needs ZeroMQ.
+        from interface.writer_process.curve import CurveKeys, needs_curve
+
+        if self.writer_curve_secret_key is not None:
+            try:
+                CurveKeys.from_secret(self.writer_curve_secret_key.get_secret_value())
+            except ValueError as error:
+                raise ValueError(
+                    f"LEDGER_WRITER_CURVE_SECRET_KEY: {error} (`ledger writer --new-key` makes one)"
+                ) from error
+        elif self.writer_endpoint is not None and needs_curve(self.writer_endpoint):
+            raise ValueError(
+                "LEDGER_WRITER_ENDPOINT is a tcp address other hosts may reach: set "
+                "LEDGER_WRITER_CURVE_SECRET_KEY in every process (`ledger writer --new-key` "
+                "makes one), or bind loopback or an ipc:// path"
+            )
+        return self
+
     # `ledger worker` serves its own /metrics (its background loops' series,
     # docs/operations.md#metrics) on LEDGER_HOST at this port; unset: none.
     worker_metrics_port: int | None = Field(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,12 +17,26 @@ if TYPE_CHECKING:
     from interface.writer_process.metrics import WriterProcessMetrics
 
 
-def writer() -> None:
+def writer(
+    new_key: Annotated[
+        bool,
+        typer.Option(
+            "--new-key",
+            help="Print a new CURVE secret key for LEDGER_WRITER_CURVE_SECRET_KEY and exit",
+        ),
+    ] = False,
+) -> None:
     """Run the writer alone at LEDGER_WRITER_ENDPOINT until SIGTERM or Ctrl-C.
 
     Waits for the writer lease first: one writer per database. With
     LEDGER_WRITER_METRICS_PORT, serves its /metrics from the start (a writer
     standing by shows its lease as waiting)."""
+    if new_key:
+        from interface.writer_process.curve import new_secret_key
+
+        # Every process of the deployment gets this same secret.
+        typer.echo(new_secret_key())
+        return
     from interface.observability.metrics_server import serve_metrics
     from interface.writer_process.metrics import WriterProcessMetrics
 
@@ -54,6 +68,7 @@ def _serve(
 ) -> None:
     from interface.adapters.persistence import database
     from interface.bootstrap import build_ledger, resolve_database_url
+    from interface.writer_process.curve import keys_of
     from interface.writer_process.lease import WriterLease
     from interface.writer_process.server import WriterServer
 
@@ -73,7 +88,12 @@ def _serve(
             threading.Thread(
                 target=lease.watch, args=(stop, lost), name="ledger-writer-lease", daemon=True
             ).start()
-            server = WriterServer(ledger.writer, endpoint, metrics=metrics)
+            server = WriterServer(
+                ledger.writer,
+                endpoint,
+                metrics=metrics,
+                curve=keys_of(settings.writer_curve_secret_key),
+            )
             metrics.track(
                 ledger.writer, ledger.writer_metrics.registry, lambda: server.answers_waiting
             )

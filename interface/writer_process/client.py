@@ -44,6 +44,7 @@ from application.writer import (
 )
 from domain.commands import Command
 from interface.writer_process import wire
+from interface.writer_process.curve import CurveKeys, connect_curve
 from interface.writer_process.wakeup import Wakeup, drain
 
 log = structlog.get_logger(__name__)
@@ -73,8 +74,10 @@ class RemoteWriter:
         endpoint: str,
         limits: WriterLimits,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._curve = curve
         self.limits = limits
         self.statistics = WriterStatistics()
         self._context = context or zmq.Context.instance()
@@ -171,6 +174,8 @@ class RemoteWriter:
 
     def _run(self, wake_receiver: zmq.Socket[bytes]) -> None:
         dealer = self._context.socket(zmq.DEALER)
+        if self._curve is not None:
+            connect_curve(dealer, self._curve)
         dealer.setsockopt(zmq.LINGER, 0)
         # Sends only to a connection that is up: with none, sending fails at
         # once instead of queueing for a writer that may never come back.

@@ -22,6 +22,7 @@ import zmq
 from application.ports.writer import Writer
 from application.writer import WriteReceipt
 from interface.writer_process import wire
+from interface.writer_process.curve import CurveKeys, serve_curve
 from interface.writer_process.metrics import WriterProcessMetrics
 from interface.writer_process.wakeup import Wakeup, drain
 
@@ -48,8 +49,10 @@ class WriterServer:
         endpoint: str,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         metrics: WriterProcessMetrics | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self._writer = writer
+        self._curve = curve
         self._metrics = metrics
         self._endpoint = endpoint
         self._context = context or zmq.Context.instance()
@@ -70,6 +73,9 @@ class WriterServer:
         what it has queued, and those answers go out before the socket closes."""
         router = self._context.socket(zmq.ROUTER)
         wake_receiver = self._wakeup.open()
+        authenticator = (
+            serve_curve(router, self._curve, self._context) if self._curve is not None else None
+        )
         try:
             router.setsockopt(zmq.LINGER, CLOSING_LINGER_MS)
             router.setsockopt(zmq.SNDHWM, SOCKET_HIGH_WATER_MARK)
@@ -85,6 +91,8 @@ class WriterServer:
             self._wakeup.close()
             wake_receiver.close()
             router.close()
+            if authenticator is not None:
+                authenticator.stop()
 
     def _loop(
         self, router: zmq.Socket[bytes], wake_receiver: zmq.Socket[bytes], stop: threading.Event

@@ -4,8 +4,8 @@ Every message is three ZeroMQ frames: a kind (one byte), a request id chosen
 by the client (echoed in the answer) and a body. Bodies are pickles of the
 application's own types (commands, `AggregateChanges`, `WriteReceipt`,
 exceptions): the two ends are processes of one deployment running the same
-code, and only they may reach the socket (loopback, an ipc path, a private
-network, or CURVE across machines: docs/configuration.md). Pickle keeps every
+code, and only they may reach the socket (loopback or an ipc path, or CURVE
+with the deployment's key beyond loopback: curve.py). Pickle keeps every
 command and aggregate type crossing without a schema of its own.
 """
 
